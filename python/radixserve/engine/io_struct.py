@@ -1,0 +1,98 @@
+"""The internal request and output types shared by every entry point (HTTP, offline Engine).
+
+Every OpenAI or native request becomes one or more GenerateRequest (one per prompt and per n);
+the TokenizerManager yields GenerateOutput updates for it, the same objects for streaming and
+non-streaming callers.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import msgspec
+
+from radixserve.engine.sampling_params import SamplingParams
+
+
+class GenerateRequest(msgspec.Struct, kw_only=True):
+    """One prompt to complete. Exactly one of `text` and `input_ids` is set."""
+
+    rid: str
+    text: Optional[str] = None
+    input_ids: Optional[list[int]] = None
+    sampling_params: SamplingParams = msgspec.field(default_factory=SamplingParams)
+    stream: bool = False
+    return_logprob: bool = False
+    logprob_start_len: int = -1  # -1: no input-token logprobs
+    top_logprobs_num: int = 0
+    return_text_in_logprobs: bool = False
+
+
+class FinishReason(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """SGLang's finish_reason: type is "stop", "length" or "abort"."""
+
+    type: str
+    matched: Optional[int | str] = None  # the stop token id or stop string that ended the output
+    length: Optional[int] = None  # for "length"
+    message: Optional[str] = None  # for "abort"
+
+    def to_json(self) -> dict[str, Any]:
+        return msgspec.to_builtins(self)  # type: ignore[no-any-return]
+
+
+class TokenLogprob(msgspec.Struct, array_like=True):
+    """(logprob, token_id, text or None), SGLang's tuple order."""
+
+    logprob: float
+    token_id: int
+    text: Optional[str] = None
+
+
+class GenerateOutput(msgspec.Struct, kw_only=True):
+    """The state of one request after an update; `text`/`output_ids` are cumulative.
+
+    `delta_text`/`delta_ids` hold what this update added (streaming uses them), so a streaming
+    and a non-streaming caller read the same object.
+    """
+
+    rid: str
+    text: str
+    output_ids: list[int]
+    delta_text: str
+    delta_ids: list[int]
+    finished: bool
+    finish_reason: Optional[FinishReason]
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    e2e_latency: float = 0.0
+    output_token_logprobs: Optional[list[TokenLogprob]] = None
+    output_top_logprobs: Optional[list[list[TokenLogprob]]] = None
+    input_token_logprobs: Optional[list[TokenLogprob]] = None
+    input_top_logprobs: Optional[list[list[TokenLogprob]]] = None
+
+    def meta_info(self) -> dict[str, Any]:
+        meta: dict[str, Any] = {
+            "id": self.rid,
+            "finish_reason": self.finish_reason.to_json() if self.finish_reason else None,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "cached_tokens": self.cached_tokens,
+            "e2e_latency": self.e2e_latency,
+        }
+        for name in ("output_token_logprobs", "output_top_logprobs",
+                     "input_token_logprobs", "input_top_logprobs"):
+            value = getattr(self, name)
+            if value is not None:
+                meta[name] = msgspec.to_builtins(value)
+        return meta
+
+
+class EngineError(Exception):
+    """A request could not be served; `status` is the HTTP status an entry point should use."""
+
+    def __init__(self, message: str, status: int = 400, param: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.param = param

@@ -1,0 +1,37 @@
+"""Linear layers. On the native backend the weight is packed once after loading and the product
+runs in radixserve._C (decode shapes are memory-bound: the packed layout streams the weight)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from radixserve.layers.backend import native_ops, use_native
+
+
+class Linear(nn.Module):
+    """y = x @ W^T + b with W: [out_features, in_features]."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = False) -> None:
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        self.weight = nn.Parameter(torch.empty(out_features, in_features), requires_grad=False)
+        self.bias: Optional[nn.Parameter] = (
+            nn.Parameter(torch.zeros(out_features), requires_grad=False) if bias else None
+        )
+        self.packed: Optional[torch.Tensor] = None
+
+    def post_load(self) -> None:
+        """Called once after the weights are loaded (and cast): packs W for the native kernel."""
+        self.packed = native_ops().pack_linear_weight(self.weight.data) if use_native() else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.packed is not None and use_native():
+            shape = x.shape
+            out = native_ops().linear(x.reshape(-1, shape[-1]).contiguous(), self.packed, self.bias)
+            return out.view(*shape[:-1], self.out_features)
+        return F.linear(x, self.weight, self.bias)
