@@ -1,0 +1,70 @@
+"""Cache and request control: /flush_cache, /abort_request, /update_weights_from_disk."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Optional
+
+import msgspec
+from litestar import Request, Response, post
+
+from radixserve.engine.io_struct import EngineError
+from radixserve.entrypoints.openai.serving_base import encode
+from radixserve.entrypoints.state import decode, get_state, json_response
+
+
+class AbortReq(msgspec.Struct, kw_only=True):
+    rid: str = ""
+    abort_all: bool = False
+
+
+class UpdateWeightsReq(msgspec.Struct, kw_only=True):
+    model_path: str
+    load_format: Optional[str] = None
+
+
+@post("/flush_cache", status_code=200)
+async def flush_cache(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """SGLang answers in plain text; flushing fails while requests are running."""
+    ok = await get_state(request).tm.flush_cache()
+    if ok:
+        return Response(content=b"Cache flushed.\n", media_type="text/plain")
+    return Response(content=b"Cache not flushed: requests are running; retry when idle.\n",
+                    status_code=400, media_type="text/plain")  # fmt: skip
+
+
+@post("/abort_request", status_code=200)
+async def abort_request(request: Request[Any, Any, Any]) -> Response[bytes]:
+    req = decode(await request.body(), AbortReq)
+    tm = get_state(request).tm
+    if req.abort_all:
+        if not hasattr(tm, "abort_all"):
+            raise EngineError("abort_all is not supported by this engine.", 400, "abort_all")
+        tm.abort_all()
+    elif not req.rid:
+        raise EngineError("rid must be given (or abort_all true).", 400, "rid")
+    else:
+        tm.abort(req.rid)
+    return json_response(encode({"success": True}))
+
+
+@post("/update_weights_from_disk", status_code=200)
+async def update_weights_from_disk(request: Request[Any, Any, Any]) -> Response[bytes]:
+    req = decode(await request.body(), UpdateWeightsReq)
+    tm = get_state(request).tm
+    update = getattr(tm, "update_weights_from_disk", None)
+    if update is None:
+        body = {"success": False, "message": "Updating weights is not supported by this engine."}
+        return json_response(encode(body), 400)
+    result = update(req.model_path, req.load_format)
+    if asyncio.iscoroutine(result):
+        result = await result
+    success, message = result if isinstance(result, tuple) else (bool(result), "")
+    body = {
+        "success": bool(success),
+        "message": message or ("Succeeded to update model weights." if success else ""),
+    }
+    return json_response(encode(body), 200 if success else 400)
+
+
+HANDLERS = [flush_cache, abort_request, update_weights_from_disk]

@@ -1,0 +1,162 @@
+"""POST /v1/chat/completions: messages -> chat template -> token ids -> choices (JSON or SSE)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any, Optional
+
+from radixserve.engine.io_struct import EngineError, GenerateOutput
+from radixserve.entrypoints.openai.protocol import (
+    ChatCompletionChoice,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    ChatResponseMessage,
+    ChatStreamChoice,
+    ChoiceLogprobs,
+    DeltaMessage,
+    TokenLogprobInfo,
+    TopLogprob,
+)
+from radixserve.entrypoints.openai.serving_base import (
+    MAX_TOP_LOGPROBS,
+    ServingBase,
+    encode,
+    error_body,
+    finish_reason,
+    new_id,
+    sse,
+    sse_done,
+)
+
+
+class ServingChat(ServingBase):
+    def messages(self, req: ChatCompletionRequest) -> list[dict[str, Any]]:
+        """Plain {"role", "content"} dicts for the chat template (text parts joined)."""
+        if not req.messages:
+            raise EngineError("messages must not be empty.", 400, "messages")
+        out: list[dict[str, Any]] = []
+        for k, m in enumerate(req.messages):
+            if m.role not in ("system", "user", "assistant", "developer", "tool"):
+                raise EngineError(f"messages[{k}].role {m.role!r} is not one of system, user, "
+                                  "assistant, developer, tool.", 400, "messages")  # fmt: skip
+            content = m.content
+            if isinstance(content, list):
+                texts = []
+                for part in content:
+                    if part.type != "text" or part.text is None:
+                        raise EngineError(f"messages[{k}]: content parts of type {part.type!r} "
+                                          "are not supported by this text-only model.", 400,
+                                          "messages")  # fmt: skip
+                    texts.append(part.text)
+                content = "\n".join(texts)
+            role = "system" if m.role == "developer" else m.role
+            msg: dict[str, Any] = {"role": role, "content": content or ""}
+            if m.name is not None:
+                msg["name"] = m.name
+            out.append(msg)
+        return out
+
+    def build(self, req: ChatCompletionRequest) -> list[Any]:
+        if req.tools and req.tool_choice != "none":
+            raise EngineError("Tool calling is not supported by this server.", 400, "tools")
+        if req.top_logprobs is not None:
+            if not req.logprobs:
+                raise EngineError("top_logprobs requires logprobs to be true.", 400,
+                                  "top_logprobs")  # fmt: skip
+            if not 0 <= req.top_logprobs <= MAX_TOP_LOGPROBS:
+                raise EngineError(f"top_logprobs must be in [0, {MAX_TOP_LOGPROBS}].", 400,
+                                  "top_logprobs")  # fmt: skip
+        if req.continue_final_message and req.messages and req.messages[-1].role != "assistant":
+            raise EngineError("continue_final_message needs a final assistant message.", 400,
+                              "continue_final_message")  # fmt: skip
+        messages = self.messages(req)
+        try:
+            ids = self.tm.apply_chat_template(
+                messages,
+                add_generation_prompt=not req.continue_final_message,
+                continue_final_message=req.continue_final_message,
+                **(req.chat_template_kwargs or {}),
+            )
+        except EngineError:
+            raise
+        except Exception as e:  # a template that rejects this conversation
+            raise EngineError(f"Cannot apply the chat template: {e}", 400, "messages") from None
+        ids = list(ids)
+        self.check_prompt_len(ids)
+        params = self.sampling_params(req, req.max_completion_tokens or req.max_tokens)
+        return self.expand(
+            [(None, ids)], params, req.n, req.rid, req.stream,
+            logprobs=req.logprobs, top_logprobs=req.top_logprobs or 0,
+        )  # fmt: skip
+
+    async def create(self, req: ChatCompletionRequest) -> bytes | AsyncIterator[bytes]:
+        reqs = self.build(req)
+        if req.stream:
+            updates = await self.primed(self.stream_all(reqs))
+            return self._stream(req, updates, len(reqs))
+        finals = await self.collect(reqs)
+        choices = []
+        for i, out in enumerate(finals):
+            reason, matched = finish_reason(out)
+            choices.append(ChatCompletionChoice(
+                index=i, message=ChatResponseMessage(content=out.text),
+                logprobs=self._logprobs(out, 0) if req.logprobs else None,
+                finish_reason=reason, matched_stop=matched,
+            ))  # fmt: skip
+        resp = ChatCompletionResponse(
+            id=new_id("chatcmpl-"), model=self.model_name, choices=choices,
+            usage=self.usage(finals, req.n),
+        )  # fmt: skip
+        return encode(resp)
+
+    async def _stream(
+        self, req: ChatCompletionRequest, updates: AsyncIterator[tuple[int, GenerateOutput]],
+        num_choices: int,
+    ) -> AsyncIterator[bytes]:  # fmt: skip
+        rid, created, model = new_id("chatcmpl-"), int(time.time()), self.model_name
+        finals: list[Optional[GenerateOutput]] = [None] * num_choices
+        sent_lp = [0] * num_choices
+        try:
+            for i in range(num_choices):
+                role = ChatStreamChoice(index=i, delta=DeltaMessage(role="assistant", content=""))
+                yield sse(ChatCompletionChunk(id=rid, created=created, model=model,
+                                              choices=[role]))  # fmt: skip
+            async for i, out in updates:
+                finals[i] = out
+                reason, matched = finish_reason(out) if out.finished else (None, None)
+                if not out.delta_text and reason is None:
+                    continue
+                logprobs = None
+                if req.logprobs:
+                    logprobs = self._logprobs(out, sent_lp[i])
+                    sent_lp[i] = len(out.output_token_logprobs or ())
+                choice = ChatStreamChoice(
+                    index=i, delta=DeltaMessage(content=out.delta_text or None),
+                    logprobs=logprobs, finish_reason=reason, matched_stop=matched,
+                )  # fmt: skip
+                yield sse(ChatCompletionChunk(id=rid, created=created, model=model,
+                                              choices=[choice]))  # fmt: skip
+            if req.stream_options is not None and req.stream_options.include_usage:
+                done = [f for f in finals if f is not None]
+                yield sse(ChatCompletionChunk(id=rid, created=created, model=model, choices=[],
+                                              usage=self.usage(done, req.n)))  # fmt: skip
+        except EngineError as e:
+            yield sse(error_body(e.message, e.status, e.param))
+        yield sse_done()
+
+    def _logprobs(self, out: GenerateOutput, start: int) -> ChoiceLogprobs:
+        tokens = (out.output_token_logprobs or [])[start:]
+        tops = (out.output_top_logprobs or [])[start:]
+        content = []
+        for k, lp in enumerate(tokens):
+            text = self.token_text(lp)
+            top = [
+                TopLogprob(token=(t := self.token_text(x)), logprob=x.logprob,
+                           bytes=list(t.encode()))
+                for x in (tops[k] if k < len(tops) and tops[k] else [])
+            ]  # fmt: skip
+            content.append(TokenLogprobInfo(token=text, logprob=lp.logprob,
+                                            bytes=list(text.encode()), top_logprobs=top))  # fmt: skip
+        return ChoiceLogprobs(content=content)

@@ -1,0 +1,160 @@
+"""POST /v1/completions: prompt(s) as text or token ids -> choices (JSON or SSE)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Optional
+
+from radixserve.engine.io_struct import EngineError, GenerateOutput, TokenLogprob
+from radixserve.entrypoints.openai.protocol import (
+    CompletionChoice,
+    CompletionLogprobs,
+    CompletionRequest,
+    CompletionResponse,
+)
+from radixserve.entrypoints.openai.serving_base import (
+    MAX_TOP_LOGPROBS,
+    ServingBase,
+    encode,
+    error_body,
+    finish_reason,
+    new_id,
+    sse,
+    sse_done,
+)
+
+Prompt = tuple[Optional[str], Optional[list[int]]]
+
+
+def _is_ids(x: Any) -> bool:
+    return isinstance(x, list) and bool(x) and all(type(t) is int for t in x)
+
+
+class ServingCompletions(ServingBase):
+    def prompts(self, raw: str | list[Any]) -> list[Prompt]:
+        """str | list[str] | list[int] | list[list[int]] -> (text, ids) pairs."""
+        bad = EngineError("prompt must be a string, a list of strings, a list of token ids or "
+                          "a list of token-id lists, and not empty.", 400, "prompt")  # fmt: skip
+        if isinstance(raw, str):
+            return [(raw, None)]
+        if not raw:
+            raise bad
+        if all(isinstance(p, str) for p in raw):
+            return [(p, None) for p in raw]
+        if _is_ids(raw):
+            self.check_prompt_len(raw)
+            return [(None, list(raw))]
+        if all(_is_ids(p) for p in raw):
+            for p in raw:
+                self.check_prompt_len(p)
+            return [(None, list(p)) for p in raw]
+        raise bad
+
+    def build(self, req: CompletionRequest) -> tuple[list[Any], list[str]]:
+        if req.suffix:
+            raise EngineError("suffix is not supported: this model has no fill-in-the-middle "
+                              "mode.", 400, "suffix")  # fmt: skip
+        if req.best_of is not None and req.best_of != req.n:
+            raise EngineError("best_of other than n is not supported.", 400, "best_of")
+        if req.logprobs is not None and not 0 <= req.logprobs <= MAX_TOP_LOGPROBS:
+            raise EngineError(f"logprobs must be in [0, {MAX_TOP_LOGPROBS}], got {req.logprobs}.",
+                              400, "logprobs")  # fmt: skip
+        prompts = self.prompts(req.prompt)
+        params = self.sampling_params(req, req.max_tokens)
+        want_lp = req.logprobs is not None
+        reqs = self.expand(
+            prompts, params, req.n, req.rid, req.stream, logprobs=want_lp,
+            top_logprobs=req.logprobs or 0,
+            logprob_start_len=0 if (want_lp and req.echo) else -1,
+        )  # fmt: skip
+        echoes: list[str] = []
+        if req.echo:
+            for text, ids in prompts:
+                echo = text if text is not None else str(self.tm.tokenizer.decode(ids))
+                echoes.extend([echo] * req.n)
+        return reqs, echoes
+
+    async def create(self, req: CompletionRequest) -> bytes | AsyncIterator[bytes]:
+        reqs, echoes = self.build(req)
+        if req.stream:
+            updates = await self.primed(self.stream_all(reqs))
+            return self._stream(req, updates, len(reqs), echoes)
+        finals = await self.collect(reqs)
+        choices = []
+        for i, out in enumerate(finals):
+            reason, matched = finish_reason(out)
+            text = (echoes[i] if echoes else "") + out.text
+            logprobs = None
+            if req.logprobs is not None:
+                logprobs = self._logprobs(out, 0, req.echo)
+            choices.append(CompletionChoice(index=i, text=text, logprobs=logprobs,
+                                            finish_reason=reason, matched_stop=matched))  # fmt: skip
+        resp = CompletionResponse(id=new_id("cmpl-"), model=self.model_name, choices=choices,
+                                  usage=self.usage(finals, req.n))  # fmt: skip
+        return encode(resp)
+
+    async def _stream(
+        self, req: CompletionRequest, updates: AsyncIterator[tuple[int, GenerateOutput]],
+        num_choices: int, echoes: list[str],
+    ) -> AsyncIterator[bytes]:  # fmt: skip
+        rid, created, model = new_id("cmpl-"), int(time.time()), self.model_name
+        finals: list[Optional[GenerateOutput]] = [None] * num_choices
+        sent_lp = [0] * num_choices
+        echoed = [not echoes] * num_choices
+
+        def chunk(choice: CompletionChoice) -> bytes:
+            return sse(CompletionResponse(id=rid, created=created, model=model, choices=[choice]))
+
+        try:
+            async for i, out in updates:
+                finals[i] = out
+                reason, matched = finish_reason(out) if out.finished else (None, None)
+                text = out.delta_text
+                echo_lp = False
+                if not echoed[i]:
+                    text, echoed[i], echo_lp = echoes[i] + text, True, True
+                if not text and reason is None:
+                    continue
+                logprobs = None
+                if req.logprobs is not None:
+                    logprobs = self._logprobs(out, sent_lp[i], echo_lp and req.echo)
+                    sent_lp[i] = len(out.output_token_logprobs or ())
+                yield chunk(CompletionChoice(index=i, text=text, logprobs=logprobs,
+                                             finish_reason=reason, matched_stop=matched))  # fmt: skip
+            if req.stream_options is not None and req.stream_options.include_usage:
+                done = [f for f in finals if f is not None]
+                yield sse(CompletionResponse(id=rid, created=created, model=model, choices=[],
+                                             usage=self.usage(done, req.n)))  # fmt: skip
+        except EngineError as e:
+            yield sse(error_body(e.message, e.status, e.param))
+        yield sse_done()
+
+    def _logprobs(self, out: GenerateOutput, start: int, with_input: bool) -> CompletionLogprobs:
+        result = CompletionLogprobs()
+        offset = 0
+        if with_input and out.input_token_logprobs:
+            tops = out.input_top_logprobs or []
+            offset = self._append(result, out.input_token_logprobs, tops, offset, first_none=True)
+        tokens = (out.output_token_logprobs or [])[start:]
+        tops = (out.output_top_logprobs or [])[start:]
+        self._append(result, tokens, tops, offset, first_none=False)
+        return result
+
+    def _append(
+        self, result: CompletionLogprobs, tokens: Sequence[TokenLogprob],
+        tops: Sequence[Optional[list[TokenLogprob]]], offset: int, first_none: bool,
+    ) -> int:  # fmt: skip
+        for k, lp in enumerate(tokens):
+            text = self.token_text(lp)
+            result.tokens.append(text)
+            # The first prompt token has no logprob (nothing precedes it).
+            none = first_none and k == 0
+            result.token_logprobs.append(None if none else lp.logprob)
+            top = tops[k] if k < len(tops) else None
+            result.top_logprobs.append(
+                None if none or top is None else {self.token_text(x): x.logprob for x in top}
+            )
+            result.text_offset.append(offset)
+            offset += len(text)
+        return offset

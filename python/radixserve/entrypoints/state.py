@@ -1,0 +1,68 @@
+"""What every route handler needs: the server's objects, request decoding, response helpers."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Optional, TypeVar
+
+import msgspec
+from litestar import Request, Response
+from litestar.response import Stream
+
+from radixserve.engine.io_struct import EngineError
+from radixserve.entrypoints.native.generate import ServingGenerate
+from radixserve.entrypoints.openai.serving_chat import ServingChat
+from radixserve.entrypoints.openai.serving_completions import ServingCompletions
+from radixserve.entrypoints.openai.serving_models import ServingModels
+from radixserve.entrypoints.openai.serving_tokenize import ServingTokenize
+from radixserve.metrics import ServerMetrics
+
+T = TypeVar("T")
+JSON = "application/json"
+_AT = re.compile(r" - at `\$\.?([^`]*)`$")
+
+
+@dataclass
+class ServerState:
+    tm: Any  # TokenizerManager
+    server_args: Any  # ServerArgs
+    model_name: str
+    metrics: Optional[ServerMetrics]
+    chat: ServingChat
+    completions: ServingCompletions
+    generate: ServingGenerate
+    models: ServingModels
+    tokenize: ServingTokenize
+
+
+def get_state(request: Request[Any, Any, Any]) -> ServerState:
+    return request.app.state.server  # type: ignore[no-any-return]
+
+
+def decode(body: bytes, kind: type[T]) -> T:
+    """JSON body -> Struct; malformed JSON or a wrong type is a 400 naming the field."""
+    if not body.strip():
+        raise EngineError("The request body is empty; a JSON object is expected.", 400)
+    try:
+        return msgspec.json.decode(body, type=kind)
+    except msgspec.ValidationError as e:
+        message = str(e)
+        m = _AT.search(message)
+        raise EngineError(f"Invalid request: {message}", 400, m.group(1) if m else None) from None
+    except msgspec.DecodeError as e:
+        raise EngineError(f"Invalid JSON body: {e}", 400) from None
+
+
+def json_response(body: bytes, status: int = 200) -> Response[bytes]:
+    return Response(content=body, status_code=status, media_type=JSON)
+
+
+def sse_response(chunks: AsyncIterator[bytes]) -> Stream:
+    return Stream(content=chunks, media_type="text/event-stream",
+                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})  # fmt: skip
+
+
+def respond(result: bytes | AsyncIterator[bytes]) -> Response[Any]:
+    return json_response(result) if isinstance(result, bytes) else sse_response(result)

@@ -1,0 +1,126 @@
+"""Prometheus collectors of the HTTP server (a registry of our own, not the global one).
+
+Names follow SGLang's (`sglang:prompt_tokens_total`, ...) with the `radixserve:` prefix.
+Per-request figures (tokens, TTFT, inter-token latency, e2e latency) are observed by the
+serving layer as outputs stream by; load figures (running/waiting requests, KV usage, prefix
+cache hit rate) are gauges refreshed from `TokenizerManager.get_load()` at scrape time.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+PREFIX = "radixserve:"
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+_LATENCY_BUCKETS = (
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0,
+    7.5, 10.0, 20.0, 40.0, 80.0, 160.0,
+)  # fmt: skip
+_ITL_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3,
+    0.5, 0.75, 1.0, 2.0, 5.0,
+)  # fmt: skip
+
+
+class ServerMetrics:
+    def __init__(self, model_name: str) -> None:
+        self.model_name = model_name
+        self.registry = CollectorRegistry(auto_describe=True)
+        r, labels = self.registry, ["model_name"]
+        self.requests = Counter(
+            PREFIX + "num_http_requests", "HTTP requests by route and status",
+            ["route", "status"], registry=r,
+        )  # fmt: skip
+        self.prompt_tokens = Counter(
+            PREFIX + "prompt_tokens", "Prompt tokens processed", labels, registry=r
+        )
+        self.generation_tokens = Counter(
+            PREFIX + "generation_tokens", "Tokens generated", labels, registry=r
+        )
+        self.cached_tokens = Counter(
+            PREFIX + "cached_tokens", "Prompt tokens served from the prefix cache", labels,
+            registry=r,
+        )  # fmt: skip
+        self.finished = Counter(
+            PREFIX + "num_requests", "Generation requests finished, by finish reason",
+            ["model_name", "finish_reason"], registry=r,
+        )  # fmt: skip
+        self.ttft = Histogram(
+            PREFIX + "time_to_first_token_seconds", "Time to first token", labels,
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.itl = Histogram(
+            PREFIX + "inter_token_latency_seconds", "Time between output tokens", labels,
+            buckets=_ITL_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.e2e = Histogram(
+            PREFIX + "e2e_request_latency_seconds", "End-to-end request latency", labels,
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.running = Gauge(PREFIX + "num_running_reqs", "Running requests", labels, registry=r)
+        self.waiting = Gauge(PREFIX + "num_queue_reqs", "Waiting requests", labels, registry=r)
+        self.token_usage = Gauge(
+            PREFIX + "token_usage", "Share of the KV pool in use (0..1)", labels, registry=r
+        )
+        self.used_tokens = Gauge(PREFIX + "num_used_tokens", "KV slots in use", labels, registry=r)
+        self.cache_hit_rate = Gauge(
+            PREFIX + "cache_hit_rate", "Prefix cache hit rate (cached / prompt tokens)", labels,
+            registry=r,
+        )  # fmt: skip
+
+    def count_request(self, route: str, status: int) -> None:
+        self.requests.labels(route, str(status)).inc()
+
+    def refresh_load(self, load: dict[str, Any]) -> None:
+        m = self.model_name
+        self.running.labels(m).set(load.get("num_running_reqs", 0))
+        self.waiting.labels(m).set(load.get("num_waiting_reqs", 0))
+        self.token_usage.labels(m).set(load.get("token_usage", 0.0))
+        self.used_tokens.labels(m).set(load.get("num_used_tokens", 0))
+        self.cache_hit_rate.labels(m).set(load.get("cache_hit_rate", 0.0))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def tracker(self) -> RequestTracker:
+        return RequestTracker(self)
+
+
+class RequestTracker:
+    """Observes one generation request: call `update()` per output, `finish()` at the end."""
+
+    __slots__ = ("_m", "_start", "_last", "_tokens")
+
+    def __init__(self, metrics: ServerMetrics) -> None:
+        self._m = metrics
+        self._start = self._last = time.perf_counter()
+        self._tokens = 0
+
+    def update(self, completion_tokens: int) -> None:
+        new = completion_tokens - self._tokens
+        if new <= 0:
+            return
+        now = time.perf_counter()
+        name = self._m.model_name
+        if self._tokens == 0:
+            self._m.ttft.labels(name).observe(now - self._start)
+        else:
+            # One update may carry several tokens (stream_interval): spread the gap over them.
+            gap = (now - self._last) / new
+            itl = self._m.itl.labels(name)
+            for _ in range(new):
+                itl.observe(gap)
+        self._last = now
+        self._tokens = completion_tokens
+
+    def finish(self, prompt_tokens: int, cached_tokens: int, reason: str) -> None:
+        m, name = self._m, self._m.model_name
+        m.prompt_tokens.labels(name).inc(prompt_tokens)
+        m.cached_tokens.labels(name).inc(cached_tokens)
+        m.generation_tokens.labels(name).inc(self._tokens)
+        m.e2e.labels(name).observe(time.perf_counter() - self._start)
+        m.finished.labels(name, reason).inc()

@@ -1,0 +1,129 @@
+"""A scripted stand-in for TokenizerManager, for app-level tests that need no model.
+
+It speaks the TokenizerManager interface (generate/abort/get_load/...) with a character
+tokenizer and a fixed output alphabet, so the HTTP layer's conversion, streaming, errors and
+abort handling can be checked exactly. The real engine is tested through tests with a server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from radixserve.engine.io_struct import (
+    EngineError,
+    FinishReason,
+    GenerateOutput,
+    GenerateRequest,
+    TokenLogprob,
+)
+
+ALPHABET = "abcdefghij"
+BOS = 1
+
+
+class CharTokenizer:
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        return ([BOS] if add_special_tokens else []) + [ord(c) % 256 for c in text]
+
+    def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
+        return "".join(chr(i) for i in ids if not (skip_special_tokens and i == BOS))
+
+
+class FakeConfig:
+    vocab_size = 256
+    context_len = 64
+    generation_config = {"temperature": 0.7}
+
+
+class FakeTokenizerManager:
+    def __init__(self, delay: float = 0.0) -> None:
+        self.tokenizer = CharTokenizer()
+        self.model_config = FakeConfig()
+        self.delay = delay
+        self.requests: list[GenerateRequest] = []
+        self.running: set[str] = set()
+        self.aborted: list[str] = []
+        self.started = False
+        self.stopped = False
+
+    async def start(self) -> None:
+        self.started = True
+
+    def shutdown(self) -> None:
+        self.stopped = True
+
+    def apply_chat_template(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True,
+                            continue_final_message: bool = False, **kwargs: Any) -> list[int]:  # fmt: skip
+        text = "".join(f"{m['role']}:{m['content']}\n" for m in messages)
+        if add_generation_prompt:
+            text += "assistant:"
+        return self.tokenizer.encode(text)
+
+    def abort(self, rid: str) -> None:
+        self.aborted.append(rid)
+        self.running.discard(rid)
+
+    async def flush_cache(self) -> bool:
+        return not self.running
+
+    async def get_load(self) -> dict[str, Any]:
+        return {"num_running_reqs": len(self.running), "num_waiting_reqs": 0,
+                "num_used_tokens": 0, "token_usage": 0.0, "cache_hit_rate": 0.25}  # fmt: skip
+
+    def model_info(self) -> dict[str, Any]:
+        return {"model_path": "fake/model", "is_generation": True, "tokenizer_path": "fake/model",
+                "preferred_sampling_params": None, "weight_version": "default",
+                "has_image_understanding": False, "has_audio_understanding": False,
+                "model_type": "llama", "architectures": ["LlamaForCausalLM"], "extra": 1}  # fmt: skip
+
+    def server_info(self) -> dict[str, Any]:
+        return {"max_total_num_tokens": 1000}
+
+    async def generate(self, req: GenerateRequest) -> AsyncIterator[GenerateOutput]:
+        self.requests.append(req)
+        ids = req.input_ids if req.input_ids is not None else self.tokenizer.encode(req.text or "")
+        if len(ids) >= self.model_config.context_len:
+            raise EngineError("prompt too long", 400)
+        sp = req.sampling_params
+        limit = sp.max_new_tokens if sp.max_new_tokens is not None else 20
+        self.running.add(req.rid)
+        out_ids: list[int] = []
+        lps: list[TokenLogprob] = []
+        tops: list[list[TokenLogprob]] = []
+        text = ""
+        try:
+            for k in range(limit):
+                await asyncio.sleep(self.delay)
+                if req.rid not in self.running:
+                    return
+                tok = ord(ALPHABET[k % len(ALPHABET)])
+                out_ids.append(tok)
+                lps.append(TokenLogprob(-0.5, tok, chr(tok)))
+                tops.append([TokenLogprob(-0.5, tok, chr(tok)), TokenLogprob(-1.5, tok + 1, chr(tok + 1))][: req.top_logprobs_num])  # fmt: skip
+                new_text = text + chr(tok)
+                reason = None
+                for s in sp.stop_strings():
+                    if s in new_text:
+                        new_text = new_text[: new_text.index(s)]
+                        reason = FinishReason(type="stop", matched=s)
+                if reason is None and k + 1 == limit:
+                    reason = FinishReason(type="length", length=limit)
+                delta, text = new_text[len(text) :], new_text
+                yield GenerateOutput(
+                    rid=req.rid, text=text, output_ids=list(out_ids), delta_text=delta,
+                    delta_ids=[tok], finished=reason is not None, finish_reason=reason,
+                    prompt_tokens=len(ids), completion_tokens=len(out_ids), cached_tokens=2,
+                    e2e_latency=0.01,
+                    output_token_logprobs=list(lps) if req.return_logprob else None,
+                    output_top_logprobs=[list(t) for t in tops] if req.return_logprob else None,
+                    input_token_logprobs=(
+                        [TokenLogprob(-1.0, t, chr(t)) for t in ids]
+                        if req.return_logprob and req.logprob_start_len == 0 else None
+                    ),
+                )  # fmt: skip
+                if reason is not None:
+                    return
+        finally:
+            self.running.discard(req.rid)
