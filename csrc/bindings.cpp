@@ -3,6 +3,8 @@
 #include <torch/extension.h>
 
 // ---- includes: cache structures ----
+#include "cache/kv_allocator.h"
+#include "cache/radix_tree.h"
 // ---- includes: cpu kernels ----
 // ---- includes: cuda kernels ----
 
@@ -12,6 +14,142 @@ PYBIND11_MODULE(_C, m) {
   m.doc() = "radixserve native core: radix tree, KV allocator and CPU/CUDA kernels";
 
   // ---- section: cache structures (radix tree, KV allocator) ----
+  {
+    using radixserve::KVAllocator;
+    using radixserve::RadixNodeRef;
+    using radixserve::RadixTree;
+    // Integers from a list/tuple/sequence or a 1-D CPU int32/int64 tensor, with one C loop.
+    auto read_ints = [](py::handle obj, const char* what) -> std::vector<int64_t> {
+      std::vector<int64_t> out;
+      if (THPVariable_Check(obj.ptr())) {
+        const at::Tensor& t = THPVariable_Unpack(obj.ptr());
+        if (t.device().type() != at::kCPU || t.dim() != 1 ||
+            (t.scalar_type() != at::kLong && t.scalar_type() != at::kInt)) {
+          throw py::value_error(std::string(what) + " must be a 1-D CPU int32/int64 tensor, got " +
+                                t.toString() + " of shape " + c10::str(t.sizes()));
+        }
+        const at::Tensor c = t.contiguous().to(at::kLong);
+        out.assign(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
+        return out;
+      }
+      if (!PySequence_Check(obj.ptr()) || PyUnicode_Check(obj.ptr()) || PyBytes_Check(obj.ptr())) {
+        throw py::value_error(std::string(what) + " must be a sequence of ints or a 1-D tensor");
+      }
+      py::object seq = py::reinterpret_steal<py::object>(PySequence_Fast(obj.ptr(), what));
+      if (!seq) throw py::error_already_set();
+      const Py_ssize_t n = PySequence_Fast_GET_SIZE(seq.ptr());
+      PyObject** items = PySequence_Fast_ITEMS(seq.ptr());
+      out.resize(static_cast<size_t>(n));
+      for (Py_ssize_t i = 0; i < n; ++i) {
+        const long long v = PyLong_AsLongLong(items[i]);
+        if (v == -1 && PyErr_Occurred()) {
+          PyErr_Clear();
+          throw py::value_error(std::string(what) + "[" + std::to_string(i) +
+                                "] is not an integer in the int64 range");
+        }
+        out[static_cast<size_t>(i)] = v;
+      }
+      return out;
+    };
+    auto read_tokens = [read_ints](py::handle obj) -> std::vector<int32_t> {
+      const std::vector<int64_t> v = read_ints(obj, "tokens");
+      std::vector<int32_t> out(v.size());
+      for (size_t i = 0; i < v.size(); ++i) {
+        if (v[i] < INT32_MIN || v[i] > INT32_MAX) {
+          throw py::value_error("tokens[" + std::to_string(i) + "] = " + std::to_string(v[i]) +
+                                " does not fit in int32");
+        }
+        out[i] = static_cast<int32_t>(v[i]);
+      }
+      return out;
+    };
+    auto to_tensor = [](const std::vector<int64_t>& v) -> at::Tensor {
+      at::Tensor t = at::empty({static_cast<int64_t>(v.size())}, at::kLong);
+      if (!v.empty()) std::memcpy(t.data_ptr<int64_t>(), v.data(), v.size() * sizeof(int64_t));
+      return t;
+    };
+
+    py::class_<RadixNodeRef>(m, "RadixNodeHandle", "Opaque handle to a radix tree node.")
+        .def_readonly("id", &RadixNodeRef::id)
+        .def_readonly("generation", &RadixNodeRef::generation)
+        .def(
+            "__eq__",
+            [](const RadixNodeRef& a, const RadixNodeRef& b) {
+              return a.id == b.id && (a.id == 0 || a.generation == b.generation);
+            },
+            py::is_operator())
+        .def("__hash__", [](const RadixNodeRef& a) { return py::hash(py::int_(a.id)); })
+        .def("__repr__", [](const RadixNodeRef& a) {
+          return "RadixNodeHandle(id=" + std::to_string(a.id) +
+                 ", generation=" + std::to_string(a.generation) + ")";
+        });
+
+    py::class_<KVAllocator>(m, "KVAllocator",
+                            "KV slot allocator: `size` usable slots in pages; page 0 reserved.")
+        .def(py::init<int64_t, int64_t>(), py::arg("size"), py::arg("page_size") = 1)
+        .def(
+            "alloc",
+            [to_tensor](KVAllocator& a, int64_t n) -> py::object {
+              std::vector<int64_t> out;
+              if (!a.alloc(n, out)) return py::none();
+              return py::cast(to_tensor(out));
+            },
+            py::arg("n"), "int64 slots of ceil(n/page_size) pages, or None if too few are free")
+        .def(
+            "free",
+            [read_ints](KVAllocator& a, py::handle slots) {
+              const std::vector<int64_t> v = read_ints(slots, "slots");
+              a.free(v.data(), static_cast<int64_t>(v.size()));
+            },
+            py::arg("slots"))
+        .def("available", &KVAllocator::available)
+        .def("reset", &KVAllocator::reset)
+        .def("free_slots", [to_tensor](const KVAllocator& a) { return to_tensor(a.free_slots()); })
+        .def_property_readonly("size", &KVAllocator::size)
+        .def_property_readonly("page_size", &KVAllocator::page_size)
+        .def_property_readonly("num_slots", &KVAllocator::num_slots);
+
+    py::class_<RadixTree>(m, "RadixTree", "Radix tree: token ids -> KV slots, LRU eviction.")
+        .def(py::init<int64_t>(), py::arg("page_size") = 1)
+        .def(
+            "match_prefix",
+            [read_tokens, to_tensor](RadixTree& t, py::handle tokens) {
+              const std::vector<int32_t> tok = read_tokens(tokens);
+              RadixTree::MatchResult r = t.match_prefix(tok.data(), static_cast<int64_t>(tok.size()));
+              return py::make_tuple(to_tensor(r.slots), r.node);
+            },
+            py::arg("tokens"), "(slots of the longest cached whole-page prefix, node handle)")
+        .def(
+            "insert",
+            [read_ints, read_tokens](RadixTree& t, py::handle tokens, py::handle slots) {
+              const std::vector<int32_t> tok = read_tokens(tokens);
+              const std::vector<int64_t> sl = read_ints(slots, "slots");
+              if (tok.size() != sl.size()) {
+                throw py::value_error("RadixTree.insert: " + std::to_string(tok.size()) +
+                                      " tokens but " + std::to_string(sl.size()) + " slots");
+              }
+              RadixTree::InsertResult r =
+                  t.insert(tok.data(), sl.data(), static_cast<int64_t>(tok.size()));
+              return py::make_tuple(r.cached_len, r.node);
+            },
+            py::arg("tokens"), py::arg("slots"), "(cached_len, node handle of the last token)")
+        .def("lock", &RadixTree::lock, py::arg("node"))
+        .def("unlock", &RadixTree::unlock, py::arg("node"))
+        .def(
+            "evict",
+            [to_tensor](RadixTree& t, int64_t n) { return to_tensor(t.evict(n)); },
+            py::arg("num_tokens"), "evicted slots (at least num_tokens if that many are evictable)")
+        .def("reset", [to_tensor](RadixTree& t) { return to_tensor(t.reset()); },
+             "drop every node; returns all their slots")
+        .def("all_slots", [to_tensor](const RadixTree& t) { return to_tensor(t.all_slots()); })
+        .def("lock_ref", &RadixTree::lock_ref, py::arg("node"))
+        .def_property_readonly("root", &RadixTree::root)
+        .def_property_readonly("page_size", &RadixTree::page_size)
+        .def("total_size", &RadixTree::total_size)
+        .def("evictable_size", &RadixTree::evictable_size)
+        .def("protected_size", &RadixTree::protected_size)
+        .def("num_nodes", &RadixTree::num_nodes);
+  }
 
   // ---- section: cpu features ----
 
