@@ -96,8 +96,8 @@ def test_completions_prompt_forms_echo_logprobs(client: TestClient[Any]) -> None
                                               "logprobs": 1})  # fmt: skip
     ch = r.json()["choices"][0]
     assert ch["text"] == "\x05\x06\x07a"
-    assert ch["logprobs"]["token_logprobs"][0] is None
-    assert ch["logprobs"]["tokens"][-1] == "a" and ch["logprobs"]["text_offset"] == [0, 1, 2, 3]
+    assert ch["logprobs"]["tokens"] == ["a"] and ch["logprobs"]["token_logprobs"] == [-0.5]
+    assert ch["logprobs"]["text_offset"] == [3]  # after the echoed prompt
     r = client.post("/v1/completions", json={"prompt": [[5], [6]], "max_tokens": 1,
                                               "stream": True})  # fmt: skip
     events = sse_events(r.text)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from typing import Any, Optional
 
-from radixserve.engine.io_struct import EngineError, GenerateOutput, TokenLogprob
+from radixserve.engine.io_struct import EngineError, GenerateOutput
 from radixserve.entrypoints.openai.protocol import (
     CompletionChoice,
     CompletionLogprobs,
@@ -66,7 +66,6 @@ class ServingCompletions(ServingBase):
         reqs = self.expand(
             prompts, params, req.n, req.rid, req.stream, logprobs=want_lp,
             top_logprobs=req.logprobs or 0,
-            logprob_start_len=0 if (want_lp and req.echo) else -1,
         )  # fmt: skip
         echoes: list[str] = []
         if req.echo:
@@ -87,7 +86,7 @@ class ServingCompletions(ServingBase):
             text = (echoes[i] if echoes else "") + out.text
             logprobs = None
             if req.logprobs is not None:
-                logprobs = self._logprobs(out, 0, req.echo)
+                logprobs = self._logprobs(out, 0, len(echoes[i]) if echoes else 0)
             choices.append(CompletionChoice(index=i, text=text, logprobs=logprobs,
                                             finish_reason=reason, matched_stop=matched))  # fmt: skip
         resp = CompletionResponse(id=new_id("cmpl-"), model=self.model_name, choices=choices,
@@ -111,14 +110,14 @@ class ServingCompletions(ServingBase):
                 finals[i] = out
                 reason, matched = finish_reason(out) if out.finished else (None, None)
                 text = out.delta_text
-                echo_lp = False
                 if not echoed[i]:
-                    text, echoed[i], echo_lp = echoes[i] + text, True, True
+                    text, echoed[i] = echoes[i] + text, True
                 if not text and reason is None:
                     continue
                 logprobs = None
                 if req.logprobs is not None:
-                    logprobs = self._logprobs(out, sent_lp[i], echo_lp and req.echo)
+                    base = (len(echoes[i]) if echoes else 0) + len(out.text) - len(out.delta_text)
+                    logprobs = self._logprobs(out, sent_lp[i], base)
                     sent_lp[i] = len(out.output_token_logprobs or ())
                 yield chunk(CompletionChoice(index=i, text=text, logprobs=logprobs,
                                              finish_reason=reason, matched_stop=matched))  # fmt: skip
@@ -130,31 +129,20 @@ class ServingCompletions(ServingBase):
             yield sse(error_body(e.message, e.status, e.param))
         yield sse_done()
 
-    def _logprobs(self, out: GenerateOutput, start: int, with_input: bool) -> CompletionLogprobs:
+    def _logprobs(self, out: GenerateOutput, start: int, offset: int) -> CompletionLogprobs:
+        """Logprobs of the generated tokens from `start` on; with echo, prompt tokens carry no
+        logprobs (the engine does not compute input logprobs), offsets count the echoed text."""
         result = CompletionLogprobs()
-        offset = 0
-        if with_input and out.input_token_logprobs:
-            tops = out.input_top_logprobs or []
-            offset = self._append(result, out.input_token_logprobs, tops, offset, first_none=True)
         tokens = (out.output_token_logprobs or [])[start:]
         tops = (out.output_top_logprobs or [])[start:]
-        self._append(result, tokens, tops, offset, first_none=False)
-        return result
-
-    def _append(
-        self, result: CompletionLogprobs, tokens: Sequence[TokenLogprob],
-        tops: Sequence[Optional[list[TokenLogprob]]], offset: int, first_none: bool,
-    ) -> int:  # fmt: skip
         for k, lp in enumerate(tokens):
             text = self.token_text(lp)
             result.tokens.append(text)
-            # The first prompt token has no logprob (nothing precedes it).
-            none = first_none and k == 0
-            result.token_logprobs.append(None if none else lp.logprob)
+            result.token_logprobs.append(lp.logprob)
             top = tops[k] if k < len(tops) else None
             result.top_logprobs.append(
-                None if none or top is None else {self.token_text(x): x.logprob for x in top}
+                None if top is None else {self.token_text(x): x.logprob for x in top}
             )
             result.text_offset.append(offset)
             offset += len(text)
-        return offset
+        return result

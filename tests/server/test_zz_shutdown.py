@@ -1,0 +1,28 @@
+"""Runs last: SIGTERM stops the server and its scheduler process cleanly."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+from .conftest import Server, children_of
+
+
+def test_sigterm_leaves_no_orphans(server: Server) -> None:
+    kids = children_of(server.proc.pid)
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(timeout=30) == 0, server.log_tail()
+    deadline = time.monotonic() + 10
+    alive = kids
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = [k for k in kids if _alive(k)]
+    assert not alive, f"orphan processes {alive}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
