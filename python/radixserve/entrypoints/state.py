@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from typing import Any, Optional, TypeVar
 
@@ -66,3 +67,25 @@ def sse_response(chunks: AsyncIterator[bytes]) -> Stream:
 
 def respond(result: bytes | AsyncIterator[bytes]) -> Response[Any]:
     return json_response(result) if isinstance(result, bytes) else sse_response(result)
+
+
+async def unless_disconnected(request: Request[Any, Any, Any], work: Awaitable[T]) -> T:
+    """Run `work` (a whole non-stream request, or a stream's wait for its first token) while
+    watching the connection: a client that leaves cancels it, which aborts its engine requests
+    and frees their KV. Streams watch for themselves once they have started."""
+    task = asyncio.ensure_future(work)
+
+    async def watch() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if not task.done():
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        raise EngineError("The client disconnected.", 499)
+    return task.result()

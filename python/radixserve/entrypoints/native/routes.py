@@ -8,13 +8,19 @@ from litestar import Request, Response, post, route
 
 from radixserve.entrypoints.native.generate import GenerateReqInput
 from radixserve.entrypoints.openai.protocol import DetokenizeRequest, TokenizeRequest
-from radixserve.entrypoints.state import decode, get_state, json_response, respond
+from radixserve.entrypoints.state import (
+    decode,
+    get_state,
+    json_response,
+    respond,
+    unless_disconnected,
+)
 
 
 @route("/generate", http_method=["POST", "PUT"], status_code=200)
 async def generate(request: Request[Any, Any, Any]) -> Response[Any]:
     req = decode(await request.body(), GenerateReqInput)
-    return respond(await get_state(request).generate.create(req))
+    return respond(await unless_disconnected(request, get_state(request).generate.create(req)))
 
 
 @post(["/tokenize", "/v1/tokenize"], status_code=200)

@@ -7,19 +7,25 @@ from typing import Any
 from litestar import Request, Response, get, post
 
 from radixserve.entrypoints.openai.protocol import ChatCompletionRequest, CompletionRequest
-from radixserve.entrypoints.state import decode, get_state, json_response, respond
+from radixserve.entrypoints.state import (
+    decode,
+    get_state,
+    json_response,
+    respond,
+    unless_disconnected,
+)
 
 
 @post("/v1/chat/completions", status_code=200)
 async def chat_completions(request: Request[Any, Any, Any]) -> Response[Any]:
     req = decode(await request.body(), ChatCompletionRequest)
-    return respond(await get_state(request).chat.create(req))
+    return respond(await unless_disconnected(request, get_state(request).chat.create(req)))
 
 
 @post("/v1/completions", status_code=200)
 async def completions(request: Request[Any, Any, Any]) -> Response[Any]:
     req = decode(await request.body(), CompletionRequest)
-    return respond(await get_state(request).completions.create(req))
+    return respond(await unless_disconnected(request, get_state(request).completions.create(req)))
 
 
 @get("/v1/models")
