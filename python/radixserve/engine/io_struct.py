@@ -66,6 +66,7 @@ class GenerateOutput(msgspec.Struct, kw_only=True):
     completion_tokens: int
     cached_tokens: int
     e2e_latency: float = 0.0
+    index: int = 0  # which of the n samples of a request (n > 1: rid is "<rid>-<index>")
     output_token_logprobs: Optional[list[TokenLogprob]] = None
     output_top_logprobs: Optional[list[list[TokenLogprob]]] = None
     input_token_logprobs: Optional[list[TokenLogprob]] = None

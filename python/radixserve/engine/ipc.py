@@ -1,0 +1,104 @@
+"""Messages between the TokenizerManager and the scheduler process (msgspec msgpack over ZMQ).
+
+Two PUSH/PULL ipc sockets in a private temp dir: requests flow in, batched outputs flow out.
+Every message is a tagged msgspec Struct, so one decoder reads the whole union.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any, Optional, Union
+
+import msgspec
+import zmq
+
+from radixserve.engine.sampling_params import SamplingParams
+
+
+class TokenizedGenerateReq(msgspec.Struct, tag=True, kw_only=True):
+    rid: str
+    input_ids: list[int]
+    sampling_params: SamplingParams
+    max_new_tokens: int  # resolved against the context length by the TokenizerManager
+    seed: int
+    stream: bool = False
+    stream_interval: int = 1
+    return_logprob: bool = False
+    top_logprobs_num: int = 0
+    logprob_start_len: int = -1
+
+
+class AbortReq(msgspec.Struct, tag=True):
+    rid: str
+
+
+class FlushCacheReq(msgspec.Struct, tag=True):
+    query_id: int
+
+
+class GetLoadReq(msgspec.Struct, tag=True):
+    query_id: int
+
+
+class ReqUpdate(msgspec.Struct, array_like=True):
+    """What one request added since its last update (token ids, logprobs) and its state."""
+
+    rid: str
+    new_ids: list[int]
+    finished: bool
+    finish_reason: Optional[dict[str, Any]]
+    prompt_tokens: int
+    cached_tokens: int
+    # Per new token: logprob of the chosen token, then (ids, logprobs) of the top alternatives.
+    logprobs: Optional[list[float]] = None
+    top_ids: Optional[list[list[int]]] = None
+    top_logprobs: Optional[list[list[float]]] = None
+
+
+class BatchOut(msgspec.Struct, tag=True):
+    updates: list[ReqUpdate]
+
+
+class QueryResult(msgspec.Struct, tag=True):
+    query_id: int
+    result: Any
+
+
+class Ready(msgspec.Struct, tag=True):
+    info: dict[str, Any]
+
+
+class SchedulerFailed(msgspec.Struct, tag=True):
+    message: str
+
+
+ToScheduler = Union[TokenizedGenerateReq, AbortReq, FlushCacheReq, GetLoadReq]
+FromScheduler = Union[BatchOut, QueryResult, Ready, SchedulerFailed]
+
+_encoder = msgspec.msgpack.Encoder()
+to_scheduler_decoder = msgspec.msgpack.Decoder(ToScheduler)
+from_scheduler_decoder = msgspec.msgpack.Decoder(FromScheduler)
+
+
+def encode(msg: msgspec.Struct) -> bytes:
+    return _encoder.encode(msg)
+
+
+def new_ipc_addresses() -> tuple[str, str, str]:
+    """(temp dir, address of the request socket, address of the output socket)."""
+    path = tempfile.mkdtemp(prefix="radixserve-")
+    return path, f"ipc://{os.path.join(path, 'in')}", f"ipc://{os.path.join(path, 'out')}"
+
+
+def make_socket(ctx: zmq.Context, kind: int, addr: str, bind: bool) -> zmq.Socket:
+    sock = ctx.socket(kind)
+    sock.setsockopt(zmq.LINGER, 0)
+    # Unbounded queues: the scheduler must never block on a slow reader.
+    sock.setsockopt(zmq.SNDHWM, 0)
+    sock.setsockopt(zmq.RCVHWM, 0)
+    if bind:
+        sock.bind(addr)
+    else:
+        sock.connect(addr)
+    return sock

@@ -1,0 +1,104 @@
+"""Req: the scheduler's state of one request (tokens, KV ownership, finish checks)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Optional
+
+from radixserve.engine.ipc import TokenizedGenerateReq
+
+
+class Req:
+    """One request inside the scheduler.
+
+    KV bookkeeping: the request's row in req_to_token holds `kv_len` slots for
+    `fill_ids[:kv_len]`. The first `prefix_len` of them belong to the radix tree (the node
+    `last_node` is locked while the request runs); the rest were allocated for this request.
+    Each step feeds `fill_ids[kv_len : kv_len + extend_len]`; a decode is an extend of one.
+    """
+
+    def __init__(self, msg: TokenizedGenerateReq, eos_token_ids: list[int], context_len: int):
+        self.rid = msg.rid
+        self.origin_input_ids = list(msg.input_ids)
+        self.output_ids: list[int] = []
+        self.params = msg.sampling_params
+        self.max_new_tokens = msg.max_new_tokens
+        self.min_new_tokens = msg.sampling_params.min_new_tokens
+        self.seed = msg.seed
+        self.stream = msg.stream
+        self.stream_interval = max(1, msg.stream_interval)
+        self.return_logprob = msg.return_logprob
+        self.top_logprobs_num = msg.top_logprobs_num
+        self.context_len = context_len
+        stop_ids = set(msg.sampling_params.stop_token_ids or [])
+        if not msg.sampling_params.ignore_eos:
+            stop_ids.update(eos_token_ids)
+        self.stop_token_ids = stop_ids
+        self.stop_strs = msg.sampling_params.stop_strings()
+        # Enough tokens to hold the longest stop string even at one byte per token.
+        self.stop_window = max((len(s.encode()) for s in self.stop_strs), default=0) + 2
+
+        # KV state (see the class docstring).
+        self.req_pool_idx: Optional[int] = None
+        self.kv_len = 0
+        self.prefix_len = 0
+        self.last_node: Any = None
+        self.extend_len = 0  # tokens fed in the current step
+        self.cached_tokens = 0  # prefix-cache hit of the first admission (reported)
+        self.admitted_once = False
+        self.num_retractions = 0
+
+        self.finish_reason: Optional[dict[str, Any]] = None
+        self.sent_len = 0  # output tokens already sent to the TokenizerManager
+        self.logprobs: list[float] = []
+        self.top_ids: list[list[int]] = []
+        self.top_logprobs: list[list[float]] = []
+        self.arrival = time.monotonic()
+
+    @property
+    def fill_ids(self) -> list[int]:
+        return self.origin_input_ids + self.output_ids
+
+    @property
+    def seq_len(self) -> int:
+        return len(self.origin_input_ids) + len(self.output_ids)
+
+    @property
+    def finished(self) -> bool:
+        return self.finish_reason is not None
+
+    def remaining_new_tokens(self) -> int:
+        return max(0, self.max_new_tokens - len(self.output_ids))
+
+    def check_finished(self, tokenizer: Any) -> None:
+        """Set finish_reason after a token was appended (eos/stop ids, stop strings, lengths)."""
+        if self.finished:
+            return
+        n = len(self.output_ids)
+        last = self.output_ids[-1]
+        if n >= self.min_new_tokens:
+            if last in self.stop_token_ids:
+                self.finish_reason = {"type": "stop", "matched": last}
+                return
+            if self.stop_strs:
+                tail = tokenizer.decode(
+                    self.output_ids[-self.stop_window :],
+                    skip_special_tokens=self.params.skip_special_tokens,
+                )
+                for s in self.stop_strs:
+                    if s in tail:
+                        self.finish_reason = {"type": "stop", "matched": s}
+                        return
+        if n >= self.max_new_tokens:
+            self.finish_reason = {"type": "length", "length": n}
+        elif self.seq_len >= self.context_len:
+            self.finish_reason = {"type": "length", "length": n}
+
+    def reset_for_retract(self) -> None:
+        """Forget KV state; the request is recomputed later from prompt + output so far."""
+        self.req_pool_idx = None
+        self.kv_len = 0
+        self.prefix_len = 0
+        self.last_node = None
+        self.extend_len = 0
+        self.num_retractions += 1

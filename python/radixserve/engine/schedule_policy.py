@@ -1,0 +1,106 @@
+"""Which waiting requests run next: ordering (lpm / fcfs) and admission within budgets.
+
+lpm orders the queue by the longest prefix cached in the radix tree, so requests sharing a
+prefix run while it is cached; with a long queue (> LPM_QUEUE_LIMIT) matching every request
+costs more than it saves and the order falls back to FCFS. Admission keeps KV accounting:
+a request is admitted only if the pool (free + evictable slots) holds its uncached prompt
+plus decode headroom for it and for everything already running. Retraction is the safety net
+when that estimate is too optimistic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from radixserve.engine.kv_manager import KVManager
+from radixserve.engine.request import Req
+
+LPM_QUEUE_LIMIT = 128
+HEADROOM_CLIP = 256  # decode tokens reserved per request at most
+INIT_NEW_TOKEN_RATIO = 0.5  # share of the remaining decode tokens reserved
+MIN_NEW_TOKEN_RATIO = 0.1
+NEW_TOKEN_RATIO_DECAY = 0.002  # per step, back towards the minimum after a retraction
+
+
+def order_waiting(waiting: list[Req], policy: str, kv: KVManager) -> None:
+    """Sort `waiting` in place by policy (stable, so ties keep arrival order)."""
+    if policy == "fcfs" or kv.tree is None or len(waiting) > LPM_QUEUE_LIMIT:
+        return
+    prefix = {id(r): kv.match(r.fill_ids[:-1])[0] for r in waiting}
+    waiting.sort(key=lambda r: -prefix[id(r)])
+
+
+def headroom(req: Req, ratio: float) -> int:
+    return int(min(req.remaining_new_tokens(), HEADROOM_CLIP) * ratio)
+
+
+@dataclass
+class PrefillPlan:
+    """The prefill part of one step: (request, tokens fed) pairs and what is left over."""
+
+    reqs: list[Req] = field(default_factory=list)
+    budget: int = 0  # prefill tokens still allowed in this step
+    reserved: int = 0  # KV slots promised to this step and decode headroom
+    chunked: Req | None = None  # a request whose prompt is not finished after this step
+    stalled: Req | None = None  # the unfinished chunk, when its next piece does not fit yet
+
+    def add(self, req: Req, take: int) -> None:
+        req.extend_len = take
+        if not req.admitted_once:
+            req.cached_tokens = req.kv_len  # the prefix-cache hit reported to the user
+            req.admitted_once = True
+        self.reqs.append(req)
+        self.budget -= take
+        self.reserved += take
+        if req.kv_len + take < req.seq_len:
+            self.chunked = req
+
+
+def plan_prefill(
+    waiting: list[Req],
+    chunked: Req | None,
+    kv: KVManager,
+    budget: int,
+    reserved: int,
+    free_req_slots: int,
+    ratio: float,
+) -> PrefillPlan:
+    """Continue the chunked request, then admit waiting requests in order while they fit.
+
+    `reserved` is what the running decodes need (this step's tokens plus their headroom);
+    `free_req_slots` is how many more requests may run. Admitted requests leave `waiting`.
+    """
+    plan = PrefillPlan(budget=budget, reserved=reserved)
+    if chunked is not None:
+        take = min(chunked.seq_len - chunked.kv_len, plan.budget)
+        if plan.reserved + take > kv.available() + kv.evictable():
+            plan.stalled = chunked  # wait for decodes to free memory
+            return plan
+        plan.add(chunked, take)
+        if plan.chunked is not None:
+            return plan  # the whole budget went to the chunk
+    admitted: list[Req] = []
+    for req in waiting:
+        if plan.budget <= 0 or free_req_slots <= 0 or kv.free_rows() == 0:
+            break
+        if not kv.admit(req):
+            break
+        want = req.seq_len - req.kv_len
+        take = min(want, plan.budget)
+        if take < want and plan.chunked is not None:
+            kv.release(req)
+            break
+        need = plan.reserved + take + headroom(req, ratio)
+        if need > kv.available() + kv.evictable():
+            # Does not fit now; keep the order (no overtaking) so large requests cannot starve.
+            kv.release(req)
+            break
+        plan.add(req, take)
+        admitted.append(req)
+        free_req_slots -= 1
+        plan.reserved += headroom(req, ratio)
+        if plan.chunked is not None:
+            break
+    for req in admitted:
+        waiting.remove(req)
+    return plan

@@ -1,0 +1,309 @@
+"""The scheduler process: continuous batching around one ModelRunner.
+
+Each step: take new requests / aborts / queries from the TokenizerManager; make sure every
+running decode has a KV slot (evict cache leaves, else retract the newest requests); add
+prefill work (the unfinished chunk first, then waiting requests by policy) within the token
+budget; run ONE forward mixing the prefill chunks and the decodes; sample; append tokens,
+check finish; send all updates of the step in one message.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+import traceback
+from typing import Any, Optional
+
+import torch
+import zmq
+
+from radixserve.args import ServerArgs
+from radixserve.engine import ipc
+from radixserve.engine.kv_manager import KVManager
+from radixserve.engine.request import Req
+from radixserve.engine.schedule_batch import build_forward_batch, build_sampling_info
+from radixserve.engine.schedule_policy import (
+    INIT_NEW_TOKEN_RATIO,
+    MIN_NEW_TOKEN_RATIO,
+    NEW_TOKEN_RATIO_DECAY,
+    headroom,
+    order_waiting,
+    plan_prefill,
+)
+
+logger = logging.getLogger("radixserve.scheduler")
+
+
+class Scheduler:
+    def __init__(self, args: ServerArgs, runner: Any, kv: KVManager) -> None:
+        self.args = args
+        self.runner = runner
+        self.kv = kv
+        cfg = runner.model_config
+        self.vocab_size = int(cfg.vocab_size)
+        self.context_len = int(cfg.context_len)
+        self.eos_token_ids = [int(t) for t in (cfg.eos_token_ids or [])]
+        self.tokenizer = runner.tokenizer
+        self.waiting: list[Req] = []
+        self.running: list[Req] = []  # prompt fully in KV: one token per step
+        self.chunked: Optional[Req] = None  # prompt partly in KV
+        self.new_token_ratio = INIT_NEW_TOKEN_RATIO
+        self.budget = min(args.chunked_prefill_size, args.max_prefill_tokens)
+        self.stats = {
+            "num_retractions": 0,
+            "num_prompt_tokens": 0,
+            "num_cached_tokens": 0,
+            "num_generated_tokens": 0,
+            "num_finished_reqs": 0,
+            "num_forward_steps": 0,
+        }
+
+    # -- requests -------------------------------------------------------------------------
+    def add_request(self, msg: ipc.TokenizedGenerateReq) -> None:
+        self.waiting.append(Req(msg, self.eos_token_ids, self.context_len))
+
+    def abort(self, rid: str) -> list[ipc.ReqUpdate]:
+        for req in list(self.waiting):
+            if req.rid == rid:
+                self.waiting.remove(req)
+                return [self._finish_aborted(req, "aborted by the caller")]
+        for req in [*self.running, *([self.chunked] if self.chunked else [])]:
+            if req.rid == rid:
+                if req is self.chunked:
+                    self.chunked = None
+                else:
+                    self.running.remove(req)
+                self.kv.release(req)
+                return [self._finish_aborted(req, "aborted by the caller")]
+        return []
+
+    def _finish_aborted(self, req: Req, message: str) -> ipc.ReqUpdate:
+        req.finish_reason = {"type": "abort", "message": message}
+        return self._update(req)
+
+    def is_idle(self) -> bool:
+        return not self.waiting and not self.running and self.chunked is None
+
+    def flush_cache(self) -> bool:
+        if not self.is_idle():
+            return False
+        self.kv.flush()
+        return True
+
+    def load(self) -> dict[str, Any]:
+        size = int(self.runner.max_total_tokens)
+        available, evictable = self.kv.available(), self.kv.evictable()
+        used = size - available - evictable
+        prompt = self.stats["num_prompt_tokens"]
+        return {
+            "num_running_reqs": len(self.running) + (1 if self.chunked else 0),
+            "num_waiting_reqs": len(self.waiting),
+            "num_used_tokens": used,
+            "token_usage": used / size if size else 0.0,
+            "kv_size": size,
+            "kv_available": available,
+            "kv_evictable": evictable,
+            "kv_cached": self.kv.cached(),
+            "cache_hit_rate": self.stats["num_cached_tokens"] / prompt if prompt else 0.0,
+            "new_token_ratio": self.new_token_ratio,
+            **self.stats,
+        }
+
+    # -- one step -------------------------------------------------------------------------
+    def step(self) -> list[ipc.ReqUpdate]:
+        """Schedule and run one forward; return the updates to send (maybe none)."""
+        updates: list[ipc.ReqUpdate] = []
+        self._make_room_for_decodes()
+        reserved = len(self.running) + sum(headroom(r, self.new_token_ratio) for r in self.running)
+        free = self.args.max_running_requests - len(self.running) - (1 if self.chunked else 0)
+        order_waiting(self.waiting, self.args.schedule_policy, self.kv)
+        plan = plan_prefill(
+            self.waiting, self.chunked, self.kv, self.budget, reserved, free, self.new_token_ratio
+        )
+        if plan.stalled is not None and not self.running:
+            # Nothing else will free memory: this sequence can never fit.
+            self.chunked = None
+            self.kv.release(plan.stalled)
+            updates.append(
+                self._finish_aborted(plan.stalled, "the request does not fit in the KV pool")
+            )
+            return updates
+        if plan.stalled is not None:
+            plan.chunked = plan.stalled  # still unfinished; retried next step
+        if not plan.reqs and not self.running and self.waiting:
+            # Nothing runs: admit the head without decode headroom, or reject what cannot fit.
+            plan = plan_prefill(self.waiting, None, self.kv, self.budget, 0, 1, 0.0)
+            if not plan.reqs:
+                head = self.waiting.pop(0)
+                updates.append(self._finish_aborted(head, "the prompt does not fit in the KV pool"))
+                return updates
+        batch = plan.reqs + self.running
+        if not batch:
+            return updates
+        for r in self.running:
+            r.extend_len = 1
+        slots = self.kv.alloc(sum(r.extend_len for r in batch))
+        if slots is None:  # accounting is conservative, so this means a bug, not a full pool
+            raise RuntimeError("KV allocation failed after admission checks")
+        self.chunked = plan.chunked
+        fb = build_forward_batch(batch, slots, self.kv)
+        info = build_sampling_info(batch, self.vocab_size)
+        out = self.runner.forward(fb)
+        logits = out if isinstance(out, torch.Tensor) else out.next_token_logits
+        sample = self.runner.sample(logits, info)
+        self.stats["num_forward_steps"] += 1
+        updates.extend(self._process_results(batch, sample))
+        self.new_token_ratio = max(
+            MIN_NEW_TOKEN_RATIO, self.new_token_ratio - NEW_TOKEN_RATIO_DECAY
+        )
+        return updates
+
+    def _make_room_for_decodes(self) -> None:
+        """Every running request needs one slot this step: evict, then retract the newest."""
+        while self.running and self.kv.available() + self.kv.evictable() < len(self.running):
+            victim = max(self.running, key=lambda r: r.arrival)
+            self.running.remove(victim)
+            self.kv.release(victim)
+            victim.reset_for_retract()
+            self.waiting.insert(0, victim)
+            self.stats["num_retractions"] += 1
+            self.new_token_ratio = min(1.0, self.new_token_ratio + 0.1)
+            logger.info("KV pool full: retracted %s (%d running)", victim.rid, len(self.running))
+
+    def _process_results(self, batch: list[Req], sample: Any) -> list[ipc.ReqUpdate]:
+        ids = sample.next_token_ids.tolist()
+        lps = sample.logprobs.tolist() if sample.logprobs is not None else None
+        top_v = sample.top_logprobs_vals.tolist() if sample.top_logprobs_vals is not None else None
+        top_i = sample.top_logprobs_ids.tolist() if sample.top_logprobs_ids is not None else None
+        updates = []
+        still_running = []
+        for i, req in enumerate(batch):
+            was_prefill = req not in self.running
+            req.kv_len += req.extend_len
+            if req.kv_len < req.seq_len:  # an unfinished chunk: nothing sampled
+                self.kv.cache_unfinished(req)
+                continue
+            if was_prefill and req.num_retractions == 0 and not req.output_ids:
+                self.stats["num_prompt_tokens"] += len(req.origin_input_ids)
+                self.stats["num_cached_tokens"] += req.cached_tokens
+            req.output_ids.append(int(ids[i]))
+            self.stats["num_generated_tokens"] += 1
+            if req.return_logprob and lps is not None:
+                req.logprobs.append(float(lps[i]))
+                k = req.top_logprobs_num
+                if k > 0 and top_v is not None and top_i is not None:
+                    req.top_logprobs.append(top_v[i][:k])
+                    req.top_ids.append(top_i[i][:k])
+            req.check_finished(self.tokenizer)
+            if req.finished:
+                self.kv.release(req)
+                self.stats["num_finished_reqs"] += 1
+            else:
+                still_running.append(req)
+            new = len(req.output_ids) - req.sent_len
+            if req.finished or (req.stream and new >= req.stream_interval):
+                updates.append(self._update(req))
+        keep = {id(r) for r in still_running}
+        self.running = [r for r in self.running if id(r) in keep] + [
+            r for r in still_running if r not in self.running
+        ]
+        return updates
+
+    def _update(self, req: Req) -> ipc.ReqUpdate:
+        start = req.sent_len
+        req.sent_len = len(req.output_ids)
+        up = ipc.ReqUpdate(
+            rid=req.rid,
+            new_ids=req.output_ids[start:],
+            finished=req.finished,
+            finish_reason=req.finish_reason,
+            prompt_tokens=len(req.origin_input_ids),
+            cached_tokens=req.cached_tokens,
+        )
+        if req.return_logprob:
+            up.logprobs = req.logprobs[start:]
+            if req.top_logprobs_num > 0:
+                up.top_ids = req.top_ids[start:]
+                up.top_logprobs = req.top_logprobs[start:]
+        return up
+
+
+def build_scheduler(args: ServerArgs) -> Scheduler:
+    from radixserve.cache.kv_allocator import KVAllocator
+    from radixserve.cache.radix_cache import RadixCache
+    from radixserve.engine.model_runner import ModelRunner
+
+    if args.page_size != 1:
+        raise ValueError("the scheduler supports --page-size 1 only")
+    runner = ModelRunner(args)
+    allocator = KVAllocator(int(runner.max_total_tokens), 1)
+    tree = None if args.disable_radix_cache else RadixCache(allocator, 1)
+    kv = KVManager(allocator, tree, runner.req_to_token_pool)
+    return Scheduler(args, runner, kv)
+
+
+def _model_info(s: Scheduler) -> dict[str, Any]:
+    cfg = s.runner.model_config
+    plain = {k: v for k, v in vars(cfg).items() if isinstance(v, (int, float, str, bool, list))}
+    return {
+        "model_config": plain,
+        "vocab_size": s.vocab_size,
+        "context_len": s.context_len,
+        "eos_token_ids": s.eos_token_ids,
+        "max_total_tokens": int(s.runner.max_total_tokens),
+        "max_running_requests": s.args.max_running_requests,
+        "pid": os.getpid(),
+    }
+
+
+def run_scheduler_process(args: ServerArgs, in_addr: str, out_addr: str) -> None:
+    """Entry point of the spawned process."""
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s [scheduler] %(levelname)s %(message)s"
+    )
+    torch.set_num_threads(args.num_threads or os.cpu_count() or 1)
+    ctx = zmq.Context()
+    recv = ipc.make_socket(ctx, zmq.PULL, in_addr, bind=False)
+    send = ipc.make_socket(ctx, zmq.PUSH, out_addr, bind=False)
+    try:
+        random.seed(args.random_seed)
+        torch.manual_seed(args.random_seed)
+        sched = build_scheduler(args)
+    except Exception as e:
+        send.send(ipc.encode(ipc.SchedulerFailed(f"{type(e).__name__}: {e}")))
+        logger.error("scheduler failed to start:\n%s", traceback.format_exc())
+        time.sleep(0.2)  # let the message leave before the socket closes
+        raise SystemExit(1) from e
+    logger.info("ready: max_total_tokens=%d", sched.runner.max_total_tokens)
+    send.send(ipc.encode(ipc.Ready(_model_info(sched))))
+    event_loop(sched, recv, send)
+
+
+def event_loop(sched: Scheduler, recv: zmq.Socket, send: zmq.Socket) -> None:
+    parent = os.getppid()
+    poller = zmq.Poller()
+    poller.register(recv, zmq.POLLIN)
+    while True:
+        updates: list[ipc.ReqUpdate] = []
+        # Block only when idle; with work, just drain what has arrived.
+        timeout = 1000 if sched.is_idle() else 0
+        while poller.poll(timeout):
+            timeout = 0
+            msg = ipc.to_scheduler_decoder.decode(recv.recv())
+            if isinstance(msg, ipc.TokenizedGenerateReq):
+                sched.add_request(msg)
+            elif isinstance(msg, ipc.AbortReq):
+                updates.extend(sched.abort(msg.rid))
+            elif isinstance(msg, ipc.FlushCacheReq):
+                send.send(ipc.encode(ipc.QueryResult(msg.query_id, sched.flush_cache())))
+            elif isinstance(msg, ipc.GetLoadReq):
+                send.send(ipc.encode(ipc.QueryResult(msg.query_id, sched.load())))
+        if os.getppid() != parent:
+            logger.info("parent process exited; stopping")
+            return
+        if not sched.is_idle():
+            updates.extend(sched.step())
+        if updates:
+            send.send(ipc.encode(ipc.BatchOut(updates)))

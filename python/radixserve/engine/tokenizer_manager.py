@@ -1,0 +1,285 @@
+"""TokenizerManager: the engine's front in the caller's process (asyncio).
+
+It tokenizes and validates requests, sends them to the scheduler process over ZMQ, and turns
+the scheduler's batched token updates into GenerateOutput objects (incremental text, stop
+trimming) on one asyncio queue per request. It never runs the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import multiprocessing as mp
+import os
+import shutil
+import time
+from collections.abc import AsyncIterator
+from typing import Any, Optional
+
+import zmq
+import zmq.asyncio
+
+from radixserve import __version__
+from radixserve.args import ServerArgs
+from radixserve.engine import ipc
+from radixserve.engine.io_struct import EngineError, GenerateOutput, GenerateRequest
+from radixserve.engine.request_state import ModelConfigView, ReqState, prepare_request
+from radixserve.engine.scheduler import run_scheduler_process
+
+logger = logging.getLogger("radixserve.tokenizer_manager")
+
+_QUERY_TIMEOUT = 10.0
+
+
+class TokenizerManager:
+    def __init__(self, server_args: ServerArgs) -> None:
+        from radixserve.models.default_model import default_model_path
+        from radixserve.models.tokenizer import load_tokenizer
+
+        self.server_args = server_args
+        if server_args.model_path is None:
+            server_args.model_path = str(default_model_path())
+        self.model_path: str = server_args.model_path
+        self.tokenizer: Any = load_tokenizer(self.model_path, server_args.tokenizer_path)
+        self.model_config: Optional[ModelConfigView] = None
+        self.info: dict[str, Any] = {}
+        self.states: dict[str, ReqState] = {}
+        self.proc: Optional[Any] = None
+        self.dead_message: Optional[str] = None
+        self.last_load: dict[str, Any] = {}
+        self._queries: dict[int, asyncio.Future[Any]] = {}
+        self._query_ids = itertools.count()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._tmpdir: Optional[str] = None
+        self._ctx: Optional[zmq.asyncio.Context] = None
+        self._send: Any = None
+        self._recv: Any = None
+
+    # -- life cycle -----------------------------------------------------------------------
+    async def start(self) -> None:
+        """Spawn the scheduler process and wait until its model is loaded."""
+        self._tmpdir, in_addr, out_addr = ipc.new_ipc_addresses()
+        self._ctx = zmq.asyncio.Context()
+        self._send = ipc.make_socket(self._ctx, zmq.PUSH, in_addr, bind=True)
+        self._recv = ipc.make_socket(self._ctx, zmq.PULL, out_addr, bind=True)
+        proc = mp.get_context("spawn").Process(
+            target=run_scheduler_process,
+            args=(self.server_args, in_addr, out_addr),
+            name="radixserve-scheduler",
+            daemon=True,
+        )
+        proc.start()
+        self.proc = proc
+        timeout = max(60.0, self.server_args.watchdog_timeout)
+        start = time.monotonic()
+        next_log = start + 10.0
+        while True:
+            if await self._recv.poll(200):
+                msg = ipc.from_scheduler_decoder.decode(await self._recv.recv())
+                if isinstance(msg, ipc.Ready):
+                    break
+                if isinstance(msg, ipc.SchedulerFailed):
+                    self.shutdown()
+                    raise RuntimeError(f"scheduler failed to start: {msg.message}")
+            if not proc.is_alive():
+                self.shutdown()
+                raise RuntimeError(f"scheduler process exited (code {proc.exitcode}) while loading")
+            now = time.monotonic()
+            if now - start > timeout:
+                self.shutdown()
+                raise RuntimeError(f"scheduler not ready after {timeout:.0f} s")
+            if now > next_log:
+                logger.info("waiting for the scheduler to load the model (%.0f s)", now - start)
+                next_log = now + 10.0
+        self.info = msg.info
+        self.model_config = ModelConfigView(msg.info)
+        logger.info("scheduler ready in %.1f s", time.monotonic() - start)
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._recv_loop()), loop.create_task(self._watchdog())]
+
+    def shutdown(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        self._tasks = []
+        if self.proc is not None and self.proc.is_alive():
+            self.proc.terminate()
+            self.proc.join(5)
+            if self.proc.is_alive():
+                self.proc.kill()
+                self.proc.join(5)
+        for sock in (self._send, self._recv):
+            if sock is not None:
+                sock.close(0)
+        self._send = self._recv = None
+        if self._ctx is not None:
+            self._ctx.term()
+            self._ctx = None
+        if self._tmpdir is not None:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+            self._tmpdir = None
+        self._fail_all("the engine was shut down")
+
+    def is_alive(self) -> bool:
+        return self.proc is not None and self.proc.is_alive() and self.dead_message is None
+
+    async def health(self) -> bool:
+        if not self.is_alive():
+            return False
+        try:
+            await self._query(ipc.GetLoadReq(0), timeout=5.0)
+        except EngineError:
+            return False
+        return True
+
+    # -- requests -------------------------------------------------------------------------
+    async def generate(self, req: GenerateRequest) -> AsyncIterator[GenerateOutput]:
+        """Updates of one request (n > 1: of its n samples, `index` tells them apart)."""
+        self._check_alive()
+        assert self.model_config is not None
+        msgs = prepare_request(req, self.tokenizer, self.model_config, self.server_args)
+        rids = [m.rid for m in msgs]
+        for rid in rids:
+            if rid in self.states:
+                raise EngineError(f"Duplicate request id {rid!r}.", 400, param="rid")
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        for i, m in enumerate(msgs):
+            self.states[m.rid] = ReqState(m, req, i, queue, self.tokenizer)
+        pending = set(rids)
+        try:
+            for m in msgs:
+                await self._send.send(ipc.encode(m))
+            while pending:
+                item = await queue.get()
+                if isinstance(item, EngineError):
+                    raise item
+                if item.finished:
+                    pending.discard(item.rid)
+                yield item
+        finally:
+            for rid in rids:
+                self.states.pop(rid, None)
+            for rid in pending:  # the caller went away (or failed): stop the work
+                self._abort_one(rid)
+
+    def abort(self, rid: str) -> None:
+        """Abort a request (or all n samples of it); unknown ids are ignored."""
+        for key in [k for k, s in self.states.items() if k == rid or s.parent_rid == rid]:
+            self._abort_one(key)
+
+    def _abort_one(self, rid: str) -> None:
+        if self._send is not None and self.is_alive():
+            self._send.send(ipc.encode(ipc.AbortReq(rid)))
+
+    async def flush_cache(self) -> bool:
+        return bool(await self._query(ipc.FlushCacheReq(0)))
+
+    async def get_load(self) -> dict[str, Any]:
+        """Running/waiting requests, KV usage, cache hit rate, token counts (for /metrics)."""
+        if not self.is_alive():
+            return dict(self.last_load)
+        self.last_load = dict(await self._query(ipc.GetLoadReq(0)))
+        return dict(self.last_load)
+
+    def apply_chat_template(
+        self,
+        messages: list[dict[str, Any]],
+        add_generation_prompt: bool = True,
+        continue_final_message: bool = False,
+        **chat_template_kwargs: Any,
+    ) -> list[int]:
+        template = self.server_args.chat_template
+        if template is not None and os.path.isfile(template):
+            with open(template, encoding="utf-8") as f:
+                template = f.read()
+        if template is not None:
+            chat_template_kwargs.setdefault("chat_template", template)
+        try:
+            text = self.tokenizer.apply_chat_template(
+                messages,
+                tokenize=False,
+                add_generation_prompt=add_generation_prompt and not continue_final_message,
+                continue_final_message=continue_final_message,
+                **chat_template_kwargs,
+            )
+        except Exception as e:  # jinja errors, bad roles, no template
+            raise EngineError(f"Could not apply the chat template: {e}", 400, "messages") from e
+        return list(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def model_info(self) -> dict[str, Any]:
+        cfg = self.info.get("model_config", {})
+        return {
+            "model_path": self.model_path,
+            "tokenizer_path": self.server_args.tokenizer_path or self.model_path,
+            "is_generation": True,
+            "preferred_sampling_params": None,
+            "weight_version": "default",
+            "has_image_understanding": False,
+            "has_audio_understanding": False,
+            "model_type": cfg.get("model_type"),
+            "architectures": cfg.get("architectures"),
+        }
+
+    def server_info(self) -> dict[str, Any]:
+        return {
+            **self.server_args.to_dict(),
+            "version": __version__,
+            "max_total_tokens": self.info.get("max_total_tokens"),
+            "kv_pool_size": self.info.get("max_total_tokens"),
+            "context_len": self.info.get("context_len"),
+            "max_req_input_len": (self.info.get("context_len") or 1) - 1,
+            "vocab_size": self.info.get("vocab_size"),
+            "scheduler_pid": self.info.get("pid"),
+        }
+
+    # -- background -----------------------------------------------------------------------
+    def _check_alive(self) -> None:
+        if self.dead_message is not None:
+            raise EngineError(self.dead_message, 503)
+        if self.proc is None or self._send is None:
+            raise EngineError("the engine is not started", 503)
+
+    async def _query(self, msg: Any, timeout: float = _QUERY_TIMEOUT) -> Any:
+        self._check_alive()
+        qid = next(self._query_ids)
+        msg.query_id = qid
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queries[qid] = fut
+        try:
+            await self._send.send(ipc.encode(msg))
+            return await asyncio.wait_for(fut, timeout)
+        except asyncio.TimeoutError:
+            raise EngineError("the scheduler did not answer in time", 503) from None
+        finally:
+            self._queries.pop(qid, None)
+
+    async def _recv_loop(self) -> None:
+        while True:
+            msg = ipc.from_scheduler_decoder.decode(await self._recv.recv())
+            if isinstance(msg, ipc.BatchOut):
+                for up in msg.updates:
+                    state = self.states.get(up.rid)
+                    if state is not None:
+                        state.queue.put_nowait(state.apply(up))
+            elif isinstance(msg, ipc.QueryResult):
+                fut = self._queries.get(msg.query_id)
+                if fut is not None and not fut.done():
+                    fut.set_result(msg.result)
+
+    async def _watchdog(self) -> None:
+        while True:
+            await asyncio.sleep(0.2)
+            if self.proc is not None and not self.proc.is_alive():
+                code = self.proc.exitcode
+                logger.error("the scheduler process died (exit code %s)", code)
+                self._fail_all(f"the scheduler process died (exit code {code})")
+                return
+
+    def _fail_all(self, message: str) -> None:
+        self.dead_message = message
+        err = EngineError(message, 503)
+        for state in list(self.states.values()):
+            state.queue.put_nowait(err)
+        for fut in self._queries.values():
+            if not fut.done():
+                fut.set_exception(err)
