@@ -48,6 +48,9 @@ class FakeTokenizerManager:
         self.started = False
         self.stopped = False
 
+    def is_alive(self) -> bool:
+        return self.started and not self.stopped
+
     async def start(self) -> None:
         self.started = True
 

@@ -227,3 +227,10 @@ def test_metrics(client: TestClient[Any]) -> None:
     assert ttft[0].value == 1
     hit = fams["radixserve:cache_hit_rate"].samples[0].value
     assert hit == 0.25
+
+
+def test_health_503_when_engine_is_gone(client: TestClient[Any], tm: FakeTokenizerManager) -> None:
+    assert client.get("/health").status_code == 200
+    tm.stopped = True
+    r = client.get("/health")
+    assert r.status_code == 503 and r.json()["error"]["code"] == 503

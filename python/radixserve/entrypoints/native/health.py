@@ -27,13 +27,17 @@ MODEL_INFO_KEYS = (
 async def _load(request: Request[Any, Any, Any]) -> dict[str, Any]:
     try:
         return dict(await asyncio.wait_for(get_state(request).tm.get_load(), HEALTH_TIMEOUT))
-    except (asyncio.TimeoutError, ConnectionError, RuntimeError) as e:
-        raise EngineError(f"The engine is not responding: {e or 'timeout'}", 503) from None
+    except (asyncio.TimeoutError, ConnectionError, RuntimeError, EngineError) as e:
+        reason = e.message if isinstance(e, EngineError) else (str(e) or "timeout")
+        raise EngineError(f"The engine is not responding: {reason}", 503) from None
 
 
 @get("/health")
 async def health(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Seed 003's shape: liveness plus the scheduler's load and prefix-cache figures."""
+    alive = getattr(get_state(request).tm, "is_alive", None)
+    if alive is not None and not alive():
+        raise EngineError("The engine is not running (the scheduler process is gone).", 503)
     load = await _load(request)
     body = {
         "status": "healthy",
