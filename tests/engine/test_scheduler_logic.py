@@ -16,11 +16,10 @@ import pytest
 import torch
 
 from radixserve.args import ServerArgs
-from radixserve.cache.kv_allocator import KVAllocator
 from radixserve.cache.memory_pool import ReqToTokenPool
 from radixserve.cache.radix_cache import RadixCache
 from radixserve.engine import ipc
-from radixserve.engine.kv_manager import KVManager
+from radixserve.engine.kv_manager import KVManager, make_allocator
 from radixserve.engine.sampling_params import SamplingParams
 from radixserve.engine.scheduler import Scheduler
 from radixserve.layers.sampling_info import SampleOutput, SamplingBatchInfo
@@ -75,7 +74,7 @@ def make(num_slots: int = 512, rows: int = 16, context: int = 256, radix: bool =
          **kw: Any) -> Scheduler:  # fmt: skip
     args = ServerArgs(max_running_requests=rows, disable_radix_cache=not radix, **kw)
     runner = KVReadingRunner(num_slots, rows, context)
-    alloc = KVAllocator(num_slots)
+    alloc = make_allocator(num_slots)
     tree = RadixCache(alloc) if radix else None
     return Scheduler(args, runner, KVManager(alloc, tree, runner.req_to_token_pool))
 

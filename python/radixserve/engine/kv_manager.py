@@ -11,7 +11,19 @@ from typing import Any, Optional
 
 import torch
 
+from radixserve.cache.kv_allocator import KVAllocator
 from radixserve.engine.request import Req
+
+
+def make_allocator(num_slots: int) -> KVAllocator:
+    """An allocator handing out exactly slots 1..num_slots (the KV pool has num_slots + 1 rows,
+    row 0 being the padding sink)."""
+    alloc = KVAllocator(num_slots + 1)
+    if alloc.size != num_slots:  # an allocator whose constructor counts usable slots
+        alloc = KVAllocator(num_slots)
+    if alloc.size != num_slots:
+        raise RuntimeError(f"KVAllocator gives {alloc.size} slots, expected {num_slots}")
+    return alloc
 
 
 class KVManager:
@@ -31,6 +43,9 @@ class KVManager:
 
     def cached(self) -> int:
         return int(self.tree.total_size()) if self.tree is not None else 0
+
+    def size(self) -> int:
+        return int(self.allocator.size)
 
     def free_rows(self) -> int:
         return int(self.pool.available())

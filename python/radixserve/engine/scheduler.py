@@ -21,7 +21,7 @@ import zmq
 
 from radixserve.args import ServerArgs
 from radixserve.engine import ipc
-from radixserve.engine.kv_manager import KVManager
+from radixserve.engine.kv_manager import KVManager, make_allocator
 from radixserve.engine.request import Req
 from radixserve.engine.schedule_batch import build_forward_batch, build_sampling_info
 from radixserve.engine.schedule_policy import (
@@ -93,7 +93,7 @@ class Scheduler:
         return True
 
     def load(self) -> dict[str, Any]:
-        size = int(self.runner.max_total_tokens)
+        size = self.kv.size()
         available, evictable = self.kv.available(), self.kv.evictable()
         used = size - available - evictable
         prompt = self.stats["num_prompt_tokens"]
@@ -231,14 +231,13 @@ class Scheduler:
 
 
 def build_scheduler(args: ServerArgs) -> Scheduler:
-    from radixserve.cache.kv_allocator import KVAllocator
     from radixserve.cache.radix_cache import RadixCache
     from radixserve.engine.model_runner import ModelRunner
 
     if args.page_size != 1:
         raise ValueError("the scheduler supports --page-size 1 only")
     runner = ModelRunner(args)
-    allocator = KVAllocator(int(runner.max_total_tokens), 1)
+    allocator = make_allocator(int(runner.max_total_tokens))
     tree = None if args.disable_radix_cache else RadixCache(allocator, 1)
     kv = KVManager(allocator, tree, runner.req_to_token_pool)
     return Scheduler(args, runner, kv)
