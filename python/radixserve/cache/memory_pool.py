@@ -1,0 +1,91 @@
+"""Memory pools: the request -> KV-slot table and the per-layer K/V tensors it indexes."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+
+class ReqToTokenPool:
+    """`req_to_token[row, pos]` = KV slot of token `pos` of the request that owns `row`."""
+
+    def __init__(self, size: int, max_context_len: int) -> None:
+        if size < 1 or max_context_len < 1:
+            raise ValueError(
+                f"ReqToTokenPool needs size >= 1 and max_context_len >= 1, got "
+                f"{size}, {max_context_len}"
+            )
+        self.size = size
+        self.max_context_len = max_context_len
+        self.req_to_token = torch.zeros(size, max_context_len, dtype=torch.int32)
+        # Pop from the end: low rows are handed out first.
+        self._free: list[int] = list(range(size - 1, -1, -1))
+        self._in_use = [False] * size
+
+    def alloc(self) -> Optional[int]:
+        if not self._free:
+            return None
+        idx = self._free.pop()
+        self._in_use[idx] = True
+        return idx
+
+    def free(self, idx: int) -> None:
+        if not 0 <= idx < self.size:
+            raise ValueError(f"row {idx} is outside the pool (size {self.size})")
+        if not self._in_use[idx]:
+            raise ValueError(f"row {idx} is not allocated (double free?)")
+        self._in_use[idx] = False
+        self._free.append(idx)
+
+    def available(self) -> int:
+        return len(self._free)
+
+    def clear(self) -> None:
+        self._free = list(range(self.size - 1, -1, -1))
+        self._in_use = [False] * self.size
+
+
+class KVPool:
+    """Per-layer K and V tensors `[num_slots + 1, num_kv_heads, head_dim]`.
+
+    Slot 0 is a padding sink (the allocator never hands it out; padded tokens may write there),
+    so the usable slots are 1..num_slots, matching KVAllocator(num_slots).
+    """
+
+    def __init__(
+        self,
+        num_slots: int,
+        num_layers: int,
+        num_kv_heads: int,
+        head_dim: int,
+        dtype: torch.dtype,
+    ) -> None:
+        if min(num_slots, num_layers, num_kv_heads, head_dim) < 1:
+            raise ValueError("KVPool dimensions must all be >= 1")
+        if dtype not in (torch.float32, torch.bfloat16):
+            raise ValueError(f"KVPool dtype must be float32 or bfloat16, got {dtype}")
+        self.num_slots = num_slots
+        self.num_layers = num_layers
+        self.num_kv_heads = num_kv_heads
+        self.head_dim = head_dim
+        self.dtype = dtype
+        shape = (num_slots + 1, num_kv_heads, head_dim)
+        # empty: pages are only committed when written; slot 0 is zeroed so the sink is finite.
+        self.k_buffers = [torch.empty(shape, dtype=dtype) for _ in range(num_layers)]
+        self.v_buffers = [torch.empty(shape, dtype=dtype) for _ in range(num_layers)]
+        for buf in self.k_buffers + self.v_buffers:
+            buf[0].zero_()
+
+    def get_kv(self, layer_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.k_buffers[layer_id], self.v_buffers[layer_id]
+
+    def set_kv(self, layer_id: int, loc: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+        """Plain-PyTorch store of k/v [T, Hkv, D] at slots loc [T]."""
+        self.k_buffers[layer_id][loc] = k.to(self.dtype)
+        self.v_buffers[layer_id][loc] = v.to(self.dtype)
+
+    @property
+    def size_bytes(self) -> int:
+        per = self.k_buffers[0].numel() * self.k_buffers[0].element_size()
+        return 2 * self.num_layers * per

@@ -1,0 +1,70 @@
+"""Attention through the native kernels: _C.store_kv, _C.decode_attention, _C.extend_attention."""
+
+from __future__ import annotations
+
+import torch
+
+from radixserve.engine.forward_batch import ForwardBatch
+from radixserve.layers.attention.base import AttentionBackend
+from radixserve.layers.backend import native_ops
+
+REQUIRED_OPS = ("store_kv", "decode_attention", "extend_attention")
+
+
+def native_attention_available() -> bool:
+    try:
+        ops = native_ops()
+    except ImportError:
+        return False
+    return all(hasattr(ops, name) for name in REQUIRED_OPS)
+
+
+class NativeBackend(AttentionBackend):
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        if not native_attention_available():
+            raise RuntimeError(
+                "the native attention backend needs radixserve._C with store_kv, decode_attention "
+                "and extend_attention (rebuild with tools/dev_build.sh, or use "
+                "--attention-backend torch)"
+            )
+        self.ops = native_ops()
+
+    def forward(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layer_id: int, batch: ForwardBatch
+    ) -> torch.Tensor:
+        self.check(q, k, v, batch)
+        k_cache, v_cache = self.kv_pool.get_kv(layer_id)
+        dtype = k_cache.dtype
+        q, k, v = q.to(dtype).contiguous(), k.to(dtype).contiguous(), v.to(dtype).contiguous()
+        self.ops.store_kv(k_cache, v_cache, batch.out_cache_loc, k, v)
+        out = torch.empty_like(q)
+        window = self.sliding_windows[layer_id]
+        scale = self.scale(q.shape[2])
+        if batch.is_decode:
+            self.ops.decode_attention(
+                out,
+                q,
+                k_cache,
+                v_cache,
+                self.req_to_token,
+                batch.req_pool_indices,
+                batch.seq_lens,
+                scale,
+                window,
+            )
+        else:
+            self.ops.extend_attention(
+                out,
+                q,
+                k_cache,
+                v_cache,
+                self.req_to_token,
+                batch.req_pool_indices,
+                batch.seq_lens,
+                batch.extend_seq_lens,
+                batch.extend_start_loc,
+                scale,
+                window,
+            )
+        return out

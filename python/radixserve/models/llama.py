@@ -1,0 +1,224 @@
+"""The Llama family (Llama, Mistral, Qwen2, Qwen3, SmolLM): one implementation, config-driven.
+
+Differences handled here: GQA, tied embeddings, q/k/v biases (Qwen2), per-head q/k RMSNorm
+(Qwen3), rope scaling (layers/rotary.py) and per-layer sliding windows (attention backends).
+Checkpoint weights use Hugging Face names; q/k/v and gate/up are stacked into fused Linears.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from radixserve.engine.forward_batch import ForwardBatch
+from radixserve.layers.activation import silu_and_mul
+from radixserve.layers.attention.base import AttentionBackend
+from radixserve.layers.linear import Linear
+from radixserve.layers.logits import LogitsProcessor, logits_indices
+from radixserve.layers.norm import RMSNorm
+from radixserve.layers.rotary import RotaryEmbedding
+from radixserve.models.config import ModelConfig
+
+
+class LlamaAttention(nn.Module):
+    def __init__(self, cfg: ModelConfig, layer_id: int) -> None:
+        super().__init__()
+        self.layer_id = layer_id
+        self.num_heads, self.num_kv_heads, self.head_dim = (
+            cfg.num_heads,
+            cfg.num_kv_heads,
+            cfg.head_dim,
+        )
+        self.q_size = cfg.num_heads * cfg.head_dim
+        self.kv_size = cfg.num_kv_heads * cfg.head_dim
+        self.qkv_proj = Linear(
+            cfg.hidden_size, self.q_size + 2 * self.kv_size, bias=cfg.attention_bias
+        )
+        self.o_proj = Linear(self.q_size, cfg.hidden_size)
+        self.q_norm: Optional[RMSNorm] = None
+        self.k_norm: Optional[RMSNorm] = None
+        if cfg.qk_norm:
+            self.q_norm = RMSNorm(cfg.head_dim, cfg.rms_norm_eps)
+            self.k_norm = RMSNorm(cfg.head_dim, cfg.rms_norm_eps)
+        self.rotary = RotaryEmbedding(
+            cfg.head_dim, cfg.head_dim, cfg.context_len, cfg.rope_theta, cfg.rope_scaling
+        )
+
+    def forward(
+        self,
+        positions: torch.Tensor,
+        h: torch.Tensor,
+        batch: ForwardBatch,
+        backend: AttentionBackend,
+    ) -> torch.Tensor:
+        t = h.shape[0]
+        qkv = self.qkv_proj(h)
+        q, k, v = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
+        if self.q_norm is not None and self.k_norm is not None:
+            q = self.q_norm(q.reshape(t, self.num_heads, self.head_dim))  # type: ignore[assignment]
+            k = self.k_norm(k.reshape(t, self.num_kv_heads, self.head_dim))  # type: ignore[assignment]
+        q, k = self.rotary(positions, q.reshape(t, -1).contiguous(), k.reshape(t, -1).contiguous())
+        out = backend.forward(
+            q.view(t, self.num_heads, self.head_dim),
+            k.view(t, self.num_kv_heads, self.head_dim),
+            v.reshape(t, self.num_kv_heads, self.head_dim),
+            self.layer_id,
+            batch,
+        )
+        return self.o_proj(out.reshape(t, self.q_size))
+
+
+class LlamaMLP(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.gate_up_proj = Linear(cfg.hidden_size, 2 * cfg.intermediate_size)
+        self.down_proj = Linear(cfg.intermediate_size, cfg.hidden_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(silu_and_mul(self.gate_up_proj(x)))
+
+
+class LlamaDecoderLayer(nn.Module):
+    def __init__(self, cfg: ModelConfig, layer_id: int) -> None:
+        super().__init__()
+        self.self_attn = LlamaAttention(cfg, layer_id)
+        self.mlp = LlamaMLP(cfg)
+        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+
+    def forward(
+        self,
+        positions: torch.Tensor,
+        h: torch.Tensor,
+        residual: Optional[torch.Tensor],
+        batch: ForwardBatch,
+        backend: AttentionBackend,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if residual is None:
+            residual = h
+            h = self.input_layernorm(h)  # type: ignore[assignment]
+        else:
+            h, residual = self.input_layernorm(h, residual)  # type: ignore[misc]
+        h = self.self_attn(positions, h, batch, backend)
+        h, residual = self.post_attention_layernorm(h, residual)  # type: ignore[misc]
+        return self.mlp(h), residual
+
+
+class LlamaModel(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.embed_tokens.weight.requires_grad_(False)
+        self.layers = nn.ModuleList([LlamaDecoderLayer(cfg, i) for i in range(cfg.num_layers)])
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+
+
+class LlamaForCausalLM(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.model = LlamaModel(config)
+        self.lm_head = Linear(config.hidden_size, config.vocab_size)
+        if config.tie_word_embeddings:
+            self.lm_head.weight = self.model.embed_tokens.weight  # type: ignore[assignment]
+        self.logits_processor = LogitsProcessor(self.lm_head)
+        self.attn_backend: Optional[AttentionBackend] = None  # set by the ModelRunner
+
+    def forward(self, batch: ForwardBatch) -> torch.Tensor:
+        """Final-normed hidden states [n, H] at the batch's logits positions."""
+        if self.attn_backend is None:
+            raise RuntimeError("no attention backend: set model.attn_backend before forward")
+        h = F.embedding(batch.input_ids, self.model.embed_tokens.weight)
+        residual: Optional[torch.Tensor] = None
+        for layer in self.model.layers:
+            h, residual = layer(batch.positions, h, residual, batch, self.attn_backend)
+        assert residual is not None
+        # Only the rows that produce logits need the final norm.
+        idx = logits_indices(batch)
+        h, _ = self.model.norm(h[idx], residual[idx])  # type: ignore[misc]
+        return h
+
+    def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.logits_processor(hidden)
+
+    # ---- weights ----
+
+    def _stacked(self) -> dict[str, tuple[str, int, int]]:
+        """Checkpoint projection -> (fused parameter stem, row offset, rows)."""
+        c = self.config
+        q, kv, inter = c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim, c.intermediate_size
+        return {
+            "q_proj": ("qkv_proj", 0, q),
+            "k_proj": ("qkv_proj", q, kv),
+            "v_proj": ("qkv_proj", q + kv, kv),
+            "gate_proj": ("gate_up_proj", 0, inter),
+            "up_proj": ("gate_up_proj", inter, inter),
+        }
+
+    def expected_weights(self) -> set[str]:
+        """Checkpoint tensor names this model needs (in Hugging Face naming)."""
+        names: set[str] = set()
+        inverse: dict[str, list[str]] = {}
+        for shard, (fused, _, _) in self._stacked().items():
+            inverse.setdefault(fused, []).append(shard)
+        for name, _ in self.named_parameters():
+            if name == "lm_head.weight" and self.config.tie_word_embeddings:
+                continue
+            parts = name.split(".")
+            if len(parts) >= 2 and parts[-2] in inverse:
+                for shard in inverse[parts[-2]]:
+                    names.add(".".join(parts[:-2] + [shard, parts[-1]]))
+            else:
+                names.add(name)
+        return names
+
+    def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
+        """Copy checkpoint tensors in; raise ValueError naming any missing or misshapen tensor."""
+        params = dict(self.named_parameters())
+        stacked = self._stacked()
+        expected = self.expected_weights()
+        seen: set[str] = set()
+        for name, tensor in weights:
+            if "rotary_emb.inv_freq" in name:
+                continue
+            if name == "lm_head.weight" and self.config.tie_word_embeddings:
+                continue
+            parts = name.split(".")
+            target, rows = name, None
+            if len(parts) >= 2 and parts[-2] in stacked:
+                fused, start, size = stacked[parts[-2]]
+                target = ".".join(parts[:-2] + [fused, parts[-1]])
+                rows = (start, size)
+            param = params.get(target)
+            if param is None:
+                raise ValueError(
+                    f"checkpoint tensor {name!r} has no place in {type(self).__name__}"
+                )
+            dest = param.data if rows is None else param.data.narrow(0, rows[0], rows[1])
+            if tuple(dest.shape) != tuple(tensor.shape):
+                raise ValueError(
+                    f"checkpoint tensor {name!r} has shape {tuple(tensor.shape)}, "
+                    f"the model expects {tuple(dest.shape)}"
+                )
+            dest.copy_(tensor)
+            seen.add(name)
+        missing = sorted(expected - seen)
+        if missing:
+            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            raise ValueError(f"checkpoint is missing tensors: {', '.join(missing[:5])}{more}")
+
+
+class MistralForCausalLM(LlamaForCausalLM):
+    pass
+
+
+class Qwen2ForCausalLM(LlamaForCausalLM):
+    pass
+
+
+class Qwen3ForCausalLM(LlamaForCausalLM):
+    pass

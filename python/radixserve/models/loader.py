@@ -1,0 +1,194 @@
+"""Model loading: resolve the path, build the ModelConfig, create the model and fill its weights.
+
+Hugging Face folders (config.json + *.safetensors, optionally sharded through
+model.safetensors.index.json) and GGUF files (or a folder holding exactly one) are supported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterator
+from typing import Optional
+
+import torch
+from tqdm import tqdm
+
+from radixserve.models import gguf_loader
+from radixserve.models.config import ModelConfig, eos_ids, model_config_from_hf
+from radixserve.models.default_model import default_model_path
+from radixserve.models.llama import LlamaForCausalLM
+from radixserve.models.registry import resolve_model_class
+
+logger = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def cpu_has_avx512_bf16() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return "avx512_bf16" in f.read()
+    except OSError:
+        return False
+
+
+def resolve_dtype(name: str, native_kernels: bool) -> torch.dtype:
+    """auto: bfloat16 where the native kernels run on AVX512-BF16 hardware, else float32 (the
+    plain-PyTorch path and CPUs without BF16 dot products are faster, and exact, in float32)."""
+    if name == "auto":
+        return torch.bfloat16 if native_kernels and cpu_has_avx512_bf16() else torch.float32
+    if name not in DTYPES:
+        raise ValueError(f"--dtype must be one of auto, float32, bfloat16, got {name!r}")
+    return DTYPES[name]
+
+
+def resolve_model_path(path: Optional[str]) -> tuple[str, Optional[str]]:
+    """(path, GGUF file or None). A folder with config.json is a HF model; a .gguf file, or a
+    folder holding exactly one, is GGUF."""
+    path = path or default_model_path()
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"model path does not exist: {path}")
+    if os.path.isfile(path):
+        if not path.endswith(".gguf"):
+            raise ValueError(f"a model file must be a .gguf file, got {path}")
+        return path, path
+    if os.path.isfile(os.path.join(path, "config.json")):
+        return path, None
+    ggufs = sorted(f for f in os.listdir(path) if f.endswith(".gguf"))
+    if len(ggufs) == 1:
+        return path, os.path.join(path, ggufs[0])
+    if len(ggufs) > 1:
+        raise ValueError(f"{path} holds several .gguf files ({', '.join(ggufs)}): pass one of them")
+    raise FileNotFoundError(f"{path} has no config.json (Hugging Face model) and no .gguf file")
+
+
+def _hf_chat_template(folder: str) -> Optional[str]:
+    jinja = os.path.join(folder, "chat_template.jinja")
+    if os.path.isfile(jinja):
+        with open(jinja) as f:
+            return f.read()
+    cfg = os.path.join(folder, "tokenizer_config.json")
+    if os.path.isfile(cfg):
+        with open(cfg) as f:
+            template = json.load(f).get("chat_template")
+        return template if isinstance(template, str) else None
+    return None
+
+
+def load_model_config(
+    model_path: Optional[str],
+    dtype: str = "auto",
+    context_length: Optional[int] = None,
+    native_kernels: bool = False,
+) -> ModelConfig:
+    path, gguf_file = resolve_model_path(model_path)
+    if gguf_file is not None:
+        config = gguf_loader.gguf_model_config(gguf_file)
+        config.path = path
+    else:
+        from transformers import AutoConfig
+
+        try:
+            hf = AutoConfig.from_pretrained(path)
+        except (ValueError, KeyError) as e:
+            raise ValueError(f"cannot read {os.path.join(path, 'config.json')}: {e}") from e
+        extra_eos: list[int] = []
+        gen = os.path.join(path, "generation_config.json")
+        if os.path.isfile(gen):
+            with open(gen) as f:
+                extra_eos = eos_ids(json.load(f).get("eos_token_id"))
+        config = model_config_from_hf(hf, path, extra_eos)
+        config.chat_template = _hf_chat_template(path)
+    resolve_model_class(config.architectures)  # unsupported architectures fail here, clearly
+    if context_length is not None:
+        config.context_len = context_length
+    config.dtype = resolve_dtype(dtype, native_kernels)
+    return config
+
+
+def _safetensors_files(folder: str) -> list[str]:
+    index = os.path.join(folder, "model.safetensors.index.json")
+    if os.path.isfile(index):
+        with open(index) as f:
+            shards = sorted(set(json.load(f)["weight_map"].values()))
+        missing = [s for s in shards if not os.path.isfile(os.path.join(folder, s))]
+        if missing:
+            raise FileNotFoundError(f"shards listed in {index} are missing: {', '.join(missing)}")
+        return [os.path.join(folder, s) for s in shards]
+    files = sorted(f for f in os.listdir(folder) if f.endswith(".safetensors"))
+    if not files:
+        raise FileNotFoundError(f"no *.safetensors weights in {folder}")
+    return [os.path.join(folder, f) for f in files]
+
+
+def iter_safetensors(folder: str) -> tuple[int, Iterator[tuple[str, torch.Tensor]]]:
+    """(number of tensors, iterator of (name, tensor)) over every shard of the folder."""
+    from safetensors import safe_open
+
+    files = _safetensors_files(folder)
+    count = 0
+    for path in files:
+        with safe_open(path, framework="pt") as f:
+            count += len(list(f.keys()))
+
+    def gen() -> Iterator[tuple[str, torch.Tensor]]:
+        for path in files:
+            with safe_open(path, framework="pt") as f:
+                for name in f.keys():
+                    yield name, f.get_tensor(name)
+
+    return count, gen()
+
+
+@contextlib.contextmanager
+def _default_dtype(dtype: torch.dtype) -> Iterator[None]:
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(old)
+
+
+def load_model(config: ModelConfig, weights_path: Optional[str] = None) -> LlamaForCausalLM:
+    """Create the model in config.dtype and load its weights (from config.path by default)."""
+    start = time.perf_counter()
+    cls = resolve_model_class(config.architectures)
+    with _default_dtype(config.dtype):
+        model = cls(config)
+    path, gguf_file = resolve_model_path(weights_path or config.path)
+    if gguf_file is not None:
+        total = gguf_loader.num_gguf_tensors(gguf_file)
+        weights = gguf_loader.iter_gguf_weights(gguf_file, config)
+    else:
+        total, weights = iter_safetensors(path)
+    bar = tqdm(
+        weights,
+        total=total,
+        desc="Loading weights",
+        unit="tensor",
+        file=sys.stderr,
+        leave=False,
+        disable=None,
+    )
+    with torch.inference_mode():
+        model.load_weights(bar)
+    model.eval()
+    params = sum(p.numel() for p in model.parameters())
+    logger.info(
+        "Loaded %s (%s) from %s: %.1fM parameters, %s, %d layers, context %d, in %.1f s",
+        config.architecture,
+        config.model_type,
+        gguf_file or path,
+        params / 1e6,
+        str(config.dtype).replace("torch.", ""),
+        config.num_layers,
+        config.context_len,
+        time.perf_counter() - start,
+    )
+    return model

@@ -1,0 +1,80 @@
+"""Tokenizers for Hugging Face folders and GGUF files (both as transformers fast tokenizers).
+
+Building a tokenizer from GGUF metadata takes seconds, so the result is saved once under
+$RADIXSERVE_CACHE_DIR (default ~/.cache/radixserve) keyed by the file's path, size and mtime.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+from typing import Any, Optional
+
+from radixserve.models.default_model import default_model_path
+
+logger = logging.getLogger(__name__)
+
+
+def cache_dir() -> str:
+    root = os.environ.get("RADIXSERVE_CACHE_DIR") or os.path.join(
+        os.path.expanduser("~"), ".cache", "radixserve"
+    )
+    return root
+
+
+def _gguf_cache_key(path: str) -> str:
+    st = os.stat(path)
+    raw = f"{os.path.realpath(path)}|{st.st_size}|{st.st_mtime_ns}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+def _load_gguf_tokenizer(path: str) -> Any:
+    from transformers import AutoTokenizer
+
+    cached = os.path.join(cache_dir(), "tokenizers", _gguf_cache_key(path))
+    if os.path.isfile(os.path.join(cached, "tokenizer.json")):
+        try:
+            return AutoTokenizer.from_pretrained(cached)
+        except Exception as e:  # a damaged cache is rebuilt below
+            logger.warning("ignoring unreadable tokenizer cache %s: %s", cached, e)
+    folder, name = os.path.split(os.path.abspath(path))
+    tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    try:
+        os.makedirs(os.path.dirname(cached), exist_ok=True)
+        tmp = tempfile.mkdtemp(dir=os.path.dirname(cached))
+        tok.save_pretrained(tmp)
+        if os.path.isdir(cached):
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            os.replace(tmp, cached)  # atomic: concurrent processes never see half a cache
+    except OSError as e:
+        logger.warning("could not cache the GGUF tokenizer: %s", e)
+    return tok
+
+
+def load_tokenizer(model_path: Optional[str], tokenizer_path: Optional[str] = None) -> Any:
+    """A transformers fast tokenizer for a HF folder, a GGUF file, or a folder holding one GGUF."""
+    from transformers import AutoTokenizer
+
+    path = tokenizer_path or model_path or default_model_path()
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"tokenizer path does not exist: {path}")
+    if os.path.isfile(path):
+        if not path.endswith(".gguf"):
+            raise ValueError(f"a tokenizer file must be a .gguf file, got {path}")
+        return _load_gguf_tokenizer(path)
+    has_hf = any(
+        os.path.isfile(os.path.join(path, f))
+        for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
+    )
+    if not has_hf:
+        ggufs = sorted(f for f in os.listdir(path) if f.endswith(".gguf"))
+        if len(ggufs) == 1:
+            return _load_gguf_tokenizer(os.path.join(path, ggufs[0]))
+        raise FileNotFoundError(
+            f"no tokenizer files (tokenizer.json, tokenizer_config.json) in {path}"
+        )
+    return AutoTokenizer.from_pretrained(path)
