@@ -6,6 +6,8 @@
 #include "cache/kv_allocator.h"
 #include "cache/radix_tree.h"
 // ---- includes: cpu kernels ----
+#include "cpu/cpu_features.h"
+#include "cpu/attention.h"
 // ---- includes: cuda kernels ----
 
 namespace py = pybind11;
@@ -152,8 +154,46 @@ PYBIND11_MODULE(_C, m) {
   }
 
   // ---- section: cpu features ----
+  m.def(
+      "cpu_features",
+      []() {
+        namespace rc = radixserve::cpu;
+        const rc::CpuFeatures& f = rc::detected_features();
+        py::dict d;
+        d["avx2"] = f.avx2;
+        d["avx512"] = f.avx512;
+        d["avx512_bf16"] = f.avx512_bf16;
+        d["best_isa"] = rc::isa_name(rc::best_isa());
+        d["isa"] = rc::isa_name(rc::active_isa());
+        return d;
+      },
+      "What the CPU supports and which kernel build (isa) the CPU kernels use now.");
+  m.def(
+      "set_isa",
+      [](const std::string& name) {
+        try {
+          radixserve::cpu::set_isa(name);
+        } catch (const std::invalid_argument& e) {
+          throw py::value_error(e.what());
+        }
+      },
+      py::arg("name"),
+      "Force the kernel build: 'generic', 'avx2', 'avx512' (if supported) or 'auto' (the best).");
 
   // ---- section: attention (store_kv, decode, extend) ----
+  m.def("store_kv", &radixserve::cpu::store_kv, py::arg("k_cache"), py::arg("v_cache"),
+        py::arg("loc"), py::arg("k"), py::arg("v"),
+        "k_cache[loc[t]] = k[t], v_cache[loc[t]] = v[t] (caches [num_slots, Hkv, D]).");
+  m.def("decode_attention", &radixserve::cpu::decode_attention, py::arg("out"), py::arg("q"),
+        py::arg("k_cache"), py::arg("v_cache"), py::arg("req_to_token"),
+        py::arg("req_pool_indices"), py::arg("seq_lens"), py::arg("scale"),
+        py::arg("sliding_window") = -1,
+        "One query per request at position seq_len-1 over its KV read through req_to_token.");
+  m.def("extend_attention", &radixserve::cpu::extend_attention, py::arg("out"), py::arg("q"),
+        py::arg("k_cache"), py::arg("v_cache"), py::arg("req_to_token"),
+        py::arg("req_pool_indices"), py::arg("seq_lens"), py::arg("extend_seq_lens"),
+        py::arg("extend_start_loc"), py::arg("scale"), py::arg("sliding_window") = -1,
+        "Causal attention of new tokens over their cached prefix and themselves.");
 
   // ---- section: norm, rope, activation ----
 

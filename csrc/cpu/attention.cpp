@@ -1,0 +1,418 @@
+// torch-facing attention entry points: validation, work split, OpenMP, and the portable kernel.
+#include "cpu/attention.h"
+
+#include <ATen/Parallel.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "cpu/bf16.h"
+#include "cpu/cpu_features.h"
+#include "cpu/kernel_checks.h"
+
+namespace radixserve::cpu {
+namespace {
+
+// Portable kernel: one key at a time, rescaling a row only when its running max grows.
+template <typename T>
+void attend_generic(const AttendWork<T>& w) {
+  const int G = w.num_heads;
+  const int D = w.head_dim;
+  const int64_t rows = w.n_q * G;
+  for (int64_t r = 0; r < rows; ++r) {
+    w.m[r] = -INFINITY;
+    w.l[r] = 0.0f;
+    const T* qr = w.q + (r / G) * w.q_stride + (r % G) * D;
+    for (int d = 0; d < D; ++d) {
+      w.acc[r * D + d] = 0.0f;
+      w.qbuf[r * D + d] = to_f32(qr[d]) * w.scale;
+    }
+  }
+  int64_t kb = std::max<int64_t>(w.key_begin, 0);
+  if (w.window > 0) kb = std::max(kb, w.pos0 - w.window + 1);
+  const int64_t ke = std::min(w.key_end, w.pos0 + w.n_q);
+  for (int64_t k = kb; k < ke; ++k) {
+    const int64_t off = static_cast<int64_t>(w.slots[k]) * w.slot_stride + w.head_off;
+    const T* kr = w.k_cache + off;
+    const T* vr = w.v_cache + off;
+    for (int64_t i = 0; i < w.n_q; ++i) {
+      const int64_t pos = w.pos0 + i;
+      if (k > pos || (w.window > 0 && k <= pos - w.window)) continue;
+      for (int g = 0; g < G; ++g) {
+        const int64_t r = i * G + g;
+        const float* qb = w.qbuf + r * D;
+        float s = 0.0f;
+        for (int d = 0; d < D; ++d) s += qb[d] * to_f32(kr[d]);
+        float* acc = w.acc + r * D;
+        if (s > w.m[r]) {
+          const float alpha = w.m[r] == -INFINITY ? 0.0f : std::exp(w.m[r] - s);
+          for (int d = 0; d < D; ++d) acc[d] *= alpha;
+          w.l[r] *= alpha;
+          w.m[r] = s;
+        }
+        const float p = std::exp(s - w.m[r]);
+        w.l[r] += p;
+        for (int d = 0; d < D; ++d) acc[d] += p * to_f32(vr[d]);
+      }
+    }
+  }
+}
+
+struct Kernels {
+  void (*f32)(const AttendWork<float>&);
+  void (*bf16)(const AttendWork<uint16_t>&);
+};
+
+Kernels pick_kernels(int head_dim) {
+  AttendKernels k{nullptr, nullptr, 1};
+  switch (active_isa()) {
+    case Isa::kAvx512:
+      k = attend_kernels_avx512();
+      break;
+    case Isa::kAvx2:
+      k = attend_kernels_avx2();
+      break;
+    default:
+      break;
+  }
+  if (k.f32 != nullptr && head_dim % k.lanes == 0) return {k.f32, k.bf16};
+  return {&attend_generic<float>, &attend_generic<uint16_t>};
+}
+
+void call(const Kernels& k, const AttendWork<float>& w) { k.f32(w); }
+void call(const Kernels& k, const AttendWork<uint16_t>& w) { k.bf16(w); }
+
+// Validates the cache, table and per-request index tensors shared by decode and extend.
+void check_paged_inputs(const at::Tensor& q, const at::Tensor& out, const at::Tensor& k_cache,
+                        const at::Tensor& v_cache, const at::Tensor& req_to_token,
+                        const at::Tensor& req_pool_indices, const at::Tensor& seq_lens,
+                        double scale) {
+  check_tensor(q, "q", 3);
+  check_tensor(out, "out", 3);
+  check_tensor(k_cache, "k_cache", 3);
+  check_tensor(v_cache, "v_cache", 3);
+  check_tensor(req_to_token, "req_to_token", 2);
+  check_tensor(req_pool_indices, "req_pool_indices", 1);
+  check_tensor(seq_lens, "seq_lens", 1);
+  check_float_dtype(q, "q");
+  check_same_dtype(out, q, "out", "q");
+  check_same_dtype(k_cache, q, "k_cache", "q");
+  check_same_dtype(v_cache, q, "v_cache", "q");
+  check_dtype(req_to_token, "req_to_token", at::kInt);
+  check_dtype(req_pool_indices, "req_pool_indices", at::kLong);
+  check_dtype(seq_lens, "seq_lens", at::kLong);
+  RS_CHECK(out.sizes() == q.sizes(), "out must have the shape of q ", q.sizes(), ", got ",
+           out.sizes());
+  RS_CHECK(v_cache.sizes() == k_cache.sizes(), "v_cache must have the shape of k_cache ",
+           k_cache.sizes(), ", got ", v_cache.sizes());
+  check_size(k_cache, "k_cache", 2, q.size(2));
+  RS_CHECK(q.size(2) > 0, "head_dim must be positive");
+  RS_CHECK(k_cache.size(1) > 0 && q.size(1) % k_cache.size(1) == 0,
+           "the number of query heads (", q.size(1), ") must be a multiple of the number of kv heads (",
+           k_cache.size(1), ")");
+  check_size(seq_lens, "seq_lens", 0, req_pool_indices.size(0));
+  RS_CHECK(std::isfinite(scale), "scale must be finite, got ", scale);
+  const int64_t max_reqs = req_to_token.size(0);
+  const int64_t max_ctx = req_to_token.size(1);
+  const int64_t* rows = req_pool_indices.data_ptr<int64_t>();
+  const int64_t* lens = seq_lens.data_ptr<int64_t>();
+  for (int64_t b = 0; b < seq_lens.size(0); ++b) {
+    RS_CHECK(rows[b] >= 0 && rows[b] < max_reqs, "req_pool_indices[", b, "] = ", rows[b],
+             " is out of range [0, ", max_reqs, ")");
+    RS_CHECK(lens[b] >= 0 && lens[b] <= max_ctx, "seq_lens[", b, "] = ", lens[b],
+             " is out of range [0, req_to_token.size(1) = ", max_ctx, "]");
+  }
+}
+
+// Every slot a request reads must index the cache: one pass over the int32 table entries is
+// cheap next to the K/V rows they point at, and turns a stray slot into an error, not a crash.
+void check_slots(const at::Tensor& req_to_token, const at::Tensor& req_pool_indices,
+                 const at::Tensor& seq_lens, int64_t num_slots) {
+  const int32_t* table = req_to_token.data_ptr<int32_t>();
+  const int64_t* rows = req_pool_indices.data_ptr<int64_t>();
+  const int64_t* lens = seq_lens.data_ptr<int64_t>();
+  const int64_t max_ctx = req_to_token.size(1);
+  for (int64_t b = 0; b < seq_lens.size(0); ++b) {
+    const int32_t* s = table + rows[b] * max_ctx;
+    int32_t lo = 0, hi = 0;
+    for (int64_t t = 0; t < lens[b]; ++t) {
+      lo = std::min(lo, s[t]);
+      hi = std::max(hi, s[t]);
+    }
+    RS_CHECK(lo >= 0 && hi < num_slots, "req_to_token row ", rows[b], " (request ", b,
+             ") holds a slot outside the cache [0, ", num_slots, ")");
+  }
+}
+
+template <typename T>
+AttendWork<T> base_work(const at::Tensor& q, const at::Tensor& k_cache, const at::Tensor& v_cache,
+                        double scale, int64_t window) {
+  AttendWork<T> w{};
+  w.q_stride = q.size(1) * q.size(2);
+  w.window = window;
+  w.k_cache = static_cast<const T*>(k_cache.data_ptr());
+  w.v_cache = static_cast<const T*>(v_cache.data_ptr());
+  w.slot_stride = k_cache.size(1) * k_cache.size(2);
+  w.num_heads = static_cast<int>(q.size(1) / k_cache.size(1));
+  w.head_dim = static_cast<int>(q.size(2));
+  w.scale = static_cast<float>(scale);
+  return w;
+}
+
+// out row = sum_s exp(m_s - M) acc_s / sum_s exp(m_s - M) l_s over the n partial results.
+template <typename T>
+void merge_rows(T* out, int D, int n, const float* m, const float* l, const float* acc,
+                int64_t stride_part, int64_t stride_acc) {
+  float mx = -INFINITY;
+  for (int s = 0; s < n; ++s) mx = std::max(mx, m[s * stride_part]);
+  float denom = 0.0f;
+  float wts[64];
+  for (int s = 0; s < n; ++s) {
+    wts[s] = m[s * stride_part] == -INFINITY ? 0.0f : std::exp(m[s * stride_part] - mx);
+    denom += wts[s] * l[s * stride_part];
+  }
+  const float inv = denom > 0.0f ? 1.0f / denom : 0.0f;
+  for (int d = 0; d < D; ++d) {
+    float v = 0.0f;
+    for (int s = 0; s < n; ++s) v += wts[s] * acc[s * stride_acc + d];
+    store_f32(out + d, v * inv);
+  }
+}
+
+constexpr int64_t kMinChunk = 256;  // keys per flash-decoding chunk, at least
+constexpr int kMaxSplits = 64;
+
+template <typename T>
+void decode_impl(const at::Tensor& out, const at::Tensor& q, const at::Tensor& k_cache,
+                 const at::Tensor& v_cache, const at::Tensor& req_to_token,
+                 const at::Tensor& req_pool_indices, const at::Tensor& seq_lens, double scale,
+                 int64_t window) {
+  const int64_t B = q.size(0), Hq = q.size(1), D = q.size(2), Hkv = k_cache.size(1);
+  const int64_t G = Hq / Hkv;
+  const int64_t max_ctx = req_to_token.size(1);
+  const int32_t* table = req_to_token.data_ptr<int32_t>();
+  const int64_t* rows = req_pool_indices.data_ptr<int64_t>();
+  const int64_t* lens = seq_lens.data_ptr<int64_t>();
+  const int nthreads = at::get_num_threads();
+
+  // Flash-decoding: with few (request, kv head) items, split each request's keys into chunks
+  // so every thread has work, then merge the chunks' softmax states.
+  int64_t max_keys = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    max_keys = std::max(max_keys, window > 0 ? std::min(lens[b], window) : lens[b]);
+  }
+  const int64_t base = B * Hkv;
+  int64_t nsplit = (8 * nthreads + base - 1) / base;
+  nsplit = std::min<int64_t>({nsplit, (max_keys + kMinChunk - 1) / kMinChunk, kMaxSplits});
+  nsplit = std::max<int64_t>(nsplit, 1);
+  const int64_t items = base * nsplit;
+
+  std::vector<float> part_m(items * G), part_l(items * G), part_acc(items * G * D);
+  std::vector<float> qbuf(items * G * D);
+  const Kernels kern = pick_kernels(static_cast<int>(D));
+  const AttendWork<T> proto = base_work<T>(q, k_cache, v_cache, scale, window);
+  const T* qp = static_cast<const T*>(q.data_ptr());
+
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
+  for (int64_t it = 0; it < items; ++it) {
+    const int64_t b = it / (Hkv * nsplit);
+    const int64_t h = (it / nsplit) % Hkv;
+    const int64_t s = it % nsplit;
+    const int64_t len = lens[b];
+    const int64_t first = window > 0 ? std::max<int64_t>(0, len - window) : 0;
+    // Chunks are whole 32-key blocks so the vector kernel's blocks stay full.
+    const int64_t chunk = ((len - first + nsplit - 1) / nsplit + 31) / 32 * 32;
+    AttendWork<T> w = proto;
+    w.q = qp + (b * Hq + h * G) * D;
+    w.n_q = 1;
+    w.pos0 = len - 1;
+    w.key_begin = first + s * chunk;
+    w.key_end = std::min(len, first + (s + 1) * chunk);
+    w.slots = table + rows[b] * max_ctx;
+    w.head_off = h * D;
+    w.m = part_m.data() + it * G;
+    w.l = part_l.data() + it * G;
+    w.acc = part_acc.data() + it * G * D;
+    w.qbuf = qbuf.data() + it * G * D;
+    call(kern, w);
+  }
+
+  T* op = static_cast<T*>(out.data_ptr());
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+  for (int64_t bh = 0; bh < B * Hq; ++bh) {
+    const int64_t b = bh / Hq, hq = bh % Hq, h = hq / G, g = hq % G;
+    const int64_t it0 = (b * Hkv + h) * nsplit;
+    merge_rows(op + bh * D, static_cast<int>(D), static_cast<int>(nsplit),
+               part_m.data() + it0 * G + g, part_l.data() + it0 * G + g,
+               part_acc.data() + (it0 * G + g) * D, G, G * D);
+  }
+}
+
+template <typename T>
+void extend_impl(const at::Tensor& out, const at::Tensor& q, const at::Tensor& k_cache,
+                 const at::Tensor& v_cache, const at::Tensor& req_to_token,
+                 const at::Tensor& req_pool_indices, const at::Tensor& seq_lens,
+                 const at::Tensor& extend_seq_lens, const at::Tensor& extend_start_loc,
+                 double scale, int64_t window) {
+  const int64_t B = seq_lens.size(0), Hq = q.size(1), D = q.size(2), Hkv = k_cache.size(1);
+  const int64_t G = Hq / Hkv;
+  const int64_t max_ctx = req_to_token.size(1);
+  const int32_t* table = req_to_token.data_ptr<int32_t>();
+  const int64_t* rows = req_pool_indices.data_ptr<int64_t>();
+  const int64_t* lens = seq_lens.data_ptr<int64_t>();
+  const int64_t* ext = extend_seq_lens.data_ptr<int64_t>();
+  const int64_t* start = extend_start_loc.data_ptr<int64_t>();
+  const int nthreads = at::get_num_threads();
+
+  // Items: (request, kv head, block of queries); a block shares each K/V row it reads.
+  const int64_t qblock = std::max<int64_t>(1, 64 / G);
+  struct Item {
+    int64_t b, h, j0;
+  };
+  std::vector<Item> work;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t j0 = 0; j0 < ext[b]; j0 += qblock)
+      for (int64_t h = 0; h < Hkv; ++h) work.push_back({b, h, j0});
+  // Later query blocks see more keys: start them first for a better dynamic balance.
+  std::stable_sort(work.begin(), work.end(), [&](const Item& x, const Item& y) {
+    return lens[x.b] - ext[x.b] + x.j0 > lens[y.b] - ext[y.b] + y.j0;
+  });
+
+  const Kernels kern = pick_kernels(static_cast<int>(D));
+  const AttendWork<T> proto = base_work<T>(q, k_cache, v_cache, scale, window);
+  const T* qp = static_cast<const T*>(q.data_ptr());
+  T* op = static_cast<T*>(out.data_ptr());
+  const int64_t n_items = static_cast<int64_t>(work.size());
+
+#pragma omp parallel num_threads(nthreads)
+  {
+    const int64_t rmax = qblock * G;
+    std::vector<float> m(rmax), l(rmax), acc(rmax * D), qbuf(rmax * D);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t it = 0; it < n_items; ++it) {
+      const Item& item = work[it];
+      const int64_t nq = std::min(qblock, ext[item.b] - item.j0);
+      const int64_t tok0 = start[item.b] + item.j0;
+      AttendWork<T> w = proto;
+      w.q = qp + tok0 * Hq * D + item.h * G * D;
+      w.n_q = nq;
+      w.pos0 = lens[item.b] - ext[item.b] + item.j0;
+      w.key_begin = 0;
+      w.key_end = w.pos0 + nq;
+      w.slots = table + rows[item.b] * max_ctx;
+      w.head_off = item.h * D;
+      w.m = m.data();
+      w.l = l.data();
+      w.acc = acc.data();
+      w.qbuf = qbuf.data();
+      call(kern, w);
+      for (int64_t r = 0; r < nq * G; ++r) {
+        T* o = op + (tok0 + r / G) * Hq * D + (item.h * G + r % G) * D;
+        const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
+        for (int64_t d = 0; d < D; ++d) store_f32(o + d, acc[r * D + d] * inv);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void store_kv(const at::Tensor& k_cache, const at::Tensor& v_cache, const at::Tensor& loc,
+              const at::Tensor& k, const at::Tensor& v) {
+  check_tensor(k_cache, "k_cache", 3);
+  check_tensor(v_cache, "v_cache", 3);
+  check_tensor(loc, "loc", 1);
+  check_tensor(k, "k", 3);
+  check_tensor(v, "v", 3);
+  check_float_dtype(k_cache, "k_cache");
+  check_same_dtype(v_cache, k_cache, "v_cache", "k_cache");
+  check_same_dtype(k, k_cache, "k", "k_cache");
+  check_same_dtype(v, k_cache, "v", "k_cache");
+  RS_CHECK(loc.scalar_type() == at::kLong || loc.scalar_type() == at::kInt,
+           "loc must be int64 or int32, got ", loc.scalar_type());
+  RS_CHECK(v_cache.sizes() == k_cache.sizes(), "v_cache must have the shape of k_cache ",
+           k_cache.sizes(), ", got ", v_cache.sizes());
+  RS_CHECK(k.sizes() == v.sizes(), "k and v must have the same shape, got ", k.sizes(), " and ",
+           v.sizes());
+  check_size(k, "k", 0, loc.size(0));
+  check_size(k, "k", 1, k_cache.size(1));
+  check_size(k, "k", 2, k_cache.size(2));
+  const int64_t n = loc.size(0), num_slots = k_cache.size(0);
+  std::vector<int64_t> slots(n);
+  for (int64_t t = 0; t < n; ++t) {
+    slots[t] = loc.scalar_type() == at::kLong ? loc.data_ptr<int64_t>()[t]
+                                              : loc.data_ptr<int32_t>()[t];
+    RS_CHECK(slots[t] >= 0 && slots[t] < num_slots, "loc[", t, "] = ", slots[t],
+             " is out of range [0, ", num_slots, ")");
+  }
+  const int64_t row_bytes = k_cache.size(1) * k_cache.size(2) * k_cache.element_size();
+  char* kc = static_cast<char*>(k_cache.data_ptr());
+  char* vc = static_cast<char*>(v_cache.data_ptr());
+  const char* kp = static_cast<const char*>(k.data_ptr());
+  const char* vp = static_cast<const char*>(v.data_ptr());
+#pragma omp parallel for schedule(static) num_threads(at::get_num_threads()) if (n > 64)
+  for (int64_t t = 0; t < n; ++t) {
+    std::memcpy(kc + slots[t] * row_bytes, kp + t * row_bytes, row_bytes);
+    std::memcpy(vc + slots[t] * row_bytes, vp + t * row_bytes, row_bytes);
+  }
+}
+
+void decode_attention(const at::Tensor& out, const at::Tensor& q, const at::Tensor& k_cache,
+                      const at::Tensor& v_cache, const at::Tensor& req_to_token,
+                      const at::Tensor& req_pool_indices, const at::Tensor& seq_lens,
+                      double scale, int64_t sliding_window) {
+  check_paged_inputs(q, out, k_cache, v_cache, req_to_token, req_pool_indices, seq_lens, scale);
+  check_size(req_pool_indices, "req_pool_indices", 0, q.size(0));
+  const int64_t* lens = seq_lens.data_ptr<int64_t>();
+  for (int64_t b = 0; b < seq_lens.size(0); ++b) {
+    RS_CHECK(lens[b] >= 1, "seq_lens[", b, "] = ", lens[b],
+             ": a decode request holds at least its new token");
+  }
+  check_slots(req_to_token, req_pool_indices, seq_lens, k_cache.size(0));
+  if (q.size(0) == 0) return;
+  if (q.scalar_type() == at::kFloat) {
+    decode_impl<float>(out, q, k_cache, v_cache, req_to_token, req_pool_indices, seq_lens, scale,
+                       sliding_window);
+  } else {
+    decode_impl<uint16_t>(out, q, k_cache, v_cache, req_to_token, req_pool_indices, seq_lens,
+                          scale, sliding_window);
+  }
+}
+
+void extend_attention(const at::Tensor& out, const at::Tensor& q, const at::Tensor& k_cache,
+                      const at::Tensor& v_cache, const at::Tensor& req_to_token,
+                      const at::Tensor& req_pool_indices, const at::Tensor& seq_lens,
+                      const at::Tensor& extend_seq_lens, const at::Tensor& extend_start_loc,
+                      double scale, int64_t sliding_window) {
+  check_paged_inputs(q, out, k_cache, v_cache, req_to_token, req_pool_indices, seq_lens, scale);
+  check_tensor(extend_seq_lens, "extend_seq_lens", 1);
+  check_tensor(extend_start_loc, "extend_start_loc", 1);
+  check_dtype(extend_seq_lens, "extend_seq_lens", at::kLong);
+  check_dtype(extend_start_loc, "extend_start_loc", at::kLong);
+  const int64_t B = seq_lens.size(0);
+  check_size(extend_seq_lens, "extend_seq_lens", 0, B);
+  check_size(extend_start_loc, "extend_start_loc", 0, B);
+  const int64_t* lens = seq_lens.data_ptr<int64_t>();
+  const int64_t* ext = extend_seq_lens.data_ptr<int64_t>();
+  const int64_t* start = extend_start_loc.data_ptr<int64_t>();
+  for (int64_t b = 0; b < B; ++b) {
+    RS_CHECK(ext[b] >= 0 && ext[b] <= lens[b], "extend_seq_lens[", b, "] = ", ext[b],
+             " must be in [0, seq_lens[", b, "] = ", lens[b], "]");
+    RS_CHECK(start[b] >= 0 && start[b] + ext[b] <= q.size(0), "request ", b,
+             "'s tokens [", start[b], ", ", start[b] + ext[b], ") fall outside q's ", q.size(0),
+             " rows");
+  }
+  check_slots(req_to_token, req_pool_indices, seq_lens, k_cache.size(0));
+  if (q.scalar_type() == at::kFloat) {
+    extend_impl<float>(out, q, k_cache, v_cache, req_to_token, req_pool_indices, seq_lens,
+                       extend_seq_lens, extend_start_loc, scale, sliding_window);
+  } else {
+    extend_impl<uint16_t>(out, q, k_cache, v_cache, req_to_token, req_pool_indices, seq_lens,
+                          extend_seq_lens, extend_start_loc, scale, sliding_window);
+  }
+}
+
+}  // namespace radixserve::cpu

@@ -1,0 +1,69 @@
+// Paged attention on CPU: store_kv, decode_attention, extend_attention (docs/internals.md).
+//
+// The torch-facing functions validate arguments, split the work into (request, kv head, key
+// chunk or query block) items and run them under OpenMP. Each item calls one "attend" kernel
+// (below), built three times: portable (attention.cpp), AVX2 (attention_avx2.cpp) and AVX-512
+// (attention_avx512.cpp, both from attention_simd.h), picked at run time.
+#pragma once
+
+#include <cstdint>
+
+namespace at {
+class Tensor;
+}
+
+namespace radixserve::cpu {
+
+// One item: the G query heads sharing one kv head, for n_q consecutive queries of one request,
+// against candidate keys [key_begin, key_end) read through `slots` (the request's req_to_token
+// row). Query i sits at position pos0 + i and sees key k iff k <= pos0 + i and, when window > 0,
+// k > pos0 + i - window. The kernel (re)initialises and fills the running softmax state:
+// m (row max of scaled scores), l (sum of exp(score - m)) and acc (sum of exp(score - m) * v),
+// rows ordered (query i, head g). A row that sees no key keeps m = -inf, l = 0, acc = 0.
+template <typename T>
+struct AttendWork {
+  const T* q;          // row (i, g) at q + i * q_stride + g * head_dim
+  int64_t q_stride;
+  int64_t n_q;
+  int64_t pos0;
+  int64_t key_begin;
+  int64_t key_end;
+  int64_t window;
+  const T* k_cache;    // [num_slots, num_kv_heads, head_dim]
+  const T* v_cache;
+  const int32_t* slots;
+  int64_t slot_stride;  // num_kv_heads * head_dim
+  int64_t head_off;     // kv_head * head_dim
+  int num_heads;        // G
+  int head_dim;
+  float scale;
+  float* m;    // [n_q * G]
+  float* l;    // [n_q * G]
+  float* acc;  // [n_q * G * head_dim]
+  float* qbuf;  // scratch, n_q * G * head_dim floats: the queries in fp32, pre-scaled
+};
+
+// bfloat16 travels as uint16_t in the raw kernels.
+struct AttendKernels {
+  void (*f32)(const AttendWork<float>&);
+  void (*bf16)(const AttendWork<uint16_t>&);
+  int lanes;  // the vectorised builds need head_dim % lanes == 0
+};
+
+AttendKernels attend_kernels_avx2();
+AttendKernels attend_kernels_avx512();
+
+// torch-facing entry points (signatures as in docs/internals.md).
+void store_kv(const at::Tensor& k_cache, const at::Tensor& v_cache, const at::Tensor& loc,
+              const at::Tensor& k, const at::Tensor& v);
+void decode_attention(const at::Tensor& out, const at::Tensor& q, const at::Tensor& k_cache,
+                      const at::Tensor& v_cache, const at::Tensor& req_to_token,
+                      const at::Tensor& req_pool_indices, const at::Tensor& seq_lens,
+                      double scale, int64_t sliding_window);
+void extend_attention(const at::Tensor& out, const at::Tensor& q, const at::Tensor& k_cache,
+                      const at::Tensor& v_cache, const at::Tensor& req_to_token,
+                      const at::Tensor& req_pool_indices, const at::Tensor& seq_lens,
+                      const at::Tensor& extend_seq_lens, const at::Tensor& extend_start_loc,
+                      double scale, int64_t sliding_window);
+
+}  // namespace radixserve::cpu

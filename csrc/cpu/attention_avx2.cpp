@@ -1,0 +1,15 @@
+// The avx2 build of the attend kernel; callers check the CPU first (cpu_features.h).
+#include <cmath>
+#include <cstdint>
+
+#pragma GCC target("avx2,fma")
+#define RS_SIMD_AVX2
+#include "cpu/simd.h"
+// simd.h must come first.
+#include "cpu/attention_simd.h"
+
+namespace radixserve::cpu {
+
+AttendKernels attend_kernels_avx2() { return {&attend_simd<float>, &attend_simd<uint16_t>, kLanes}; }
+
+}  // namespace radixserve::cpu

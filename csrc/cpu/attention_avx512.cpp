@@ -1,0 +1,14 @@
+// The avx512 build of the attend kernel; callers check the CPU first (cpu_features.h).
+#include <cmath>
+#include <cstdint>
+
+#define RS_SIMD_AVX512
+#include "cpu/simd.h"
+// simd.h must come first.
+#include "cpu/attention_simd.h"
+
+namespace radixserve::cpu {
+
+AttendKernels attend_kernels_avx512() { return {&attend_simd<float>, &attend_simd<uint16_t>, kLanes}; }
+
+}  // namespace radixserve::cpu

@@ -1,0 +1,137 @@
+// The vectorised attend kernel (see AttendWork in attention.h), written once over simd.h and
+// compiled by attention_avx2.cpp and attention_avx512.cpp. Include after simd.h.
+#pragma once
+
+#include "cpu/attention.h"
+
+namespace {
+
+using radixserve::cpu::AttendWork;
+
+constexpr int kKeyBlock = 32;  // keys scored together; a multiple of every kLanes
+static_assert(kKeyBlock % kLanes == 0, "key block must be whole vectors");
+
+inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+inline void prefetch_bytes(const void* p, int bytes) {
+  const char* c = static_cast<const char*>(p);
+  for (int o = 0; o < bytes; o += 64) _mm_prefetch(c + o, _MM_HINT_T0);
+}
+
+// dot(q[0:D], k[0:D]) with two accumulators to hide the FMA latency.
+template <typename T>
+inline float dot_row(const float* q, const T* k, int D) {
+  VF a0 = vzero(), a1 = vzero();
+  int c = 0;
+  for (; c + 2 * kLanes <= D; c += 2 * kLanes) {
+    a0 = vfma(vload(q + c), vload(k + c), a0);
+    a1 = vfma(vload(q + c + kLanes), vload(k + c + kLanes), a1);
+  }
+  if (c < D) a0 = vfma(vload(q + c), vload(k + c), a0);
+  return vsum(vadd(a0, a1));
+}
+
+// acc[c0 : c0 + N*kLanes] = acc * alpha + sum_j p[j] * v[j][...]: N independent chains held in
+// registers while streaming over the keys.
+template <int N, typename T>
+inline void accumulate_group(float* acc, int c0, float alpha, const float* p, const T* const* v,
+                             int j0, int j1) {
+  VF a[N];
+  const VF va = vset1(alpha);
+  for (int n = 0; n < N; ++n) a[n] = vmul(vload(acc + c0 + n * kLanes), va);
+  for (int j = j0; j < j1; ++j) {
+    const VF pj = vset1(p[j]);
+    const T* vr = v[j] + c0;
+    for (int n = 0; n < N; ++n) a[n] = vfma(pj, vload(vr + n * kLanes), a[n]);
+  }
+  for (int n = 0; n < N; ++n) vstore(acc + c0 + n * kLanes, a[n]);
+}
+
+template <typename T>
+inline void accumulate(float* acc, int D, float alpha, const float* p, const T* const* v, int j0,
+                       int j1) {
+  int c = 0;
+  for (; c + 8 * kLanes <= D; c += 8 * kLanes) accumulate_group<8>(acc, c, alpha, p, v, j0, j1);
+  for (; c + 4 * kLanes <= D; c += 4 * kLanes) accumulate_group<4>(acc, c, alpha, p, v, j0, j1);
+  for (; c < D; c += kLanes) accumulate_group<1>(acc, c, alpha, p, v, j0, j1);
+}
+
+template <typename T>
+void attend_simd(const AttendWork<T>& w) {
+  const int G = w.num_heads;
+  const int D = w.head_dim;
+  const int64_t rows = w.n_q * G;
+  for (int64_t r = 0; r < rows; ++r) {
+    w.m[r] = -INFINITY;
+    w.l[r] = 0.0f;
+    const T* qr = w.q + (r / G) * w.q_stride + (r % G) * D;
+    float* qb = w.qbuf + r * D;
+    const VF sc = vset1(w.scale);
+    for (int c = 0; c < D; c += kLanes) {
+      vstore(w.acc + r * D + c, vzero());
+      vstore(qb + c, vmul(vload(qr + c), sc));
+    }
+  }
+  // Keys any query of this item can see.
+  int64_t kb = max64(w.key_begin, 0);
+  if (w.window > 0) kb = max64(kb, w.pos0 - w.window + 1);
+  const int64_t ke = min64(w.key_end, w.pos0 + w.n_q);
+  const int row_bytes = D * static_cast<int>(sizeof(T));
+
+  const T* kp[kKeyBlock];
+  const T* vp[kKeyBlock];
+  alignas(64) float s[kKeyBlock];
+  for (int64_t k = kb; k < min64(ke, kb + kKeyBlock); ++k) {
+    const int64_t off = static_cast<int64_t>(w.slots[k]) * w.slot_stride + w.head_off;
+    prefetch_bytes(w.k_cache + off, row_bytes);
+    prefetch_bytes(w.v_cache + off, row_bytes);
+  }
+  for (int64_t k0 = kb; k0 < ke; k0 += kKeyBlock) {
+    const int nk = static_cast<int>(min64(kKeyBlock, ke - k0));
+    for (int j = 0; j < nk; ++j) {
+      const int64_t off = static_cast<int64_t>(w.slots[k0 + j]) * w.slot_stride + w.head_off;
+      kp[j] = w.k_cache + off;
+      vp[j] = w.v_cache + off;
+    }
+    // Slots are scattered, so the hardware prefetcher cannot guess the next block's rows.
+    for (int64_t k = k0 + kKeyBlock; k < min64(ke, k0 + 2 * kKeyBlock); ++k) {
+      const int64_t off = static_cast<int64_t>(w.slots[k]) * w.slot_stride + w.head_off;
+      prefetch_bytes(w.k_cache + off, row_bytes);
+      prefetch_bytes(w.v_cache + off, row_bytes);
+    }
+    for (int64_t i = 0; i < w.n_q; ++i) {
+      const int64_t pos = w.pos0 + i;
+      int64_t lo = k0;
+      if (w.window > 0) lo = max64(lo, pos - w.window + 1);
+      const int64_t hi = min64(k0 + nk, pos + 1);
+      if (lo >= hi) continue;
+      const int j0 = static_cast<int>(lo - k0);
+      const int j1 = static_cast<int>(hi - k0);
+      for (int g = 0; g < G; ++g) {
+        const int64_t r = i * G + g;
+        const float* qb = w.qbuf + r * D;
+        float bmax = -INFINITY;
+        for (int j = 0; j < kKeyBlock; ++j) s[j] = -INFINITY;
+        for (int j = j0; j < j1; ++j) {
+          s[j] = dot_row(qb, kp[j], D);
+          bmax = s[j] > bmax ? s[j] : bmax;
+        }
+        const float m_new = w.m[r] > bmax ? w.m[r] : bmax;
+        const float alpha = w.m[r] == -INFINITY ? 0.0f : std::exp(w.m[r] - m_new);
+        const VF mv = vset1(m_new);
+        VF psum = vzero();
+        for (int j = 0; j < kKeyBlock; j += kLanes) {
+          const VF p = vexp(vsub(vload(s + j), mv));
+          vstore(s + j, p);
+          psum = vadd(psum, p);
+        }
+        w.m[r] = m_new;
+        w.l[r] = w.l[r] * alpha + vsum(psum);
+        accumulate(w.acc + r * D, D, alpha, s, vp, j0, j1);
+      }
+    }
+  }
+}
+
+}  // namespace
