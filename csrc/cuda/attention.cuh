@@ -1,0 +1,51 @@
+// Paged attention launchers over the token KV pool (raw pointers, contiguous tensors).
+// Semantics are those of the CPU kernels in docs/internals.md. UNTESTED ON HARDWARE: this
+// project has no GPU, the code is only compile-checked with nvcc (tools/compile_cuda.sh).
+#pragma once
+
+#include <cstdint>
+
+#include "cuda/common.cuh"
+
+namespace radixserve::cuda {
+
+// k_cache[loc[t]] = k[t], v_cache[loc[t]] = v[t]; caches [num_slots, row_elems], k/v
+// [num_tokens, row_elems] with row_elems = num_kv_heads * head_dim. Slots are not range-checked
+// on the device.
+cudaError_t launch_store_kv(DType dtype, void* k_cache, void* v_cache, const int64_t* loc,
+                            const void* k, const void* v, int64_t num_tokens, int64_t row_elems,
+                            cudaStream_t stream);
+
+// The tensors of one attention call. Query and output are [num_tokens, num_q_heads, head_dim];
+// caches [num_slots, num_kv_heads, head_dim]; all of one dtype. Request b reads its keys through
+// req_to_token[req_pool_indices[b] * max_context + pos]; the slot values and index tensors live
+// on the device and are trusted (checking them would need a host sync).
+struct AttentionArgs {
+  void* out = nullptr;
+  const void* q = nullptr;
+  const void* k_cache = nullptr;
+  const void* v_cache = nullptr;
+  const int32_t* req_to_token = nullptr;
+  int64_t max_context = 0;
+  const int64_t* req_pool_indices = nullptr;
+  const int64_t* seq_lens = nullptr;
+  // Extend only (null for decode, where request b has one query, row b, at seq_len - 1).
+  const int64_t* extend_seq_lens = nullptr;
+  const int64_t* extend_start_loc = nullptr;
+  int64_t batch = 0;
+  int64_t num_tokens = 0;  // rows of q (for extend: an upper bound of every extend length)
+  int num_q_heads = 0;
+  int num_kv_heads = 0;
+  int head_dim = 0;  // one of 32, 64, 96, 128, 256 (see is_supported_head_dim)
+  float scale = 1.0f;
+  int sliding_window = -1;  // keys at positions > pos - window are visible when positive
+};
+
+inline bool is_supported_head_dim(int head_dim) {
+  return head_dim == 32 || head_dim == 64 || head_dim == 96 || head_dim == 128 || head_dim == 256;
+}
+
+cudaError_t launch_decode_attention(DType dtype, const AttentionArgs& args, cudaStream_t stream);
+cudaError_t launch_extend_attention(DType dtype, const AttentionArgs& args, cudaStream_t stream);
+
+}  // namespace radixserve::cuda

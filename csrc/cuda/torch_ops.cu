@@ -1,0 +1,249 @@
+// Torch-facing CUDA ops for attention, norm, rope and activation: argument checks, then the
+// raw-pointer launchers on the current stream of the tensors' device.
+// UNTESTED ON HARDWARE: this project has no GPU; compile-checked with nvcc only.
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include <algorithm>
+#include <climits>
+#include <utility>
+
+#include "cuda/activation.cuh"
+#include "cuda/attention.cuh"
+#include "cuda/norm.cuh"
+#include "cuda/rope.cuh"
+#include "cuda/torch_checks.h"
+#include "cuda/torch_ops.h"
+
+namespace radixserve::cuda {
+namespace {
+
+cudaStream_t current_stream(const at::Tensor& t) {
+  return c10::cuda::getCurrentCUDAStream(t.device().index()).stream();
+}
+
+// The checks shared by decode and extend; fills everything of AttentionArgs but the extend part.
+AttentionArgs attention_args(const char* op, const at::Tensor& out, const at::Tensor& q,
+                             const at::Tensor& k_cache, const at::Tensor& v_cache,
+                             const at::Tensor& req_to_token, const at::Tensor& req_pool_indices,
+                             const at::Tensor& seq_lens, double scale, int64_t sliding_window) {
+  check_cuda_tensor(q, "q", 3);
+  check_cuda_tensor(out, "out", 3);
+  check_cuda_tensor(k_cache, "k_cache", 3);
+  check_cuda_tensor(v_cache, "v_cache", 3);
+  check_cuda_tensor(req_to_token, "req_to_token", 2);
+  check_cuda_tensor(req_pool_indices, "req_pool_indices", 1);
+  check_cuda_tensor(seq_lens, "seq_lens", 1);
+  for (const auto& [t, name] : {std::pair{&out, "out"}, {&k_cache, "k_cache"},
+                                {&v_cache, "v_cache"}, {&req_to_token, "req_to_token"},
+                                {&req_pool_indices, "req_pool_indices"}, {&seq_lens, "seq_lens"}}) {
+    check_same_device(*t, name, q);
+  }
+  float_dtype(q, "q");
+  for (const auto& [t, name] :
+       {std::pair{&out, "out"}, {&k_cache, "k_cache"}, {&v_cache, "v_cache"}}) {
+    check_dtype(*t, name, q.scalar_type());
+  }
+  check_dtype(req_to_token, "req_to_token", at::kInt);
+  check_dtype(req_pool_indices, "req_pool_indices", at::kLong);
+  check_dtype(seq_lens, "seq_lens", at::kLong);
+  TORCH_CHECK_VALUE(out.sizes() == q.sizes(), op, ": out must have the shape of q ", q.sizes(),
+                    ", got ", out.sizes());
+  TORCH_CHECK_VALUE(k_cache.sizes() == v_cache.sizes(), op,
+                    ": k_cache and v_cache must have one shape, got ", k_cache.sizes(), " and ",
+                    v_cache.sizes());
+  const int64_t hq = q.size(1), hkv = k_cache.size(1), d = q.size(2);
+  check_size(k_cache, "k_cache", 2, d);
+  TORCH_CHECK_VALUE(hkv > 0 && hq % hkv == 0, op, ": q heads (", hq,
+                    ") must be a multiple of kv heads (", hkv, ")");
+  TORCH_CHECK_VALUE(is_supported_head_dim(static_cast<int>(d)), op,
+                    ": head_dim must be one of 32, 64, 96, 128, 256 on CUDA, got ", d);
+  const int64_t batch = req_pool_indices.size(0);
+  check_size(seq_lens, "seq_lens", 0, batch);
+  TORCH_CHECK_VALUE(batch <= 65535 && hkv <= 65535, op, ": batch and kv heads must be <= 65535");
+
+  AttentionArgs a;
+  a.out = out.data_ptr();
+  a.q = q.data_ptr();
+  a.k_cache = k_cache.data_ptr();
+  a.v_cache = v_cache.data_ptr();
+  a.req_to_token = req_to_token.data_ptr<int32_t>();
+  a.max_context = req_to_token.size(1);
+  a.req_pool_indices = req_pool_indices.data_ptr<int64_t>();
+  a.seq_lens = seq_lens.data_ptr<int64_t>();
+  a.batch = batch;
+  a.num_tokens = q.size(0);
+  a.num_q_heads = static_cast<int>(hq);
+  a.num_kv_heads = static_cast<int>(hkv);
+  a.head_dim = static_cast<int>(d);
+  a.scale = static_cast<float>(scale);
+  a.sliding_window = static_cast<int>(std::max<int64_t>(-1, std::min<int64_t>(sliding_window, INT32_MAX)));
+  return a;
+}
+
+}  // namespace
+
+void store_kv(const at::Tensor& k_cache, const at::Tensor& v_cache, const at::Tensor& loc,
+              const at::Tensor& k, const at::Tensor& v) {
+  check_cuda_tensor(k_cache, "k_cache", 3);
+  check_cuda_tensor(v_cache, "v_cache", 3);
+  check_cuda_tensor(loc, "loc", 1);
+  check_cuda_tensor(k, "k", 3);
+  check_cuda_tensor(v, "v", 3);
+  for (const auto& [t, name] :
+       {std::pair{&v_cache, "v_cache"}, {&loc, "loc"}, {&k, "k"}, {&v, "v"}}) {
+    check_same_device(*t, name, k_cache);
+  }
+  const DType dtype = float_dtype(k_cache, "k_cache");
+  for (const auto& [t, name] : {std::pair{&v_cache, "v_cache"}, {&k, "k"}, {&v, "v"}}) {
+    check_dtype(*t, name, k_cache.scalar_type());
+  }
+  TORCH_CHECK_VALUE(loc.scalar_type() == at::kLong || loc.scalar_type() == at::kInt,
+                    "loc must be int64 or int32, got ", loc.scalar_type());
+  TORCH_CHECK_VALUE(k_cache.sizes() == v_cache.sizes(), "k_cache and v_cache must have one shape");
+  TORCH_CHECK_VALUE(k.sizes() == v.sizes(), "k and v must have one shape");
+  check_size(k, "k", 0, loc.size(0));
+  check_size(k, "k", 1, k_cache.size(1));
+  check_size(k, "k", 2, k_cache.size(2));
+  const c10::cuda::CUDAGuard guard(k_cache.device());
+  const at::Tensor loc64 = loc.scalar_type() == at::kLong ? loc : loc.to(at::kLong);
+  check_launch(launch_store_kv(dtype, k_cache.data_ptr(), v_cache.data_ptr(),
+                               loc64.data_ptr<int64_t>(), k.data_ptr(), v.data_ptr(), k.size(0),
+                               k.size(1) * k.size(2), current_stream(k_cache)),
+               "store_kv");
+}
+
+void decode_attention(const at::Tensor& out, const at::Tensor& q, const at::Tensor& k_cache,
+                      const at::Tensor& v_cache, const at::Tensor& req_to_token,
+                      const at::Tensor& req_pool_indices, const at::Tensor& seq_lens,
+                      double scale, int64_t sliding_window) {
+  const AttentionArgs a = attention_args("decode_attention", out, q, k_cache, v_cache,
+                                         req_to_token, req_pool_indices, seq_lens, scale,
+                                         sliding_window);
+  check_size(q, "q", 0, a.batch);
+  const c10::cuda::CUDAGuard guard(q.device());
+  check_launch(launch_decode_attention(float_dtype(q, "q"), a, current_stream(q)),
+               "decode_attention");
+}
+
+void extend_attention(const at::Tensor& out, const at::Tensor& q, const at::Tensor& k_cache,
+                      const at::Tensor& v_cache, const at::Tensor& req_to_token,
+                      const at::Tensor& req_pool_indices, const at::Tensor& seq_lens,
+                      const at::Tensor& extend_seq_lens, const at::Tensor& extend_start_loc,
+                      double scale, int64_t sliding_window) {
+  AttentionArgs a = attention_args("extend_attention", out, q, k_cache, v_cache, req_to_token,
+                                   req_pool_indices, seq_lens, scale, sliding_window);
+  check_cuda_tensor(extend_seq_lens, "extend_seq_lens", 1);
+  check_cuda_tensor(extend_start_loc, "extend_start_loc", 1);
+  check_same_device(extend_seq_lens, "extend_seq_lens", q);
+  check_same_device(extend_start_loc, "extend_start_loc", q);
+  check_dtype(extend_seq_lens, "extend_seq_lens", at::kLong);
+  check_dtype(extend_start_loc, "extend_start_loc", at::kLong);
+  check_size(extend_seq_lens, "extend_seq_lens", 0, a.batch);
+  check_size(extend_start_loc, "extend_start_loc", 0, a.batch);
+  a.extend_seq_lens = extend_seq_lens.data_ptr<int64_t>();
+  a.extend_start_loc = extend_start_loc.data_ptr<int64_t>();
+  const c10::cuda::CUDAGuard guard(q.device());
+  check_launch(launch_extend_attention(float_dtype(q, "q"), a, current_stream(q)),
+               "extend_attention");
+}
+
+namespace {
+
+// x [N, H] of a float dtype, weight [H] of x's dtype or float32; returns the launchers' dtypes.
+std::pair<DType, DType> check_norm(const at::Tensor& x, const at::Tensor& other,
+                                   const char* other_name, const at::Tensor& weight) {
+  check_cuda_tensor(x, "x", 2);
+  check_cuda_tensor(other, other_name, 2);
+  check_cuda_tensor(weight, "weight", 1);
+  check_same_device(other, other_name, x);
+  check_same_device(weight, "weight", x);
+  const DType dtype = float_dtype(x, "x");
+  check_dtype(other, other_name, x.scalar_type());
+  TORCH_CHECK_VALUE(other.sizes() == x.sizes(), other_name, " must have the shape of x ",
+                    x.sizes(), ", got ", other.sizes());
+  check_size(weight, "weight", 0, x.size(1));
+  TORCH_CHECK_VALUE(weight.scalar_type() == x.scalar_type() || weight.scalar_type() == at::kFloat,
+                    "weight must be float32 or x's dtype (", x.scalar_type(), "), got ",
+                    weight.scalar_type());
+  return {dtype, float_dtype(weight, "weight")};
+}
+
+}  // namespace
+
+void rms_norm(const at::Tensor& out, const at::Tensor& x, const at::Tensor& weight, double eps) {
+  const auto [dtype, wdtype] = check_norm(x, out, "out", weight);
+  TORCH_CHECK_VALUE(eps >= 0.0, "eps must be >= 0, got ", eps);
+  const c10::cuda::CUDAGuard guard(x.device());
+  check_launch(launch_rms_norm(dtype, wdtype, out.data_ptr(), x.data_ptr(), weight.data_ptr(),
+                               x.size(0), x.size(1), static_cast<float>(eps), current_stream(x)),
+               "rms_norm");
+}
+
+void fused_add_rms_norm(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& weight,
+                        double eps) {
+  const auto [dtype, wdtype] = check_norm(x, residual, "residual", weight);
+  TORCH_CHECK_VALUE(eps >= 0.0, "eps must be >= 0, got ", eps);
+  const c10::cuda::CUDAGuard guard(x.device());
+  check_launch(launch_fused_add_rms_norm(dtype, wdtype, x.data_ptr(), residual.data_ptr(),
+                                         weight.data_ptr(), x.size(0), x.size(1),
+                                         static_cast<float>(eps), current_stream(x)),
+               "fused_add_rms_norm");
+}
+
+void rotary_embedding(const at::Tensor& positions, const at::Tensor& query,
+                      const at::Tensor& key, int64_t head_size, const at::Tensor& cos_sin_cache,
+                      bool is_neox) {
+  check_cuda_tensor(positions, "positions", 1);
+  check_cuda_tensor(cos_sin_cache, "cos_sin_cache", 2);
+  TORCH_CHECK_VALUE(query.dim() == 2 || query.dim() == 3, "query must be [T, Hq*D] or [T, Hq, D]");
+  TORCH_CHECK_VALUE(key.dim() == 2 || key.dim() == 3, "key must be [T, Hkv*D] or [T, Hkv, D]");
+  check_cuda_tensor(query, "query", query.dim());
+  check_cuda_tensor(key, "key", key.dim());
+  for (const auto& [t, name] :
+       {std::pair{&query, "query"}, {&key, "key"}, {&cos_sin_cache, "cos_sin_cache"}}) {
+    check_same_device(*t, name, positions);
+  }
+  check_dtype(positions, "positions", at::kLong);
+  check_dtype(cos_sin_cache, "cos_sin_cache", at::kFloat);
+  const DType dtype = float_dtype(query, "query");
+  check_dtype(key, "key", query.scalar_type());
+  const int64_t tokens = positions.size(0);
+  check_size(query, "query", 0, tokens);
+  check_size(key, "key", 0, tokens);
+  TORCH_CHECK_VALUE(head_size > 0, "head_size must be > 0, got ", head_size);
+  const int64_t q_row = tokens ? query.numel() / tokens : 0;
+  const int64_t k_row = tokens ? key.numel() / tokens : 0;
+  TORCH_CHECK_VALUE(q_row % head_size == 0 && k_row % head_size == 0,
+                    "query and key rows must be whole heads of head_size ", head_size);
+  const int64_t rot_dim = cos_sin_cache.size(1);
+  TORCH_CHECK_VALUE(rot_dim > 0 && rot_dim % 2 == 0 && rot_dim <= head_size,
+                    "cos_sin_cache.size(1) (rot_dim) must be even and in (0, head_size], got ",
+                    rot_dim);
+  const c10::cuda::CUDAGuard guard(query.device());
+  check_launch(launch_rotary_embedding(dtype, positions.data_ptr<int64_t>(), query.data_ptr(),
+                                       key.data_ptr(), tokens,
+                                       static_cast<int>(q_row / head_size),
+                                       static_cast<int>(k_row / head_size),
+                                       static_cast<int>(head_size),
+                                       cos_sin_cache.data_ptr<float>(),
+                                       static_cast<int>(rot_dim), is_neox, current_stream(query)),
+               "rotary_embedding");
+}
+
+void silu_and_mul(const at::Tensor& out, const at::Tensor& x) {
+  check_cuda_tensor(x, "x", 2);
+  check_cuda_tensor(out, "out", 2);
+  check_same_device(out, "out", x);
+  const DType dtype = float_dtype(x, "x");
+  check_dtype(out, "out", x.scalar_type());
+  TORCH_CHECK_VALUE(x.size(1) % 2 == 0, "x.size(1) must be even (gate then up), got ", x.size(1));
+  check_size(out, "out", 0, x.size(0));
+  check_size(out, "out", 1, x.size(1) / 2);
+  const c10::cuda::CUDAGuard guard(x.device());
+  check_launch(launch_silu_and_mul(dtype, out.data_ptr(), x.data_ptr(), x.size(0), x.size(1) / 2,
+                                   current_stream(x)),
+               "silu_and_mul");
+}
+
+}  // namespace radixserve::cuda

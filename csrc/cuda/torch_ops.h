@@ -1,0 +1,49 @@
+// Torch-facing CUDA ops, bound in csrc/bindings.cpp as `<name>_cuda` (only in builds with CUDA).
+// Each checks devices, dtypes and shapes (ValueError on bad input), then calls a raw-pointer
+// launcher of csrc/cuda/*.cuh on the current CUDA stream. Signatures follow the CPU ops in
+// docs/internals.md. UNTESTED ON HARDWARE: this project has no GPU; compile-checked only.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+namespace radixserve::cuda {
+
+void store_kv(const at::Tensor& k_cache, const at::Tensor& v_cache, const at::Tensor& loc,
+              const at::Tensor& k, const at::Tensor& v);
+void decode_attention(const at::Tensor& out, const at::Tensor& q, const at::Tensor& k_cache,
+                      const at::Tensor& v_cache, const at::Tensor& req_to_token,
+                      const at::Tensor& req_pool_indices, const at::Tensor& seq_lens,
+                      double scale, int64_t sliding_window);
+void extend_attention(const at::Tensor& out, const at::Tensor& q, const at::Tensor& k_cache,
+                      const at::Tensor& v_cache, const at::Tensor& req_to_token,
+                      const at::Tensor& req_pool_indices, const at::Tensor& seq_lens,
+                      const at::Tensor& extend_seq_lens, const at::Tensor& extend_start_loc,
+                      double scale, int64_t sliding_window);
+
+void rms_norm(const at::Tensor& out, const at::Tensor& x, const at::Tensor& weight, double eps);
+void fused_add_rms_norm(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& weight,
+                        double eps);
+void rotary_embedding(const at::Tensor& positions, const at::Tensor& query,
+                      const at::Tensor& key, int64_t head_size, const at::Tensor& cos_sin_cache,
+                      bool is_neox);
+void silu_and_mul(const at::Tensor& out, const at::Tensor& x);
+
+// logits float32 [bs, vocab] -> int64 [bs], the first argmax of each row.
+at::Tensor greedy_sample(const at::Tensor& logits);
+// As radixserve::cpu::sample: [next_token_ids] or, when top_logprobs >= 0, also
+// [logprobs [bs], top_vals [bs, top_logprobs], top_ids [bs, top_logprobs]].
+std::vector<at::Tensor> sample(const at::Tensor& logits, const at::Tensor& temperatures,
+                               const at::Tensor& top_ps, const at::Tensor& top_ks,
+                               const at::Tensor& min_ps, const at::Tensor& seeds,
+                               const at::Tensor& steps,
+                               const std::optional<at::Tensor>& frequency_penalties,
+                               const std::optional<at::Tensor>& presence_penalties,
+                               const std::optional<at::Tensor>& repetition_penalties,
+                               const std::optional<at::Tensor>& output_token_counts,
+                               const std::optional<at::Tensor>& logit_bias, int64_t top_logprobs);
+
+}  // namespace radixserve::cuda
