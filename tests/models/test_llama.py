@@ -8,10 +8,12 @@ import pytest
 import torch
 from model_harness import Driver, greedy, hf_logits, make_tiny_model, random_prompt
 
+from radixserve.layers.attention import native_attention_available
 from radixserve.layers.backend import set_kernel_backend
 from radixserve.models.loader import load_model, load_model_config
 
 ATOL = 1e-4
+ATTN = ["torch"] + (["native"] if native_attention_available() else [])
 
 
 @pytest.fixture(autouse=True)
@@ -35,8 +37,10 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Any, Any
     return {kind: build(kind, tmp) for kind in ("llama", "qwen2", "qwen3")}
 
 
-def run_prefill_decode(hf: Any, model: Any, prompt_len: int, steps: int = 10) -> None:
-    drv = Driver(model)
+def run_prefill_decode(
+    hf: Any, model: Any, prompt_len: int, steps: int = 10, attn: str = "torch"
+) -> None:
+    drv = Driver(model, attn)
     req = drv.new_req()
     prompt = random_prompt(prompt_len)
     logits = drv.step([(req, prompt)])
@@ -46,10 +50,13 @@ def run_prefill_decode(hf: Any, model: Any, prompt_len: int, steps: int = 10) ->
         torch.testing.assert_close(logits[0], hf_logits(hf, req.tokens)[-1], atol=ATOL, rtol=0)
 
 
+@pytest.mark.parametrize("attn", ATTN)
 @pytest.mark.parametrize("kind", ["llama", "qwen2", "qwen3"])
-def test_prefill_and_decode_match_transformers(models: dict[str, Any], kind: str) -> None:
+def test_prefill_and_decode_match_transformers(
+    models: dict[str, Any], kind: str, attn: str
+) -> None:
     hf, model = models[kind]
-    run_prefill_decode(hf, model, prompt_len=13)
+    run_prefill_decode(hf, model, prompt_len=13, attn=attn)
 
 
 def test_config_features(models: dict[str, Any]) -> None:
@@ -59,12 +66,13 @@ def test_config_features(models: dict[str, Any]) -> None:
     assert models["llama"][1].model.layers[0].self_attn.q_norm is None
 
 
+@pytest.mark.parametrize("attn", ATTN)
 @pytest.mark.parametrize("kind", ["llama", "qwen3"])
-def test_mixed_batch_matches_one_by_one(models: dict[str, Any], kind: str) -> None:
+def test_mixed_batch_matches_one_by_one(models: dict[str, Any], kind: str, attn: str) -> None:
     """Prefill chunks and decodes packed together give the logits each gets alone."""
     hf, model = models[kind]
     a, b, c = random_prompt(12, 1), random_prompt(9, 2), random_prompt(4, 3)
-    drv = Driver(model)
+    drv = Driver(model, attn)
     ra, rb, rc = drv.new_req(), drv.new_req(), drv.new_req()
     drv.step([(ra, a[:5]), (rb, b)])  # a: first chunk; b: whole prompt
     nb = 7  # b's next token (any token works: logits are compared, not sampled)
@@ -74,7 +82,7 @@ def test_mixed_batch_matches_one_by_one(models: dict[str, Any], kind: str) -> No
         torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
     # Alone, on a fresh pool: the same logits.
     for prompt, row in ((a, 0), (b + [nb], 1), (c, 2)):
-        solo = Driver(model)
+        solo = Driver(model, attn)
         got = solo.step([(solo.new_req(), prompt)])[0]
         torch.testing.assert_close(mixed[row], got, atol=ATOL, rtol=0)
     # Then a batch of pure decodes (the decode path) for all three.
@@ -126,8 +134,9 @@ def test_input_logits_positions(models: dict[str, Any]) -> None:
     ],
     ids=["tied", "rope-linear", "rope-llama3", "mistral-window", "qwen2-window-layer1"],
 )
+@pytest.mark.parametrize("attn", ATTN)
 def test_variants_match_transformers(
-    tmp_path: Any, kind: str, overrides: dict[str, Any]
+    tmp_path: Any, kind: str, overrides: dict[str, Any], attn: str
 ) -> None:
     hf, model = build(kind, tmp_path, **overrides)
     if "sliding_window" in overrides:
@@ -136,4 +145,4 @@ def test_variants_match_transformers(
         assert model.config.layer_sliding_windows == [-1, overrides["sliding_window"]]
     if "rope_scaling" in overrides:
         assert model.config.rope_scaling is not None
-    run_prefill_decode(hf, model, prompt_len=11, steps=6)
+    run_prefill_decode(hf, model, prompt_len=11, steps=6, attn=attn)
