@@ -6,6 +6,7 @@
 #include "cache/kv_allocator.h"
 #include "cache/radix_tree.h"
 // ---- includes: cpu kernels ----
+#include "cpu/sampling.h"
 #include "cpu/cpu_features.h"
 #include "cpu/attention.h"
 // ---- includes: cuda kernels ----
@@ -200,6 +201,54 @@ PYBIND11_MODULE(_C, m) {
   // ---- section: linear ----
 
   // ---- section: sampling ----
+  {
+    using OptT = const std::optional<at::Tensor>&;
+    // The sampler's c10 errors -> ValueError / RuntimeError carrying just the message.
+    auto plain_errors = [](auto&& body) -> decltype(body()) {
+      try {
+        return body();
+      } catch (const c10::ValueError& e) {
+        throw py::value_error(e.what_without_backtrace());
+      } catch (const c10::Error& e) {
+        throw std::runtime_error(e.what_without_backtrace());
+      }
+    };
+    m.def(
+        "sample",
+        [plain_errors](const at::Tensor& logits, const at::Tensor& temperatures,
+                       const at::Tensor& top_ps, const at::Tensor& top_ks, const at::Tensor& min_ps,
+                       const at::Tensor& seeds, const at::Tensor& steps, OptT frequency_penalties,
+                       OptT presence_penalties, OptT repetition_penalties,
+                       OptT output_token_counts, OptT logit_bias, int64_t top_logprobs) {
+          return plain_errors([&] {
+            return radixserve::cpu::sample(logits, temperatures, top_ps, top_ks, min_ps, seeds,
+                                           steps, frequency_penalties, presence_penalties,
+                                           repetition_penalties, output_token_counts, logit_bias,
+                                           top_logprobs);
+          });
+        },
+        py::arg("logits"), py::arg("temperatures"), py::arg("top_ps"), py::arg("top_ks"),
+        py::arg("min_ps"), py::arg("seeds"), py::arg("steps"),
+        py::arg("frequency_penalties") = py::none(), py::arg("presence_penalties") = py::none(),
+        py::arg("repetition_penalties") = py::none(), py::arg("output_token_counts") = py::none(),
+        py::arg("logit_bias") = py::none(), py::arg("top_logprobs") = -1,
+        "Sample one token per row (see csrc/cpu/sampling.cpp for the exact definition). Returns "
+        "[next_ids] or, when top_logprobs >= 0, [next_ids, logprobs, top_vals, top_ids].");
+    m.def(
+        "sampling_uniforms",
+        [plain_errors](const at::Tensor& seeds, const at::Tensor& steps) {
+          return plain_errors([&] { return radixserve::cpu::sampling_uniforms(seeds, steps); });
+        },
+        py::arg("seeds"), py::arg("steps"),
+        "The float64 uniform of each (seed, step) that sample() draws with.");
+    m.def(
+        "sampling_set_isa",
+        [plain_errors](const std::string& name) {
+          return plain_errors([&] { return radixserve::cpu::sampling_set_isa(name); });
+        },
+        py::arg("name"),
+        "Sampler row primitives: 'auto', 'avx512', 'avx2' or 'generic'; returns the one in use.");
+  }
 
   // ---- section: cuda ----
 #ifdef RADIXSERVE_WITH_CUDA
