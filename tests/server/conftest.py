@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Optional
 
 import httpx
 import pytest
@@ -39,8 +41,8 @@ def children_of(pid: int) -> list[int]:
 
 
 class Server:
-    def __init__(self, proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
-        self.proc, self.url, self.log = proc, url, log
+    def __init__(self, proc: Optional[subprocess.Popen[bytes]], url: str, log: Path) -> None:
+        self.proc, self.url, self.log = proc, url, log  # proc None: not ours to stop
 
     def log_tail(self) -> str:
         return self.log.read_text(errors="replace")[-4000:]
@@ -48,9 +50,17 @@ class Server:
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    if os.environ.get("RADIXSERVE_TEST_URL"):  # reuse a running server (development only)
+        yield Server(None, os.environ["RADIXSERVE_TEST_URL"], Path("/dev/null"))
+        return
     port = free_port()
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "python")}
+    tmp = tmp_path_factory.mktemp("server")
+    log = tmp / "server.log"
+    # A snapshot of the package: tools/dev_build.sh overwrites _C*.so in place, which crashes a
+    # process that has it mapped; parallel rebuilds must not kill the server under test.
+    shutil.copytree(ROOT / "python" / "radixserve", tmp / "pkg" / "radixserve",
+                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(tmp / "pkg")}
     cmd = [sys.executable, "-m", "radixserve.serve", "--port", str(port),
            "--max-total-tokens", "8192", "--max-running-requests", "64",
            "--max-payload-size", str(PAYLOAD_LIMIT), "--log-level", "warning"]  # fmt: skip

@@ -94,6 +94,8 @@ def test_info_routes(http: httpx.Client) -> None:
         ("GET", "/nope", b"", 404),
         ("POST", "/generate", b'{"text": "' + b"a" * PAYLOAD_LIMIT + b'"}', 413),
     ],
+    ids=["bad-json", "wrong-type", "top-k-0", "bad-token", "messages-str", "max-tokens-neg",
+         "404", "413"],
 )  # fmt: skip
 def test_errors(http: httpx.Client, method: str, path: str, body: bytes, status: int) -> None:
     r = http.request(method, path, content=body, headers={"content-type": "application/json"})

@@ -18,6 +18,7 @@ class ServingModels:
         return encode(ModelList(data=[self.card]))
 
     def retrieve(self, model: str) -> bytes:
-        if model != self.card.id:
+        # Clients join "models/" and the id, so an id that is an absolute path loses its "/".
+        if model.lstrip("/") != self.card.id.lstrip("/"):
             raise EngineError(f"The model {model!r} does not exist.", 404, "model")
         return encode(self.card)
