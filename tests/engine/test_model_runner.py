@@ -1,0 +1,143 @@
+"""ModelRunner: loading, pool sizing, forward through its own pools, sampling, weight updates."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
+from model_harness import hf_logits, make_tiny_model, random_prompt  # noqa: E402
+
+from radixserve.args import ServerArgs  # noqa: E402
+from radixserve.engine.forward_batch import ForwardBatch  # noqa: E402
+from radixserve.engine.model_runner import ModelRunner  # noqa: E402
+from radixserve.layers.attention import native_attention_available  # noqa: E402
+from radixserve.layers.backend import set_kernel_backend  # noqa: E402
+from radixserve.layers.sampling_info import SamplingBatchInfo  # noqa: E402
+
+ATTN = ["torch"] + (["native"] if native_attention_available() else [])
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Any]:
+    path = str(tmp_path_factory.mktemp("runner") / "llama")
+    return path, make_tiny_model("llama", path)
+
+
+@pytest.fixture(autouse=True)
+def restore_backend() -> Any:
+    yield
+    set_kernel_backend("native")
+
+
+def make_runner(path: str, attn: str = "torch", **kw: Any) -> ModelRunner:
+    args = dict(
+        model_path=path,
+        dtype="float32",
+        max_total_tokens=512,
+        max_running_requests=4,
+        kernel_backend="torch",
+        attention_backend=attn,
+        num_threads=1,
+    )
+    args.update(kw)
+    return ModelRunner(ServerArgs(**args))
+
+
+def prefill_batch(runner: ModelRunner, prompts: list[list[int]]) -> ForwardBatch:
+    """One prefill batch of whole prompts, through the runner's own req_to_token and KV pool."""
+    ids, locs, pos, rows, starts = [], [], [], [], []
+    slot = 1
+    for p in prompts:
+        row = runner.req_to_token_pool.alloc()
+        assert row is not None
+        slots = list(range(slot, slot + len(p)))
+        slot += len(p)
+        runner.req_to_token_pool.req_to_token[row, : len(p)] = torch.tensor(slots)
+        starts.append(len(ids))
+        ids += p
+        locs += slots
+        pos += list(range(len(p)))
+        rows.append(row)
+    t = lambda x: torch.tensor(x, dtype=torch.int64)  # noqa: E731
+    lens = [len(p) for p in prompts]
+    return ForwardBatch(
+        input_ids=t(ids),
+        positions=t(pos),
+        out_cache_loc=t(locs),
+        req_pool_indices=t(rows),
+        seq_lens=t(lens),
+        extend_prefix_lens=t([0] * len(lens)),
+        extend_seq_lens=t(lens),
+        extend_start_loc=t(starts),
+        is_decode=False,
+    )
+
+
+@pytest.mark.parametrize("attn", ATTN)
+def test_runner_forward_matches_transformers(tiny: tuple[str, Any], attn: str) -> None:
+    path, hf = tiny
+    runner = make_runner(path, attn)
+    assert runner.max_total_tokens == 512 and runner.kv_pool.num_slots == 512
+    assert runner.req_to_token_pool.size >= 4
+    assert runner.req_to_token_pool.req_to_token.shape[1] == runner.model_config.context_len
+    assert runner.attention_backend_name == attn and runner.tokenizer.encode("w7") == [7]
+    prompts = [random_prompt(5, 1), random_prompt(11, 2)]
+    logits = runner.forward(prefill_batch(runner, prompts))
+    assert logits.shape == (2, 320) and logits.dtype == torch.float32
+    for got, p in zip(logits, prompts, strict=True):
+        torch.testing.assert_close(got, hf_logits(hf, p)[-1], atol=1e-4, rtol=0)
+
+
+def test_runner_sample_greedy(tiny: tuple[str, Any]) -> None:
+    runner = make_runner(tiny[0])
+    logits = torch.randn(3, 320)
+    info = SamplingBatchInfo(
+        temperatures=torch.zeros(3),
+        top_ps=torch.ones(3),
+        top_ks=torch.full((3,), 320, dtype=torch.int32),
+        min_ps=torch.zeros(3),
+        seeds=torch.arange(3),
+        steps=torch.zeros(3, dtype=torch.int64),
+        is_all_greedy=True,
+    )
+    out = runner.sample(logits, info)
+    assert out.next_token_ids.tolist() == logits.argmax(-1).tolist()
+
+
+def test_kv_pool_sized_from_memory_fraction(tiny: tuple[str, Any]) -> None:
+    runner = make_runner(tiny[0], max_total_tokens=None, mem_fraction_static=0.001)
+    per_token = runner.model_config.kv_bytes_per_token()
+    assert per_token == 2 * 2 * 2 * 16 * 4  # K and V, 2 layers, 2 kv heads, head_dim 16, fp32
+    assert runner.max_total_tokens >= 16
+    assert runner.kv_pool.size_bytes == (runner.max_total_tokens + 1) * per_token
+
+
+def test_update_weights_from_disk(tiny: tuple[str, Any], tmp_path: Any) -> None:
+    path, hf = tiny
+    runner = make_runner(path)
+    prompt = random_prompt(7)
+    new_path = str(tmp_path / "new")
+    hf2 = make_tiny_model("llama", new_path, seed=5)
+    runner.load_weights_from_disk(new_path)
+    got = runner.forward(prefill_batch(runner, [prompt]))[0]
+    torch.testing.assert_close(got, hf_logits(hf2, prompt)[-1], atol=1e-4, rtol=0)
+    # A checkpoint of another shape is refused and the served weights stay.
+    other = str(tmp_path / "other")
+    make_tiny_model("llama", other, hidden_size=32)
+    with pytest.raises(ValueError, match="hidden_size"):
+        runner.load_weights_from_disk(other)
+    with pytest.raises(FileNotFoundError):
+        runner.load_weights_from_disk(str(tmp_path / "missing"))
+    runner.req_to_token_pool.clear()
+    got = runner.forward(prefill_batch(runner, [prompt]))[0]
+    torch.testing.assert_close(got, hf_logits(hf2, prompt)[-1], atol=1e-4, rtol=0)
+
+
+def test_runner_rejects_unknown_model(tmp_path: Any) -> None:
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        make_runner(str(tmp_path / "nothing"))
