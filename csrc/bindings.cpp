@@ -6,6 +6,9 @@
 #include "cache/kv_allocator.h"
 #include "cache/radix_tree.h"
 // ---- includes: cpu kernels ----
+#include "cpu/rope.h"
+#include "cpu/norm.h"
+#include "cpu/activation.h"
 #include "cpu/sampling.h"
 #include "cpu/cpu_features.h"
 #include "cpu/attention.h"
@@ -197,6 +200,17 @@ PYBIND11_MODULE(_C, m) {
         "Causal attention of new tokens over their cached prefix and themselves.");
 
   // ---- section: norm, rope, activation ----
+  m.def("rms_norm", &radixserve::cpu::rms_norm, py::arg("out"), py::arg("x"), py::arg("weight"),
+        py::arg("eps"), "out = x / sqrt(mean(x^2) + eps) * weight, per row of x [N, H].");
+  m.def("fused_add_rms_norm", &radixserve::cpu::fused_add_rms_norm, py::arg("x"),
+        py::arg("residual"), py::arg("weight"), py::arg("eps"),
+        "In place: residual = x + residual; x = rms_norm(residual) * weight.");
+  m.def("rotary_embedding", &radixserve::cpu::rotary_embedding, py::arg("positions"),
+        py::arg("query"), py::arg("key"), py::arg("head_size"), py::arg("cos_sin_cache"),
+        py::arg("is_neox"),
+        "In place rope on query [T, Hq*D] and key [T, Hkv*D]; cache rows are cos then sin.");
+  m.def("silu_and_mul", &radixserve::cpu::silu_and_mul, py::arg("out"), py::arg("x"),
+        "out[N, I] = silu(x[:, :I]) * x[:, I:] for x [N, 2I].");
 
   // ---- section: linear ----
 
