@@ -6,13 +6,17 @@
 #include "cache/kv_allocator.h"
 #include "cache/radix_tree.h"
 // ---- includes: cpu kernels ----
-#include "cpu/rope.h"
-#include "cpu/norm.h"
 #include "cpu/activation.h"
-#include "cpu/sampling.h"
-#include "cpu/cpu_features.h"
 #include "cpu/attention.h"
+#include "cpu/cpu_features.h"
+#include "cpu/norm.h"
+#include "cpu/rope.h"
+#include "cpu/gemm.h"
+#include "cpu/sampling.h"
 // ---- includes: cuda kernels ----
+#ifdef RADIXSERVE_WITH_CUDA
+#include "cuda/torch_ops.h"
+#endif
 
 namespace py = pybind11;
 
@@ -91,8 +95,8 @@ PYBIND11_MODULE(_C, m) {
         });
 
     py::class_<KVAllocator>(m, "KVAllocator",
-                            "KV slot allocator: `size` usable slots in pages; page 0 reserved.")
-        .def(py::init<int64_t, int64_t>(), py::arg("size"), py::arg("page_size") = 1)
+                            "KV slot allocator over num_slots rows in pages; page 0 (slot 0) reserved.")
+        .def(py::init<int64_t, int64_t>(), py::arg("num_slots"), py::arg("page_size") = 1)
         .def(
             "alloc",
             [to_tensor](KVAllocator& a, int64_t n) -> py::object {
@@ -213,6 +217,11 @@ PYBIND11_MODULE(_C, m) {
         "out[N, I] = silu(x[:, :I]) * x[:, I:] for x [N, 2I].");
 
   // ---- section: linear ----
+  m.def("pack_linear_weight", &radixserve::cpu::pack_linear_weight, py::arg("weight"),
+        "weight [N, K] float32|bfloat16 -> opaque packed uint8 tensor for linear()");
+  m.def("linear", &radixserve::cpu::linear, py::arg("x"), py::arg("packed"),
+        py::arg("bias") = py::none(), "x [M, K] @ W^T (+ bias) -> [M, N] in x's dtype");
+  m.def("linear_isa", &radixserve::cpu::linear_isa, "kernel build linear() uses now");
 
   // ---- section: sampling ----
   {
@@ -265,8 +274,41 @@ PYBIND11_MODULE(_C, m) {
   }
 
   // ---- section: cuda ----
+  // The CUDA ops (untested on hardware) take CUDA tensors; the Python layers pick `<name>_cuda`
+  // when a tensor is on a GPU and has_cuda is true.
 #ifdef RADIXSERVE_WITH_CUDA
   m.attr("has_cuda") = true;
+  {
+    namespace rc = radixserve::cuda;
+    m.def("store_kv_cuda", &rc::store_kv, py::arg("k_cache"), py::arg("v_cache"), py::arg("loc"),
+          py::arg("k"), py::arg("v"), "store_kv on CUDA tensors.");
+    m.def("decode_attention_cuda", &rc::decode_attention, py::arg("out"), py::arg("q"),
+          py::arg("k_cache"), py::arg("v_cache"), py::arg("req_to_token"),
+          py::arg("req_pool_indices"), py::arg("seq_lens"), py::arg("scale"),
+          py::arg("sliding_window") = -1, "decode_attention on CUDA tensors.");
+    m.def("extend_attention_cuda", &rc::extend_attention, py::arg("out"), py::arg("q"),
+          py::arg("k_cache"), py::arg("v_cache"), py::arg("req_to_token"),
+          py::arg("req_pool_indices"), py::arg("seq_lens"), py::arg("extend_seq_lens"),
+          py::arg("extend_start_loc"), py::arg("scale"), py::arg("sliding_window") = -1,
+          "extend_attention on CUDA tensors.");
+    m.def("rms_norm_cuda", &rc::rms_norm, py::arg("out"), py::arg("x"), py::arg("weight"),
+          py::arg("eps"), "rms_norm on CUDA tensors.");
+    m.def("fused_add_rms_norm_cuda", &rc::fused_add_rms_norm, py::arg("x"), py::arg("residual"),
+          py::arg("weight"), py::arg("eps"), "fused_add_rms_norm on CUDA tensors (in place).");
+    m.def("rotary_embedding_cuda", &rc::rotary_embedding, py::arg("positions"), py::arg("query"),
+          py::arg("key"), py::arg("head_size"), py::arg("cos_sin_cache"), py::arg("is_neox"),
+          "rotary_embedding on CUDA tensors (in place).");
+    m.def("silu_and_mul_cuda", &rc::silu_and_mul, py::arg("out"), py::arg("x"),
+          "silu_and_mul on CUDA tensors.");
+    m.def("greedy_sample_cuda", &rc::greedy_sample, py::arg("logits"),
+          "First argmax of each row of float32 CUDA logits -> int64 [bs].");
+    m.def("sample_cuda", &rc::sample, py::arg("logits"), py::arg("temperatures"),
+          py::arg("top_ps"), py::arg("top_ks"), py::arg("min_ps"), py::arg("seeds"),
+          py::arg("steps"), py::arg("frequency_penalties") = py::none(),
+          py::arg("presence_penalties") = py::none(), py::arg("repetition_penalties") = py::none(),
+          py::arg("output_token_counts") = py::none(), py::arg("logit_bias") = py::none(),
+          py::arg("top_logprobs") = -1, "sample (the CPU sampler's definition) on CUDA tensors.");
+  }
 #else
   m.attr("has_cuda") = false;
 #endif

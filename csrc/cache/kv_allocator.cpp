@@ -5,16 +5,17 @@
 
 namespace radixserve {
 
-KVAllocator::KVAllocator(int64_t size, int64_t page_size) : size_(size), page_size_(page_size) {
+KVAllocator::KVAllocator(int64_t num_slots, int64_t page_size)
+    : size_(num_slots - page_size), page_size_(page_size) {
   if (page_size < 1) {
     throw std::invalid_argument("KVAllocator: page_size must be >= 1, got " +
                                 std::to_string(page_size));
   }
-  if (size < 0 || size % page_size != 0) {
-    throw std::invalid_argument("KVAllocator: size must be a non-negative multiple of page_size (" +
-                                std::to_string(page_size) + "), got " + std::to_string(size));
+  if (num_slots < page_size || num_slots % page_size != 0) {
+    throw std::invalid_argument("KVAllocator: num_slots must be a positive multiple of page_size (" +
+                                std::to_string(page_size) + "), got " + std::to_string(num_slots));
   }
-  num_pages_ = size / page_size;
+  num_pages_ = size_ / page_size;
   reset();
 }
 

@@ -2,8 +2,9 @@
 //
 // Layout: page k holds slots [k * page_size, (k + 1) * page_size). Page 0 is reserved so that
 // slot 0 stays a padding sink that attention kernels may read and write freely. The usable
-// pages are 1 .. size / page_size, i.e. `size` usable slots, and the KV tensors need
-// num_slots() = size + page_size rows. With page_size 1 that is the plain "slots 1..size".
+// pages are 1 .. num_slots / page_size - 1: the KV tensors have `num_slots` rows (a multiple of
+// page_size) and size() = num_slots - page_size slots are usable. With page_size 1 that is the
+// plain "slots 1 .. num_slots - 1".
 //
 // alloc(n) takes ceil(n / page_size) whole pages and returns all their slots (n rounded up to
 // whole pages), or fails without side effects. free(slots) frees every page that contains at
@@ -19,7 +20,7 @@ namespace radixserve {
 
 class KVAllocator {
  public:
-  KVAllocator(int64_t size, int64_t page_size = 1);
+  KVAllocator(int64_t num_slots, int64_t page_size = 1);
 
   // Appends the slots of ceil(n / page_size) pages to `out`, in page order of hand-out
   // (most recently freed first); returns false and leaves everything unchanged when short.
