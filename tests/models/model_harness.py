@@ -15,6 +15,8 @@ import torch
 from radixserve.cache.memory_pool import KVPool, ReqToTokenPool
 from radixserve.engine.forward_batch import ForwardBatch
 from radixserve.layers.attention import create_attention_backend
+from radixserve.layers.backend import set_kernel_backend
+from radixserve.layers.linear import Linear
 from radixserve.models.llama import LlamaForCausalLM
 
 VOCAB = 320
@@ -83,6 +85,14 @@ def make_tiny_model(kind: str, path: str, seed: int = 0, **overrides: Any) -> An
     model.save_pretrained(path, safe_serialization=True)
     save_tiny_tokenizer(path)
     return model
+
+
+def use_kernels(model: LlamaForCausalLM, name: str) -> None:
+    """Switch the kernel backend and (re)pack the Linears for it, as the ModelRunner does."""
+    set_kernel_backend(name)
+    for module in model.modules():
+        if isinstance(module, Linear):
+            module.post_load()
 
 
 def hf_logits(model: Any, tokens: list[int]) -> torch.Tensor:

@@ -6,14 +6,16 @@ from typing import Any
 
 import pytest
 import torch
-from model_harness import Driver, greedy, hf_logits, make_tiny_model, random_prompt
+from model_harness import Driver, greedy, hf_logits, make_tiny_model, random_prompt, use_kernels
 
+from radixserve.engine.model_runner import NATIVE_LAYER_OPS, missing_native_ops
 from radixserve.layers.attention import native_attention_available
 from radixserve.layers.backend import set_kernel_backend
 from radixserve.models.loader import load_model, load_model_config
 
 ATOL = 1e-4
 ATTN = ["torch"] + (["native"] if native_attention_available() else [])
+NATIVE_LAYERS = not missing_native_ops(NATIVE_LAYER_OPS)
 
 
 @pytest.fixture(autouse=True)
@@ -57,6 +59,31 @@ def test_prefill_and_decode_match_transformers(
 ) -> None:
     hf, model = models[kind]
     run_prefill_decode(hf, model, prompt_len=13, attn=attn)
+
+
+@pytest.mark.skipif(not NATIVE_LAYERS, reason="radixserve._C lacks the norm/rope/linear kernels")
+@pytest.mark.parametrize(
+    "kind,dtype",
+    [("llama", "float32"), ("qwen2", "float32"), ("qwen3", "float32"), ("qwen3", "bfloat16")],
+)
+def test_native_kernels_match_transformers(tmp_path: Any, kind: str, dtype: str) -> None:
+    """Native norm/rope/activation/linear and attention kernels, float32 tight, bf16 loose."""
+    path = str(tmp_path / kind)
+    hf = make_tiny_model(kind, path)
+    model = load_model(load_model_config(path, dtype))
+    use_kernels(model, "native")
+    try:
+        drv = Driver(model, ATTN[-1])
+        req = drv.new_req()
+        prompt = random_prompt(12)
+        logits = drv.step([(req, prompt)])
+        tol = ATOL if dtype == "float32" else 2e-2
+        for _ in range(6):
+            want = hf_logits(hf, req.tokens)[-1]
+            torch.testing.assert_close(logits[0], want, atol=tol, rtol=0)
+            logits = drv.step([(req, greedy(logits))])
+    finally:
+        use_kernels(model, "torch")
 
 
 def test_config_features(models: dict[str, Any]) -> None:
