@@ -41,6 +41,11 @@ class GetLoadReq(msgspec.Struct, tag=True):
     query_id: int
 
 
+class UpdateWeightsReq(msgspec.Struct, tag=True):
+    query_id: int
+    model_path: str
+
+
 class ReqUpdate(msgspec.Struct, array_like=True):
     """What one request added since its last update (token ids, logprobs) and its state."""
 
@@ -73,7 +78,7 @@ class SchedulerFailed(msgspec.Struct, tag=True):
     message: str
 
 
-ToScheduler = Union[TokenizedGenerateReq, AbortReq, FlushCacheReq, GetLoadReq]
+ToScheduler = Union[TokenizedGenerateReq, AbortReq, FlushCacheReq, GetLoadReq, UpdateWeightsReq]
 FromScheduler = Union[BatchOut, QueryResult, Ready, SchedulerFailed]
 
 _encoder = msgspec.msgpack.Encoder()

@@ -34,6 +34,7 @@ class ModelConfigView:
         self.context_len: int = int(info["context_len"])
         self.eos_token_ids: list[int] = list(info.get("eos_token_ids", []))
         self.max_total_tokens: int = int(info["max_total_tokens"])
+        self.generation_config: dict[str, Any] | None = None  # no preferred sampling defaults
 
     def __getattr__(self, name: str) -> Any:
         try:

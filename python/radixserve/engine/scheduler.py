@@ -92,6 +92,17 @@ class Scheduler:
         self.kv.flush()
         return True
 
+    def update_weights(self, model_path: str) -> tuple[bool, str]:
+        """Load new weights (same architecture) while idle; the prefix cache is then stale."""
+        if not self.is_idle():
+            return False, "requests are running; retry when the engine is idle"
+        try:
+            self.runner.load_weights_from_disk(model_path)
+        except (ValueError, OSError) as e:
+            return False, f"Failed to update weights: {e}"
+        self.kv.flush()
+        return True, "Succeeded to update model weights."
+
     def load(self) -> dict[str, Any]:
         size = self.kv.size()
         available, evictable = self.kv.available(), self.kv.evictable()
@@ -297,6 +308,9 @@ def event_loop(sched: Scheduler, recv: zmq.Socket, send: zmq.Socket) -> None:
                 updates.extend(sched.abort(msg.rid))
             elif isinstance(msg, ipc.FlushCacheReq):
                 send.send(ipc.encode(ipc.QueryResult(msg.query_id, sched.flush_cache())))
+            elif isinstance(msg, ipc.UpdateWeightsReq):
+                result = list(sched.update_weights(msg.model_path))
+                send.send(ipc.encode(ipc.QueryResult(msg.query_id, result)))
             elif isinstance(msg, ipc.GetLoadReq):
                 send.send(ipc.encode(ipc.QueryResult(msg.query_id, sched.load())))
         if os.getppid() != parent:

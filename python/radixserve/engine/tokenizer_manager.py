@@ -167,6 +167,19 @@ class TokenizerManager:
         for key in [k for k, s in self.states.items() if k == rid or s.parent_rid == rid]:
             self._abort_one(key)
 
+    def abort_all(self) -> None:
+        for key in list(self.states):
+            self._abort_one(key)
+
+    async def update_weights_from_disk(
+        self, model_path: str, load_format: Optional[str] = None
+    ) -> tuple[bool, str]:
+        """Swap the model's weights (same architecture), only while no request runs."""
+        if load_format not in (None, "auto"):
+            return False, f"load_format {load_format!r} is not supported (use auto)"
+        success, message = await self._query(ipc.UpdateWeightsReq(0, model_path), timeout=600.0)
+        return bool(success), str(message)
+
     def _abort_one(self, rid: str) -> None:
         if self._send is not None and self.is_alive():
             self._send.send(ipc.encode(ipc.AbortReq(rid)))

@@ -1,0 +1,184 @@
+"""The whole engine (Engine -> TokenizerManager -> scheduler process -> ModelRunner) on a tiny
+random Llama, against transformers' greedy generate in float32."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from radixserve.engine.engine import Engine
+from radixserve.engine.io_struct import EngineError
+
+from .conftest import VOCAB, hf_greedy
+
+NEW = 24
+rng = random.Random(0)
+PROMPTS = [[rng.randrange(3, VOCAB) for _ in range(n)] for n in (3, 9, 17, 33, 50, 70, 90, 130)]
+SHARED = [rng.randrange(3, VOCAB) for _ in range(100)]
+
+
+def greedy(max_new: int = NEW, **kw: Any) -> dict[str, Any]:
+    return {"max_new_tokens": max_new, "temperature": 0.0, "ignore_eos": True, **kw}
+
+
+@pytest.fixture(scope="module")
+def reference(hf_tiny: Any) -> list[list[int]]:
+    return [hf_greedy(hf_tiny, p, NEW) for p in PROMPTS]
+
+
+def make_engine(path: str, backend: str) -> Engine:
+    # A KV pool too small for all prompts at once (retraction) and 64-token prefill chunks.
+    return Engine(
+        path,
+        dtype="float32",
+        kernel_backend=backend,
+        attention_backend=backend,
+        max_total_tokens=360,
+        chunked_prefill_size=64,
+        max_running_requests=8,
+        num_threads=1,
+    )
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_llama_dir: str) -> Any:
+    eng = make_engine(tiny_llama_dir, "native")
+    yield eng
+    eng.shutdown()
+
+
+def test_torch_backend_batched(tiny_llama_dir: str, reference: list[list[int]]) -> None:
+    with make_engine(tiny_llama_dir, "torch") as eng:
+        outs = eng.generate(input_ids=PROMPTS, sampling_params=greedy())
+        assert [o["output_ids"] for o in outs] == reference
+        assert eng.flush_cache()
+        load = eng.get_load()
+        assert load["kv_available"] == load["kv_size"]
+
+
+def test_greedy_one_by_one_and_batched(engine: Engine, reference: list[list[int]]) -> None:
+    for p, ref in zip(PROMPTS, reference, strict=True):
+        out = engine.generate(input_ids=p, sampling_params=greedy())
+        assert out["output_ids"] == ref
+        assert out["meta_info"]["finish_reason"] == {"type": "length", "length": NEW}
+    outs = engine.generate(input_ids=PROMPTS, sampling_params=greedy())
+    assert [o["output_ids"] for o in outs] == reference
+    load = engine.get_load()
+    assert load["num_retractions"] > 0, "the small KV pool should have forced a retraction"
+    assert engine.flush_cache()
+    load = engine.get_load()
+    assert load["kv_available"] == load["kv_size"] == 360
+
+
+def test_prefix_cache_reports_cached_tokens(engine: Engine, hf_tiny: Any) -> None:
+    prompts = [SHARED + p[:10] for p in PROMPTS[:4]]
+    first = engine.generate(input_ids=prompts[0], sampling_params=greedy(8))
+    assert first["meta_info"]["cached_tokens"] == 0 or engine.flush_cache() is False
+    outs = engine.generate(input_ids=prompts[1:], sampling_params=greedy(8))
+    for p, o in zip(prompts[1:], outs, strict=True):
+        assert o["meta_info"]["cached_tokens"] >= len(SHARED)
+        assert o["output_ids"] == hf_greedy(hf_tiny, p, 8)
+    assert engine.get_load()["cache_hit_rate"] > 0
+
+
+def test_seeded_sampling_reproducible_and_batch_independent(engine: Engine) -> None:
+    params = {"max_new_tokens": 12, "temperature": 1.0, "sampling_seed": 1234, "ignore_eos": True}
+    alone = engine.generate(input_ids=PROMPTS[2], sampling_params=params)
+    again = engine.generate(input_ids=PROMPTS[2], sampling_params=params)
+    mixed = engine.generate(
+        input_ids=[PROMPTS[5], PROMPTS[2], PROMPTS[1]],
+        sampling_params=[{**params, "sampling_seed": 7}, params, {"temperature": 0.7}],
+    )
+    assert alone["output_ids"] == again["output_ids"] == mixed[1]["output_ids"]
+
+
+def test_stop_strings_ids_and_lengths(engine: Engine) -> None:
+    prompt = "Once upon a time"
+    base = engine.generate(prompt, greedy(20))
+    ids = base["output_ids"]
+    tok = engine.tokenizer
+    # A stop string that spans the boundary of output tokens 3 and 4.
+    t3, t4 = tok.decode(ids[:4]), tok.decode(ids[:5])
+    stop = t3[-2:] + t4[len(t3) : len(t3) + 2]
+    if not stop.strip():
+        pytest.skip("degenerate decode")
+    out = engine.generate(prompt, greedy(20, stop=[stop]))
+    assert out["meta_info"]["finish_reason"] == {"type": "stop", "matched": stop}
+    assert out["text"] == base["text"][: base["text"].find(stop)]
+    kept = engine.generate(prompt, greedy(20, stop=[stop], no_stop_trim=True))
+    # Untrimmed: up to the end of the token that completed the stop string.
+    assert stop in kept["text"] and base["text"].startswith(kept["text"])
+    out = engine.generate(prompt, greedy(20, stop_token_ids=[ids[5]]))
+    assert out["output_ids"] == ids[: ids.index(ids[5]) + 1]
+    assert out["meta_info"]["finish_reason"] == {"type": "stop", "matched": ids[5]}
+    # The tiny model's "EOS" (id 2): forced through logit_bias, masked by min_new_tokens.
+    eos = {"2": 100.0}
+    out = engine.generate(prompt, {"max_new_tokens": 10, "temperature": 0, "logit_bias": eos})
+    assert out["output_ids"] == [2] and out["meta_info"]["finish_reason"]["matched"] == 2
+    out = engine.generate(prompt, {"max_new_tokens": 10, "min_new_tokens": 4, "logit_bias": eos})
+    assert len(out["output_ids"]) == 5 and 2 not in out["output_ids"][:4]
+    out = engine.generate(prompt, greedy(10, logit_bias=eos))
+    assert out["output_ids"] == [2] * 10
+
+
+def test_n_samples_and_streaming(engine: Engine) -> None:
+    outs = engine.generate("Hello", {"max_new_tokens": 6, "n": 3, "sampling_seed": 5})
+    assert len(outs) == 3 and all(len(o["output_ids"]) <= 6 for o in outs)
+    full = engine.generate("Hello", greedy(10))
+    chunks = list(engine.generate("Hello", greedy(10), stream=True))
+    assert "".join(c["text"] for c in chunks) == full["text"]
+    assert [t for c in chunks for t in c["output_ids"]] == full["output_ids"]
+    assert chunks[-1]["meta_info"]["finish_reason"]["type"] == "length"
+
+
+def test_abort_and_bad_requests(engine: Engine) -> None:
+    stream = engine.generate(input_ids=PROMPTS[3], sampling_params=greedy(200), stream=True)
+    first = next(stream)
+    assert first["output_ids"]
+    stream.close()  # the consumer leaves: the request is aborted
+    deadline = time.time() + 10
+    while engine.get_load()["num_running_reqs"] and time.time() < deadline:
+        time.sleep(0.05)
+    assert engine.get_load()["num_running_reqs"] == 0
+    assert engine.flush_cache()
+    load = engine.get_load()
+    assert load["kv_available"] == load["kv_size"]
+    with pytest.raises(EngineError, match="context length"):
+        engine.generate(input_ids=[5] * 500, sampling_params={"max_new_tokens": 100})
+    with pytest.raises(EngineError, match="top_p"):
+        engine.generate("hi", {"top_p": 0.0})
+    with pytest.raises(EngineError, match="not a token id"):
+        engine.generate(input_ids=[VOCAB + 5])
+
+
+def test_scheduler_death_fails_callers_promptly(tiny_llama_dir: str) -> None:
+    eng = Engine(tiny_llama_dir, dtype="float32", max_total_tokens=256, num_threads=1)
+    try:
+        pid = eng.get_server_info()["scheduler_pid"]
+        errors: list[BaseException] = []
+
+        def call() -> None:
+            try:
+                for _ in range(20):
+                    eng.generate(input_ids=PROMPTS[0], sampling_params=greedy(300))
+            except BaseException as e:
+                errors.append(e)
+
+        t = threading.Thread(target=call)
+        t.start()
+        time.sleep(0.3)
+        os.kill(pid, signal.SIGKILL)
+        t.join(5)
+        assert not t.is_alive(), "the caller was not released"
+        assert errors and isinstance(errors[0], EngineError) and errors[0].status == 503
+        with pytest.raises(EngineError):
+            eng.generate("hi")
+        assert not eng.tokenizer_manager.is_alive()
+    finally:
+        eng.shutdown()
