@@ -15,7 +15,9 @@ def test_sigterm_leaves_no_orphans(server: Server) -> None:
         pytest.skip("the server is not ours")
     kids = children_of(server.proc.pid)
     server.proc.send_signal(signal.SIGTERM)
-    assert server.proc.wait(timeout=30) == 0, server.log_tail()
+    # uvicorn shuts down gracefully (lifespan: engine stopped), then re-raises the signal, so
+    # the exit status is "terminated by SIGTERM" rather than 0.
+    assert server.proc.wait(timeout=30) in (0, -signal.SIGTERM), server.log_tail()
     deadline = time.monotonic() + 10
     alive = kids
     while alive and time.monotonic() < deadline:
