@@ -23,14 +23,15 @@ __device__ __forceinline__ void rotate_pair(T* head, int i, int half, const floa
 
 template <typename T>
 __global__ void rotary_kernel(const int64_t* __restrict__ positions, T* __restrict__ query,
-                              T* __restrict__ key, int num_q_heads, int num_kv_heads,
+                              int64_t q_stride, T* __restrict__ key, int64_t k_stride,
+                              int num_q_heads, int num_kv_heads,
                               int head_size, const float* __restrict__ cos_sin_cache, int rot_dim,
                               bool is_neox) {
   const int64_t token = blockIdx.x;
   const int half = rot_dim / 2;
   const float* cos_sin = cos_sin_cache + positions[token] * rot_dim;
-  T* q = query + token * num_q_heads * head_size;
-  T* k = key == nullptr ? nullptr : key + token * num_kv_heads * head_size;
+  T* q = query + token * q_stride;
+  T* k = key == nullptr ? nullptr : key + token * k_stride;
   const int q_work = num_q_heads * half;
   const int total = q_work + num_kv_heads * half;
   for (int w = threadIdx.x; w < total; w += blockDim.x) {
@@ -45,7 +46,8 @@ __global__ void rotary_kernel(const int64_t* __restrict__ positions, T* __restri
 
 }  // namespace
 
-cudaError_t launch_rotary_embedding(DType dtype, const int64_t* positions, void* query, void* key,
+cudaError_t launch_rotary_embedding(DType dtype, const int64_t* positions, void* query,
+                                    int64_t q_stride, void* key, int64_t k_stride,
                                     int64_t num_tokens, int num_q_heads, int num_kv_heads,
                                     int head_size, const float* cos_sin_cache, int rot_dim,
                                     bool is_neox, cudaStream_t stream) {
@@ -54,8 +56,8 @@ cudaError_t launch_rotary_embedding(DType dtype, const int64_t* positions, void*
   return dispatch_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
     rotary_kernel<T><<<static_cast<unsigned>(num_tokens), kThreads, 0, stream>>>(
-        positions, static_cast<T*>(query), static_cast<T*>(key), num_q_heads, num_kv_heads,
-        head_size, cos_sin_cache, rot_dim, is_neox);
+        positions, static_cast<T*>(query), q_stride, static_cast<T*>(key), k_stride, num_q_heads,
+        num_kv_heads, head_size, cos_sin_cache, rot_dim, is_neox);
     return cudaGetLastError();
   });
 }

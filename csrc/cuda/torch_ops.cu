@@ -191,26 +191,39 @@ void fused_add_rms_norm(const at::Tensor& x, const at::Tensor& residual, const a
                "fused_add_rms_norm");
 }
 
+namespace {
+
+// A [T, H*D] or [T, H, D] tensor whose token rows are each contiguous (row starts may be apart,
+// as in q and k sliced out of one fused qkv tensor). Returns the row stride in elements.
+int64_t check_rope_rows(const at::Tensor& t, const char* name, const at::Tensor& positions) {
+  TORCH_CHECK_VALUE(t.defined(), name, " must be a tensor");
+  TORCH_CHECK_VALUE(t.is_cuda(), name, " must be a CUDA tensor, got device ", t.device());
+  check_same_device(t, name, positions);
+  TORCH_CHECK_VALUE(t.dim() == 2 || t.dim() == 3, name, " must be [T, H*D] or [T, H, D], got ",
+                    t.sizes());
+  const bool rows_contiguous =
+      t.dim() == 2 ? t.stride(1) == 1 : (t.stride(2) == 1 && t.stride(1) == t.size(2));
+  TORCH_CHECK_VALUE(rows_contiguous, name, ": each token row must be contiguous, got strides ",
+                    t.strides());
+  check_size(t, name, 0, positions.size(0));
+  return t.stride(0);
+}
+
+}  // namespace
+
 void rotary_embedding(const at::Tensor& positions, const at::Tensor& query,
                       const at::Tensor& key, int64_t head_size, const at::Tensor& cos_sin_cache,
                       bool is_neox) {
   check_cuda_tensor(positions, "positions", 1);
   check_cuda_tensor(cos_sin_cache, "cos_sin_cache", 2);
-  TORCH_CHECK_VALUE(query.dim() == 2 || query.dim() == 3, "query must be [T, Hq*D] or [T, Hq, D]");
-  TORCH_CHECK_VALUE(key.dim() == 2 || key.dim() == 3, "key must be [T, Hkv*D] or [T, Hkv, D]");
-  check_cuda_tensor(query, "query", query.dim());
-  check_cuda_tensor(key, "key", key.dim());
-  for (const auto& [t, name] :
-       {std::pair{&query, "query"}, {&key, "key"}, {&cos_sin_cache, "cos_sin_cache"}}) {
-    check_same_device(*t, name, positions);
-  }
+  check_same_device(cos_sin_cache, "cos_sin_cache", positions);
   check_dtype(positions, "positions", at::kLong);
   check_dtype(cos_sin_cache, "cos_sin_cache", at::kFloat);
+  const int64_t q_stride = check_rope_rows(query, "query", positions);
+  const int64_t k_stride = check_rope_rows(key, "key", positions);
   const DType dtype = float_dtype(query, "query");
   check_dtype(key, "key", query.scalar_type());
   const int64_t tokens = positions.size(0);
-  check_size(query, "query", 0, tokens);
-  check_size(key, "key", 0, tokens);
   TORCH_CHECK_VALUE(head_size > 0, "head_size must be > 0, got ", head_size);
   const int64_t q_row = tokens ? query.numel() / tokens : 0;
   const int64_t k_row = tokens ? key.numel() / tokens : 0;
@@ -222,7 +235,7 @@ void rotary_embedding(const at::Tensor& positions, const at::Tensor& query,
                     rot_dim);
   const c10::cuda::CUDAGuard guard(query.device());
   check_launch(launch_rotary_embedding(dtype, positions.data_ptr<int64_t>(), query.data_ptr(),
-                                       key.data_ptr(), tokens,
+                                       q_stride, key.data_ptr(), k_stride, tokens,
                                        static_cast<int>(q_row / head_size),
                                        static_cast<int>(k_row / head_size),
                                        static_cast<int>(head_size),
