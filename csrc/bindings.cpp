@@ -6,6 +6,7 @@
 #include "cache/kv_allocator.h"
 #include "cache/radix_tree.h"
 // ---- includes: cpu kernels ----
+#include "cpu/gemm.h"
 #include "cpu/activation.h"
 #include "cpu/attention.h"
 #include "cpu/cpu_features.h"
@@ -216,6 +217,11 @@ PYBIND11_MODULE(_C, m) {
         "out[N, I] = silu(x[:, :I]) * x[:, I:] for x [N, 2I].");
 
   // ---- section: linear ----
+  m.def("pack_linear_weight", &radixserve::cpu::pack_linear_weight, py::arg("weight"),
+        "weight [N, K] float32|bfloat16 -> opaque packed uint8 tensor for linear()");
+  m.def("linear", &radixserve::cpu::linear, py::arg("x"), py::arg("packed"),
+        py::arg("bias") = py::none(), "x [M, K] @ W^T (+ bias) -> [M, N] in x's dtype");
+  m.def("linear_isa", &radixserve::cpu::linear_isa, "kernel build linear() uses now");
 
   // ---- section: sampling ----
   {

@@ -11,6 +11,9 @@ from torch import nn
 
 from radixserve.layers.backend import native_ops, use_native
 
+# What the native kernel computes in: fp32 x fp32 weights, bf16 x bf16 (fp32 accumulation).
+NATIVE_DTYPES = (torch.float32, torch.bfloat16)
+
 
 class Linear(nn.Module):
     """y = x @ W^T + b with W: [out_features, in_features]."""
@@ -26,8 +29,14 @@ class Linear(nn.Module):
         self.packed: Optional[torch.Tensor] = None
 
     def post_load(self) -> None:
-        """Called once after the weights are loaded (and cast): packs W for the native kernel."""
-        self.packed = native_ops().pack_linear_weight(self.weight.data) if use_native() else None
+        """Called once after the weights are loaded (and cast): packs W for the native kernel.
+
+        The unpacked weight stays: it may be shared (tied embeddings) and serves the torch
+        backend. Other dtypes (e.g. float16) or devices keep using torch.
+        """
+        w = self.weight.data
+        native = use_native() and w.device.type == "cpu" and w.dtype in NATIVE_DTYPES
+        self.packed = native_ops().pack_linear_weight(w) if native else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.packed is not None and use_native():
@@ -35,3 +44,7 @@ class Linear(nn.Module):
             out = native_ops().linear(x.reshape(-1, shape[-1]).contiguous(), self.packed, self.bias)
             return out.view(*shape[:-1], self.out_features)
         return F.linear(x, self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        packed = self.packed is not None
+        return f"in={self.in_features}, out={self.out_features}, bias={self.bias is not None}, {packed=}"

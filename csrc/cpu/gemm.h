@@ -1,0 +1,23 @@
+// Linear layer for CPU: the weight is packed once at load time into 32-row blocks that the
+// kernels stream front to back (layout: gemm_kernels.h), then y = x @ W^T + b runs on it.
+#pragma once
+
+#include <torch/extension.h>
+
+#include <optional>
+
+namespace radixserve::cpu {
+
+// weight [N, K] float32 or bfloat16 -> packed 1-D uint8 tensor: a 64-byte header (magic, N, K,
+// dtype) followed by the blocks. Opaque to Python; only linear() reads it.
+torch::Tensor pack_linear_weight(const torch::Tensor& weight);
+
+// x [M, K] (same dtype as the packed weight), bias [N] (x's dtype or float32) or None
+// -> [M, N] in x's dtype, accumulated in fp32.
+torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& packed,
+                     const std::optional<torch::Tensor>& bias);
+
+// The kernel build linear() uses now: "avx512bf16", "avx512", "avx2" or "generic".
+std::string linear_isa();
+
+}  // namespace radixserve::cpu
