@@ -330,3 +330,61 @@ def test_sample_cuda_rejects_bad_input() -> None:
         _C.sample_cuda(logits.cpu(), ones, ones, ints, ones * 0, longs, longs)
     with pytest.raises(ValueError, match="top_ks"):
         _C.sample_cuda(logits, ones, ones, ones, ones * 0, longs, longs)
+
+
+def _forward_batch(seq_lens: list[int], ext: list[int], rows: list[int]):  # type: ignore[no-untyped-def]
+    from radixserve.engine.forward_batch import ForwardBatch
+
+    t = sum(ext)
+    start = [sum(ext[:i]) for i in range(len(ext))]
+    return ForwardBatch(
+        input_ids=torch.zeros(t, dtype=torch.int64),
+        positions=torch.zeros(t, dtype=torch.int64),
+        out_cache_loc=torch.zeros(t, dtype=torch.int64),
+        req_pool_indices=torch.tensor(rows),
+        seq_lens=torch.tensor(seq_lens),
+        extend_prefix_lens=torch.tensor([n - e for n, e in zip(seq_lens, ext, strict=True)]),
+        extend_seq_lens=torch.tensor(ext),
+        extend_start_loc=torch.tensor(start),
+        is_decode=all(e == 1 for e in ext),
+        seq_lens_list=seq_lens,
+    )
+
+
+@pytest.mark.parametrize("with_host_lens", [True, False])
+def test_flashinfer_page_table(with_host_lens: bool) -> None:
+    """The CSR page table handed to FlashInfer lists each request's slots in position order."""
+    from radixserve.layers.attention.flashinfer_backend import page_table
+
+    g = torch.Generator().manual_seed(6)
+    table = torch.randint(1, 1000, (6, 40), generator=g, dtype=torch.int32)
+    seq_lens, ext, rows = [5, 1, 40, 17], [5, 1, 3, 0], [4, 0, 2, 5]
+    batch = _forward_batch(seq_lens, ext, rows)
+    if not with_host_lens:
+        batch.seq_lens_list = None
+    qo_indptr, kv_indptr, kv_indices = page_table(table, batch)
+    assert qo_indptr.tolist() == [0, 5, 6, 9, 9]
+    assert kv_indptr.tolist() == [0, 5, 6, 46, 63]
+    expected = torch.cat([table[r, :n] for r, n in zip(rows, seq_lens, strict=True)])
+    assert kv_indices.dtype == torch.int32 and torch.equal(kv_indices, expected)
+
+
+def test_flashinfer_backend_needs_a_gpu_path() -> None:
+    from radixserve.cache.memory_pool import KVPool
+    from radixserve.layers.attention.flashinfer_backend import (
+        FlashInferBackend,
+        cuda_ops,
+        load_flashinfer,
+    )
+
+    pool = KVPool(16, 2, 2, 64, torch.bfloat16)
+    table = torch.zeros(2, 8, dtype=torch.int32)
+    if load_flashinfer() is None and cuda_ops() is None:
+        with pytest.raises(RuntimeError, match="FlashInfer"):
+            FlashInferBackend(table, pool)
+        return
+    backend = FlashInferBackend(table, pool)  # a CPU pool is refused at forward time
+    batch = _forward_batch([1], [1], [1])
+    q, kv = torch.zeros(1, 4, 64), torch.zeros(1, 2, 64)
+    with pytest.raises(ValueError, match="CUDA device"):
+        backend.forward(q, kv, kv, 0, batch)
