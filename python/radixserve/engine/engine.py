@@ -224,9 +224,3 @@ class Engine:
 
     def __exit__(self, *exc: Any) -> None:
         self.shutdown()
-
-    def __del__(self) -> None:
-        try:
-            self.shutdown()
-        except Exception:
-            pass

@@ -108,12 +108,9 @@ class TokenizerManager:
             if self.proc.is_alive():
                 self.proc.kill()
                 self.proc.join(5)
-        for sock in (self._send, self._recv):
-            if sock is not None:
-                sock.close(0)
         self._send = self._recv = None
         if self._ctx is not None:
-            self._ctx.term()
+            self._ctx.destroy(linger=0)  # closes every socket; never blocks on pending messages
             self._ctx = None
         if self._tmpdir is not None:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
