@@ -59,6 +59,13 @@ class Req:
     def fill_ids(self) -> list[int]:
         return self.origin_input_ids + self.output_ids
 
+    def tokens(self, start: int, n: int) -> list[int]:
+        """fill_ids[start : start + n] without building fill_ids (a decode reads one token)."""
+        p = len(self.origin_input_ids)
+        if start >= p:
+            return self.output_ids[start - p : start - p + n]
+        return (self.origin_input_ids[start : start + n] + self.output_ids)[:n]
+
     @property
     def seq_len(self) -> int:
         return len(self.origin_input_ids) + len(self.output_ids)

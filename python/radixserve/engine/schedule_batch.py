@@ -29,8 +29,7 @@ def build_forward_batch(
     offset = 0
     for req in reqs:
         start, n = req.kv_len, req.extend_len
-        fill = req.fill_ids
-        input_ids.extend(fill[start : start + n])
+        input_ids.extend(req.tokens(start, n))
         positions.extend(range(start, start + n))
         kv.write_slots(req, start, out_cache_loc[offset : offset + n])
         offset += n

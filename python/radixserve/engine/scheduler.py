@@ -190,8 +190,9 @@ class Scheduler:
         top_i = sample.top_logprobs_ids.tolist() if sample.top_logprobs_ids is not None else None
         updates = []
         still_running = []
+        running_ids = {id(r) for r in self.running}
         for i, req in enumerate(batch):
-            was_prefill = req not in self.running
+            was_prefill = id(req) not in running_ids
             req.kv_len += req.extend_len
             if req.kv_len < req.seq_len:  # an unfinished chunk: nothing sampled
                 self.kv.cache_unfinished(req)
@@ -218,7 +219,7 @@ class Scheduler:
                 updates.append(self._update(req))
         keep = {id(r) for r in still_running}
         self.running = [r for r in self.running if id(r) in keep] + [
-            r for r in still_running if r not in self.running
+            r for r in still_running if id(r) not in running_ids
         ]
         return updates
 
