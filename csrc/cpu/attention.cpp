@@ -216,28 +216,35 @@ void decode_impl(const at::Tensor& out, const at::Tensor& q, const at::Tensor& k
   const AttendWork<T> proto = base_work<T>(q, k_cache, v_cache, scale, window);
   const T* qp = static_cast<const T*>(q.data_ptr());
 
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
-  for (int64_t it = 0; it < items; ++it) {
-    const int64_t b = it / (Hkv * nsplit);
-    const int64_t h = (it / nsplit) % Hkv;
-    const int64_t s = it % nsplit;
-    const int64_t len = lens[b];
-    const int64_t first = window > 0 ? std::max<int64_t>(0, len - window) : 0;
-    // Chunks are whole 32-key blocks so the vector kernel's blocks stay full.
-    const int64_t chunk = ((len - first + nsplit - 1) / nsplit + 31) / 32 * 32;
-    AttendWork<T> w = proto;
-    w.q = qp + (b * Hq + h * G) * D;
-    w.n_q = 1;
-    w.pos0 = len - 1;
-    w.key_begin = first + s * chunk;
-    w.key_end = std::min(len, first + (s + 1) * chunk);
-    w.slots = table + rows[b] * max_ctx;
-    w.head_off = h * D;
-    w.m = part_m.data() + it * G;
-    w.l = part_l.data() + it * G;
-    w.acc = part_acc.data() + it * G * D;
-    w.qbuf = qbuf.data() + it * G * D;
-    call(kern, w);
+#pragma omp parallel num_threads(nthreads)
+  {
+    std::vector<float> kvbuf(2 * kAttendKeyBlock * D);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t it = 0; it < items; ++it) {
+      const int64_t b = it / (Hkv * nsplit);
+      const int64_t h = (it / nsplit) % Hkv;
+      const int64_t s = it % nsplit;
+      const int64_t len = lens[b];
+      const int64_t first = window > 0 ? std::max<int64_t>(0, len - window) : 0;
+      // Chunks are whole key blocks so the vector kernel's blocks stay full.
+      const int64_t chunk =
+          ((len - first + nsplit - 1) / nsplit + kAttendKeyBlock - 1) / kAttendKeyBlock *
+          kAttendKeyBlock;
+      AttendWork<T> w = proto;
+      w.q = qp + (b * Hq + h * G) * D;
+      w.n_q = 1;
+      w.pos0 = len - 1;
+      w.key_begin = first + s * chunk;
+      w.key_end = std::min(len, first + (s + 1) * chunk);
+      w.slots = table + rows[b] * max_ctx;
+      w.head_off = h * D;
+      w.m = part_m.data() + it * G;
+      w.l = part_l.data() + it * G;
+      w.acc = part_acc.data() + it * G * D;
+      w.qbuf = qbuf.data() + it * G * D;
+      w.kvbuf = kvbuf.data();
+      call(kern, w);
+    }
   }
 
   T* op = static_cast<T*>(out.data_ptr());
@@ -291,6 +298,7 @@ void extend_impl(const at::Tensor& out, const at::Tensor& q, const at::Tensor& k
   {
     const int64_t rmax = qblock * G;
     std::vector<float> m(rmax), l(rmax), acc(rmax * D), qbuf(rmax * D);
+    std::vector<float> kvbuf(2 * kAttendKeyBlock * D);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t it = 0; it < n_items; ++it) {
       const Item& item = work[it];
@@ -308,6 +316,7 @@ void extend_impl(const at::Tensor& out, const at::Tensor& q, const at::Tensor& k
       w.l = l.data();
       w.acc = acc.data();
       w.qbuf = qbuf.data();
+      w.kvbuf = kvbuf.data();
       call(kern, w);
       for (int64_t r = 0; r < nq * G; ++r) {
         T* o = op + (tok0 + r / G) * Hq * D + (item.h * G + r % G) * D;

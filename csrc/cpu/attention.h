@@ -20,6 +20,9 @@ namespace radixserve::cpu {
 // k > pos0 + i - window. The kernel (re)initialises and fills the running softmax state:
 // m (row max of scaled scores), l (sum of exp(score - m)) and acc (sum of exp(score - m) * v),
 // rows ordered (query i, head g). A row that sees no key keeps m = -inf, l = 0, acc = 0.
+// Keys the vectorised kernel scores together (sizes AttendWork::kvbuf).
+constexpr int kAttendKeyBlock = 32;
+
 template <typename T>
 struct AttendWork {
   const T* q;          // row (i, g) at q + i * q_stride + g * head_dim
@@ -40,7 +43,8 @@ struct AttendWork {
   float* m;    // [n_q * G]
   float* l;    // [n_q * G]
   float* acc;  // [n_q * G * head_dim]
-  float* qbuf;  // scratch, n_q * G * head_dim floats: the queries in fp32, pre-scaled
+  float* qbuf;   // scratch, n_q * G * head_dim floats: the queries in fp32, pre-scaled
+  float* kvbuf;  // scratch, 2 * kAttendKeyBlock * head_dim floats: a K/V block in fp32
 };
 
 // bfloat16 travels as uint16_t in the raw kernels.

@@ -8,7 +8,7 @@ namespace {
 
 using radixserve::cpu::AttendWork;
 
-constexpr int kKeyBlock = 32;  // keys scored together; a multiple of every kLanes
+constexpr int kKeyBlock = radixserve::cpu::kAttendKeyBlock;
 static_assert(kKeyBlock % kLanes == 0, "key block must be whole vectors");
 
 inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -19,42 +19,47 @@ inline void prefetch_bytes(const void* p, int bytes) {
   for (int o = 0; o < bytes; o += 64) _mm_prefetch(c + o, _MM_HINT_T0);
 }
 
-// dot(q[0:D], k[0:D]) with two accumulators to hide the FMA latency.
-template <typename T>
-inline float dot_row(const float* q, const T* k, int D) {
-  VF a0 = vzero(), a1 = vzero();
-  int c = 0;
-  for (; c + 2 * kLanes <= D; c += 2 * kLanes) {
-    a0 = vfma(vload(q + c), vload(k + c), a0);
-    a1 = vfma(vload(q + c + kLanes), vload(k + c + kLanes), a1);
+// Scores of one query against kLanes keys at once: one accumulator per key, then a single
+// transpose-and-add instead of a horizontal reduction per key.
+inline VF dot_group(const float* q, const float* const* k, int D) {
+  VF a[kLanes];
+  for (int n = 0; n < kLanes; ++n) a[n] = vzero();
+  for (int c = 0; c < D; c += kLanes) {
+    const VF qc = vload(q + c);
+    for (int n = 0; n < kLanes; ++n) a[n] = vfma(qc, vload(k[n] + c), a[n]);
   }
-  if (c < D) a0 = vfma(vload(q + c), vload(k + c), a0);
-  return vsum(vadd(a0, a1));
+  return vtranspose_sum(a);
 }
 
 // acc[c0 : c0 + N*kLanes] = acc * alpha + sum_j p[j] * v[j][...]: N independent chains held in
 // registers while streaming over the keys.
-template <int N, typename T>
-inline void accumulate_group(float* acc, int c0, float alpha, const float* p, const T* const* v,
-                             int j0, int j1) {
+template <int N>
+inline void accumulate_group(float* acc, int c0, float alpha, const float* p,
+                             const float* const* v, int j0, int j1) {
   VF a[N];
   const VF va = vset1(alpha);
   for (int n = 0; n < N; ++n) a[n] = vmul(vload(acc + c0 + n * kLanes), va);
   for (int j = j0; j < j1; ++j) {
     const VF pj = vset1(p[j]);
-    const T* vr = v[j] + c0;
+    const float* vr = v[j] + c0;
     for (int n = 0; n < N; ++n) a[n] = vfma(pj, vload(vr + n * kLanes), a[n]);
   }
   for (int n = 0; n < N; ++n) vstore(acc + c0 + n * kLanes, a[n]);
 }
 
-template <typename T>
-inline void accumulate(float* acc, int D, float alpha, const float* p, const T* const* v, int j0,
-                       int j1) {
+inline void accumulate(float* acc, int D, float alpha, const float* p, const float* const* v,
+                       int j0, int j1) {
   int c = 0;
   for (; c + 8 * kLanes <= D; c += 8 * kLanes) accumulate_group<8>(acc, c, alpha, p, v, j0, j1);
   for (; c + 4 * kLanes <= D; c += 4 * kLanes) accumulate_group<4>(acc, c, alpha, p, v, j0, j1);
   for (; c < D; c += kLanes) accumulate_group<1>(acc, c, alpha, p, v, j0, j1);
+}
+
+// Row j of the block as fp32: the cache row itself, or (bfloat16) a converted copy in `buf`.
+inline const float* as_f32(const float* row, float* /*buf*/, int /*D*/) { return row; }
+inline const float* as_f32(const uint16_t* row, float* buf, int D) {
+  for (int c = 0; c < D; c += kLanes) vstore(buf + c, vload(row + c));
+  return buf;
 }
 
 template <typename T>
@@ -62,12 +67,12 @@ void attend_simd(const AttendWork<T>& w) {
   const int G = w.num_heads;
   const int D = w.head_dim;
   const int64_t rows = w.n_q * G;
+  const VF sc = vset1(w.scale);
   for (int64_t r = 0; r < rows; ++r) {
     w.m[r] = -INFINITY;
     w.l[r] = 0.0f;
     const T* qr = w.q + (r / G) * w.q_stride + (r % G) * D;
     float* qb = w.qbuf + r * D;
-    const VF sc = vset1(w.scale);
     for (int c = 0; c < D; c += kLanes) {
       vstore(w.acc + r * D + c, vzero());
       vstore(qb + c, vmul(vload(qr + c), sc));
@@ -79,8 +84,8 @@ void attend_simd(const AttendWork<T>& w) {
   const int64_t ke = min64(w.key_end, w.pos0 + w.n_q);
   const int row_bytes = D * static_cast<int>(sizeof(T));
 
-  const T* kp[kKeyBlock];
-  const T* vp[kKeyBlock];
+  const float* kr[kKeyBlock];
+  const float* vr[kKeyBlock];
   alignas(64) float s[kKeyBlock];
   for (int64_t k = kb; k < min64(ke, kb + kKeyBlock); ++k) {
     const int64_t off = static_cast<int64_t>(w.slots[k]) * w.slot_stride + w.head_off;
@@ -89,17 +94,18 @@ void attend_simd(const AttendWork<T>& w) {
   }
   for (int64_t k0 = kb; k0 < ke; k0 += kKeyBlock) {
     const int nk = static_cast<int>(min64(kKeyBlock, ke - k0));
-    for (int j = 0; j < nk; ++j) {
-      const int64_t off = static_cast<int64_t>(w.slots[k0 + j]) * w.slot_stride + w.head_off;
-      kp[j] = w.k_cache + off;
-      vp[j] = w.v_cache + off;
-    }
     // Slots are scattered, so the hardware prefetcher cannot guess the next block's rows.
     for (int64_t k = k0 + kKeyBlock; k < min64(ke, k0 + 2 * kKeyBlock); ++k) {
       const int64_t off = static_cast<int64_t>(w.slots[k]) * w.slot_stride + w.head_off;
       prefetch_bytes(w.k_cache + off, row_bytes);
       prefetch_bytes(w.v_cache + off, row_bytes);
     }
+    for (int j = 0; j < nk; ++j) {
+      const int64_t off = static_cast<int64_t>(w.slots[k0 + j]) * w.slot_stride + w.head_off;
+      kr[j] = as_f32(w.k_cache + off, w.kvbuf + j * D, D);
+      vr[j] = as_f32(w.v_cache + off, w.kvbuf + (kKeyBlock + j) * D, D);
+    }
+    for (int j = nk; j < kKeyBlock; ++j) kr[j] = vr[j] = kr[0];  // scored, then masked out
     for (int64_t i = 0; i < w.n_q; ++i) {
       const int64_t pos = w.pos0 + i;
       int64_t lo = k0;
@@ -108,15 +114,17 @@ void attend_simd(const AttendWork<T>& w) {
       if (lo >= hi) continue;
       const int j0 = static_cast<int>(lo - k0);
       const int j1 = static_cast<int>(hi - k0);
+      const int jg0 = j0 / kLanes * kLanes;
       for (int g = 0; g < G; ++g) {
         const int64_t r = i * G + g;
         const float* qb = w.qbuf + r * D;
-        float bmax = -INFINITY;
-        for (int j = 0; j < kKeyBlock; ++j) s[j] = -INFINITY;
-        for (int j = j0; j < j1; ++j) {
-          s[j] = dot_row(qb, kp[j], D);
-          bmax = s[j] > bmax ? s[j] : bmax;
-        }
+        for (int j = 0; j < jg0; ++j) s[j] = -INFINITY;
+        for (int j = jg0; j < j1; j += kLanes) vstore(s + j, dot_group(qb, kr + j, D));
+        for (int j = jg0; j < j0; ++j) s[j] = -INFINITY;
+        for (int j = j1; j < kKeyBlock; ++j) s[j] = -INFINITY;
+        VF mx = vload(s);
+        for (int j = kLanes; j < kKeyBlock; j += kLanes) mx = vmax(mx, vload(s + j));
+        const float bmax = vhmax(mx);
         const float m_new = w.m[r] > bmax ? w.m[r] : bmax;
         const float alpha = w.m[r] == -INFINITY ? 0.0f : std::exp(w.m[r] - m_new);
         const VF mv = vset1(m_new);
@@ -128,7 +136,7 @@ void attend_simd(const AttendWork<T>& w) {
         }
         w.m[r] = m_new;
         w.l[r] = w.l[r] * alpha + vsum(psum);
-        accumulate(w.acc + r * D, D, alpha, s, vp, j0, j1);
+        accumulate(w.acc + r * D, D, alpha, s, vr, j0, j1);
       }
     }
   }

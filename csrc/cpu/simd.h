@@ -63,6 +63,15 @@ inline VF vpow2i(VF n) {
 inline VF vselect_lt(VF a, VF b, VF if_lt, VF otherwise) {  // a < b ? if_lt : otherwise
   return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, b, _CMP_LT_OQ), otherwise, if_lt);
 }
+inline __m256 hsum8x8(const __m256* a);  // defined with the AVX2 half below
+// Lane n of the result = sum of the lanes of a[n], for n < 16.
+inline VF vtranspose_sum(const VF* a) {
+  __m256 h[16];
+  for (int n = 0; n < 16; ++n) {
+    h[n] = _mm256_add_ps(_mm512_castps512_ps256(a[n]), _mm512_extractf32x8_ps(a[n], 1));
+  }
+  return _mm512_insertf32x8(_mm512_castps256_ps512(hsum8x8(h)), hsum8x8(h + 8), 1);
+}
 
 #else  // RS_SIMD_AVX2
 
@@ -115,7 +124,23 @@ inline VF vpow2i(VF n) {
 inline VF vselect_lt(VF a, VF b, VF if_lt, VF otherwise) {
   return _mm256_blendv_ps(otherwise, if_lt, _mm256_cmp_ps(a, b, _CMP_LT_OQ));
 }
+inline VF vtranspose_sum(const VF* a);
 
+#endif
+
+// Lane n of the result = sum of the 8 lanes of a[n]: three rounds of pairwise adds instead of
+// eight separate horizontal reductions.
+inline __m256 hsum8x8(const __m256* a) {
+  const __m256 t0 = _mm256_hadd_ps(a[0], a[1]);
+  const __m256 t1 = _mm256_hadd_ps(a[2], a[3]);
+  const __m256 t2 = _mm256_hadd_ps(a[4], a[5]);
+  const __m256 t3 = _mm256_hadd_ps(a[6], a[7]);
+  const __m256 u0 = _mm256_hadd_ps(t0, t1);  // per 128-bit half: partial sums of a0..a3
+  const __m256 u1 = _mm256_hadd_ps(t2, t3);  // and of a4..a7
+  return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+#if defined(RS_SIMD_AVX2)
+inline VF vtranspose_sum(const VF* a) { return hsum8x8(a); }
 #endif
 
 // exp(x) to ~2 ulp: x = n*ln2 + r, |r| <= ln2/2, a degree-6 polynomial for e^r, times 2^n.
