@@ -182,3 +182,27 @@ def test_scheduler_death_fails_callers_promptly(tiny_llama_dir: str) -> None:
         assert not eng.tokenizer_manager.is_alive()
     finally:
         eng.shutdown()
+
+
+def test_manager_api_and_logprobs(engine: Engine) -> None:
+    tm = engine.tokenizer_manager
+    info = tm.model_info()
+    assert info["is_generation"] is True and "model_path" in info and "architectures" in info
+    server = engine.get_server_info()
+    assert server["max_total_tokens"] == 360 and server["context_len"] == 512
+    assert engine._run(tm.health())
+    load = engine.get_load()
+    for key in ("num_running_reqs", "num_waiting_reqs", "num_used_tokens", "token_usage",
+                "cache_hit_rate"):  # fmt: skip
+        assert key in load
+    ids = tm.apply_chat_template([{"role": "user", "content": "hi there"}])
+    assert "hi there" in engine.tokenizer.decode(ids)
+    out = engine.generate(
+        input_ids=PROMPTS[1], sampling_params=greedy(5), return_logprob=True, top_logprobs_num=3
+    )
+    lps = out["meta_info"]["output_token_logprobs"]
+    tops = out["meta_info"]["output_top_logprobs"]
+    assert [t[1] for t in lps] == out["output_ids"]
+    assert all(lp[0] <= 0.0 for lp in lps)
+    # Greedy: the chosen token is the most likely one.
+    assert [top[0][1] for top in tops] == out["output_ids"] and all(len(t) == 3 for t in tops)
