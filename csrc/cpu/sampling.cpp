@@ -22,7 +22,7 @@
 // z >= m - delta are gathered and sorted, widening delta until the cut provably falls inside.
 #include "cpu/sampling.h"
 
-#include <omp.h>
+#include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <cmath>
@@ -235,26 +235,33 @@ int64_t kept_prefix(const Ops& ops, const float* z, const float* e, int64_t voca
   const bool use_p = p.top_p < 1.0f, use_min_p = p.min_p > 0.0f;
   const double thr_p = static_cast<double>(p.top_p) * S;
   const int64_t k = p.top_k;
-  for (float delta = 1.0f;; delta *= 2.0f) {
+  for (float delta = 2.0f;; delta *= 2.0f) {
     const float thr = delta > 64.0f ? kNegInf : m - delta;
     float next_max = kNegInf;
     const int64_t n = ops.row_gather_ge(z, vocab, thr, s.ids.data(), &next_max);
-    // The first token outside the gathered set (lowest id among the largest z below thr).
-    int64_t next_id = -1;
-    if (n < vocab)
-      for (int64_t i = 0; i < vocab; ++i)
-        if (z[i] == next_max && !(z[i] >= thr)) {
-          next_id = i;
-          break;
-        }
+    // The first token outside the gathered set: lowest id among the largest z below thr.
+    int64_t next_id = -2;  // -2: not looked up yet, -1: none
+    auto first_outside = [&]() {
+      if (next_id == -2) {
+        next_id = -1;
+        if (n < vocab)
+          for (int64_t i = 0; i < vocab; ++i)
+            if (z[i] == next_max && !(z[i] >= thr)) {
+              next_id = i;
+              break;
+            }
+      }
+      return next_id;
+    };
     // Cheap check that the cut lies inside (or right after) the gathered set before sorting.
-    bool enough = n >= k || n == vocab || next_id < 0;
-    if (!enough && use_min_p && e[next_id] < p.min_p) enough = true;
+    bool enough = n >= k || n == vocab;
     if (!enough && use_p) {
       double mass = 0.0;
       for (int64_t j = 0; j < n; ++j) mass += e[s.ids[j]];
       enough = mass >= thr_p * (1.0 - 1e-9);
     }
+    if (!enough && use_min_p) enough = first_outside() < 0 || e[first_outside()] < p.min_p;
+    if (!enough && thr == kNegInf) enough = true;  // only NaNs are left outside
     if (!enough) continue;
     for (int64_t j = 0; j < n; ++j) s.cands[j] = Cand{z[s.ids[j]], s.ids[j]};
     const int64_t limit = std::min(k, n);
@@ -268,8 +275,8 @@ int64_t kept_prefix(const Ops& ops, const float* z, const float* e, int64_t voca
       if (j > 0 && ((use_p && excl >= thr_p) || (use_min_p && ej < p.min_p))) return j;
       excl += ej;
     }
-    if (limit == k || n == vocab || next_id < 0) return limit;
-    if ((use_p && excl >= thr_p) || (use_min_p && e[next_id] < p.min_p)) return limit;
+    if (limit == k || n == vocab || first_outside() < 0) return limit;
+    if ((use_p && excl >= thr_p) || (use_min_p && e[first_outside()] < p.min_p)) return limit;
   }
 }
 
@@ -466,18 +473,22 @@ std::vector<at::Tensor> sample(const at::Tensor& logits_in, const at::Tensor& te
   const float* bi = bias.defined() ? bias.data_ptr<float>() : nullptr;
   int64_t* out = next.data_ptr<int64_t>();
 
-#pragma omp parallel for schedule(dynamic, 1) if (bs > 1)
-  for (int64_t r = 0; r < bs; ++r) {
+  // torch's own thread pool: a second OpenMP runtime beside torch's would oversubscribe the
+  // cores (both pools spin-wait), so rows are spread with at::parallel_for.
+  at::parallel_for(0, bs, 1, [&](int64_t begin, int64_t end) {
     thread_local Scratch s;
     s.reserve(vocab);
-    const float* raw = lg + r * vocab;
-    const int64_t tok = sample_row(ops, raw, cnt ? cnt + r * vocab : nullptr,
-                                   bi ? bi + r * vocab : nullptr, vocab, params[r], s);
-    out[r] = tok;
-    if (want_lp)
-      logprobs_row(ops, raw, vocab, tok, n_top, s, lp.data_ptr<float>() + r,
-                   top_vals.data_ptr<float>() + r * n_top, top_ids.data_ptr<int64_t>() + r * n_top);
-  }
+    for (int64_t r = begin; r < end; ++r) {
+      const float* raw = lg + r * vocab;
+      const int64_t tok = sample_row(ops, raw, cnt ? cnt + r * vocab : nullptr,
+                                     bi ? bi + r * vocab : nullptr, vocab, params[r], s);
+      out[r] = tok;
+      if (want_lp)
+        logprobs_row(ops, raw, vocab, tok, n_top, s, lp.data_ptr<float>() + r,
+                     top_vals.data_ptr<float>() + r * n_top,
+                     top_ids.data_ptr<int64_t>() + r * n_top);
+    }
+  });
   if (!want_lp) return {next};
   return {next, lp, top_vals, top_ids};
 }

@@ -1,0 +1,79 @@
+"""Sampler microbenchmark: native radixserve._C.sample vs the plain-PyTorch sample_ref.
+
+One JSON line per case (bs 1/16/64 x vocab 49152; greedy, top-p/top-k sampling, sampling with
+penalties and logit bias). Logits are randn * 3 (an LLM-like spread: top-p 0.9 keeps on the
+order of a thousand tokens, so the partial selection is exercised, not bypassed). Bytes counted:
+logits read (+ counts and bias when present).
+
+    PYTHONPATH=python python benchmarks/kernels/bench_sampling.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import case, emit, machine_info, time_us  # noqa: E402
+
+from radixserve.layers.sampler import sample_native, sample_ref  # noqa: E402
+from radixserve.layers.sampling_info import SamplingBatchInfo  # noqa: E402
+
+VOCAB = 49152
+
+
+def make_case(mode: str, bs: int, gen: torch.Generator) -> tuple[torch.Tensor, SamplingBatchInfo]:
+    logits = torch.randn(bs, VOCAB, generator=gen) * 3
+    greedy = mode == "greedy"
+    info = SamplingBatchInfo(
+        temperatures=torch.full((bs,), 0.0 if greedy else 0.8),
+        top_ps=torch.full((bs,), 1.0 if greedy else 0.9),
+        # Half the rows also use top-k 50 (SGLang's common combination), half top-p alone.
+        top_ks=torch.tensor([50 if i % 2 else VOCAB for i in range(bs)], dtype=torch.int32),
+        min_ps=torch.zeros(bs),
+        seeds=torch.arange(bs, dtype=torch.int64),
+        steps=torch.full((bs,), 7, dtype=torch.int64),
+        is_all_greedy=greedy,
+    )
+    if mode == "penalties":
+        counts = torch.zeros(bs, VOCAB, dtype=torch.int32)
+        seen = torch.randint(0, VOCAB, (bs, 256), generator=gen)
+        counts.scatter_add_(1, seen, torch.ones_like(seen, dtype=torch.int32))
+        info.output_token_counts = counts
+        info.frequency_penalties = torch.full((bs,), 0.3)
+        info.presence_penalties = torch.full((bs,), 0.2)
+        info.repetition_penalties = torch.full((bs,), 1.1)
+        bias = torch.zeros(bs, VOCAB)
+        bias[:, :8] = float("-inf")  # e.g. stop tokens masked before min_new_tokens
+        info.logit_bias = bias
+    return logits, info
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="bs 64 only")
+    args = parser.parse_args()
+    emit({"name": "machine", **machine_info()})
+    gen = torch.Generator().manual_seed(0)
+    sizes = [64] if args.quick else [1, 16, 64]
+    for mode in ("greedy", "top_p_top_k", "penalties"):
+        for bs in sizes:
+            logits, info = make_case(mode, bs, gen)
+            assert torch.equal(
+                sample_native(logits, info).next_token_ids, sample_ref(logits, info).next_token_ids
+            )
+            us = time_us(lambda x=logits, i=info: sample_native(x, i), min_seconds=0.5)
+            ref_us = time_us(
+                lambda x=logits, i=info: sample_ref(x, i), warmup=1, min_iters=3, min_seconds=0.5
+            )
+            nbytes = logits.numel() * 4
+            if info.output_token_counts is not None:
+                nbytes += info.output_token_counts.numel() * 4 * 2  # counts + bias
+            emit(case(f"sample_{mode}", us, nbytes, ref_us=ref_us, bs=bs, vocab=VOCAB))
+
+
+if __name__ == "__main__":
+    main()
