@@ -14,7 +14,11 @@ from model_harness import hf_logits, make_tiny_model, random_prompt  # noqa: E40
 
 from radixserve.args import ServerArgs  # noqa: E402
 from radixserve.engine.forward_batch import ForwardBatch  # noqa: E402
-from radixserve.engine.model_runner import ModelRunner  # noqa: E402
+from radixserve.engine.model_runner import (  # noqa: E402
+    NATIVE_LAYER_OPS,
+    ModelRunner,
+    missing_native_ops,
+)
 from radixserve.layers.attention import native_attention_available  # noqa: E402
 from radixserve.layers.backend import set_kernel_backend  # noqa: E402
 from radixserve.layers.sampling_info import SamplingBatchInfo  # noqa: E402
@@ -91,6 +95,22 @@ def test_runner_forward_matches_transformers(tiny: tuple[str, Any], attn: str) -
     assert logits.shape == (2, 320) and logits.dtype == torch.float32
     for got, p in zip(logits, prompts, strict=True):
         torch.testing.assert_close(got, hf_logits(hf, p)[-1], atol=1e-4, rtol=0)
+
+
+@pytest.mark.skipif(
+    bool(missing_native_ops(NATIVE_LAYER_OPS)) or not native_attention_available(),
+    reason="radixserve._C lacks the native kernels",
+)
+def test_runner_native_kernels(tiny: tuple[str, Any]) -> None:
+    path, hf = tiny
+    runner = make_runner(path, "native", kernel_backend="native")
+    assert runner.kernel_backend == "native"
+    assert runner.model.lm_head.packed is not None  # post_load packed every Linear
+    prompts = [random_prompt(4, 3), random_prompt(9, 4)]
+    logits = runner.forward(prefill_batch(runner, prompts))
+    for got, p in zip(logits, prompts, strict=True):
+        torch.testing.assert_close(got, hf_logits(hf, p)[-1], atol=1e-4, rtol=0)
+    set_kernel_backend("torch")
 
 
 def test_runner_sample_greedy(tiny: tuple[str, Any]) -> None:

@@ -38,8 +38,13 @@ def cpu_has_avx512_bf16() -> bool:
 
 
 def resolve_dtype(name: str, native_kernels: bool) -> torch.dtype:
-    """auto: bfloat16 where the native kernels run on AVX512-BF16 hardware, else float32 (the
-    plain-PyTorch path and CPUs without BF16 dot products are faster, and exact, in float32)."""
+    """auto: bfloat16 where the native kernels run on AVX512-BF16 hardware, else float32.
+
+    Measured on the default model (2 shared Zen 4 cores, native kernels and attention, 4
+    requests): decode step median 1.26 s in bfloat16 vs 1.54 s in float32 (best 0.51 vs 0.83 s;
+    the machine was heavily loaded, so only the ratio means much). Decode streams the weights,
+    and bfloat16 halves them. Without the native kernels float32 is kept (exact reference).
+    """
     if name == "auto":
         return torch.bfloat16 if native_kernels and cpu_has_avx512_bf16() else torch.float32
     if name not in DTYPES:
