@@ -86,6 +86,15 @@ def test_native_kernels_match_transformers(tmp_path: Any, kind: str, dtype: str)
         use_kernels(model, "torch")
 
 
+def test_position_beyond_context_is_refused(models: dict[str, Any]) -> None:
+    _, model = models["llama"]
+    drv = Driver(model)
+    req = drv.new_req()
+    req.tokens = [5] * model.config.context_len  # pretend the context is already full
+    with pytest.raises(ValueError, match="beyond the context length"):
+        drv.step([(req, [6])])
+
+
 def test_config_features(models: dict[str, Any]) -> None:
     assert models["qwen2"][1].config.attention_bias
     assert models["qwen2"][1].model.layers[0].self_attn.qkv_proj.bias is not None
