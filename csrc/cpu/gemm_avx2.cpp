@@ -5,6 +5,8 @@
 
 #include <immintrin.h>
 
+#include <cstdlib>
+
 #include "cpu/gemm_kernels.h"
 
 namespace radixserve::gemm {
@@ -84,13 +86,39 @@ inline void block_rows(const GemmProblem& p, const void* blk, int64_t m0, float*
   }
 }
 
-}  // namespace
+// Per-thread fp32 copy of one bf16 weight block, for tiles that reuse it across many rows.
+// Internal linkage and no std containers: this TU is built for AVX2 (see the pragma).
+struct Scratch {
+  float* data = nullptr;
+  int64_t size = 0;
+  ~Scratch() { std::free(data); }
+  float* get(int64_t n) {
+    if (n > size) {
+      std::free(data);
+      data = static_cast<float*>(std::aligned_alloc(64, static_cast<size_t>(n) * 4));
+      size = data ? n : 0;
+    }
+    return data;
+  }
+};
 
-void gemm_block_avx2(const GemmProblem& p, int64_t nb, int64_t m0, int64_t m1) {
+// bf16 [Kp/2][32][2] -> fp32 [Kp][32]: the even k of a pair is the low half of its lane.
+void widen_block(const uint16_t* blk, int64_t kp, float* dst) {
+  const __m256i hi_mask = _mm256_set1_epi32(static_cast<int>(0xffff0000u));
+  for (int64_t q = 0; q < kp / 2; ++q) {
+    const __m256i* wq = reinterpret_cast<const __m256i*>(blk + q * 2 * kBlockN);
+    float* d0 = dst + 2 * q * kBlockN;
+    for (int j = 0; j < 4; ++j) {
+      const __m256i v = _mm256_loadu_si256(wq + j);
+      _mm256_storeu_ps(d0 + 8 * j, _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)));
+      _mm256_storeu_ps(d0 + kBlockN + 8 * j, _mm256_castsi256_ps(_mm256_and_si256(v, hi_mask)));
+    }
+  }
+}
+
+void run_rows(const GemmProblem& p, const void* blk, int64_t nb, int64_t m0, int64_t m1) {
   constexpr int kMaxRows = 6;
   alignas(64) float acc[kMaxRows * kBlockN];
-  const int64_t esize = p.w_bf16 ? 2 : 4;
-  const void* blk = static_cast<const char*>(p.w) + nb * p.Kp * kBlockN * esize;
   // Small batches (decode) use 2-row full-block tiles; larger ones 6-row tiles.
   const int64_t step = (m1 - m0) >= kMaxRows ? kMaxRows : 2;
   for (int64_t m = m0; m < m1; m += step) {
@@ -105,6 +133,29 @@ void gemm_block_avx2(const GemmProblem& p, int64_t nb, int64_t m0, int64_t m1) {
     }
     detail::store_tile(p, acc, rows, nb, m);
   }
+}
+
+// Rows at or above this share one widened copy of the block instead of converting per tile.
+constexpr int64_t kWidenRows = 12;
+
+}  // namespace
+
+void gemm_block_avx2(const GemmProblem& p, int64_t nb, int64_t m0, int64_t m1) {
+  const int64_t esize = p.w_bf16 ? 2 : 4;
+  const void* blk = static_cast<const char*>(p.w) + nb * p.Kp * kBlockN * esize;
+  if (p.w_bf16 && m1 - m0 >= kWidenRows) {
+    static thread_local Scratch scratch;
+    float* wide = scratch.get(p.Kp * kBlockN);
+    if (wide != nullptr) {
+      widen_block(static_cast<const uint16_t*>(blk), p.Kp, wide);
+      GemmProblem pf = p;  // same x (row stride Kp, zero-padded), output and bias
+      pf.w_bf16 = false;
+      pf.K = p.Kp;
+      run_rows(pf, wide, nb, m0, m1);
+      return;
+    }
+  }
+  run_rows(p, blk, nb, m0, m1);
 }
 
 }  // namespace radixserve::gemm

@@ -1,0 +1,83 @@
+"""Linear microbenchmark: radixserve._C.linear on packed weights vs torch F.linear.
+
+Shapes are SmolLM2-135M's projections ([N, K] = qkv, o, gate_up, down, lm_head) at decode
+batch sizes (memory-bound: judged in GB/s against the measured read bandwidth) and prefill
+chunk sizes (compute-bound: judged in GFLOP/s). Prints one JSON line per case.
+
+    PYTHONPATH=python python benchmarks/kernels/bench_linear.py [--quick] [--dtype bf16|fp32]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+import torch.nn.functional as F
+from common import case, emit, machine_bandwidth, machine_info, time_us
+
+from radixserve import _C
+
+SHAPES = {  # name: (N, K)
+    "qkv": (960, 576),
+    "o": (576, 576),
+    "gate_up": (3072, 576),
+    "down": (576, 1536),
+    "lm_head": (49152, 576),
+}
+DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+# In a model forward every layer's weights come from DRAM (the model is far larger than the
+# 32 MiB L3), so each case rotates over enough weight copies to miss the caches too.
+COLD_BYTES = 96 * 2**20
+
+
+class Rotation:
+    """Round-robin index over the weight copies."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.i = 0
+
+    def next(self) -> int:
+        self.i = (self.i + 1) % self.count
+        return self.i
+
+
+def run_case(name: str, m: int, n: int, k: int, dtype_name: str) -> None:
+    dtype = DTYPES[dtype_name]
+    x = torch.randn(m, k).to(dtype)
+    esize = torch.empty(0, dtype=dtype).element_size()
+    copies = max(1, -(-COLD_BYTES // (n * k * esize)))
+    ws = [torch.randn(n, k).to(dtype) for _ in range(copies)]
+    packs = [_C.pack_linear_weight(w) for w in ws]
+    rot = Rotation(copies)
+    us = time_us(lambda: _C.linear(x, packs[rot.next()], None), min_seconds=0.2)
+    ref_us = time_us(lambda: F.linear(x, ws[rot.next()]), min_seconds=0.2)
+    nbytes = (n * k + m * k + m * n) * esize
+    rec = case(name, us, nbytes, ref_us, M=m, N=n, K=k, dtype=dtype_name, weight_copies=copies)
+    rec["gflops"] = 2.0 * m * n * k / us / 1e3
+    rec["torch_gflops"] = 2.0 * m * n * k / ref_us / 1e3
+    emit(rec)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="decode M=1 and one prefill size only")
+    ap.add_argument("--dtype", choices=sorted(DTYPES), action="append")
+    ap.add_argument("--m", type=int, action="append", help="row counts (default: a sweep)")
+    ap.add_argument("--shape", choices=sorted(SHAPES), action="append")
+    args = ap.parse_args()
+    ms = args.m or ([1, 512] if args.quick else [1, 4, 16, 64, 256, 512])
+    emit({"name": "machine", "isa": _C.linear_isa(), **machine_info(), **machine_bandwidth()})
+    for dtype_name in args.dtype or ["bf16", "fp32"]:
+        for shape in args.shape or list(SHAPES):
+            n, k = SHAPES[shape]
+            for m in ms:
+                if shape == "lm_head" and m > 64:
+                    continue  # the LM head only sees the last token of each sequence
+                run_case(shape, m, n, k, dtype_name)
+
+
+if __name__ == "__main__":
+    main()
