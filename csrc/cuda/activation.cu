@@ -15,8 +15,8 @@ __global__ void silu_and_mul_kernel(T* __restrict__ out, const T* __restrict__ x
   T* o = out + row * inter;
   for (int64_t i = threadIdx.x; i < inter; i += blockDim.x) {
     const float g = to_float(gate[i]);
-    // silu(g) = g * sigmoid(g); expf of a large negative g gives inf and 0 overall, as torch.
-    o[i] = from_float<T>(g / (1.0f + __expf(-g)) * to_float(up[i]));
+    // silu(g) = g / (1 + exp(-g)); a very negative g gives g / inf = -0, as torch does.
+    o[i] = from_float<T>(g / (1.0f + expf(-g)) * to_float(up[i]));
   }
 }
 

@@ -52,12 +52,14 @@ __global__ void __launch_bounds__(kWarps* kWarpSize)
   // Keys any row of this block may see: [lo, hi).
   const int64_t hi = prefix + last_row / group + 1;
   int64_t lo = 0;
-  if (args.sliding_window > 0) lo = max(int64_t{0}, prefix + first_row / group - args.sliding_window + 1);
+  if (args.sliding_window > 0) {
+    lo = max(int64_t{0}, prefix + first_row / group - args.sliding_window + 1);
+  }
 
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  float* q_s = reinterpret_cast<float*>(smem_raw);        // [kRows][kDim], pre-scaled
-  float* k_s = q_s + Shape::kRows * kDim;                  // [kTileKeys][kKStride]
-  float* v_s = k_s + kTileKeys * Shape::kKStride;          // [kTileKeys][kDim]
+  float* q_s = reinterpret_cast<float*>(smem_raw);  // [kRows][kDim], pre-scaled
+  float* k_s = q_s + Shape::kRows * kDim;            // [kTileKeys][kKStride]
+  float* v_s = k_s + kTileKeys * Shape::kKStride;    // [kTileKeys][kDim]
   int64_t* slot_s = reinterpret_cast<int64_t*>(v_s + kTileKeys * kDim);  // [kTileKeys]
 
   const T* q = static_cast<const T*>(args.q);
@@ -112,8 +114,8 @@ __global__ void __launch_bounds__(kWarps* kWarpSize)
     __syncthreads();
 
     const int64_t key_pos = tile_start + lane;
-  #pragma unroll
-  for (int r = 0; r < kRowsPerWarp; ++r) {
+#pragma unroll
+    for (int r = 0; r < kRowsPerWarp; ++r) {
       const int local_row = warp * kRowsPerWarp + r;
       const int64_t row = first_row + local_row;
       if (row >= num_rows) break;  // uniform across the warp
@@ -131,8 +133,8 @@ __global__ void __launch_bounds__(kWarps* kWarpSize)
       const float tile_max = warp_max(s);
       if (tile_max == -INFINITY) continue;  // no visible key in this tile for this row
       const float m_new = fmaxf(m[r], tile_max);
-      const float p = visible ? __expf(s - m_new) : 0.0f;
-      const float correction = __expf(m[r] - m_new);  // 0 on the first visible tile
+      const float p = visible ? expf(s - m_new) : 0.0f;
+      const float correction = expf(m[r] - m_new);  // 0 on the first visible tile
       l[r] = l[r] * correction + warp_sum(p);
       m[r] = m_new;
 #pragma unroll
@@ -140,7 +142,9 @@ __global__ void __launch_bounds__(kWarps* kWarpSize)
       for (int n = 0; n < kTileKeys; ++n) {
         const float pn = __shfl_sync(0xffffffffu, p, n);
 #pragma unroll
-        for (int d = 0; d < kDimsPerLane; ++d) acc[r][d] += pn * v_s[n * kDim + d * kWarpSize + lane];
+        for (int d = 0; d < kDimsPerLane; ++d) {
+          acc[r][d] += pn * v_s[n * kDim + d * kWarpSize + lane];
+        }
       }
     }
   }
@@ -156,7 +160,9 @@ __global__ void __launch_bounds__(kWarps* kWarpSize)
     const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
     T* o = out + (token * args.num_q_heads + head) * kDim;
 #pragma unroll
-    for (int d = 0; d < kDimsPerLane; ++d) o[d * kWarpSize + lane] = from_float<T>(acc[r][d] * inv);
+    for (int d = 0; d < kDimsPerLane; ++d) {
+      o[d * kWarpSize + lane] = from_float<T>(acc[r][d] * inv);
+    }
   }
 }
 

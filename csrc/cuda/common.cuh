@@ -43,7 +43,9 @@ __device__ __forceinline__ V warp_sum(V v) {
 }
 
 __device__ __forceinline__ float warp_max(float v) {
-  for (int off = kWarpSize / 2; off > 0; off /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
+  for (int off = kWarpSize / 2; off > 0; off /= 2) {
+    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
+  }
   return v;
 }
 

@@ -48,14 +48,18 @@ __device__ __forceinline__ float key_value(uint32_t key) {
   return __uint_as_float((key & 0x80000000u) ? (key & 0x7fffffffu) : ~key);
 }
 
-__device__ __forceinline__ long long block_min(long long v, long long* scratch) {
-  for (int off = kWarpSize / 2; off > 0; off /= 2) v = min(v, __shfl_xor_sync(0xffffffffu, v, off));
-  __syncthreads();
-  if (threadIdx.x % kWarpSize == 0) scratch[threadIdx.x / kWarpSize] = v;
-  __syncthreads();
-  v = threadIdx.x % kWarpSize < blockDim.x / kWarpSize ? scratch[threadIdx.x % kWarpSize] : LLONG_MAX;
+__device__ __forceinline__ long long warp_min(long long v) {
   for (int off = kWarpSize / 2; off > 0; off /= 2) v = min(v, __shfl_xor_sync(0xffffffffu, v, off));
   return v;
+}
+
+__device__ __forceinline__ long long block_min(long long v, long long* scratch) {
+  const int lane = threadIdx.x % kWarpSize;
+  v = warp_min(v);
+  __syncthreads();
+  if (lane == 0) scratch[threadIdx.x / kWarpSize] = v;
+  __syncthreads();
+  return warp_min(lane < static_cast<int>(blockDim.x / kWarpSize) ? scratch[lane] : LLONG_MAX);
 }
 
 // Exclusive prefix sum over the threads of the block, in thread order; *total gets the sum.

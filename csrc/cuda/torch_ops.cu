@@ -77,7 +77,8 @@ AttentionArgs attention_args(const char* op, const at::Tensor& out, const at::Te
   a.num_kv_heads = static_cast<int>(hkv);
   a.head_dim = static_cast<int>(d);
   a.scale = static_cast<float>(scale);
-  a.sliding_window = static_cast<int>(std::max<int64_t>(-1, std::min<int64_t>(sliding_window, INT32_MAX)));
+  // Any window of at least the context length is no window; keep the value in int range.
+  a.sliding_window = static_cast<int>(std::clamp<int64_t>(sliding_window, -1, INT32_MAX));
   return a;
 }
 
