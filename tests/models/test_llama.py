@@ -157,6 +157,16 @@ def test_input_logits_positions(models: dict[str, Any]) -> None:
                 }
             },
         ),
+        (
+            "llama",
+            {
+                "rope_scaling": {
+                    "rope_type": "yarn",
+                    "factor": 4.0,
+                    "original_max_position_embeddings": 64,
+                }
+            },
+        ),
         ("mistral", {"sliding_window": 5, "attn_implementation": "eager"}),
         (
             "qwen2",
@@ -168,7 +178,14 @@ def test_input_logits_positions(models: dict[str, Any]) -> None:
             },
         ),
     ],
-    ids=["tied", "rope-linear", "rope-llama3", "mistral-window", "qwen2-window-layer1"],
+    ids=[
+        "tied",
+        "rope-linear",
+        "rope-llama3",
+        "rope-yarn",
+        "mistral-window",
+        "qwen2-window-layer1",
+    ],
 )
 @pytest.mark.parametrize("attn", ATTN)
 def test_variants_match_transformers(
