@@ -28,9 +28,15 @@ PYBIND11_MODULE(_C, m) {
     using radixserve::KVAllocator;
     using radixserve::RadixNodeRef;
     using radixserve::RadixTree;
-    // Integers from a list/tuple/sequence or a 1-D CPU int32/int64 tensor, with one C loop.
-    auto read_ints = [](py::handle obj, const char* what) -> std::vector<int64_t> {
-      std::vector<int64_t> out;
+    // Integers as a contiguous CPU tensor of `dtype` (int32 tokens, int64 slots) from a 1-D CPU
+    // int32/int64 tensor (no copy when it already fits) or a list/tuple/sequence of ints (one
+    // C loop, no per-element Python objects created).
+    auto read_ints = [](py::handle obj, const char* what, at::ScalarType dtype) -> at::Tensor {
+      const bool narrow = dtype == at::kInt;
+      auto range_error = [what](int64_t i, int64_t v) {
+        return py::value_error(std::string(what) + "[" + std::to_string(i) + "] = " +
+                               std::to_string(v) + " does not fit in int32");
+      };
       if (THPVariable_Check(obj.ptr())) {
         const at::Tensor& t = THPVariable_Unpack(obj.ptr());
         if (t.device().type() != at::kCPU || t.dim() != 1 ||
@@ -38,9 +44,14 @@ PYBIND11_MODULE(_C, m) {
           throw py::value_error(std::string(what) + " must be a 1-D CPU int32/int64 tensor, got " +
                                 t.toString() + " of shape " + c10::str(t.sizes()));
         }
-        const at::Tensor c = t.contiguous().to(at::kLong);
-        out.assign(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
-        return out;
+        at::Tensor c = t.contiguous();
+        if (narrow && c.scalar_type() == at::kLong) {
+          const int64_t* p = c.data_ptr<int64_t>();
+          for (int64_t i = 0; i < c.numel(); ++i) {
+            if (p[i] < INT32_MIN || p[i] > INT32_MAX) throw range_error(i, p[i]);
+          }
+        }
+        return c.scalar_type() == dtype ? c : c.to(dtype);
       }
       if (!PySequence_Check(obj.ptr()) || PyUnicode_Check(obj.ptr()) || PyBytes_Check(obj.ptr())) {
         throw py::value_error(std::string(what) + " must be a sequence of ints or a 1-D tensor");
@@ -49,27 +60,39 @@ PYBIND11_MODULE(_C, m) {
       if (!seq) throw py::error_already_set();
       const Py_ssize_t n = PySequence_Fast_GET_SIZE(seq.ptr());
       PyObject** items = PySequence_Fast_ITEMS(seq.ptr());
-      out.resize(static_cast<size_t>(n));
+      at::Tensor out = at::empty({static_cast<int64_t>(n)}, dtype);
+      int32_t* out32 = narrow ? out.data_ptr<int32_t>() : nullptr;
+      int64_t* out64 = narrow ? nullptr : out.data_ptr<int64_t>();
       for (Py_ssize_t i = 0; i < n; ++i) {
-        const long long v = PyLong_AsLongLong(items[i]);
-        if (v == -1 && PyErr_Occurred()) {
+        long long v = 0;
+        // Token ids are small exact ints: read them straight from the int object (the general
+        // PyLong_AsLongLong path costs several times more per element).
+        bool fast = false;
+        PyObject* o = items[i];
+#if PY_VERSION_HEX >= 0x030C0000
+        if (PyLong_CheckExact(o) && PyUnstable_Long_IsCompact(reinterpret_cast<PyLongObject*>(o))) {
+          v = PyUnstable_Long_CompactValue(reinterpret_cast<PyLongObject*>(o));
+          fast = true;
+        }
+#else
+        if (PyLong_CheckExact(o) && (Py_SIZE(o) >= -1 && Py_SIZE(o) <= 1)) {
+          const auto d = static_cast<long long>(reinterpret_cast<PyLongObject*>(o)->ob_digit[0]);
+          v = Py_SIZE(o) == 0 ? 0 : (Py_SIZE(o) == 1 ? d : -d);
+          fast = true;
+        }
+#endif
+        if (!fast) v = PyLong_AsLongLong(o);
+        if (!fast && v == -1 && PyErr_Occurred()) {
           PyErr_Clear();
           throw py::value_error(std::string(what) + "[" + std::to_string(i) +
                                 "] is not an integer in the int64 range");
         }
-        out[static_cast<size_t>(i)] = v;
-      }
-      return out;
-    };
-    auto read_tokens = [read_ints](py::handle obj) -> std::vector<int32_t> {
-      const std::vector<int64_t> v = read_ints(obj, "tokens");
-      std::vector<int32_t> out(v.size());
-      for (size_t i = 0; i < v.size(); ++i) {
-        if (v[i] < INT32_MIN || v[i] > INT32_MAX) {
-          throw py::value_error("tokens[" + std::to_string(i) + "] = " + std::to_string(v[i]) +
-                                " does not fit in int32");
+        if (narrow) {
+          if (v < INT32_MIN || v > INT32_MAX) throw range_error(i, v);
+          out32[i] = static_cast<int32_t>(v);
+        } else {
+          out64[i] = v;
         }
-        out[i] = static_cast<int32_t>(v[i]);
       }
       return out;
     };
@@ -108,8 +131,8 @@ PYBIND11_MODULE(_C, m) {
         .def(
             "free",
             [read_ints](KVAllocator& a, py::handle slots) {
-              const std::vector<int64_t> v = read_ints(slots, "slots");
-              a.free(v.data(), static_cast<int64_t>(v.size()));
+              const at::Tensor v = read_ints(slots, "slots", at::kLong);
+              a.free(v.data_ptr<int64_t>(), v.numel());
             },
             py::arg("slots"))
         .def("available", &KVAllocator::available)
@@ -123,23 +146,23 @@ PYBIND11_MODULE(_C, m) {
         .def(py::init<int64_t>(), py::arg("page_size") = 1)
         .def(
             "match_prefix",
-            [read_tokens, to_tensor](RadixTree& t, py::handle tokens) {
-              const std::vector<int32_t> tok = read_tokens(tokens);
-              RadixTree::MatchResult r = t.match_prefix(tok.data(), static_cast<int64_t>(tok.size()));
+            [read_ints, to_tensor](RadixTree& t, py::handle tokens) {
+              const at::Tensor tok = read_ints(tokens, "tokens", at::kInt);
+              RadixTree::MatchResult r = t.match_prefix(tok.data_ptr<int32_t>(), tok.numel());
               return py::make_tuple(to_tensor(r.slots), r.node);
             },
             py::arg("tokens"), "(slots of the longest cached whole-page prefix, node handle)")
         .def(
             "insert",
-            [read_ints, read_tokens](RadixTree& t, py::handle tokens, py::handle slots) {
-              const std::vector<int32_t> tok = read_tokens(tokens);
-              const std::vector<int64_t> sl = read_ints(slots, "slots");
-              if (tok.size() != sl.size()) {
-                throw py::value_error("RadixTree.insert: " + std::to_string(tok.size()) +
-                                      " tokens but " + std::to_string(sl.size()) + " slots");
+            [read_ints](RadixTree& t, py::handle tokens, py::handle slots) {
+              const at::Tensor tok = read_ints(tokens, "tokens", at::kInt);
+              const at::Tensor sl = read_ints(slots, "slots", at::kLong);
+              if (tok.numel() != sl.numel()) {
+                throw py::value_error("RadixTree.insert: " + std::to_string(tok.numel()) +
+                                      " tokens but " + std::to_string(sl.numel()) + " slots");
               }
               RadixTree::InsertResult r =
-                  t.insert(tok.data(), sl.data(), static_cast<int64_t>(tok.size()));
+                  t.insert(tok.data_ptr<int32_t>(), sl.data_ptr<int64_t>(), tok.numel());
               return py::make_tuple(r.cached_len, r.node);
             },
             py::arg("tokens"), py::arg("slots"), "(cached_len, node handle of the last token)")
