@@ -6,7 +6,8 @@ Workload (seeded): ~100 system prompts of 512..2048 tokens, and requests that ea
 replayed as the scheduler would: match_prefix, lock, allocate the uncached part (evicting LRU
 leaves when the bounded pool is short), insert, free duplicates, unlock. The reference is slow,
 so it replays only the first --python-requests requests; the speedup compares both sides on
-exactly those requests (the C++ side's ops_per_s is from the full run).
+exactly those requests (the C++ side's ops_per_s is from the full run). An op is one tree
+call: match_prefix, lock, insert, unlock or evict.
 
     python benchmarks/kernels/bench_radix_tree.py [--requests 20000] [--python-requests 2000]
 """
