@@ -19,18 +19,14 @@ ATOL = 1e-3
 
 
 @pytest.fixture(scope="module", autouse=True)
-def torch_kernels_one_thread() -> Any:
-    # One thread: the machine is shared, and OpenMP barriers stall badly when oversubscribed.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def torch_kernels() -> Any:
     set_kernel_backend("torch")
     yield
     set_kernel_backend("native")
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
-def ours(torch_kernels_one_thread: Any) -> Any:
+def ours(torch_kernels: Any) -> Any:
     return load_model(load_model_config(None, "float32"))
 
 
