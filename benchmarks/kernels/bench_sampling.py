@@ -5,7 +5,7 @@ penalties and logit bias). Logits are randn * 3 (an LLM-like spread: top-p 0.9 k
 order of a thousand tokens, so the partial selection is exercised, not bypassed). Bytes counted:
 logits read (+ counts and bias when present).
 
-    PYTHONPATH=python python benchmarks/kernels/bench_sampling.py [--quick]
+    PYTHONPATH=python python benchmarks/kernels/bench_sampling.py [--quick] [--threads N]
 """
 
 from __future__ import annotations
@@ -55,7 +55,10 @@ def make_case(mode: str, bs: int, gen: torch.Generator) -> tuple[torch.Tensor, S
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="bs 64 only")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     args = parser.parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     emit({"name": "machine", **machine_info()})
     gen = torch.Generator().manual_seed(0)
     sizes = [64] if args.quick else [1, 16, 64]

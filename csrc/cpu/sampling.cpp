@@ -265,10 +265,10 @@ int64_t kept_prefix(const Ops& ops, const float* z, const float* e, int64_t voca
     if (!enough) continue;
     for (int64_t j = 0; j < n; ++j) s.cands[j] = Cand{z[s.ids[j]], s.ids[j]};
     const int64_t limit = std::min(k, n);
+    // Select the first `limit` in O(n), then sort only those (the order is total: ties by id).
     if (limit < n)
-      std::partial_sort(s.cands.begin(), s.cands.begin() + limit, s.cands.begin() + n, before);
-    else
-      std::sort(s.cands.begin(), s.cands.begin() + n, before);
+      std::nth_element(s.cands.begin(), s.cands.begin() + limit, s.cands.begin() + n, before);
+    std::sort(s.cands.begin(), s.cands.begin() + limit, before);
     double excl = 0.0;
     for (int64_t j = 0; j < limit; ++j) {
       const float ej = e[s.cands[j].id];
