@@ -90,15 +90,11 @@ class ServerArgs:
 
     @staticmethod
     def add_cli_args(parser: argparse.ArgumentParser) -> None:
-        defaults = ServerArgs.__new__(ServerArgs)
         for f in dataclasses.fields(ServerArgs):
             if f.name == "extra":
                 continue
             flag = "--" + f.name.replace("_", "-")
-            default = (
-                f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-            )
-            setattr(defaults, f.name, default)
+            default = f.default
             if f.type in ("bool", bool):
                 parser.add_argument(flag, action="store_true", default=default)
                 continue
