@@ -8,39 +8,53 @@ machine's read bandwidth measured in the same run, extend by GFLOP/s.
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from common import case, emit, machine_bandwidth, machine_info, time_us
+from common import case, emit, machine_bandwidth, machine_info, time_us, use_thread_cpu_time
 
 from radixserve import _C
 
 HQ, HKV, D = 9, 3, 64  # SmolLM2-135M
 
 
-def make_pool(bs: int, seq: int, dtype: torch.dtype, layout: str) -> dict[str, torch.Tensor]:
+COLD_BYTES = 256 * 1024 * 1024  # KV touched across rotations: far beyond the last-level cache
+
+
+def make_pool(bs: int, seq: int, dtype: torch.dtype, layout: str, rotations: int = 1) -> dict:
+    """A KV pool holding `rotations` disjoint copies of a batch; cycling through them makes every
+    call read its K/V from memory, as a real decode step does (the whole pool exceeds the caches)."""
     g = torch.Generator().manual_seed(0)
-    num_slots = bs * seq + 1
+    num_slots = rotations * bs * seq + 1
     k_cache = torch.randn(num_slots, HKV, D, generator=g).to(dtype)
     v_cache = torch.randn(num_slots, HKV, D, generator=g).to(dtype)
     if layout == "scattered":
         slots = torch.randperm(num_slots - 1, generator=g) + 1
     else:
         slots = torch.arange(1, num_slots)
-    table = slots.to(torch.int32).view(bs, seq).contiguous()
+    table = slots.to(torch.int32).view(rotations * bs, seq).contiguous()
     return {
         "k_cache": k_cache,
         "v_cache": v_cache,
         "req_to_token": table,
         "req_pool_indices": torch.arange(bs),
+        "rotations": [torch.arange(r * bs, (r + 1) * bs) for r in range(rotations)],
         "seq_lens": torch.full((bs,), seq, dtype=torch.int64),
     }
 
 
-def torch_decode(q: torch.Tensor, p: dict[str, torch.Tensor], scale: float) -> torch.Tensor:
+def cycling(p: dict) -> Callable[[], torch.Tensor]:
+    """Each call returns the next rotation's req_pool_indices."""
+    it = itertools.cycle(p["rotations"])
+    return lambda: next(it)
+
+
+def torch_decode(q: torch.Tensor, p: dict, scale: float, rows: torch.Tensor) -> torch.Tensor:
     """Gather each request's K/V through the table, then SDPA (all requests share seq here)."""
-    slots = p["req_to_token"][p["req_pool_indices"]].long()
+    slots = p["req_to_token"][rows].long()
     k = p["k_cache"][slots].transpose(1, 2)  # [B, Hkv, L, D]
     v = p["v_cache"][slots].transpose(1, 2)
     o = F.scaled_dot_product_attention(q.unsqueeze(2), k, v, scale=scale, enable_gqa=True)
@@ -48,27 +62,21 @@ def torch_decode(q: torch.Tensor, p: dict[str, torch.Tensor], scale: float) -> t
 
 
 def bench_decode(bs: int, seq: int, dtype: torch.dtype, layout: str) -> None:
-    p = make_pool(bs, seq, dtype, layout)
+    esz = torch.empty((), dtype=dtype).element_size()
+    kv_bytes = bs * seq * HKV * D * 2 * esz
+    p = make_pool(bs, seq, dtype, layout, rotations=max(1, -(-COLD_BYTES // kv_bytes)))
     q = torch.randn(bs, HQ, D).to(dtype)
     out = torch.empty_like(q)
     scale = 1.0 / math.sqrt(D)
-    args = (
-        out,
-        q,
-        p["k_cache"],
-        p["v_cache"],
-        p["req_to_token"],
-        p["req_pool_indices"],
-        p["seq_lens"],
-        scale,
-    )
-    _C.decode_attention(*args)
-    ref = torch_decode(q, p, scale)
+    kv = (p["k_cache"], p["v_cache"], p["req_to_token"])
+    _C.decode_attention(out, q, *kv, p["req_pool_indices"], p["seq_lens"], scale)
+    ref = torch_decode(q, p, scale, p["req_pool_indices"])
     err = (out.float() - ref.float()).abs().max().item()
-    us = time_us(lambda: _C.decode_attention(*args))
-    ref_us = time_us(lambda: torch_decode(q, p, scale), min_seconds=0.2)
-    esz = q.element_size()
-    nbytes = bs * seq * HKV * D * 2 * esz + bs * seq * 4 + 2 * q.numel() * esz
+    nxt = cycling(p)
+    us = time_us(lambda: _C.decode_attention(out, q, *kv, nxt(), p["seq_lens"], scale))
+    nxt = cycling(p)
+    ref_us = time_us(lambda: torch_decode(q, p, scale, nxt()), min_seconds=0.2)
+    nbytes = kv_bytes + bs * seq * 4 + 2 * q.numel() * esz
     emit(
         case(
             "decode_attention",
@@ -82,6 +90,7 @@ def bench_decode(bs: int, seq: int, dtype: torch.dtype, layout: str) -> None:
             d=D,
             dtype=str(dtype).removeprefix("torch."),
             slots=layout,
+            cold=True,
             isa=_C.cpu_features()["isa"],
             max_abs_err_vs_torch=err,
         )
@@ -148,9 +157,12 @@ def main() -> None:
     ap.add_argument("--layouts", default="scattered,contiguous")
     ap.add_argument("--threads", type=int, default=0, help="torch/OpenMP threads (0: default)")
     ap.add_argument("--only", default="decode,extend")
+    ap.add_argument("--cpu-time", action="store_true", help="1 thread, timed by thread CPU time")
     args = ap.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    if args.cpu_time:
+        use_thread_cpu_time()
     _C.set_isa(args.isa)
     emit(
         {"name": "machine", **machine_info(), **machine_bandwidth(), "features": _C.cpu_features()}

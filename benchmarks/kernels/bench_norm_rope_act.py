@@ -12,7 +12,7 @@ import argparse
 
 import torch
 import torch.nn.functional as F
-from common import case, emit, machine_bandwidth, machine_info, time_us
+from common import case, emit, machine_bandwidth, machine_info, time_us, use_thread_cpu_time
 
 from radixserve import _C
 
@@ -86,9 +86,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--isa", default="auto")
     ap.add_argument("--threads", type=int, default=0, help="torch/OpenMP threads (0: default)")
+    ap.add_argument("--cpu-time", action="store_true", help="1 thread, timed by thread CPU time")
     args = ap.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    if args.cpu_time:
+        use_thread_cpu_time()
     _C.set_isa(args.isa)
     emit(
         {"name": "machine", **machine_info(), **machine_bandwidth(), "features": _C.cpu_features()}

@@ -209,6 +209,11 @@ void decode_impl(const at::Tensor& out, const at::Tensor& q, const at::Tensor& k
   nsplit = std::min<int64_t>({nsplit, (max_keys + kMinChunk - 1) / kMinChunk, kMaxSplits});
   nsplit = std::max<int64_t>(nsplit, 1);
   const int64_t items = base * nsplit;
+  // A parallel region costs microseconds (and, on a loaded machine, waits for a descheduled
+  // thread): small steps run on the calling thread.
+  int64_t total_keys = 0;
+  for (int64_t b = 0; b < B; ++b) total_keys += lens[b];
+  const int region_threads = total_keys * Hkv * G * D < (int64_t{1} << 16) ? 1 : nthreads;
 
   std::vector<float> part_m(items * G), part_l(items * G), part_acc(items * G * D);
   std::vector<float> qbuf(items * G * D);
@@ -216,7 +221,7 @@ void decode_impl(const at::Tensor& out, const at::Tensor& q, const at::Tensor& k
   const AttendWork<T> proto = base_work<T>(q, k_cache, v_cache, scale, window);
   const T* qp = static_cast<const T*>(q.data_ptr());
 
-#pragma omp parallel num_threads(nthreads)
+#pragma omp parallel num_threads(region_threads)
   {
     std::vector<float> kvbuf(2 * kAttendKeyBlock * D);
 #pragma omp for schedule(dynamic, 1)
@@ -248,7 +253,8 @@ void decode_impl(const at::Tensor& out, const at::Tensor& q, const at::Tensor& k
   }
 
   T* op = static_cast<T*>(out.data_ptr());
-#pragma omp parallel for schedule(static) num_threads(nthreads)
+  const int merge_threads = B * Hq * D * nsplit < (int64_t{1} << 16) ? 1 : nthreads;
+#pragma omp parallel for schedule(static) num_threads(merge_threads)
   for (int64_t bh = 0; bh < B * Hq; ++bh) {
     const int64_t b = bh / Hq, hq = bh % Hq, h = hq / G, g = hq % G;
     const int64_t it0 = (b * Hkv + h) * nsplit;
