@@ -13,4 +13,8 @@ if [ ! -f "$build/build.ninja" ]; then
     -DPython_EXECUTABLE="$(command -v python)" >/dev/null
 fi
 cmake --build "$build" -j 2
-cp -f "$build"/_C*.so "$root/python/radixserve/"
+# Copy then rename: replacing the file in place would crash processes that have it loaded.
+for so in "$build"/_C*.so; do
+  cp -f "$so" "$root/python/radixserve/.$(basename "$so").tmp"
+  mv -f "$root/python/radixserve/.$(basename "$so").tmp" "$root/python/radixserve/$(basename "$so")"
+done
