@@ -151,11 +151,20 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& packed,
   if (wants_bf16_x) {
     xs = h.kp == h.k ? x : torch::constant_pad_nd(x, {0, h.kp - h.k});
     p.xb = reinterpret_cast<const uint16_t*>(xs.data_ptr<at::BFloat16>());
-  } else {
-    xs = x.scalar_type() == torch::kFloat32 && h.kp == h.k
-             ? x
-             : torch::constant_pad_nd(x.to(torch::kFloat32), {0, h.kp - h.k});
+  } else if (x.scalar_type() == torch::kFloat32) {
+    xs = x;  // fp32 weights are not K-paired: Kp == K
     p.xf = xs.data_ptr<float>();
+  } else {
+    // bf16 -> fp32 with a zero K pad, in one pass (decode calls are short: no torch ops here).
+    xs = torch::empty({m, h.kp}, x.options().dtype(torch::kFloat32));
+    const auto* src = reinterpret_cast<const uint16_t*>(x.data_ptr<at::BFloat16>());
+    float* dst = xs.data_ptr<float>();
+    for (int64_t r = 0; r < m; ++r) {
+      for (int64_t kk = 0; kk < h.k; ++kk)
+        dst[r * h.kp + kk] = gemm::detail::bf16_to_f32(src[r * h.k + kk]);
+      if (h.kp > h.k) dst[r * h.kp + h.k] = 0.f;
+    }
+    p.xf = dst;
   }
 
   const int64_t blocks = (h.n + kBlockN - 1) / kBlockN;
