@@ -13,8 +13,8 @@ import torch.nn.functional as F
 
 from radixserve import _C
 
-BEST = _C.cpu_features()["best_isa"]
-ISAS = ["generic"] + ([BEST] if BEST != "generic" else [])
+# Every build this CPU can run: the portable one and each vector build.
+ISAS = ["generic"] + [isa for isa in ("avx2", "avx512") if _C.cpu_features()[isa]]
 DTYPES = [torch.float32, torch.bfloat16]
 
 
