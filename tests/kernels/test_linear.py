@@ -145,6 +145,11 @@ def test_linear_layer(backend: str, dtype: torch.dtype) -> None:
         assert out.shape == (2, 3, 70) and out.dtype == dtype
         ref = F.linear(x.float(), layer.weight.float(), layer.bias.float())
         torch.testing.assert_close(out.float(), ref, rtol=1 / 128, atol=1e-3)
+        # fp32 prefill-sized inputs take torch's matmul (measured faster), the rest native.
+        xl = torch.randn(40, 40, generator=g).to(dtype)
+        ref_l = F.linear(xl.float(), layer.weight.float(), layer.bias.float())
+        torch.testing.assert_close(layer(xl).float(), ref_l, rtol=1 / 128, atol=1e-3)
+        assert layer._torch_is_faster(xl) == (dtype == torch.float32)
         # float16 has no native kernel: the layer keeps using torch.
         layer.weight.data = layer.weight.data.half()
         layer.post_load()

@@ -13,6 +13,11 @@ from radixserve.layers.backend import native_ops, use_native
 
 # What the native kernel computes in: fp32 x fp32 weights, bf16 x bf16 (fp32 accumulation).
 NATIVE_DTYPES = (torch.float32, torch.bfloat16)
+# fp32 products of at least this many rows go to torch (oneDNN/MKL sgemm), which measured
+# 10-30% faster there except on the (weight-streaming) LM head; bf16 stays native at every M
+# (torch's bf16 matmul is 5-8x slower on this AVX2 machine). benchmarks/results/linear.md.
+TORCH_FP32_MIN_ROWS = 16
+TORCH_FP32_MAX_N = 8192
 
 
 class Linear(nn.Module):
@@ -39,11 +44,19 @@ class Linear(nn.Module):
         self.packed = native_ops().pack_linear_weight(w) if native else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.packed is not None and use_native():
+        if self.packed is not None and use_native() and not self._torch_is_faster(x):
             shape = x.shape
             out = native_ops().linear(x.reshape(-1, shape[-1]).contiguous(), self.packed, self.bias)
             return out.view(*shape[:-1], self.out_features)
         return F.linear(x, self.weight, self.bias)
+
+    def _torch_is_faster(self, x: torch.Tensor) -> bool:
+        rows = x.numel() // max(self.in_features, 1)
+        return (
+            x.dtype == torch.float32
+            and rows >= TORCH_FP32_MIN_ROWS
+            and self.out_features <= TORCH_FP32_MAX_N
+        )
 
     def extra_repr(self) -> str:
         packed = self.packed is not None
