@@ -7,8 +7,11 @@
 // token per request. The block walks the request's keys in tiles of 32, gathering each tile's
 // K and V through req_to_token into shared memory once for all its rows (that is the GQA and
 // multi-query reuse). Inside a warp, lane n scores key n of the tile, and for the output each
-// lane owns head_dim/32 dimensions.
+// lane owns head_dim/32 dimensions. A small decode batch also splits each request's keys over
+// several blocks (flash-decoding) whose partial softmax states combine_splits_kernel merges.
 #include "cuda/attention.cuh"
+
+#include <algorithm>
 
 namespace radixserve::cuda {
 namespace {
@@ -32,7 +35,8 @@ __global__ void __launch_bounds__(kWarps* kWarpSize)
     paged_attention_kernel(AttentionArgs args) {
   using Shape = Tile<kDimsPerLane, kRowsPerWarp>;
   constexpr int kDim = Shape::kDim;
-  const int row_tile = blockIdx.x;
+  const int split = blockIdx.x % args.num_splits;
+  const int row_tile = blockIdx.x / args.num_splits;
   const int64_t b = blockIdx.y;
   const int kv_head = blockIdx.z;
   const int group = args.num_q_heads / args.num_kv_heads;
@@ -49,11 +53,17 @@ __global__ void __launch_bounds__(kWarps* kWarpSize)
   if (first_row >= num_rows || ext_len <= 0) return;  // the whole block leaves together
   const int64_t last_row = min(first_row + Shape::kRows, num_rows) - 1;
 
-  // Keys any row of this block may see: [lo, hi).
-  const int64_t hi = prefix + last_row / group + 1;
+  // Keys any row of this block may see: [lo, hi); with splits, this block's share of them.
+  int64_t hi = prefix + last_row / group + 1;
   int64_t lo = 0;
   if (args.sliding_window > 0) {
     lo = max(int64_t{0}, prefix + first_row / group - args.sliding_window + 1);
+  }
+  if (args.num_splits > 1) {
+    const int64_t per_split = (hi - lo + args.num_splits - 1) / args.num_splits;
+    const int64_t chunk = (per_split + kTileKeys - 1) / kTileKeys * kTileKeys;
+    lo += split * chunk;  // may pass hi: then the block only writes an empty partial result
+    hi = min(hi, lo + chunk);
   }
 
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -156,6 +166,18 @@ __global__ void __launch_bounds__(kWarps* kWarpSize)
     if (row >= num_rows) break;
     const int64_t token = ext_start + row / group;
     const int64_t head = static_cast<int64_t>(kv_head) * group + row % group;
+    if (args.num_splits > 1) {  // unnormalised partial result, combined by combine_splits
+      const int64_t part = (token * args.num_q_heads + head) * args.num_splits + split;
+      if (lane == 0) {
+        args.partial_ml[part * 2] = m[r];
+        args.partial_ml[part * 2 + 1] = l[r];
+      }
+#pragma unroll
+      for (int d = 0; d < kDimsPerLane; ++d) {
+        args.partial_acc[part * kDim + d * kWarpSize + lane] = acc[r][d];
+      }
+      continue;
+    }
     // l is 0 only for inconsistent inputs (a query seeing no key at all): write zeros then.
     const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
     T* o = out + (token * args.num_q_heads + head) * kDim;
@@ -175,7 +197,8 @@ cudaError_t launch_tiles(const AttentionArgs& args, int64_t max_rows, cudaStream
                                          static_cast<int>(Shape::kSharedBytes));
   if (err != cudaSuccess) return err;
   const int64_t row_tiles = (max_rows + Shape::kRows - 1) / Shape::kRows;
-  const dim3 grid(static_cast<unsigned>(row_tiles), static_cast<unsigned>(args.batch),
+  const dim3 grid(static_cast<unsigned>(row_tiles * args.num_splits),
+                  static_cast<unsigned>(args.batch),
                   static_cast<unsigned>(args.num_kv_heads));
   kernel<<<grid, kWarps * kWarpSize, Shape::kSharedBytes, stream>>>(args);
   return cudaGetLastError();
@@ -202,6 +225,28 @@ cudaError_t launch_attention(DType dtype, const AttentionArgs& args, int64_t max
       default: return cudaErrorInvalidValue;
     }
   });
+}
+
+// One block per (query, head): out = sum_s w_s acc_s / sum_s w_s l_s, w_s = exp(m_s - max m).
+template <typename T>
+__global__ void combine_splits_kernel(T* __restrict__ out, const float* __restrict__ partial_acc,
+                                      const float* __restrict__ partial_ml, int num_splits,
+                                      int head_dim) {
+  const int64_t query_head = blockIdx.x;
+  const float* ml = partial_ml + query_head * num_splits * 2;
+  float m_max = -INFINITY;
+  for (int s = 0; s < num_splits; ++s) m_max = fmaxf(m_max, ml[s * 2]);
+  for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+    float num = 0.0f;
+    float den = 0.0f;
+    for (int s = 0; s < num_splits; ++s) {
+      // A split that saw no key has m = -inf and weight 0.
+      const float w = m_max == -INFINITY ? 0.0f : expf(ml[s * 2] - m_max);
+      num += w * partial_acc[(query_head * num_splits + s) * head_dim + d];
+      den += w * ml[s * 2 + 1];
+    }
+    out[query_head * head_dim + d] = from_float<T>(den > 0.0f ? num / den : 0.0f);
+  }
 }
 
 template <typename T>
@@ -231,13 +276,35 @@ cudaError_t launch_store_kv(DType dtype, void* k_cache, void* v_cache, const int
   });
 }
 
+int choose_decode_splits(int64_t batch, int num_kv_heads, int group, int64_t max_context,
+                         int sm_count) {
+  const int64_t row_tiles = (group + kWarps - 1) / kWarps;
+  const int64_t blocks = std::max<int64_t>(1, batch * num_kv_heads * row_tiles);
+  const int64_t want = (2 * static_cast<int64_t>(std::max(sm_count, 1)) + blocks - 1) / blocks;
+  const int64_t by_length = std::max<int64_t>(1, (max_context + 255) / 256);
+  return static_cast<int>(std::max<int64_t>(1, std::min({want, by_length, int64_t{16}})));
+}
+
 cudaError_t launch_decode_attention(DType dtype, const AttentionArgs& args, cudaStream_t stream) {
   AttentionArgs decode = args;
   decode.extend_seq_lens = nullptr;
   decode.extend_start_loc = nullptr;
+  if (decode.num_splits < 1 ||
+      (decode.num_splits > 1 && (decode.partial_acc == nullptr || decode.partial_ml == nullptr))) {
+    return cudaErrorInvalidValue;
+  }
   // One row per warp: a decode block holds only the query heads of one KV group.
   const int group = args.num_kv_heads > 0 ? args.num_q_heads / args.num_kv_heads : 0;
-  return launch_attention<1>(dtype, decode, group, stream);
+  cudaError_t err = launch_attention<1>(dtype, decode, group, stream);
+  if (err != cudaSuccess || decode.num_splits == 1 || decode.batch == 0) return err;
+  return dispatch_dtype(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    combine_splits_kernel<T>
+        <<<static_cast<unsigned>(decode.batch * decode.num_q_heads), decode.head_dim, 0, stream>>>(
+            static_cast<T*>(decode.out), decode.partial_acc, decode.partial_ml,
+            decode.num_splits, decode.head_dim);
+    return cudaGetLastError();
+  });
 }
 
 cudaError_t launch_extend_attention(DType dtype, const AttentionArgs& args, cudaStream_t stream) {
@@ -245,9 +312,11 @@ cudaError_t launch_extend_attention(DType dtype, const AttentionArgs& args, cuda
     return cudaErrorInvalidValue;
   }
   const int group = args.num_kv_heads > 0 ? args.num_q_heads / args.num_kv_heads : 0;
+  AttentionArgs extend = args;
+  extend.num_splits = 1;  // many query rows already give enough blocks
   // Extend lengths live on the device; num_tokens bounds each of them (blocks past a request's
   // own length exit at once), which avoids a host sync to find the longest.
-  return launch_attention<4>(dtype, args, args.num_tokens * group, stream);
+  return launch_attention<4>(dtype, extend, args.num_tokens * group, stream);
 }
 
 }  // namespace radixserve::cuda

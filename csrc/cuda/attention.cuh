@@ -39,7 +39,19 @@ struct AttentionArgs {
   int head_dim = 0;  // one of 32, 64, 96, 128, 256 (see is_supported_head_dim)
   float scale = 1.0f;
   int sliding_window = -1;  // keys at positions > pos - window are visible when positive
+  // Decode only: split each request's keys into num_splits ranges run by separate blocks
+  // (flash-decoding), when batch x kv heads alone would leave most SMs idle. The partial
+  // results go to partial_acc [B, Hq, num_splits, head_dim] and partial_ml [B, Hq, num_splits,
+  // 2] (running max, sum) and a second kernel combines them.
+  int num_splits = 1;
+  float* partial_acc = nullptr;
+  float* partial_ml = nullptr;
 };
+
+// A split count for decode: enough blocks for about two per SM, at most 16 splits, and no split
+// shorter than 256 keys of the longest possible context.
+int choose_decode_splits(int64_t batch, int num_kv_heads, int group, int64_t max_context,
+                         int sm_count);
 
 inline bool is_supported_head_dim(int head_dim) {
   return head_dim == 32 || head_dim == 64 || head_dim == 96 || head_dim == 128 || head_dim == 256;

@@ -1,6 +1,7 @@
 // Torch-facing CUDA ops for attention, norm, rope and activation: argument checks, then the
 // raw-pointer launchers on the current stream of the tensors' device.
 // UNTESTED ON HARDWARE: this project has no GPU; compile-checked with nvcc only.
+#include <ATen/ops/empty.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
@@ -118,11 +119,25 @@ void decode_attention(const at::Tensor& out, const at::Tensor& q, const at::Tens
                       const at::Tensor& v_cache, const at::Tensor& req_to_token,
                       const at::Tensor& req_pool_indices, const at::Tensor& seq_lens,
                       double scale, int64_t sliding_window) {
-  const AttentionArgs a = attention_args("decode_attention", out, q, k_cache, v_cache,
-                                         req_to_token, req_pool_indices, seq_lens, scale,
-                                         sliding_window);
+  AttentionArgs a = attention_args("decode_attention", out, q, k_cache, v_cache, req_to_token,
+                                   req_pool_indices, seq_lens, scale, sliding_window);
   check_size(q, "q", 0, a.batch);
   const c10::cuda::CUDAGuard guard(q.device());
+  int sm_count = 1;
+  check_launch(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, q.get_device()),
+               "decode_attention");
+  a.num_splits = choose_decode_splits(a.batch, a.num_kv_heads, a.num_q_heads / a.num_kv_heads,
+                                      a.max_context, sm_count);
+  // Flash-decoding scratch; freeing it after the launches is safe: the caching allocator
+  // hands memory out again in stream order.
+  at::Tensor partial_acc, partial_ml;
+  if (a.num_splits > 1) {
+    const auto opts = q.options().dtype(at::kFloat);
+    partial_acc = at::empty({a.batch, a.num_q_heads, a.num_splits, a.head_dim}, opts);
+    partial_ml = at::empty({a.batch, a.num_q_heads, a.num_splits, 2}, opts);
+    a.partial_acc = partial_acc.data_ptr<float>();
+    a.partial_ml = partial_ml.data_ptr<float>();
+  }
   check_launch(launch_decode_attention(float_dtype(q, "q"), a, current_stream(q)),
                "decode_attention");
 }
