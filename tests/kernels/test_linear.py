@@ -17,9 +17,8 @@ from radixserve import _C
 from radixserve.layers.backend import set_kernel_backend
 from radixserve.layers.linear import Linear
 
-ISAS = ["generic"] + (
-    [_C.cpu_features()["best_isa"]] if _C.cpu_features()["best_isa"] != "generic" else []
-)
+# Every build this CPU can run: the portable one and each vector build.
+ISAS = ["generic"] + [isa for isa in ("avx2", "avx512") if _C.cpu_features()[isa]]
 MS = [1, 2, 3, 5, 8, 16, 17, 64, 100, 300]
 # (N, K): odd sizes, a partial last block, K odd (bf16 pads K pairs), and the model's shapes.
 SHAPES = [(7, 33), (45, 17), (32, 64), (100, 130), (576, 576), (960, 576), (576, 1536)]
