@@ -76,8 +76,19 @@ def run_transformers(args: argparse.Namespace, prompts: list[list[int]]) -> dict
     path = args.model_path or default_model_path()
     log("loading the transformers model")
     if os.path.isfile(path):
+        # from_pretrained(gguf_file=...) needs accelerate; dequantise the checkpoint directly.
+        from transformers import AutoConfig
+        from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
+
         folder, name = os.path.split(path)
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+        config = AutoConfig.from_pretrained(folder, gguf_file=name)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        state = load_gguf_checkpoint(path, return_tensors=True, model_to_load=model)["tensors"]
+        missing, _ = model.load_state_dict(state, strict=False)
+        if [k for k in missing if k != "lm_head.weight"]:
+            raise RuntimeError(f"GGUF tensors missing for {missing[:5]}")
+        if "lm_head.weight" in missing:
+            model.tie_weights()
     else:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     model.eval()
