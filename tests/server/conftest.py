@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -56,16 +55,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     port = free_port()
     tmp = tmp_path_factory.mktemp("server")
     log = tmp / "server.log"
-    # A snapshot of the package: tools/dev_build.sh overwrites _C*.so in place, which crashes a
-    # process that has it mapped; parallel rebuilds must not kill the server under test.
-    shutil.copytree(ROOT / "python" / "radixserve", tmp / "pkg" / "radixserve",
-                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(tmp / "pkg")}
     cmd = [sys.executable, "-m", "radixserve.serve", "--port", str(port),
            "--max-total-tokens", "8192", "--max-running-requests", "64",
            "--max-payload-size", str(PAYLOAD_LIMIT), "--log-level", "warning"]  # fmt: skip
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
     srv = Server(proc, f"http://127.0.0.1:{port}", log)
     deadline = time.monotonic() + START_TIMEOUT
     while True:
