@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from types import ModuleType
+from typing import Optional
+
 _state = {"native": True}
+_ops: Optional[ModuleType] = None
 
 
 def set_kernel_backend(name: str) -> None:
@@ -15,8 +19,11 @@ def use_native() -> bool:
     return _state["native"]
 
 
-def native_ops():  # type: ignore[no-untyped-def]
+def native_ops() -> ModuleType:
     """The compiled module; imported lazily so pure-PyTorch code paths never need it."""
-    from radixserve import _C
+    global _ops
+    if _ops is None:
+        from radixserve import _C
 
-    return _C
+        _ops = _C
+    return _ops
