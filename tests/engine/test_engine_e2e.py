@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 import pytest
+import torch
 
 from radixserve.engine.engine import Engine
 from radixserve.engine.io_struct import EngineError
@@ -206,3 +207,63 @@ def test_manager_api_and_logprobs(engine: Engine) -> None:
     assert all(lp[0] <= 0.0 for lp in lps)
     # Greedy: the chosen token is the most likely one.
     assert [top[0][1] for top in tops] == out["output_ids"] and all(len(t) == 3 for t in tops)
+
+
+def hf_input_logprobs(model: Any, ids: list[int]) -> torch.Tensor:
+    """log_softmax of transformers' logits: row p scores token p + 1."""
+    with torch.no_grad():
+        logits = model(torch.tensor([ids])).logits[0].float()
+    return torch.log_softmax(logits, dim=-1)
+
+
+def check_input_logprobs(out: dict[str, Any], ref: torch.Tensor, ids: list[int], start: int,
+                         k: int) -> None:  # fmt: skip
+    first = max(start, 1)
+    lps = out["meta_info"]["input_token_logprobs"]
+    assert [t[1] for t in lps] == ids[first:]
+    want = ref[torch.arange(first - 1, len(ids) - 1), torch.tensor(ids[first:])]
+    torch.testing.assert_close(torch.tensor([t[0] for t in lps]), want, atol=2e-4, rtol=1e-4)
+    tops = out["meta_info"]["input_top_logprobs"]
+    assert len(tops) == len(ids) - first and all(len(t) == k for t in tops)
+    for p, top in zip(range(first - 1, len(ids) - 1), tops, strict=True):
+        vals = torch.tensor([t[0] for t in top])
+        torch.testing.assert_close(vals, ref[p, [t[1] for t in top]], atol=2e-4, rtol=1e-4)
+        torch.testing.assert_close(vals, ref[p].topk(k).values, atol=2e-4, rtol=1e-4)
+
+
+def test_input_logprobs_match_transformers(engine: Engine, hf_tiny: Any) -> None:
+    ids = PROMPTS[6]  # 90 tokens: two 64-token prefill chunks
+    ref = hf_input_logprobs(hf_tiny, ids)
+    kw: dict[str, Any] = {"return_logprob": True, "top_logprobs_num": 3}
+    assert engine.flush_cache()
+    cold = engine.generate(input_ids=ids, sampling_params=greedy(2), logprob_start_len=0, **kw)
+    assert cold["meta_info"]["cached_tokens"] == 0
+    check_input_logprobs(cold, ref, ids, 0, 3)
+    assert len(cold["meta_info"]["output_token_logprobs"]) == 2
+    # The same prompt again: the radix cache holds it, but cached KV gives no logits.
+    warm = engine.generate(input_ids=ids, sampling_params=greedy(2), logprob_start_len=0, **kw)
+    assert warm["meta_info"]["cached_tokens"] == 0
+    check_input_logprobs(warm, ref, ids, 0, 3)
+    assert warm["output_ids"] == cold["output_ids"]
+    # From position 70 on: the prefix before position 69 is reused (one chunk computes the rest).
+    mid = engine.generate(input_ids=ids, sampling_params=greedy(2), logprob_start_len=70, **kw)
+    assert mid["meta_info"]["cached_tokens"] == 69
+    check_input_logprobs(mid, ref, ids, 70, 3)
+    # From position 10 on, batched with other requests and streamed.
+    outs = engine.generate(input_ids=[ids, PROMPTS[2]], sampling_params=greedy(2),
+                           logprob_start_len=10, **kw)  # fmt: skip
+    check_input_logprobs(outs[0], ref, ids, 10, 3)
+    check_input_logprobs(outs[1], hf_input_logprobs(hf_tiny, PROMPTS[2]), PROMPTS[2], 10, 3)
+    chunks = list(engine.generate(input_ids=ids, sampling_params=greedy(3), stream=True,
+                                  logprob_start_len=5, return_logprob=True))  # fmt: skip
+    assert "input_top_logprobs" not in chunks[-1]["meta_info"]  # top_logprobs_num is 0
+    lps = chunks[-1]["meta_info"]["input_token_logprobs"]
+    assert [t[1] for t in lps] == ids[5:]
+    # Past the prompt: nothing to report; without return_logprob: no input logprobs at all.
+    past = engine.generate(input_ids=PROMPTS[0], sampling_params=greedy(1), logprob_start_len=9,
+                           return_logprob=True)  # fmt: skip
+    assert past["meta_info"]["input_token_logprobs"] == []
+    plain = engine.generate(input_ids=ids, sampling_params=greedy(1), logprob_start_len=0)
+    assert "input_token_logprobs" not in plain["meta_info"]
+    with pytest.raises(EngineError, match="logprob_start_len"):
+        engine.generate(input_ids=ids, logprob_start_len=-2, return_logprob=True)

@@ -97,6 +97,7 @@ class FakeTokenizerManager:
         lps: list[TokenLogprob] = []
         tops: list[list[TokenLogprob]] = []
         text = ""
+        start = req.logprob_start_len
         try:
             for k in range(limit):
                 await asyncio.sleep(self.delay)
@@ -123,8 +124,9 @@ class FakeTokenizerManager:
                     output_token_logprobs=list(lps) if req.return_logprob else None,
                     output_top_logprobs=[list(t) for t in tops] if req.return_logprob else None,
                     input_token_logprobs=(
-                        [TokenLogprob(-1.0, t, chr(t)) for t in ids]
-                        if req.return_logprob and req.logprob_start_len == 0 else None
+                        # The engine's convention: positions max(logprob_start_len, 1) on.
+                        [TokenLogprob(-1.0, t, chr(t)) for t in ids[max(start, 1) :]]
+                        if req.return_logprob and start >= 0 else None
                     ),
                 )  # fmt: skip
                 if reason is not None:

@@ -96,8 +96,10 @@ def test_completions_prompt_forms_echo_logprobs(client: TestClient[Any]) -> None
                                               "logprobs": 1})  # fmt: skip
     ch = r.json()["choices"][0]
     assert ch["text"] == "\x05\x06\x07a"
-    assert ch["logprobs"]["tokens"] == ["a"] and ch["logprobs"]["token_logprobs"] == [-0.5]
-    assert ch["logprobs"]["text_offset"] == [3]  # after the echoed prompt
+    # The prompt tokens' logprobs first (none for the first token), then the generated one's.
+    assert ch["logprobs"]["tokens"] == ["\x05", "\x06", "\x07", "a"]
+    assert ch["logprobs"]["token_logprobs"] == [None, -1.0, -1.0, -0.5]
+    assert ch["logprobs"]["text_offset"] == [0, 1, 2, 3]
     r = client.post("/v1/completions", json={"prompt": [[5], [6]], "max_tokens": 1,
                                               "stream": True})  # fmt: skip
     events = sse_events(r.text)

@@ -61,6 +61,17 @@ def test_generate_logprobs(http: httpx.Client) -> None:
     meta = http.post("/generate", json=body).json()["meta_info"]
     assert len(meta["output_token_logprobs"]) == meta["completion_tokens"]
     assert all(len(t) == 2 for t in meta["output_top_logprobs"])
+    ids = http.post("/tokenize", json={"prompt": "1, 2, 3,"}).json()["tokens"]
+    for start in (0, 2):
+        meta = http.post("/generate", json={**body, "logprob_start_len": start}).json()
+        meta = meta["meta_info"]
+        first = max(start, 1)  # the first prompt token has no logprob
+        assert [t[1] for t in meta["input_token_logprobs"]] == ids[first:]
+        assert all(t[0] <= 0.0 for t in meta["input_token_logprobs"])
+        assert [len(t) for t in meta["input_top_logprobs"]] == [2] * (len(ids) - first)
+        assert all(t[0][0] >= t[1][0] for t in meta["input_top_logprobs"])
+    meta = http.post("/generate", json={**body, "logprob_start_len": -1}).json()["meta_info"]
+    assert "input_token_logprobs" not in meta
 
 
 def test_info_routes(http: httpx.Client) -> None:

@@ -87,7 +87,13 @@ def test_completions(client: openai.OpenAI, model: str, server: Server) -> None:
     r2 = client.completions.create(model=model, prompt=ids, max_tokens=4, temperature=0,
                                    echo=True, logprobs=2)  # fmt: skip
     assert r2.choices[0].text.endswith(r.choices[0].text)
-    assert r2.choices[0].logprobs is not None and r2.choices[0].logprobs.token_logprobs
+    lp = r2.choices[0].logprobs
+    assert lp is not None and lp.token_logprobs and lp.top_logprobs and lp.text_offset
+    # echo + logprobs: the prompt tokens first (the first one without a logprob), then 4 more.
+    assert len(lp.token_logprobs) == len(ids) + 4 and lp.token_logprobs[0] is None
+    assert all(v is not None and v <= 0.0 for v in lp.token_logprobs[1:])
+    assert lp.top_logprobs[0] is None and all(len(t) <= 2 for t in lp.top_logprobs[1:] if t)
+    assert "".join(lp.tokens[: len(ids)]) == r2.choices[0].text[: -len(r.choices[0].text)]
     chunks = list(client.completions.create(model=model, prompt="The sky is", max_tokens=4,
                                             temperature=0, stream=True,
                                             stream_options={"include_usage": True}))  # fmt: skip

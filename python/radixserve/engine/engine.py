@@ -110,15 +110,18 @@ class Engine:
         return_logprob: bool = False,
         top_logprobs_num: int = 0,
         stream: bool = False,
+        logprob_start_len: int = -1,
     ) -> Any:
         """One prompt -> dict (a list of n dicts when n > 1); a list of prompts -> list.
 
         With stream=True (one prompt), an iterator of dicts whose text/output_ids are the
-        increments of each update.
+        increments of each update. return_logprob with logprob_start_len >= 0 adds
+        meta_info input_token_logprobs for prompt positions max(logprob_start_len, 1) on.
         """
         reqs, batched = self._requests(
             prompt, sampling_params, input_ids,
             return_logprob=return_logprob, top_logprobs_num=top_logprobs_num, stream=stream,
+            logprob_start_len=logprob_start_len,
         )  # fmt: skip
         if stream:
             if len(reqs) != 1:
@@ -161,11 +164,13 @@ class Engine:
         return_logprob: bool = False,
         top_logprobs_num: int = 0,
         stream: bool = False,
+        logprob_start_len: int = -1,
     ) -> Any:
         """Like generate, awaitable from any event loop; stream=True gives an async iterator."""
         reqs, batched = self._requests(
             prompt, sampling_params, input_ids,
             return_logprob=return_logprob, top_logprobs_num=top_logprobs_num, stream=stream,
+            logprob_start_len=logprob_start_len,
         )  # fmt: skip
         if stream:
             if len(reqs) != 1:

@@ -59,6 +59,11 @@ class ReqUpdate(msgspec.Struct, array_like=True):
     logprobs: Optional[list[float]] = None
     top_ids: Optional[list[list[int]]] = None
     top_logprobs: Optional[list[list[float]]] = None
+    # Input logprobs, sent once (with the first update after the prompt is done): the logprob
+    # of each prompt token from position max(logprob_start_len, 1) on, then top alternatives.
+    input_logprobs: Optional[list[float]] = None
+    input_top_ids: Optional[list[list[int]]] = None
+    input_top_logprobs: Optional[list[list[float]]] = None
 
 
 class BatchOut(msgspec.Struct, tag=True):

@@ -76,7 +76,9 @@ class KVManager:
             return False
         req.req_pool_idx = int(row)
         fill = req.fill_ids
-        n, slots, node = self.match(fill[:-1])
+        # Cached KV yields no logits: input logprobs limit the reused prefix (as SGLang does).
+        limit = req.next_input_lp_position()
+        n, slots, node = self.match(fill[: len(fill) - 1 if limit is None else limit])
         if node is not None and self.tree is not None:
             self.tree.lock(node)
         req.last_node = node

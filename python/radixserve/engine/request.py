@@ -29,6 +29,17 @@ class Req:
         self.stream_interval = max(1, msg.stream_interval)
         self.return_logprob = msg.return_logprob
         self.top_logprobs_num = msg.top_logprobs_num
+        # Input logprobs: prompt positions input_lp_from.. get the logprob of their token given
+        # the tokens before (position 0 has none); None when not requested.
+        self.input_lp_from: Optional[int] = (
+            max(msg.logprob_start_len, 1)
+            if msg.return_logprob and msg.logprob_start_len >= 0
+            else None
+        )
+        self.input_logprobs: list[float] = []
+        self.input_top_ids: list[list[int]] = []
+        self.input_top_logprobs: list[list[float]] = []
+        self.input_lp_sent = False
         self.context_len = context_len
         stop_ids = set(msg.sampling_params.stop_token_ids or [])
         if not msg.sampling_params.ignore_eos:
@@ -65,6 +76,25 @@ class Req:
         if start >= p:
             return self.output_ids[start - p : start - p + n]
         return (self.origin_input_ids[start : start + n] + self.output_ids)[:n]
+
+    def input_lp_positions(self) -> tuple[int, int]:
+        """[lo, hi): the positions whose logits the input logprobs still need in this step's
+        tokens fill_ids[kv_len : kv_len + extend_len] (logits at p score prompt token p + 1)."""
+        nxt = self.next_input_lp_position()
+        if nxt is None:
+            return 0, 0
+        lo = max(self.kv_len, nxt)
+        hi = min(self.kv_len + self.extend_len, len(self.origin_input_ids) - 1)
+        return lo, max(lo, hi)
+
+    def next_input_lp_position(self) -> Optional[int]:
+        """The first position whose logits are still missing for the input logprobs (None when
+        none are wanted or all are collected). The KV of this position and of everything after
+        it must be computed, not taken from the prefix cache."""
+        if self.input_lp_from is None:
+            return None
+        nxt = self.input_lp_from - 1 + len(self.input_logprobs)
+        return nxt if nxt < len(self.origin_input_ids) - 1 else None
 
     @property
     def seq_len(self) -> int:

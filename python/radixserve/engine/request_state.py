@@ -92,9 +92,10 @@ def prepare_request(
             400,
             "prompt",
         )
-    if req.logprob_start_len >= 0:
+    if req.logprob_start_len < -1:
         raise EngineError(
-            "Input token logprobs (logprob_start_len >= 0) are not supported yet.",
+            f"logprob_start_len must be -1 (no input logprobs) or at least 0, got "
+            f"{req.logprob_start_len}.",
             400,
             "logprob_start_len",
         )
@@ -117,7 +118,7 @@ def prepare_request(
                 stream_interval=interval,
                 return_logprob=req.return_logprob,
                 top_logprobs_num=req.top_logprobs_num if req.return_logprob else 0,
-                logprob_start_len=req.logprob_start_len,
+                logprob_start_len=req.logprob_start_len if req.return_logprob else -1,
             )
         )
     return msgs
@@ -154,6 +155,14 @@ class ReqState:
         self.top: list[list[TokenLogprob]] | None = (
             [] if msg.return_logprob and msg.top_logprobs_num > 0 else None
         )
+        # Input logprobs cover prompt positions max(logprob_start_len, 1).. (position 0 has none).
+        wants_input = msg.return_logprob and msg.logprob_start_len >= 0
+        self.input_ids = msg.input_ids
+        self.input_from = max(msg.logprob_start_len, 1)
+        self.in_lps: list[TokenLogprob] | None = [] if wants_input else None
+        self.in_top: list[list[TokenLogprob]] | None = (
+            [] if wants_input and msg.top_logprobs_num > 0 else None
+        )
 
     def _lp(self, value: float, token: int) -> TokenLogprob:
         text = self.tokenizer.decode([token]) if self.text_in_logprobs else None
@@ -182,6 +191,12 @@ class ReqState:
         if self.top is not None and up.top_ids is not None and up.top_logprobs is not None:
             for ids, vals in zip(up.top_ids, up.top_logprobs, strict=False):
                 self.top.append([self._lp(v, t) for v, t in zip(vals, ids, strict=False)])
+        if self.in_lps is not None and up.input_logprobs is not None:
+            ids = self.input_ids[self.input_from :]
+            self.in_lps.extend(self._lp(v, t) for v, t in zip(up.input_logprobs, ids, strict=False))
+        if self.in_top is not None and up.input_top_ids is not None and up.input_top_logprobs:
+            for ids, vals in zip(up.input_top_ids, up.input_top_logprobs, strict=False):
+                self.in_top.append([self._lp(v, t) for v, t in zip(vals, ids, strict=False)])
         out_ids = self.detok.output_ids
         return GenerateOutput(
             rid=self.rid,
@@ -198,4 +213,6 @@ class ReqState:
             e2e_latency=time.perf_counter() - self.start,
             output_token_logprobs=list(self.logprobs) if self.logprobs is not None else None,
             output_top_logprobs=list(self.top) if self.top is not None else None,
+            input_token_logprobs=list(self.in_lps) if self.in_lps is not None else None,
+            input_top_logprobs=list(self.in_top) if self.in_top is not None else None,
         )

@@ -21,6 +21,7 @@ import zmq
 
 from radixserve.args import ServerArgs
 from radixserve.engine import ipc
+from radixserve.engine.input_logprobs import collect_input_logprobs, input_logits_rows
 from radixserve.engine.kv_manager import KVManager, make_allocator
 from radixserve.engine.request import Req
 from radixserve.engine.schedule_batch import build_forward_batch, build_sampling_info
@@ -161,8 +162,13 @@ class Scheduler:
         self.chunked = plan.chunked
         fb = build_forward_batch(batch, slots, self.kv)
         info = build_sampling_info(batch, self.vocab_size)
+        extra = input_logits_rows(batch, fb)
         out = self.runner.forward(fb)
         logits = out if isinstance(out, torch.Tensor) else out.next_token_logits
+        if extra is not None:
+            sample_rows, spans = extra
+            collect_input_logprobs(logits, spans)
+            logits = logits[sample_rows]
         sample = self.runner.sample(logits, info)
         self.stats["num_forward_steps"] += 1
         updates.extend(self._process_results(batch, sample))
@@ -235,6 +241,12 @@ class Scheduler:
             cached_tokens=req.cached_tokens,
         )
         if req.return_logprob:
+            if req.input_lp_from is not None and not req.input_lp_sent and req.output_ids:
+                req.input_lp_sent = True
+                up.input_logprobs = req.input_logprobs
+                if req.top_logprobs_num > 0:
+                    up.input_top_ids = req.input_top_ids
+                    up.input_top_logprobs = req.input_top_logprobs
             up.logprobs = req.logprobs[start:]
             if req.top_logprobs_num > 0:
                 up.top_ids = req.top_ids[start:]

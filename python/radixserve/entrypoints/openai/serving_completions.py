@@ -6,7 +6,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any, Optional
 
-from radixserve.engine.io_struct import EngineError, GenerateOutput
+from radixserve.engine.io_struct import EngineError, GenerateOutput, TokenLogprob
 from radixserve.entrypoints.openai.protocol import (
     CompletionChoice,
     CompletionLogprobs,
@@ -51,7 +51,8 @@ class ServingCompletions(ServingBase):
             return [(None, list(p)) for p in raw]
         raise bad
 
-    def build(self, req: CompletionRequest) -> tuple[list[Any], list[str]]:
+    def build(self, req: CompletionRequest) -> tuple[list[Any], list[str], list[int]]:
+        """Requests, echoed prompt texts and the first prompt token of each choice (echo)."""
         if req.suffix:
             raise EngineError("suffix is not supported: this model has no fill-in-the-middle "
                               "mode.", 400, "suffix")  # fmt: skip
@@ -63,22 +64,28 @@ class ServingCompletions(ServingBase):
         prompts = self.prompts(req.prompt)
         params = self.sampling_params(req, req.max_tokens)
         want_lp = req.logprobs is not None
+        # echo + logprobs: the prompt tokens' logprobs come first (OpenAI), from the engine's
+        # input logprobs (positions 1..; the first token has none).
         reqs = self.expand(
             prompts, params, req.n, req.rid, req.stream, logprobs=want_lp,
-            top_logprobs=req.logprobs or 0,
+            top_logprobs=req.logprobs or 0, logprob_start_len=0 if req.echo and want_lp else -1,
         )  # fmt: skip
         echoes: list[str] = []
+        firsts: list[int] = []
         if req.echo:
             for text, ids in prompts:
                 echo = text if text is not None else str(self.tm.tokenizer.decode(ids))
                 echoes.extend([echo] * req.n)
-        return reqs, echoes
+                if want_lp:
+                    first = ids if ids is not None else list(self.tm.tokenizer.encode(echo))
+                    firsts.extend([int(first[0]) if first else 0] * req.n)
+        return reqs, echoes, firsts
 
     async def create(self, req: CompletionRequest) -> bytes | AsyncIterator[bytes]:
-        reqs, echoes = self.build(req)
+        reqs, echoes, firsts = self.build(req)
         if req.stream:
             updates = await self.primed(self.stream_all(reqs))
-            return self._stream(req, updates, len(reqs), echoes)
+            return self._stream(req, updates, len(reqs), echoes, firsts)
         finals = await self.collect(reqs)
         choices = []
         for i, out in enumerate(finals):
@@ -87,6 +94,8 @@ class ServingCompletions(ServingBase):
             logprobs = None
             if req.logprobs is not None:
                 logprobs = self._logprobs(out, 0, len(echoes[i]) if echoes else 0)
+                if echoes:
+                    logprobs = self._with_prompt(out, firsts[i], logprobs)
             choices.append(CompletionChoice(index=i, text=text, logprobs=logprobs,
                                             finish_reason=reason, matched_stop=matched))  # fmt: skip
         resp = CompletionResponse(id=new_id("cmpl-"), model=self.model_name, choices=choices,
@@ -95,7 +104,7 @@ class ServingCompletions(ServingBase):
 
     async def _stream(
         self, req: CompletionRequest, updates: AsyncIterator[tuple[int, GenerateOutput]],
-        num_choices: int, echoes: list[str],
+        num_choices: int, echoes: list[str], firsts: list[int],
     ) -> AsyncIterator[bytes]:  # fmt: skip
         rid, created, model = new_id("cmpl-"), int(time.time()), self.model_name
         finals: list[Optional[GenerateOutput]] = [None] * num_choices
@@ -110,7 +119,8 @@ class ServingCompletions(ServingBase):
                 finals[i] = out
                 reason, matched = finish_reason(out) if out.finished else (None, None)
                 text = out.delta_text
-                if not echoed[i]:
+                echo_now = not echoed[i]
+                if echo_now:
                     text, echoed[i] = echoes[i] + text, True
                 if not text and reason is None:
                     continue
@@ -119,6 +129,8 @@ class ServingCompletions(ServingBase):
                     base = (len(echoes[i]) if echoes else 0) + len(out.text) - len(out.delta_text)
                     logprobs = self._logprobs(out, sent_lp[i], base)
                     sent_lp[i] = len(out.output_token_logprobs or ())
+                    if echo_now and echoes:
+                        logprobs = self._with_prompt(out, firsts[i], logprobs)
                 yield chunk(CompletionChoice(index=i, text=text, logprobs=logprobs,
                                              finish_reason=reason, matched_stop=matched))  # fmt: skip
             if req.stream_options is not None and req.stream_options.include_usage:
@@ -129,9 +141,35 @@ class ServingCompletions(ServingBase):
             yield sse(error_body(e.message, e.status, e.param))
         yield sse_done()
 
+    def _with_prompt(
+        self, out: GenerateOutput, first: int, gen: CompletionLogprobs
+    ) -> CompletionLogprobs:
+        """echo: the prompt tokens' logprobs (None for the first token), then `gen`."""
+        result = CompletionLogprobs(
+            tokens=[self.token_text(TokenLogprob(0.0, first))], token_logprobs=[None],
+            top_logprobs=[None], text_offset=[0],
+        )  # fmt: skip
+        offset = len(result.tokens[0])
+        tops = out.input_top_logprobs or []
+        for k, lp in enumerate(out.input_token_logprobs or []):
+            text = self.token_text(lp)
+            result.tokens.append(text)
+            result.token_logprobs.append(lp.logprob)
+            top = tops[k] if k < len(tops) else None
+            result.top_logprobs.append(
+                None if top is None else {self.token_text(x): x.logprob for x in top}
+            )
+            result.text_offset.append(offset)
+            offset += len(text)
+        result.tokens += gen.tokens
+        result.token_logprobs += gen.token_logprobs
+        result.top_logprobs += gen.top_logprobs
+        result.text_offset += gen.text_offset
+        return result
+
     def _logprobs(self, out: GenerateOutput, start: int, offset: int) -> CompletionLogprobs:
-        """Logprobs of the generated tokens from `start` on; with echo, prompt tokens carry no
-        logprobs (the engine does not compute input logprobs), offsets count the echoed text."""
+        """Logprobs of the generated tokens from `start` on; with echo, offsets count the
+        echoed text (the prompt's own logprobs are added by _with_prompt)."""
         result = CompletionLogprobs()
         tokens = (out.output_token_logprobs or [])[start:]
         tops = (out.output_top_logprobs or [])[start:]
