@@ -106,6 +106,6 @@ def test_resolve_dtype() -> None:
     assert resolve_dtype("float32", True) == torch.float32
     assert resolve_dtype("bfloat16", False) == torch.bfloat16
     assert resolve_dtype("auto", False) == torch.float32
-    assert resolve_dtype("auto", True) == torch.bfloat16
+    assert resolve_dtype("auto", True) == torch.float32
     with pytest.raises(ValueError, match="--dtype"):
         resolve_dtype("float16", True)

@@ -30,14 +30,16 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 def resolve_dtype(name: str, native_kernels: bool) -> torch.dtype:
-    """auto: bfloat16 with the native kernels, else float32.
+    """auto: float32. bfloat16 must be asked for.
 
-    Decode streams the weights, and bfloat16 halves them: on this project's 2-core AVX2 VM the
-    default model decodes one request at 23 ms a token in bfloat16 against 31 ms in float32
-    (native kernels, quiet machine, 2026-11-22). The PyTorch reference path stays float32.
+    bfloat16 decodes faster here (23 vs 31 ms a token for the default model: decode streams the
+    weights and bfloat16 halves them), but it changes the default model's answers: greedy chat
+    output for "What is the capital of France?" is "The capital of France is Paris." in float32
+    and unrelated French text in bfloat16, on the native kernels and the PyTorch path alike.
+    `native_kernels` is kept for a rule that picks bfloat16 once a model is known to hold up.
     """
     if name == "auto":
-        return torch.bfloat16 if native_kernels else torch.float32
+        return torch.float32
     if name not in DTYPES:
         raise ValueError(f"--dtype must be one of auto, float32, bfloat16, got {name!r}")
     return DTYPES[name]
