@@ -28,7 +28,7 @@ class Store(Protocol):
 
     def delete(self, kind: str, record_id: str) -> bool: ...
 
-    def list(self, kind: str, *, limit: int, after: Optional[str] = None, order: str = "desc",
+    def page(self, kind: str, *, limit: int, after: Optional[str] = None, order: str = "desc",
              where: Optional[dict[str, str]] = None) -> tuple[list[Record], bool]:  # fmt: skip
         """A page of records by created_at (then id), starting after the id `after`;
         `where` filters on top-level string fields. Returns (records, has_more)."""

@@ -86,7 +86,7 @@ class SQLiteStore:
                 db.execute("DELETE FROM line_results WHERE batch_id = ?", (record_id,))
         return cur.rowcount > 0
 
-    def list(self, kind: str, *, limit: int, after: Optional[str] = None, order: str = "desc",
+    def page(self, kind: str, *, limit: int, after: Optional[str] = None, order: str = "desc",
              where: Optional[dict[str, str]] = None) -> tuple[list[Record], bool]:  # fmt: skip
         desc = order == "desc"
         sql = "SELECT body FROM records WHERE kind = ?"
