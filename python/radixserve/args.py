@@ -56,6 +56,11 @@ class ServerArgs:
     random_seed: int = 0
     watchdog_timeout: float = 300.0
 
+    # Durable store: files, batches, stored responses (issue #9)
+    data_dir: Optional[str] = None  # None: $XDG_DATA_HOME/radixserve or ~/.local/share/radixserve
+    max_file_size: int = 200 * 1024 * 1024  # bytes of one uploaded file
+    batch_concurrency: int = 16  # batch lines in flight at once (they yield to online requests)
+
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -75,7 +80,8 @@ class ServerArgs:
         choice("kernel_backend", BACKENDS)
         choice("log_level", LOG_LEVELS)
         positive = ("max_running_requests", "max_prefill_tokens", "chunked_prefill_size",
-                    "page_size", "stream_interval", "max_payload_size")
+                    "page_size", "stream_interval", "max_payload_size",
+                    "max_file_size", "batch_concurrency")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")

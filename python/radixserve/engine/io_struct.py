@@ -7,11 +7,16 @@ non-streaming callers.
 
 from __future__ import annotations
 
+import contextvars
 from typing import Any, Optional
 
 import msgspec
 
 from radixserve.engine.sampling_params import SamplingParams
+
+# Set (to True) around work that should yield to online requests, e.g. batch API lines:
+# every GenerateRequest made while it is set reaches the scheduler as background work.
+BACKGROUND: contextvars.ContextVar[bool] = contextvars.ContextVar("background", default=False)
 
 
 class GenerateRequest(msgspec.Struct, kw_only=True):

@@ -25,6 +25,7 @@ class Req:
         self.max_new_tokens = msg.max_new_tokens
         self.min_new_tokens = msg.sampling_params.min_new_tokens
         self.seed = msg.seed
+        self.background = msg.background
         self.stream = msg.stream
         self.stream_interval = max(1, msg.stream_interval)
         self.return_logprob = msg.return_logprob

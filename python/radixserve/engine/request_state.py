@@ -17,6 +17,7 @@ from radixserve.args import ServerArgs
 from radixserve.engine import ipc
 from radixserve.engine.detokenizer import IncrementalDetokenizer, held_back_for_stop
 from radixserve.engine.io_struct import (
+    BACKGROUND,
     EngineError,
     FinishReason,
     GenerateOutput,
@@ -119,6 +120,7 @@ def prepare_request(
                 return_logprob=req.return_logprob,
                 top_logprobs_num=req.top_logprobs_num if req.return_logprob else 0,
                 logprob_start_len=req.logprob_start_len if req.return_logprob else -1,
+                background=BACKGROUND.get(),
             )
         )
     return msgs

@@ -23,11 +23,13 @@ NEW_TOKEN_RATIO_DECAY = 0.002  # per step, back towards the minimum after a retr
 
 
 def order_waiting(waiting: list[Req], policy: str, kv: KVManager) -> None:
-    """Sort `waiting` in place by policy (stable, so ties keep arrival order)."""
-    if policy == "fcfs" or kv.tree is None or len(waiting) > LPM_QUEUE_LIMIT:
-        return
-    prefix = {id(r): kv.match(r.fill_ids[:-1])[0] for r in waiting}
-    waiting.sort(key=lambda r: -prefix[id(r)])
+    """Sort `waiting` in place by policy (stable, so ties keep arrival order); background
+    (batch) requests go after all online ones whatever the policy."""
+    if policy != "fcfs" and kv.tree is not None and len(waiting) <= LPM_QUEUE_LIMIT:
+        prefix = {id(r): kv.match(r.fill_ids[:-1])[0] for r in waiting}
+        waiting.sort(key=lambda r: -prefix[id(r)])
+    if any(r.background for r in waiting):
+        waiting.sort(key=lambda r: r.background)
 
 
 def headroom(req: Req, ratio: float) -> int:

@@ -21,6 +21,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from radixserve.engine.io_struct import EngineError
 from radixserve.entrypoints.native import control, health, routes
 from radixserve.entrypoints.native.generate import ServingGenerate
+from radixserve.entrypoints.openai import durable
 from radixserve.entrypoints.openai import routes as openai_routes
 from radixserve.entrypoints.openai.serving_base import encode, error_body
 from radixserve.entrypoints.openai.serving_chat import ServingChat
@@ -145,9 +146,11 @@ def create_app(tm: Any, server_args: Any, start_engine: bool = True) -> Litestar
             await tm.start()
         try:
             app.state.server = build_state(tm, server_args)
+            app.state.durable = durable.start_durable(app.state.server)  # files/batches/responses
             logger.info("serving model %s", app.state.server.model_name)
             yield
         finally:
+            await durable.stop_durable(getattr(app.state, "durable", None))
             if start_engine:
                 tm.shutdown()
 
@@ -155,6 +158,7 @@ def create_app(tm: Any, server_args: Any, start_engine: bool = True) -> Litestar
     return Litestar(
         route_handlers=[
             *openai_routes.HANDLERS,
+            *durable.HANDLERS,
             *routes.HANDLERS,
             *health.HANDLERS,
             *control.HANDLERS,

@@ -1,0 +1,126 @@
+"""Batch API vs online: the same chat requests as one batch and online at concurrency 64,
+and online time to first token while a batch runs vs when the server is idle.
+
+Needs a running server (with its --data-dir); prints one JSON line of results.
+
+    PYTHONPATH=python python -m radixserve.serve --port 30000 --data-dir /tmp/bench-data &
+    python benchmarks/serving/bench_batch.py --url http://127.0.0.1:30000 --num-lines 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from typing import Any
+
+import httpx
+
+
+def log(msg: str) -> None:
+    print(f"[bench_batch] {msg}", file=sys.stderr, flush=True)
+
+
+def body(i: int, max_tokens: int) -> dict[str, Any]:
+    return {"messages": [{"role": "user", "content": f"Tell me a fact about the number {i}."}],
+            "max_tokens": max_tokens, "ignore_eos": True, "temperature": 0}  # fmt: skip
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
+
+
+async def one_online(client: httpx.AsyncClient, i: int, max_tokens: int) -> tuple[float, int]:
+    """(time to first token, completion tokens) of one streaming chat request."""
+    start = time.perf_counter()
+    ttft = 0.0
+    tokens = 0
+    req = {**body(i, max_tokens), "stream": True, "stream_options": {"include_usage": True}}
+    async with client.stream("POST", "/v1/chat/completions", json=req) as resp:
+        resp.raise_for_status()
+        async for line in resp.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            if not ttft and chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
+                ttft = time.perf_counter() - start
+            if chunk.get("usage"):
+                tokens = chunk["usage"]["completion_tokens"]
+    return ttft, tokens
+
+
+async def online(url: str, n: int, concurrency: int, max_tokens: int) -> dict[str, Any]:
+    sem = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=None) as client:
+
+        async def run(i: int) -> tuple[float, int]:
+            async with sem:
+                return await one_online(client, i, max_tokens)
+
+        start = time.perf_counter()
+        results = await asyncio.gather(*(run(i) for i in range(n)))
+        elapsed = time.perf_counter() - start
+    ttfts = [r[0] for r in results]
+    tokens = sum(r[1] for r in results)
+    return {"requests": n, "concurrency": concurrency, "seconds": round(elapsed, 2),
+            "req_per_s": round(n / elapsed, 2), "output_tok_per_s": round(tokens / elapsed, 1),
+            "ttft_p50_ms": round(pct(ttfts, 0.5) * 1e3, 1),
+            "ttft_p99_ms": round(pct(ttfts, 0.99) * 1e3, 1)}  # fmt: skip
+
+
+async def start_batch(url: str, n: int, max_tokens: int) -> str:
+    lines = [json.dumps({"custom_id": f"req-{i}", "method": "POST", "url": "/v1/chat/completions",
+                         "body": body(i, max_tokens)}) for i in range(n)]  # fmt: skip
+    async with httpx.AsyncClient(base_url=url, timeout=None) as client:
+        files = {"file": ("bench.jsonl", "\n".join(lines).encode())}
+        fid = (await client.post("/v1/files", files=files, data={"purpose": "batch"})).json()["id"]
+        batch = await client.post("/v1/batches", json={
+            "input_file_id": fid, "endpoint": "/v1/chat/completions", "completion_window": "24h"})
+        return str(batch.json()["id"])
+
+
+async def wait_batch(url: str, batch_id: str) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=url, timeout=None) as client:
+        while True:
+            batch = (await client.get(f"/v1/batches/{batch_id}")).json()
+            if batch["status"] in ("completed", "failed", "cancelled", "expired"):
+                return dict(batch)
+            await asyncio.sleep(0.5)
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    probe = {"n": args.probe_requests, "conc": args.probe_concurrency, "tok": args.max_tokens}
+    log(f"idle probe: {probe}")
+    idle = await online(args.url, probe["n"], probe["conc"], probe["tok"])
+    log(f"online: {args.num_lines} requests at concurrency {args.concurrency}")
+    on = await online(args.url, args.num_lines, args.concurrency, args.max_tokens)
+    log(f"batch: {args.num_lines} lines")
+    start = time.perf_counter()
+    batch_id = await start_batch(args.url, args.num_lines, args.max_tokens)
+    waiter = asyncio.create_task(wait_batch(args.url, batch_id))
+    await asyncio.sleep(args.probe_delay)  # let the batch fill the engine first
+    during = await online(args.url, probe["n"], probe["conc"], probe["tok"])
+    batch = await waiter
+    elapsed = time.perf_counter() - start
+    done = batch["request_counts"]["completed"]
+    return {
+        "num_lines": args.num_lines, "max_tokens": args.max_tokens, "batch_status": batch["status"],
+        "batch_seconds": round(elapsed, 2), "batch_req_per_s": round(done / elapsed, 2),
+        "batch_output_tok_per_s": round(done * args.max_tokens / elapsed, 1),
+        "online": on, "probe_idle": idle, "probe_during_batch": during,
+    }  # fmt: skip
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--url", default="http://127.0.0.1:30000")
+    p.add_argument("--num-lines", type=int, default=1000)
+    p.add_argument("--max-tokens", type=int, default=32)
+    p.add_argument("--concurrency", type=int, default=64)
+    p.add_argument("--probe-requests", type=int, default=32)
+    p.add_argument("--probe-concurrency", type=int, default=4)
+    p.add_argument("--probe-delay", type=float, default=5.0)
+    print(json.dumps(asyncio.run(main(p.parse_args()))))
