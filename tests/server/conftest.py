@@ -57,7 +57,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     log = tmp / "server.log"
     cmd = [sys.executable, "-m", "radixserve.serve", "--port", str(port),
            "--max-total-tokens", "8192", "--max-running-requests", "64",
-           "--max-payload-size", str(PAYLOAD_LIMIT), "--log-level", "warning"]  # fmt: skip
+           "--max-payload-size", str(PAYLOAD_LIMIT), "--log-level", "warning",
+           "--data-dir", str(tmp / "data")]  # fmt: skip
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
     srv = Server(proc, f"http://127.0.0.1:{port}", log)

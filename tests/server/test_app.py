@@ -4,6 +4,7 @@ SSE framing, n and batch merging, error envelopes, API key, payload limit, metri
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +19,8 @@ from .fake_engine import FakeTokenizerManager
 
 
 def make_client(tm: FakeTokenizerManager, **kw: Any) -> TestClient[Any]:
+    # A private store: the app's lifespan opens --data-dir (never the user's real one).
+    kw.setdefault("data_dir", tempfile.mkdtemp(prefix="radixserve-app-"))
     return TestClient(app=create_app(tm, ServerArgs(**kw)))
 
 
