@@ -3,7 +3,8 @@
 Every request that finishes normally is recorded as `rid -> tokens` (prompt + output); an
 /extend turn re-records its conversation's rid with the longer tokens. Entries live in memory
 only: they are lost on restart, dropped after `idle_timeout` seconds without use, dropped
-oldest-first beyond `max_entries`, and all dropped by /flush_cache.
+oldest-first beyond `max_entries` or beyond 4x the KV pool's tokens in all, and all dropped by
+/flush_cache.
 
 A plain /generate only leaves tokens behind (the radix cache keeps their KV while nothing else
 needs the memory). A conversation continued by /extend also keeps its latest turn locked in
@@ -54,6 +55,8 @@ class ConversationStore:
         self.max_entries = max_entries
         self.lock_budget = max(1, kv.size() // 4)
         self.locked_total = 0
+        self.max_tokens = 4 * kv.size()  # host memory: token lists of all entries together
+        self.total_tokens = 0
         self.entries: OrderedDict[str, Conversation] = OrderedDict()
 
     def get(self, rid: str) -> Optional[Conversation]:
@@ -70,7 +73,8 @@ class ConversationStore:
             entry.lock, entry.locked_len = lock_prefix(self.kv, tokens)
             self.locked_total += entry.locked_len
         self.entries[rid] = entry
-        while len(self.entries) > self.max_entries:
+        self.total_tokens += len(tokens)
+        while len(self.entries) > self.max_entries or self.total_tokens > self.max_tokens:
             self._drop(next(iter(self.entries)))
         for old in self.entries.values():  # oldest first
             if self.locked_total <= self.lock_budget:
@@ -97,3 +101,4 @@ class ConversationStore:
         entry = self.entries.pop(rid, None)
         if entry is not None:
             self._unlock(entry)
+            self.total_tokens -= len(entry.tokens)
