@@ -75,7 +75,10 @@ def test_session_append_branch_replace(http: httpx.Client) -> None:
                  rid="s1-c").json()  # fmt: skip
     assert c["meta_info"]["prompt_tokens"] == len(ids) + len(other)
     assert c["output_ids"] == generate(http, input_ids=ids + other).json()["output_ids"]
-    assert generate(http, {"id": sid, "rid": "s1-b"}, text=" still here", rid="s1-b2").status_code == 200
+    assert (
+        generate(http, {"id": sid, "rid": "s1-b"}, text=" still here", rid="s1-b2").status_code
+        == 200
+    )
     # replace drops a's other branches (b, its child, and c).
     d = generate(http, {"id": sid, "rid": "s1-a", "replace": True}, text=" The end.", rid="s1-d")
     assert d.status_code == 200
@@ -102,7 +105,9 @@ def test_session_capacity_and_open_errors(http: httpx.Client) -> None:
     assert http.post("/open_session", json={}).status_code == 400
     ok = generate(http, {"id": "cap"}, text="Hello there", rid="cap-1")
     assert ok.status_code == 200
-    assert ok.json()["meta_info"]["prompt_tokens"] + ok.json()["meta_info"]["completion_tokens"] <= 40
+    assert (
+        ok.json()["meta_info"]["prompt_tokens"] + ok.json()["meta_info"]["completion_tokens"] <= 40
+    )
     too_long = generate(http, {"id": "cap", "rid": "cap-1"}, text=" word" * 40, rid="cap-2")
     assert too_long.status_code == 400 and "capacity" in too_long.json()["error"]["message"]
     # The output stops at the capacity (the caller cannot easily count the whole prompt).

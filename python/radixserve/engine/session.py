@@ -183,7 +183,12 @@ class SessionManager:
     def _prompt(self, req: Req, parent: list[int], offset: Optional[int],
                 capacity: Optional[int]) -> list[int]:  # fmt: skip
         new = req.origin_input_ids
-        if parent and self.bos_token_id is not None and len(new) > 1 and new[0] == self.bos_token_id:
+        if (
+            parent
+            and self.bos_token_id is not None
+            and len(new) > 1
+            and new[0] == self.bos_token_id
+        ):
             new = new[1:]  # a continuation, not a new document
         if offset:
             if abs(offset) > len(parent):

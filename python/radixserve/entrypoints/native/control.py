@@ -31,10 +31,9 @@ async def flush_cache(request: Request[Any, Any, Any]) -> Response[bytes]:
     if ok:
         return Response(content=b"Cache flushed.\n", media_type="text/plain")
     open_ids = (await tm.session_control("list"))[1] if hasattr(tm, "session_control") else []
-    if open_ids:  # sessions keep their KV locked: the lead would lose it by flushing
-        names = ", ".join(open_ids)
-        return Response(content=f"Cache not flushed: sessions are open ({names}); close them "
-                                "first.\n".encode(), status_code=400, media_type="text/plain")
+    if open_ids:  # open sessions hold locked KV that their next turns rely on
+        text = f"Cache not flushed: sessions are open ({', '.join(open_ids)}); close them first.\n"
+        return Response(content=text.encode(), status_code=400, media_type="text/plain")
     return Response(content=b"Cache not flushed: requests are running; retry when idle.\n",
                     status_code=400, media_type="text/plain")  # fmt: skip
 
