@@ -53,6 +53,10 @@ class ServerArgs:
     kernel_backend: str = "native"  # norm, rope, activation, linear, sampling
     num_threads: Optional[int] = None  # intra-op threads of the scheduler process
 
+    # Sessions and /extend (engine/session.py): idle seconds before a session is closed and a
+    # conversation forgotten; 0 keeps them until closed or flushed.
+    session_idle_timeout: float = 600.0
+
     random_seed: int = 0
     watchdog_timeout: float = 300.0
 
@@ -91,6 +95,8 @@ class ServerArgs:
             raise ValueError(f"--max-total-tokens must be >= 16, got {self.max_total_tokens}")
         if self.context_length is not None and self.context_length < 1:
             raise ValueError(f"--context-length must be >= 1, got {self.context_length}")
+        if self.session_idle_timeout < 0:
+            raise ValueError(f"--session-idle-timeout must be >= 0, got {self.session_idle_timeout}")
         if not 0 < self.port < 65536:
             raise ValueError(f"--port must be in 1..65535, got {self.port}")
 

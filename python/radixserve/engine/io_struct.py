@@ -13,6 +13,7 @@ from typing import Any, Optional
 import msgspec
 
 from radixserve.engine.sampling_params import SamplingParams
+from radixserve.engine.session_protocol import SessionParams
 
 # Set (to True) around work that should yield to online requests, e.g. batch API lines:
 # every GenerateRequest made while it is set reaches the scheduler as background work.
@@ -31,6 +32,7 @@ class GenerateRequest(msgspec.Struct, kw_only=True):
     logprob_start_len: int = -1  # -1: no input-token logprobs
     top_logprobs_num: int = 0
     return_text_in_logprobs: bool = False
+    session_params: Optional[SessionParams] = None  # sessions and /extend (engine/session.py)
 
 
 class FinishReason(msgspec.Struct, kw_only=True, omit_defaults=True):

@@ -14,6 +14,7 @@ import msgspec
 import zmq
 
 from radixserve.engine.sampling_params import SamplingParams
+from radixserve.engine.session_protocol import SessionCtlReq, SessionParams
 
 
 class TokenizedGenerateReq(msgspec.Struct, tag=True, kw_only=True):
@@ -28,6 +29,7 @@ class TokenizedGenerateReq(msgspec.Struct, tag=True, kw_only=True):
     top_logprobs_num: int = 0
     logprob_start_len: int = -1
     background: bool = False  # batch work: admitted after every waiting online request
+    session_params: Optional[SessionParams] = None  # the prompt continues earlier tokens
 
 
 class AbortReq(msgspec.Struct, tag=True):
@@ -84,7 +86,9 @@ class SchedulerFailed(msgspec.Struct, tag=True):
     message: str
 
 
-ToScheduler = Union[TokenizedGenerateReq, AbortReq, FlushCacheReq, GetLoadReq, UpdateWeightsReq]
+ToScheduler = Union[
+    TokenizedGenerateReq, AbortReq, FlushCacheReq, GetLoadReq, UpdateWeightsReq, SessionCtlReq
+]
 FromScheduler = Union[BatchOut, QueryResult, Ready, SchedulerFailed]
 
 _encoder = msgspec.msgpack.Encoder()

@@ -102,6 +102,8 @@ def prepare_request(
         )
     if req.top_logprobs_num < 0:
         raise EngineError("top_logprobs_num must be at least 0.", 400, "top_logprobs_num")
+    if req.session_params is not None and params.n != 1:
+        raise EngineError("n must be 1 for a request that continues a session.", 400, "n")
     interval = params.stream_interval or args.stream_interval
     base_seed = params.sampling_seed if params.sampling_seed is not None else None
     msgs = []
@@ -121,6 +123,7 @@ def prepare_request(
                 top_logprobs_num=req.top_logprobs_num if req.return_logprob else 0,
                 logprob_start_len=req.logprob_start_len if req.return_logprob else -1,
                 background=BACKGROUND.get(),
+                session_params=req.session_params,
             )
         )
     return msgs

@@ -33,6 +33,7 @@ from radixserve.engine.schedule_policy import (
     order_waiting,
     plan_prefill,
 )
+from radixserve.engine.session import SessionManager
 
 logger = logging.getLogger("radixserve.scheduler")
 
@@ -60,10 +61,21 @@ class Scheduler:
             "num_finished_reqs": 0,
             "num_forward_steps": 0,
         }
+        self.sessions = SessionManager(  # sessions and /extend conversations
+            kv, self.context_len, getattr(self.tokenizer, "bos_token_id", None),
+            args.session_idle_timeout,
+        )  # fmt: skip
 
     # -- requests -------------------------------------------------------------------------
-    def add_request(self, msg: ipc.TokenizedGenerateReq) -> None:
-        self.waiting.append(Req(msg, self.eos_token_ids, self.context_len))
+    def add_request(self, msg: ipc.TokenizedGenerateReq) -> list[ipc.ReqUpdate]:
+        """Queue a request; a refused one (bad session reference) is answered at once."""
+        req = Req(msg, self.eos_token_ids, self.context_len)
+        if msg.session_params is not None:
+            req.finish_reason = self.sessions.attach(req, msg.session_params)
+            if req.finish_reason is not None:
+                return [self._update(req)]
+        self.waiting.append(req)
+        return []
 
     def abort(self, rid: str) -> list[ipc.ReqUpdate]:
         for req in list(self.waiting):
@@ -88,8 +100,9 @@ class Scheduler:
         return not self.waiting and not self.running and self.chunked is None
 
     def flush_cache(self) -> bool:
-        if not self.is_idle():
+        if not self.is_idle() or self.sessions.sessions:  # open sessions hold locked KV
             return False
+        self.sessions.drop_conversations()
         self.kv.flush()
         return True
 
@@ -97,6 +110,9 @@ class Scheduler:
         """Load new weights (same architecture) while idle; the prefix cache is then stale."""
         if not self.is_idle():
             return False, "requests are running; retry when the engine is idle"
+        if self.sessions.sessions:
+            return False, "sessions are open; close them first (their KV would be stale)"
+        self.sessions.drop_conversations()
         try:
             self.runner.load_weights_from_disk(model_path)
         except (ValueError, OSError) as e:
@@ -230,6 +246,8 @@ class Scheduler:
         return updates
 
     def _update(self, req: Req) -> ipc.ReqUpdate:
+        if req.finished:  # once per request, after its KV went back to the tree
+            self.sessions.on_finished(req)
         start = req.sent_len
         req.sent_len = len(req.output_ids)
         up = ipc.ReqUpdate(
@@ -316,7 +334,7 @@ def event_loop(sched: Scheduler, recv: zmq.Socket, send: zmq.Socket) -> None:
             timeout = 0
             msg = ipc.to_scheduler_decoder.decode(recv.recv())
             if isinstance(msg, ipc.TokenizedGenerateReq):
-                sched.add_request(msg)
+                updates.extend(sched.add_request(msg))
             elif isinstance(msg, ipc.AbortReq):
                 updates.extend(sched.abort(msg.rid))
             elif isinstance(msg, ipc.FlushCacheReq):
@@ -326,6 +344,10 @@ def event_loop(sched: Scheduler, recv: zmq.Socket, send: zmq.Socket) -> None:
                 send.send(ipc.encode(ipc.QueryResult(msg.query_id, result)))
             elif isinstance(msg, ipc.GetLoadReq):
                 send.send(ipc.encode(ipc.QueryResult(msg.query_id, sched.load())))
+            elif isinstance(msg, ipc.SessionCtlReq):
+                result = sched.sessions.control(msg)
+                send.send(ipc.encode(ipc.QueryResult(msg.query_id, result)))
+        sched.sessions.expire()
         if os.getppid() != parent:
             logger.info("parent process exited; stopping")
             return

@@ -26,6 +26,7 @@ from radixserve.engine import ipc
 from radixserve.engine.io_struct import EngineError, GenerateOutput, GenerateRequest
 from radixserve.engine.request_state import ModelConfigView, ReqState, prepare_request
 from radixserve.engine.scheduler import run_scheduler_process
+from radixserve.engine.session_protocol import SessionCtlReq, rejected
 
 logger = logging.getLogger("radixserve.tokenizer_manager")
 
@@ -184,6 +185,14 @@ class TokenizerManager:
     async def flush_cache(self) -> bool:
         return bool(await self._query(ipc.FlushCacheReq(0)))
 
+    async def session_control(
+        self, op: str, session_id: Optional[str] = None, capacity: int = 0
+    ) -> tuple[int, Any]:
+        """open / close / list sessions in the scheduler: (HTTP status, id, message or ids)."""
+        msg = SessionCtlReq(query_id=0, op=op, session_id=session_id, capacity=capacity)
+        status, result = await self._query(msg)
+        return int(status), result
+
     async def get_load(self) -> dict[str, Any]:
         """Running/waiting requests, KV usage, cache hit rate, token counts (for /metrics)."""
         if not self.is_alive():
@@ -270,7 +279,10 @@ class TokenizerManager:
                 for up in msg.updates:
                     state = self.states.get(up.rid)
                     if state is not None:
-                        state.queue.put_nowait(state.apply(up))
+                        refused = rejected(up.finish_reason)  # e.g. an unknown session
+                        state.queue.put_nowait(
+                            EngineError(*refused) if refused else state.apply(up)
+                        )
             elif isinstance(msg, ipc.QueryResult):
                 fut = self._queries.get(msg.query_id)
                 if fut is not None and not fut.done():

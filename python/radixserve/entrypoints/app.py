@@ -19,7 +19,7 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from radixserve.engine.io_struct import EngineError
-from radixserve.entrypoints.native import control, health, routes
+from radixserve.entrypoints.native import batch, control, health, routes, sessions
 from radixserve.entrypoints.native.generate import ServingGenerate
 from radixserve.entrypoints.openai import durable
 from radixserve.entrypoints.openai import routes as openai_routes
@@ -162,6 +162,7 @@ def create_app(tm: Any, server_args: Any, start_engine: bool = True) -> Litestar
             *routes.HANDLERS,
             *health.HANDLERS,
             *control.HANDLERS,
+            *sessions.HANDLERS, *batch.HANDLERS,  # sessions, /extend, /batch
         ],  # fmt: skip
         lifespan=[lifespan],
         guards=guards,

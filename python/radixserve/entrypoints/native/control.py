@@ -26,9 +26,14 @@ class UpdateWeightsReq(msgspec.Struct, kw_only=True):
 @post("/flush_cache", status_code=200)
 async def flush_cache(request: Request[Any, Any, Any]) -> Response[bytes]:
     """SGLang answers in plain text; flushing fails while requests are running."""
-    ok = await get_state(request).tm.flush_cache()
+    tm = get_state(request).tm
+    ok = await tm.flush_cache()
     if ok:
         return Response(content=b"Cache flushed.\n", media_type="text/plain")
+    open_ids = (await tm.session_control("list"))[1] if hasattr(tm, "session_control") else []
+    if open_ids:  # open sessions hold locked KV that their next turns rely on
+        text = f"Cache not flushed: sessions are open ({', '.join(open_ids)}); close them first.\n"
+        return Response(content=text.encode(), status_code=400, media_type="text/plain")
     return Response(content=b"Cache not flushed: requests are running; retry when idle.\n",
                     status_code=400, media_type="text/plain")  # fmt: skip
 

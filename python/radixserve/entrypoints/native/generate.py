@@ -13,6 +13,7 @@ import msgspec
 
 from radixserve.engine.io_struct import EngineError, GenerateOutput, GenerateRequest
 from radixserve.engine.sampling_params import SamplingParams, parse_sampling_params
+from radixserve.engine.session_protocol import SessionParams
 from radixserve.entrypoints.openai.serving_base import (
     ServingBase,
     encode,
@@ -33,6 +34,23 @@ class GenerateReqInput(msgspec.Struct, kw_only=True):
     top_logprobs_num: int = 0
     return_text_in_logprobs: bool = False
     rid: Optional[Union[str, list[str]]] = None
+    session_params: Optional[SessionParams] = None  # continue a session (engine/session.py)
+
+
+def session_params(req: GenerateReqInput, num_prompts: int, n: int) -> Optional[SessionParams]:
+    """The checked session_params of a /generate request (one prompt, an open session)."""
+    sp = req.session_params
+    if sp is None:
+        return None
+    if not sp.id:
+        raise EngineError("session_params.id must name an open session.", 400, "session_params")
+    if num_prompts != 1 or n != 1:
+        raise EngineError("session_params needs a single prompt and n = 1.", 400,
+                          "session_params")  # fmt: skip
+    if req.return_logprob and req.logprob_start_len >= 0:
+        raise EngineError("Input logprobs are not supported with session_params.", 400,
+                          "logprob_start_len")  # fmt: skip
+    return sp
 
 
 def _output(out: GenerateOutput, index: Optional[int] = None) -> dict[str, Any]:
@@ -85,6 +103,7 @@ class ServingGenerate(ServingBase):
                 r.logprob_start_len = req.logprob_start_len
                 r.top_logprobs_num = req.top_logprobs_num
                 r.return_text_in_logprobs = req.return_text_in_logprobs
+                r.session_params = session_params(req, len(prompts), params.n)
             out.extend(reqs)
         return out, batched or len(out) > 1
 
