@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from radixserve.args import ServerArgs
+from radixserve.constrained.base import constraint_key
 from radixserve.engine import ipc
 from radixserve.engine.detokenizer import IncrementalDetokenizer, held_back_for_stop
 from radixserve.engine.io_struct import (
@@ -67,6 +68,10 @@ def prepare_request(
         params.verify(cfg.vocab_size)
     except ValueError as e:
         raise EngineError(str(e), 400, "sampling_params") from None
+    if args.grammar_backend == "none" and constraint_key(params) is not None:
+        kind = constraint_key(params)[0]  # type: ignore[index]
+        raise EngineError(f"{kind}: constrained decoding is disabled (--grammar-backend none).",
+                          400, kind)  # fmt: skip
     n_prompt = len(ids)
     if n_prompt >= cfg.context_len:
         raise EngineError(
