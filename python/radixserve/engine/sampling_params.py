@@ -89,9 +89,9 @@ class SamplingParams(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_un
             from radixserve.constrained.base import constraint_key
             from radixserve.constrained.xgrammar_backend import build_grammar
 
-            key = constraint_key(self)
-            assert key is not None
-            build_grammar(key)
+            grammar_key = constraint_key(self)
+            assert grammar_key is not None
+            build_grammar(grammar_key)
         if self.stop_regex:
             raise ValueError("stop_regex is not supported yet.")
         for s in self.stop_strings():

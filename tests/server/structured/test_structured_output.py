@@ -132,20 +132,20 @@ def test_free_requests_unchanged_by_constrained_neighbours(grammar_server: Serve
     import concurrent.futures
 
     prompt = {"text": "The capital of France is", "sampling_params": {
-        "max_new_tokens": 24, "temperature": 0.7, "sampling_seed": 3}}  # fmt: skip
+        "max_new_tokens": 16, "temperature": 0.7, "sampling_seed": 3}}  # fmt: skip
     url = grammar_server.url + "/generate"
     alone = httpx.post(url, json=prompt, timeout=300).json()["output_ids"]
     constrained = {"text": "JSON:", "sampling_params": {
-        "json_schema": json.dumps(NESTED), "max_new_tokens": 80, "temperature": 0.8}}
-    with concurrent.futures.ThreadPoolExecutor(6) as pool:
-        futs = [pool.submit(httpx.post, url, json=constrained, timeout=300) for _ in range(4)]
-        futs += [pool.submit(httpx.post, url, json=prompt, timeout=300) for _ in range(2)]
+        "json_schema": json.dumps(PERSON), "max_new_tokens": 60, "temperature": 0.8}}
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        futs = [pool.submit(httpx.post, url, json=constrained, timeout=600) for _ in range(2)]
+        futs += [pool.submit(httpx.post, url, json=prompt, timeout=600) for _ in range(2)]
         results = [f.result() for f in futs]
     assert all(r.status_code == 200 for r in results)
-    for r in results[4:]:
+    for r in results[2:]:
         assert r.json()["output_ids"] == alone
-    for r in results[:4]:
-        jsonschema.validate(json.loads(r.json()["text"]), NESTED)
+    for r in results[:2]:
+        jsonschema.validate(json.loads(r.json()["text"]), PERSON)
 
 
 @pytest.mark.parametrize("field,value", [
