@@ -83,7 +83,8 @@ class GrammarManager:
         return ok, failed
 
     def apply(self, batch: list[Any], info: SamplingBatchInfo, vocab_size: int) -> None:
-        rows = [i for i, r in enumerate(batch) if r.grammar is not None and not r.grammar.is_terminated()]
+        rows = [i for i, r in enumerate(batch) if r.grammar is not None
+                and r.grammar_after is None and not r.grammar.is_terminated()]  # fmt: skip
         if not rows:
             return
         bitmask = self.backend.allocate_bitmask(len(batch))
@@ -94,9 +95,15 @@ class GrammarManager:
         self.backend.apply_bitmask(info.logit_bias, bitmask, rows)
 
     @staticmethod
-    def accept(req: Any, token: int) -> None:
+    def accept(req: Any, token: int, tokenizer: Any) -> None:
         m = req.grammar
         if m is None or m.is_terminated():
+            return
+        if req.grammar_after is not None:
+            # Still reasoning: free tokens until the end marker has been written.
+            window = len(req.grammar_after.encode()) + 2
+            if req.grammar_after in tokenizer.decode(req.output_ids[-window:]):
+                req.grammar_after = None
             return
         if not m.accept_token(token):
             # Cannot happen with the mask applied; kept as a guard against backend drift.

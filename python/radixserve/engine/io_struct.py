@@ -26,6 +26,9 @@ class GenerateRequest(msgspec.Struct, kw_only=True):
     logprob_start_len: int = -1  # -1: no input-token logprobs
     top_logprobs_num: int = 0
     return_text_in_logprobs: bool = False
+    # Issue #10: with a reasoning parser, the grammar applies only after the reasoning section
+    # ends, i.e. after this text (e.g. "</think>") appears in the output.
+    grammar_after: Optional[str] = None
 
 
 class FinishReason(msgspec.Struct, kw_only=True, omit_defaults=True):

@@ -27,6 +27,7 @@ class TokenizedGenerateReq(msgspec.Struct, tag=True, kw_only=True):
     return_logprob: bool = False
     top_logprobs_num: int = 0
     logprob_start_len: int = -1
+    grammar_after: Optional[str] = None  # issue #10: constrain only after this text (</think>)
 
 
 class AbortReq(msgspec.Struct, tag=True):

@@ -124,6 +124,7 @@ def prepare_request(
                 return_logprob=req.return_logprob,
                 top_logprobs_num=req.top_logprobs_num if req.return_logprob else 0,
                 logprob_start_len=req.logprob_start_len if req.return_logprob else -1,
+                grammar_after=req.grammar_after,
             )
         )
     return msgs

@@ -228,7 +228,7 @@ class Scheduler:
                 self.stats["num_cached_tokens"] += req.cached_tokens
             req.output_ids.append(int(ids[i]))
             if req.grammar is not None:
-                GrammarManager.accept(req, int(ids[i]))
+                GrammarManager.accept(req, int(ids[i]), self.tokenizer)
             self.stats["num_generated_tokens"] += 1
             if req.return_logprob and lps is not None:
                 req.logprobs.append(float(lps[i]))

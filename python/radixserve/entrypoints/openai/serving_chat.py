@@ -8,6 +8,7 @@ from typing import Any, Optional
 
 import msgspec
 
+from radixserve.constrained.base import constraint_key
 from radixserve.engine.io_struct import EngineError, GenerateOutput
 from radixserve.entrypoints.openai.chat_output import (
     ChoiceStream,
@@ -41,6 +42,7 @@ from radixserve.entrypoints.openai.tool_support import (
     render_history,
     template_reads_tools,
 )
+from radixserve.parsers.reasoning import THINK_END
 
 
 class ServingChat(ServingBase):
@@ -115,10 +117,15 @@ class ServingChat(ServingBase):
         if plan.constraint is not None:  # tool_choice required / named: the call is forced
             params = msgspec.structs.replace(params, json_schema=plan.constraint, regex=None,
                                              ebnf=None)  # fmt: skip
-        return self.expand(
+        reqs = self.expand(
             [(None, ids)], params, req.n, req.rid, req.stream,
             logprobs=req.logprobs, top_logprobs=req.top_logprobs or 0,
         )  # fmt: skip
+        reasoning = self._reasoning(req)
+        if reasoning is not None and reasoning.force and constraint_key(params) is not None:
+            for r in reqs:  # the output opens inside <think>: constrain only what follows
+                r.grammar_after = THINK_END
+        return reqs
 
     async def create(self, req: ChatCompletionRequest) -> bytes | AsyncIterator[bytes]:
         plan = self.tool_plan(req)
