@@ -95,8 +95,8 @@ class ServingChat(ServingBase):
         if req.continue_final_message and req.messages and req.messages[-1].role != "assistant":
             raise EngineError("continue_final_message needs a final assistant message.", 400,
                               "continue_final_message")  # fmt: skip
-        template = self._server_arg("chat_template") or getattr(self.tm.tokenizer,
-                                                                "chat_template", None)  # fmt: skip
+        tokenizer = getattr(self.tm, "tokenizer", None)
+        template = self._server_arg("chat_template") or getattr(tokenizer, "chat_template", None)
         messages, tool_kwargs = render_history(self.messages(req), req.messages, plan,
                                                template_reads_tools(template))  # fmt: skip
         try:
