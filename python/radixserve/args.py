@@ -14,6 +14,10 @@ DTYPES = ("auto", "float32", "bfloat16")
 SCHEDULE_POLICIES = ("lpm", "fcfs")
 BACKENDS = ("native", "torch")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+# Issue #10: structured output, tool calling, reasoning.
+GRAMMAR_BACKENDS = ("xgrammar", "none")
+TOOL_CALL_PARSERS = ("hermes", "qwen25", "llama3", "mistral", "pythonic")
+REASONING_PARSERS = ("deepseek-r1", "qwen3")
 
 
 @dataclass
@@ -57,6 +61,12 @@ class ServerArgs:
     # conversation forgotten; 0 keeps them until closed or flushed.
     session_idle_timeout: float = 600.0
 
+    # Structured output, tool calling, reasoning (issue #10)
+    grammar_backend: str = "xgrammar"  # xgrammar | none (constraints are then refused)
+    grammar_cache_size: int = 256  # compiled grammars kept (LRU)
+    tool_call_parser: Optional[str] = None  # hermes | qwen25 | llama3 | mistral | pythonic
+    reasoning_parser: Optional[str] = None  # deepseek-r1 | qwen3
+
     random_seed: int = 0
     watchdog_timeout: float = 300.0
 
@@ -83,9 +93,14 @@ class ServerArgs:
         choice("attention_backend", BACKENDS)
         choice("kernel_backend", BACKENDS)
         choice("log_level", LOG_LEVELS)
+        choice("grammar_backend", GRAMMAR_BACKENDS)  # issue #10
+        if self.tool_call_parser is not None:
+            choice("tool_call_parser", TOOL_CALL_PARSERS)
+        if self.reasoning_parser is not None:
+            choice("reasoning_parser", REASONING_PARSERS)
         positive = ("max_running_requests", "max_prefill_tokens", "chunked_prefill_size",
                     "page_size", "stream_interval", "max_payload_size",
-                    "max_file_size", "batch_concurrency")
+                    "max_file_size", "batch_concurrency", "grammar_cache_size")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")

@@ -33,6 +33,9 @@ class GenerateRequest(msgspec.Struct, kw_only=True):
     top_logprobs_num: int = 0
     return_text_in_logprobs: bool = False
     session_params: Optional[SessionParams] = None  # sessions and /extend (engine/session.py)
+    # Issue #10: with a reasoning parser, the grammar applies only after the reasoning section
+    # ends, i.e. after this text (e.g. "</think>") appears in the output.
+    grammar_after: Optional[str] = None
 
 
 class FinishReason(msgspec.Struct, kw_only=True, omit_defaults=True):

@@ -30,6 +30,7 @@ class TokenizedGenerateReq(msgspec.Struct, tag=True, kw_only=True):
     logprob_start_len: int = -1
     background: bool = False  # batch work: admitted after every waiting online request
     session_params: Optional[SessionParams] = None  # the prompt continues earlier tokens
+    grammar_after: Optional[str] = None  # issue #10: constrain only after this text (</think>)
 
 
 class AbortReq(msgspec.Struct, tag=True):

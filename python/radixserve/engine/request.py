@@ -60,6 +60,8 @@ class Req:
         self.admitted_once = False
         self.num_retractions = 0
 
+        self.grammar: Any = None  # constrained/: the GrammarMatcher of a constrained request
+        self.grammar_after = msg.grammar_after  # the grammar waits for this text (reasoning end)
         self.finish_reason: Optional[dict[str, Any]] = None
         self.sent_len = 0  # output tokens already sent to the TokenizerManager
         self.logprobs: list[float] = []

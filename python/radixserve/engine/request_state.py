@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from radixserve.args import ServerArgs
+from radixserve.constrained.base import constraint_key
 from radixserve.engine import ipc
 from radixserve.engine.detokenizer import IncrementalDetokenizer, held_back_for_stop
 from radixserve.engine.io_struct import (
@@ -68,6 +69,10 @@ def prepare_request(
         params.verify(cfg.vocab_size)
     except ValueError as e:
         raise EngineError(str(e), 400, "sampling_params") from None
+    if args.grammar_backend == "none" and constraint_key(params) is not None:
+        kind = constraint_key(params)[0]  # type: ignore[index]
+        raise EngineError(f"{kind}: constrained decoding is disabled (--grammar-backend none).",
+                          400, kind)  # fmt: skip
     n_prompt = len(ids)
     if n_prompt >= cfg.context_len:
         raise EngineError(
@@ -124,6 +129,7 @@ def prepare_request(
                 logprob_start_len=req.logprob_start_len if req.return_logprob else -1,
                 background=BACKGROUND.get(),
                 session_params=req.session_params,
+                grammar_after=req.grammar_after,
             )
         )
     return msgs

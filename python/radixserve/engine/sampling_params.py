@@ -85,7 +85,13 @@ class SamplingParams(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_un
         if len(constraints) > 1:
             raise ValueError("Only one of json_schema, regex, ebnf and structural_tag may be set.")
         if constraints:
-            raise ValueError("Constrained decoding (json_schema, regex, ebnf, structural_tag) is not supported yet.")
+            # Parse now (no tokenizer needed) so bad input is a 400, never a scheduler error.
+            from radixserve.constrained.base import constraint_key
+            from radixserve.constrained.xgrammar_backend import build_grammar
+
+            grammar_key = constraint_key(self)
+            assert grammar_key is not None
+            build_grammar(grammar_key)
         if self.stop_regex:
             raise ValueError("stop_regex is not supported yet.")
         for s in self.stop_strings():

@@ -20,6 +20,7 @@ import torch
 import zmq
 
 from radixserve.args import ServerArgs
+from radixserve.constrained.grammar_manager import GrammarManager, make_backend
 from radixserve.engine import ipc
 from radixserve.engine.input_logprobs import collect_input_logprobs, input_logits_rows
 from radixserve.engine.kv_manager import KVManager, make_allocator
@@ -53,6 +54,10 @@ class Scheduler:
         self.chunked: Optional[Req] = None  # prompt partly in KV
         self.new_token_ratio = INIT_NEW_TOKEN_RATIO
         self.budget = min(args.chunked_prefill_size, args.max_prefill_tokens)
+        # Constrained decoding (issue #10): None with --grammar-backend none.
+        backend = make_backend(args.grammar_backend, self.tokenizer, self.vocab_size,
+                               self.eos_token_ids)  # fmt: skip
+        self.grammar = GrammarManager(backend, args.grammar_cache_size) if backend else None
         self.stats = {
             "num_retractions": 0,
             "num_prompt_tokens": 0,
@@ -74,10 +79,16 @@ class Scheduler:
             req.finish_reason = self.sessions.attach(req, msg.session_params)
             if req.finish_reason is not None:
                 return [self._update(req)]
-        self.waiting.append(req)
+        if self.grammar is not None and self.grammar.is_constrained(req):
+            self.grammar.add(req)  # waits for its grammar outside the batch
+        else:
+            self.waiting.append(req)
         return []
 
     def abort(self, rid: str) -> list[ipc.ReqUpdate]:
+        pending = self.grammar.remove(rid) if self.grammar is not None else None
+        if pending is not None:
+            return [self._finish_aborted(pending, "aborted by the caller")]
         for req in list(self.waiting):
             if req.rid == rid:
                 self.waiting.remove(req)
@@ -97,7 +108,8 @@ class Scheduler:
         return self._update(req)
 
     def is_idle(self) -> bool:
-        return not self.waiting and not self.running and self.chunked is None
+        compiling = self.grammar is not None and bool(self.grammar.pending)
+        return not self.waiting and not self.running and self.chunked is None and not compiling
 
     def flush_cache(self) -> bool:
         if not self.is_idle() or self.sessions.sessions:  # open sessions hold locked KV
@@ -143,6 +155,11 @@ class Scheduler:
     def step(self) -> list[ipc.ReqUpdate]:
         """Schedule and run one forward; return the updates to send (maybe none)."""
         updates: list[ipc.ReqUpdate] = []
+        if self.grammar is not None and self.grammar.pending:
+            idle = not self.waiting and not self.running and self.chunked is None
+            ready, failed = self.grammar.ready(block=idle)
+            self.waiting.extend(ready)
+            updates.extend(self._finish_aborted(r, msg) for r, msg in failed)
         self._make_room_for_decodes()
         reserved = len(self.running) + sum(headroom(r, self.new_token_ratio) for r in self.running)
         free = self.args.max_running_requests - len(self.running) - (1 if self.chunked else 0)
@@ -178,6 +195,8 @@ class Scheduler:
         self.chunked = plan.chunked
         fb = build_forward_batch(batch, slots, self.kv)
         info = build_sampling_info(batch, self.vocab_size)
+        if self.grammar is not None:
+            self.grammar.apply(batch, info, self.vocab_size)
         extra = input_logits_rows(batch, fb)
         out = self.runner.forward(fb)
         logits = out if isinstance(out, torch.Tensor) else out.next_token_logits
@@ -223,6 +242,8 @@ class Scheduler:
                 self.stats["num_prompt_tokens"] += len(req.origin_input_ids)
                 self.stats["num_cached_tokens"] += req.cached_tokens
             req.output_ids.append(int(ids[i]))
+            if req.grammar is not None:
+                GrammarManager.accept(req, int(ids[i]), self.tokenizer)
             self.stats["num_generated_tokens"] += 1
             if req.return_logprob and lps is not None:
                 req.logprobs.append(float(lps[i]))

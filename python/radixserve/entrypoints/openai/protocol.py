@@ -163,6 +163,8 @@ class ChatCompletionResponse(msgspec.Struct, kw_only=True):
 class DeltaMessage(msgspec.Struct, kw_only=True, omit_defaults=True):
     role: Optional[str] = None
     content: Optional[str] = None
+    reasoning_content: Optional[str] = None  # issue #10: --reasoning-parser
+    tool_calls: Optional[list[Any]] = None  # issue #10: streamed tool-call deltas
 
 
 class ChatStreamChoice(msgspec.Struct, kw_only=True):

@@ -16,6 +16,8 @@ from typing import Any, Optional
 
 import msgspec
 
+from radixserve.constrained.base import InvalidGrammarError
+from radixserve.constrained.xgrammar_backend import build_grammar
 from radixserve.engine.io_struct import EngineError, GenerateOutput, GenerateRequest, TokenLogprob
 from radixserve.engine.sampling_params import SamplingParams
 from radixserve.entrypoints.openai.protocol import (
@@ -103,8 +105,14 @@ class ServingBase:
             if fmt.type == "json_object":
                 constraint = '{"type": "object"}'
             elif fmt.type == "json_schema":
-                schema = (fmt.json_schema or {}).get("schema", fmt.json_schema)
-                constraint = msgspec.json.encode(schema).decode()
+                if not fmt.json_schema or not isinstance(fmt.json_schema.get("schema"), dict):
+                    raise EngineError("response_format.json_schema.schema must be a JSON "
+                                      "schema object.", 400, "response_format")  # fmt: skip
+                constraint = msgspec.json.encode(fmt.json_schema["schema"]).decode()
+                try:
+                    build_grammar(("json_schema", constraint))
+                except InvalidGrammarError as e:
+                    raise EngineError(f"response_format: {e}", 400, "response_format") from None
             else:
                 raise EngineError(f"response_format.type {fmt.type!r} is not supported.", 400,
                                   "response_format")  # fmt: skip

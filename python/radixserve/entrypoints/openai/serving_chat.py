@@ -6,13 +6,20 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any, Optional
 
+import msgspec
+
+from radixserve.constrained.base import constraint_key
 from radixserve.engine.io_struct import EngineError, GenerateOutput
+from radixserve.entrypoints.openai.chat_output import (
+    ChoiceStream,
+    build_message,
+    reasoning_parser_for,
+)
 from radixserve.entrypoints.openai.protocol import (
     ChatCompletionChoice,
     ChatCompletionChunk,
     ChatCompletionRequest,
     ChatCompletionResponse,
-    ChatResponseMessage,
     ChatStreamChoice,
     ChoiceLogprobs,
     DeltaMessage,
@@ -29,6 +36,13 @@ from radixserve.entrypoints.openai.serving_base import (
     sse,
     sse_done,
 )
+from radixserve.entrypoints.openai.tool_support import (
+    ToolPlan,
+    plan_tools,
+    render_history,
+    template_reads_tools,
+)
+from radixserve.parsers.reasoning import THINK_END
 
 
 class ServingChat(ServingBase):
@@ -58,9 +72,19 @@ class ServingChat(ServingBase):
             out.append(msg)
         return out
 
-    def build(self, req: ChatCompletionRequest) -> list[Any]:
-        if req.tools and req.tool_choice != "none":
-            raise EngineError("Tool calling is not supported by this server.", 400, "tools")
+    def _server_arg(self, name: str) -> Any:
+        return getattr(getattr(self.tm, "server_args", None), name, None)
+
+    def tool_plan(self, req: ChatCompletionRequest) -> ToolPlan:
+        return plan_tools(req.tools, req.tool_choice, req.parallel_tool_calls,
+                          self._server_arg("tool_call_parser"))  # fmt: skip
+
+    def _reasoning(self, req: ChatCompletionRequest) -> Any:
+        return reasoning_parser_for(self._server_arg("reasoning_parser"), req.separate_reasoning,
+                                    req.chat_template_kwargs)  # fmt: skip
+
+    def build(self, req: ChatCompletionRequest, plan: Optional[ToolPlan] = None) -> list[Any]:
+        plan = plan if plan is not None else self.tool_plan(req)
         if req.top_logprobs is not None:
             if not req.logprobs:
                 raise EngineError("top_logprobs requires logprobs to be true.", 400,
@@ -71,12 +95,16 @@ class ServingChat(ServingBase):
         if req.continue_final_message and req.messages and req.messages[-1].role != "assistant":
             raise EngineError("continue_final_message needs a final assistant message.", 400,
                               "continue_final_message")  # fmt: skip
-        messages = self.messages(req)
+        tokenizer = getattr(self.tm, "tokenizer", None)
+        template = self._server_arg("chat_template") or getattr(tokenizer, "chat_template", None)
+        messages, tool_kwargs = render_history(self.messages(req), req.messages, plan,
+                                               template_reads_tools(template))  # fmt: skip
         try:
             ids = self.tm.apply_chat_template(
                 messages,
                 add_generation_prompt=not req.continue_final_message,
                 continue_final_message=req.continue_final_message,
+                **tool_kwargs,
                 **(req.chat_template_kwargs or {}),
             )
         except EngineError:
@@ -86,22 +114,34 @@ class ServingChat(ServingBase):
         ids = list(ids)
         self.check_prompt_len(ids)
         params = self.sampling_params(req, req.max_completion_tokens or req.max_tokens)
-        return self.expand(
+        if plan.constraint is not None:  # tool_choice required / named: the call is forced
+            params = msgspec.structs.replace(params, json_schema=plan.constraint, regex=None,
+                                             ebnf=None)  # fmt: skip
+        reqs = self.expand(
             [(None, ids)], params, req.n, req.rid, req.stream,
             logprobs=req.logprobs, top_logprobs=req.top_logprobs or 0,
         )  # fmt: skip
+        reasoning = self._reasoning(req)
+        if reasoning is not None and reasoning.force and constraint_key(params) is not None:
+            for r in reqs:  # the output opens inside <think>: constrain only what follows
+                r.grammar_after = THINK_END
+        return reqs
 
     async def create(self, req: ChatCompletionRequest) -> bytes | AsyncIterator[bytes]:
-        reqs = self.build(req)
+        plan = self.tool_plan(req)
+        reqs = self.build(req, plan)
         if req.stream:
             updates = await self.primed(self.stream_all(reqs))
-            return self._stream(req, updates, len(reqs))
+            return self._stream(req, updates, len(reqs), plan)
         finals = await self.collect(reqs)
         choices = []
         for i, out in enumerate(finals):
             reason, matched = finish_reason(out)
+            message, has_calls = build_message(out.text, plan, self._reasoning(req))
+            if has_calls and reason == "stop":
+                reason = "tool_calls"
             choices.append(ChatCompletionChoice(
-                index=i, message=ChatResponseMessage(content=out.text),
+                index=i, message=message,
                 logprobs=self._logprobs(out, 0) if req.logprobs else None,
                 finish_reason=reason, matched_stop=matched,
             ))  # fmt: skip
@@ -113,9 +153,11 @@ class ServingChat(ServingBase):
 
     async def _stream(
         self, req: ChatCompletionRequest, updates: AsyncIterator[tuple[int, GenerateOutput]],
-        num_choices: int,
+        num_choices: int, plan: ToolPlan,
     ) -> AsyncIterator[bytes]:  # fmt: skip
         rid, created, model = new_id("chatcmpl-"), int(time.time()), self.model_name
+        parsers = [ChoiceStream(plan, self._reasoning(req), req.stream_reasoning)
+                   for _ in range(num_choices)]  # fmt: skip
         finals: list[Optional[GenerateOutput]] = [None] * num_choices
         sent_lp = [0] * num_choices
         try:
@@ -126,14 +168,17 @@ class ServingChat(ServingBase):
             async for i, out in updates:
                 finals[i] = out
                 reason, matched = finish_reason(out) if out.finished else (None, None)
-                if not out.delta_text and reason is None:
+                delta = parsers[i].feed(out.delta_text, final=out.finished)
+                if delta is None and reason is None:
                     continue
+                if parsers[i].has_calls and reason == "stop":
+                    reason = "tool_calls"
                 logprobs = None
                 if req.logprobs:
                     logprobs = self._logprobs(out, sent_lp[i])
                     sent_lp[i] = len(out.output_token_logprobs or ())
                 choice = ChatStreamChoice(
-                    index=i, delta=DeltaMessage(content=out.delta_text or None),
+                    index=i, delta=delta or DeltaMessage(),
                     logprobs=logprobs, finish_reason=reason, matched_stop=matched,
                 )  # fmt: skip
                 yield sse(ChatCompletionChunk(id=rid, created=created, model=model,

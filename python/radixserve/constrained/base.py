@@ -1,0 +1,77 @@
+"""The grammar backend interface the scheduler is written against.
+
+A request constrained by json_schema, regex, ebnf or structural_tag gets one GrammarMatcher,
+built from a compiled grammar that the backend produces from a GrammarKey (kind, text). The
+scheduler only calls the methods below, so xgrammar and other engines are interchangeable.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Optional
+
+import torch
+
+# The SamplingParams fields that carry a constraint, in the order they are looked up.
+CONSTRAINT_KINDS = ("json_schema", "regex", "ebnf", "structural_tag")
+
+GrammarKey = tuple[str, str]  # (kind, text): also the key of the compiled-grammar cache
+
+
+class InvalidGrammarError(ValueError):
+    """The constraint text is not a valid schema / regex / grammar; the message names the field."""
+
+
+def constraint_key(params: Any) -> Optional[GrammarKey]:
+    """The (kind, text) constraint of a SamplingParams, or None for a free request."""
+    for kind in CONSTRAINT_KINDS:
+        text = getattr(params, kind, None)
+        if text:
+            return kind, text
+    return None
+
+
+class GrammarMatcher(ABC):
+    """The per-request state of a grammar: which tokens may come next."""
+
+    @abstractmethod
+    def accept_token(self, token: int) -> bool:
+        """Advance by one sampled token; False if the grammar rejects it."""
+
+    @abstractmethod
+    def fill_bitmask(self, bitmask: torch.Tensor, row: int) -> None:
+        """Write the allowed-token bitmask of the next position into bitmask[row]."""
+
+    @abstractmethod
+    def is_terminated(self) -> bool:
+        """True once the grammar accepted a stop token (nothing more may follow)."""
+
+    @abstractmethod
+    def rollback(self, num_tokens: int) -> None:
+        """Undo the last num_tokens accepted tokens."""
+
+    def jump_forward_string(self) -> str:
+        """The text every continuation must start with ('' when there is a choice)."""
+        return ""
+
+
+class GrammarBackend(ABC):
+    """Compiles GrammarKeys for one tokenizer and applies bitmasks to logit rows."""
+
+    name: str = "base"
+
+    @abstractmethod
+    def compile(self, key: GrammarKey) -> Any:
+        """A compiled grammar (opaque); raise InvalidGrammarError for bad input."""
+
+    @abstractmethod
+    def matcher(self, compiled: Any) -> GrammarMatcher:
+        """A fresh matcher at the start of the compiled grammar."""
+
+    @abstractmethod
+    def allocate_bitmask(self, rows: int) -> torch.Tensor:
+        """A bitmask buffer for `rows` rows of the vocabulary."""
+
+    @abstractmethod
+    def apply_bitmask(self, logits: torch.Tensor, bitmask: torch.Tensor, rows: list[int]) -> None:
+        """Set logits[r, t] = -inf where bitmask[r] forbids t, for each r in rows (in place)."""

@@ -1,0 +1,1 @@
+"""Output parsers used by serving_chat: tool calls (one detector per format) and reasoning."""
