@@ -72,6 +72,7 @@ class KVReadingRunner:
 
 def make(num_slots: int = 512, rows: int = 16, context: int = 256, radix: bool = True,
          **kw: Any) -> Scheduler:  # fmt: skip
+    kw.setdefault("grammar_backend", "none")  # the letter tokenizer has no vocabulary for xgrammar
     args = ServerArgs(max_running_requests=rows, disable_radix_cache=not radix, **kw)
     runner = KVReadingRunner(num_slots, rows, context)
     alloc = make_allocator(num_slots)
