@@ -53,6 +53,10 @@ class ServerArgs:
     kernel_backend: str = "native"  # norm, rope, activation, linear, sampling
     num_threads: Optional[int] = None  # intra-op threads of the scheduler process
 
+    # Pooling models (#8): serve a causal LM for last-token embeddings (BERT and
+    # *ForSequenceClassification checkpoints are detected from `architectures`).
+    is_embedding: bool = False
+
     random_seed: int = 0
     watchdog_timeout: float = 300.0
 

@@ -26,6 +26,10 @@ class GenerateRequest(msgspec.Struct, kw_only=True):
     logprob_start_len: int = -1  # -1: no input-token logprobs
     top_logprobs_num: int = 0
     return_text_in_logprobs: bool = False
+    # Pooling (#8): see engine/pooling_request.py.
+    pooling: bool = False
+    label_token_ids: Optional[list[int]] = None
+    token_type_ids: Optional[list[int]] = None
 
 
 class FinishReason(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -71,6 +75,7 @@ class GenerateOutput(msgspec.Struct, kw_only=True):
     output_top_logprobs: Optional[list[list[TokenLogprob]]] = None
     input_token_logprobs: Optional[list[TokenLogprob]] = None
     input_top_logprobs: Optional[list[list[TokenLogprob]]] = None
+    pooled: Optional[list[float]] = None  # pooling output / score label logprobs (#8)
 
     def meta_info(self) -> dict[str, Any]:
         meta: dict[str, Any] = {

@@ -16,6 +16,7 @@ from typing import Any
 from radixserve.args import ServerArgs
 from radixserve.engine import ipc
 from radixserve.engine.detokenizer import IncrementalDetokenizer, held_back_for_stop
+from radixserve.engine.pooling_request import prepare_pooling_request
 from radixserve.engine.io_struct import (
     EngineError,
     FinishReason,
@@ -62,6 +63,8 @@ def prepare_request(
         ids = list(tokenizer.encode(req.text))
     if not ids:
         raise EngineError("The prompt is empty.", 400, "prompt")
+    if req.pooling or not getattr(cfg, "is_generation", True):
+        return [prepare_pooling_request(req, ids, cfg)]  # #8
     params = req.sampling_params
     try:
         params.verify(cfg.vocab_size)
@@ -119,6 +122,7 @@ def prepare_request(
                 return_logprob=req.return_logprob,
                 top_logprobs_num=req.top_logprobs_num if req.return_logprob else 0,
                 logprob_start_len=req.logprob_start_len if req.return_logprob else -1,
+                label_token_ids=req.label_token_ids,
             )
         )
     return msgs
@@ -215,4 +219,5 @@ class ReqState:
             output_top_logprobs=list(self.top) if self.top is not None else None,
             input_token_logprobs=list(self.in_lps) if self.in_lps is not None else None,
             input_top_logprobs=list(self.in_top) if self.in_top is not None else None,
+            pooled=up.pooled,
         )

@@ -23,6 +23,12 @@ from radixserve.args import ServerArgs
 from radixserve.engine import ipc
 from radixserve.engine.input_logprobs import collect_input_logprobs, input_logits_rows
 from radixserve.engine.kv_manager import KVManager, make_allocator
+from radixserve.engine.pooling_step import (
+    attach_label_logprobs,
+    finish_pooled,
+    keep_whole_prompts,
+    token_types,
+)
 from radixserve.engine.request import Req
 from radixserve.engine.schedule_batch import build_forward_batch, build_sampling_info
 from radixserve.engine.schedule_policy import (
@@ -52,6 +58,10 @@ class Scheduler:
         self.chunked: Optional[Req] = None  # prompt partly in KV
         self.new_token_ratio = INIT_NEW_TOKEN_RATIO
         self.budget = min(args.chunked_prefill_size, args.max_prefill_tokens)
+        # Encoders (#8) run whole prompts: a step must hold the longest one.
+        self.is_encoder = bool(getattr(cfg, "is_encoder", False))
+        if self.is_encoder:
+            self.budget = max(self.budget, self.context_len)
         self.stats = {
             "num_retractions": 0,
             "num_prompt_tokens": 0,
@@ -151,6 +161,8 @@ class Scheduler:
                 head = self.waiting.pop(0)
                 updates.append(self._finish_aborted(head, "the prompt does not fit in the KV pool"))
                 return updates
+        if self.is_encoder:
+            keep_whole_prompts(self, plan)
         batch = plan.reqs + self.running
         if not batch:
             return updates
@@ -161,14 +173,18 @@ class Scheduler:
             raise RuntimeError("KV allocation failed after admission checks")
         self.chunked = plan.chunked
         fb = build_forward_batch(batch, slots, self.kv)
+        fb.token_type_ids = token_types(batch)
         info = build_sampling_info(batch, self.vocab_size)
         extra = input_logits_rows(batch, fb)
         out = self.runner.forward(fb)
+        if getattr(self.runner, "is_pooling", False):  # pooling models: no sampling (#8)
+            return updates + finish_pooled(self, batch, out)
         logits = out if isinstance(out, torch.Tensor) else out.next_token_logits
         if extra is not None:
             sample_rows, spans = extra
             collect_input_logprobs(logits, spans)
             logits = logits[sample_rows]
+        attach_label_logprobs(batch, logits)  # /v1/score (#8)
         sample = self.runner.sample(logits, info)
         self.stats["num_forward_steps"] += 1
         updates.extend(self._process_results(batch, sample))
@@ -239,6 +255,7 @@ class Scheduler:
             finish_reason=req.finish_reason,
             prompt_tokens=len(req.origin_input_ids),
             cached_tokens=req.cached_tokens,
+            pooled=req.pooled,
         )
         if req.return_logprob:
             if req.input_lp_from is not None and not req.input_lp_sent and req.output_ids:
@@ -262,7 +279,9 @@ def build_scheduler(args: ServerArgs) -> Scheduler:
         raise ValueError("the scheduler supports --page-size 1 only")
     runner = ModelRunner(args)
     allocator = make_allocator(int(runner.max_total_tokens))
-    tree = None if args.disable_radix_cache else RadixCache(allocator, 1)
+    # Encoders (#8) keep no KV to share: no prefix cache.
+    no_tree = args.disable_radix_cache or runner.model_config.is_encoder
+    tree = None if no_tree else RadixCache(allocator, 1)
     kv = KVManager(allocator, tree, runner.req_to_token_pool)
     return Scheduler(args, runner, kv)
 
