@@ -107,7 +107,7 @@ class ModelRunner:
             self.attention_backend_name,
             self.req_to_token_pool.req_to_token,
             self.kv_pool,
-            cfg.layer_sliding_windows,
+            [-1] if cfg.is_encoder else cfg.layer_sliding_windows,  # encoder: placeholder pool
         )
         self.model.attn_backend = self.attn_backend
         self._sampler: Optional[Any] = None

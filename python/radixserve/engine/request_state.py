@@ -16,7 +16,6 @@ from typing import Any
 from radixserve.args import ServerArgs
 from radixserve.engine import ipc
 from radixserve.engine.detokenizer import IncrementalDetokenizer, held_back_for_stop
-from radixserve.engine.pooling_request import prepare_pooling_request
 from radixserve.engine.io_struct import (
     EngineError,
     FinishReason,
@@ -24,6 +23,7 @@ from radixserve.engine.io_struct import (
     GenerateRequest,
     TokenLogprob,
 )
+from radixserve.engine.pooling_request import prepare_pooling_request
 
 
 class ModelConfigView:

@@ -27,6 +27,7 @@ from radixserve.entrypoints.openai.serving_chat import ServingChat
 from radixserve.entrypoints.openai.serving_completions import ServingCompletions
 from radixserve.entrypoints.openai.serving_models import ServingModels
 from radixserve.entrypoints.openai.serving_tokenize import ServingTokenize
+from radixserve.entrypoints.pooling import routes as pooling_routes
 from radixserve.entrypoints.state import JSON, ServerState
 from radixserve.metrics import ServerMetrics
 
@@ -158,6 +159,7 @@ def create_app(tm: Any, server_args: Any, start_engine: bool = True) -> Litestar
             *routes.HANDLERS,
             *health.HANDLERS,
             *control.HANDLERS,
+            *pooling_routes.HANDLERS,  # #8: embeddings, encode, classify, score, rerank
         ],  # fmt: skip
         lifespan=[lifespan],
         guards=guards,
