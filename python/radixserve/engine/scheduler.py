@@ -58,10 +58,11 @@ class Scheduler:
         self.chunked: Optional[Req] = None  # prompt partly in KV
         self.new_token_ratio = INIT_NEW_TOKEN_RATIO
         self.budget = min(args.chunked_prefill_size, args.max_prefill_tokens)
-        # Encoders (#8) run whole prompts: a step must hold the longest one.
+        # Encoders (#8) run whole prompts (never chunked), so chunked_prefill_size does not
+        # apply: a step holds up to max_prefill_tokens, and at least the longest prompt.
         self.is_encoder = bool(getattr(cfg, "is_encoder", False))
         if self.is_encoder:
-            self.budget = max(self.budget, self.context_len)
+            self.budget = max(args.max_prefill_tokens, self.context_len)
         self.stats = {
             "num_retractions": 0,
             "num_prompt_tokens": 0,

@@ -144,7 +144,7 @@ def load_bert_weights(
                              f"the model expects {tuple(dest.shape)}")  # fmt: skip
         dest.copy_(tensor)
         seen.add(name if rows is None else f"{name}#{rows[0]}")
-    expected = set()
+    expected: set[str] = set()
     for name, p in params.items():
         if ".qkv_proj." in name:
             n = p.shape[0] // 3

@@ -13,10 +13,9 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from typing import Optional
+from typing import Any, Optional
 
 import torch
-from torch import nn
 from tqdm import tqdm
 
 from radixserve.models import gguf_loader
@@ -174,12 +173,15 @@ def _default_dtype(dtype: torch.dtype) -> Iterator[None]:
         torch.set_default_dtype(old)
 
 
-def load_model(config: ModelConfig, weights_path: Optional[str] = None) -> nn.Module:
-    """Create the model in config.dtype and load its weights (from config.path by default)."""
+def load_model(config: ModelConfig, weights_path: Optional[str] = None) -> Any:
+    """Create the model in config.dtype and load its weights (from config.path by default).
+
+    Any: a causal LM (LlamaForCausalLM family) or a pooling model (BERT, classifiers), all
+    nn.Modules with `load_weights`."""
     start = time.perf_counter()
     cls = resolve_model_class(config.architectures, is_embedding=not config.is_generation)
     with _default_dtype(config.dtype):
-        model = cls(config)
+        model: Any = cls(config)
     path, gguf_file = resolve_model_path(weights_path or config.path)
     if gguf_file is not None:
         total = gguf_loader.num_gguf_tensors(gguf_file)
