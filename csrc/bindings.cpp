@@ -10,6 +10,7 @@
 #include "cpu/activation.h"
 #include "cpu/attention.h"
 #include "cpu/cpu_features.h"
+#include "cpu/encoder_ops.h"
 #include "cpu/norm.h"
 #include "cpu/rope.h"
 #include "cpu/sampling.h"
@@ -238,6 +239,18 @@ PYBIND11_MODULE(_C, m) {
         "In place rope on query [T, Hq*D] and key [T, Hkv*D]; cache rows are cos then sin.");
   m.def("silu_and_mul", &radixserve::cpu::silu_and_mul, py::arg("out"), py::arg("x"),
         "out[N, I] = silu(x[:, :I]) * x[:, I:] for x [N, 2I].");
+
+  // ---- section: encoder ops (LayerNorm, GELU) for BERT-family pooling models ----
+  m.def(
+      "layer_norm",
+      [](const at::Tensor& out, const at::Tensor& x, std::optional<at::Tensor> residual,
+         const at::Tensor& weight, const at::Tensor& bias, double eps) {
+        radixserve::cpu::layer_norm(out, x, residual.value_or(at::Tensor()), weight, bias, eps);
+      },
+      py::arg("out"), py::arg("x"), py::arg("residual"), py::arg("weight"), py::arg("bias"),
+      py::arg("eps"), "out = layer_norm(x + residual) * weight + bias per row; residual may be None.");
+  m.def("gelu", &radixserve::cpu::gelu, py::arg("out"), py::arg("x"),
+        py::arg("tanh_approx") = false, "out = gelu(x) (erf form, or the tanh approximation).");
 
   // ---- section: linear ----
   m.def("pack_linear_weight", &radixserve::cpu::pack_linear_weight, py::arg("weight"),

@@ -66,6 +66,9 @@ class ServerArgs:
     grammar_cache_size: int = 256  # compiled grammars kept (LRU)
     tool_call_parser: Optional[str] = None  # hermes | qwen25 | llama3 | mistral | pythonic
     reasoning_parser: Optional[str] = None  # deepseek-r1 | qwen3
+    # Pooling models (#8): serve a causal LM for last-token embeddings (BERT and
+    # *ForSequenceClassification checkpoints are detected from `architectures`).
+    is_embedding: bool = False
 
     random_seed: int = 0
     watchdog_timeout: float = 300.0

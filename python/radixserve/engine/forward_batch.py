@@ -33,6 +33,8 @@ class ForwardBatch:
     seq_lens_list: Optional[list[int]] = None
     extend_seq_lens_list: Optional[list[int]] = None
     extend_prefix_lens_list: Optional[list[int]] = None
+    # BERT segment ids [num_tokens] int64 (cross-encoder pairs); None means all zeros.
+    token_type_ids: Optional[torch.Tensor] = None
 
     @property
     def batch_size(self) -> int:

@@ -36,6 +36,10 @@ class GenerateRequest(msgspec.Struct, kw_only=True):
     # Issue #10: with a reasoning parser, the grammar applies only after the reasoning section
     # ends, i.e. after this text (e.g. "</think>") appears in the output.
     grammar_after: Optional[str] = None
+    # Pooling (#8): see engine/pooling_request.py.
+    pooling: bool = False
+    label_token_ids: Optional[list[int]] = None
+    token_type_ids: Optional[list[int]] = None
 
 
 class FinishReason(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -81,6 +85,7 @@ class GenerateOutput(msgspec.Struct, kw_only=True):
     output_top_logprobs: Optional[list[list[TokenLogprob]]] = None
     input_token_logprobs: Optional[list[TokenLogprob]] = None
     input_top_logprobs: Optional[list[list[TokenLogprob]]] = None
+    pooled: Optional[list[float]] = None  # pooling output / score label logprobs (#8)
 
     def meta_info(self) -> dict[str, Any]:
         meta: dict[str, Any] = {

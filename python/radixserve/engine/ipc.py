@@ -31,6 +31,11 @@ class TokenizedGenerateReq(msgspec.Struct, tag=True, kw_only=True):
     background: bool = False  # batch work: admitted after every waiting online request
     session_params: Optional[SessionParams] = None  # the prompt continues earlier tokens
     grammar_after: Optional[str] = None  # issue #10: constrain only after this text (</think>)
+    # Pooling (#8): run the prompt only and send back the model's output (embedding or
+    # classifier logits); label_token_ids: send the next-token logprobs of these ids (/v1/score).
+    pooling: bool = False
+    label_token_ids: Optional[list[int]] = None
+    token_type_ids: Optional[list[int]] = None  # BERT segment ids (cross-encoder pairs)
 
 
 class AbortReq(msgspec.Struct, tag=True):
@@ -68,6 +73,8 @@ class ReqUpdate(msgspec.Struct, array_like=True):
     input_logprobs: Optional[list[float]] = None
     input_top_ids: Optional[list[list[int]]] = None
     input_top_logprobs: Optional[list[list[float]]] = None
+    # Pooling (#8): the embedding / classifier logits, or the label logprobs of a score request.
+    pooled: Optional[list[float]] = None
 
 
 class BatchOut(msgspec.Struct, tag=True):

@@ -20,7 +20,6 @@ from radixserve.layers.backend import native_ops, set_kernel_backend
 from radixserve.layers.linear import Linear
 from radixserve.layers.sampling_info import SampleOutput, SamplingBatchInfo
 from radixserve.models.config import ModelConfig
-from radixserve.models.llama import LlamaForCausalLM
 from radixserve.models.loader import load_model, load_model_config
 from radixserve.models.tokenizer import load_tokenizer
 
@@ -69,12 +68,15 @@ class ModelRunner:
             server_args.dtype,
             server_args.context_length,
             native_kernels=self.kernel_backend == "native",
+            is_embedding=server_args.is_embedding,
         )
+        # Pooling models (#8) return one vector per request from forward(), never logits.
+        self.is_pooling = not self.model_config.is_generation
         self.context_len = self.model_config.context_len
         self.tokenizer: Any = load_tokenizer(self.model_config.path, server_args.tokenizer_path)
         if server_args.chat_template is None and self.model_config.chat_template is None:
             self.model_config.chat_template = getattr(self.tokenizer, "chat_template", None)
-        self.model: LlamaForCausalLM = load_model(self.model_config)
+        self.model: Any = load_model(self.model_config)
         self._post_load(self.model)
 
         self.max_total_tokens = self._kv_pool_size()
@@ -82,9 +84,10 @@ class ModelRunner:
             server_args.max_running_requests + SPARE_REQ_ROWS, self.context_len
         )
         cfg = self.model_config
-        self.kv_pool = KVPool(
-            self.max_total_tokens, cfg.num_layers, cfg.num_kv_heads, cfg.head_dim, cfg.dtype
-        )
+        # An encoder keeps no KV (whole prompts, bidirectional): its slots are only the
+        # scheduler's accounting, so the pool is a 1x1x1 placeholder per slot.
+        kv_dims = (1, 1, 1) if cfg.is_encoder else (cfg.num_layers, cfg.num_kv_heads, cfg.head_dim)
+        self.kv_pool = KVPool(self.max_total_tokens, *kv_dims, cfg.dtype)
         logger.info(
             "KV pool: %d tokens, %.1f MiB (%s); %d request rows of %d tokens",
             self.max_total_tokens,
@@ -104,7 +107,7 @@ class ModelRunner:
             self.attention_backend_name,
             self.req_to_token_pool.req_to_token,
             self.kv_pool,
-            cfg.layer_sliding_windows,
+            [-1] if cfg.is_encoder else cfg.layer_sliding_windows,  # encoder: placeholder pool
         )
         self.model.attn_backend = self.attn_backend
         self._sampler: Optional[Any] = None
@@ -130,6 +133,8 @@ class ModelRunner:
         args = self.server_args
         if args.max_total_tokens is not None:
             return int(args.max_total_tokens)
+        if self.model_config.is_encoder:
+            return int(args.max_running_requests * self.context_len)
         per_token = self.model_config.kv_bytes_per_token()
         budget = int(available_memory_bytes() * args.mem_fraction_static)
         tokens = budget // per_token
@@ -144,7 +149,9 @@ class ModelRunner:
         """float32 logits [n, vocab] at the batch's logits positions (last token per request)."""
         with torch.inference_mode():
             hidden = self.model(batch)
-            return self.model.compute_logits(hidden)
+            if self.is_pooling:  # [bs, D] embeddings or classifier logits, float32
+                return hidden.float()  # type: ignore[no-any-return]
+            return self.model.compute_logits(hidden)  # type: ignore[no-any-return]
 
     def sample(self, logits: torch.Tensor, info: SamplingBatchInfo) -> SampleOutput:
         if self._sampler is None:
@@ -164,6 +171,7 @@ class ModelRunner:
             self.server_args.dtype,
             self.server_args.context_length,
             native_kernels=self.kernel_backend == "native",
+            is_embedding=self.server_args.is_embedding,
         )
         fields = (
             "architectures",

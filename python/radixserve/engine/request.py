@@ -68,6 +68,11 @@ class Req:
         self.top_ids: list[list[int]] = []
         self.top_logprobs: list[list[float]] = []
         self.arrival = time.monotonic()
+        # Pooling (#8): see engine/pooling_step.py.
+        self.pooling = msg.pooling
+        self.label_token_ids = msg.label_token_ids
+        self.token_type_ids = msg.token_type_ids
+        self.pooled: Optional[list[float]] = None
 
     @property
     def fill_ids(self) -> list[int]:

@@ -25,6 +25,7 @@ from radixserve.engine.io_struct import (
     GenerateRequest,
     TokenLogprob,
 )
+from radixserve.engine.pooling_request import prepare_pooling_request
 
 
 class ModelConfigView:
@@ -64,6 +65,8 @@ def prepare_request(
         ids = list(tokenizer.encode(req.text))
     if not ids:
         raise EngineError("The prompt is empty.", 400, "prompt")
+    if req.pooling or not getattr(cfg, "is_generation", True):
+        return [prepare_pooling_request(req, ids, cfg)]  # #8
     params = req.sampling_params
     try:
         params.verify(cfg.vocab_size)
@@ -130,6 +133,7 @@ def prepare_request(
                 background=BACKGROUND.get(),
                 session_params=req.session_params,
                 grammar_after=req.grammar_after,
+                label_token_ids=req.label_token_ids,
             )
         )
     return msgs
@@ -226,4 +230,5 @@ class ReqState:
             output_top_logprobs=list(self.top) if self.top is not None else None,
             input_token_logprobs=list(self.in_lps) if self.in_lps is not None else None,
             input_top_logprobs=list(self.in_top) if self.in_top is not None else None,
+            pooled=up.pooled,
         )

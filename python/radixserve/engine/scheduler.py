@@ -24,6 +24,12 @@ from radixserve.constrained.grammar_manager import GrammarManager, make_backend
 from radixserve.engine import ipc
 from radixserve.engine.input_logprobs import collect_input_logprobs, input_logits_rows
 from radixserve.engine.kv_manager import KVManager, make_allocator
+from radixserve.engine.pooling_step import (
+    attach_label_logprobs,
+    finish_pooled,
+    keep_whole_prompts,
+    token_types,
+)
 from radixserve.engine.request import Req
 from radixserve.engine.schedule_batch import build_forward_batch, build_sampling_info
 from radixserve.engine.schedule_policy import (
@@ -55,9 +61,15 @@ class Scheduler:
         self.new_token_ratio = INIT_NEW_TOKEN_RATIO
         self.budget = min(args.chunked_prefill_size, args.max_prefill_tokens)
         # Constrained decoding (issue #10): None with --grammar-backend none.
-        backend = make_backend(args.grammar_backend, self.tokenizer, self.vocab_size,
-                               self.eos_token_ids)  # fmt: skip
+        pooling = bool(getattr(runner, "is_pooling", False))  # pooling models sample nothing
+        backend = None if pooling else make_backend(
+            args.grammar_backend, self.tokenizer, self.vocab_size, self.eos_token_ids)
         self.grammar = GrammarManager(backend, args.grammar_cache_size) if backend else None
+        # Encoders (#8) run whole prompts (never chunked), so chunked_prefill_size does not
+        # apply: a step holds up to max_prefill_tokens, and at least the longest prompt.
+        self.is_encoder = bool(getattr(cfg, "is_encoder", False))
+        if self.is_encoder:
+            self.budget = max(args.max_prefill_tokens, self.context_len)
         self.stats = {
             "num_retractions": 0,
             "num_prompt_tokens": 0,
@@ -184,6 +196,8 @@ class Scheduler:
                 head = self.waiting.pop(0)
                 updates.append(self._finish_aborted(head, "the prompt does not fit in the KV pool"))
                 return updates
+        if self.is_encoder:
+            keep_whole_prompts(self, plan)
         batch = plan.reqs + self.running
         if not batch:
             return updates
@@ -194,16 +208,20 @@ class Scheduler:
             raise RuntimeError("KV allocation failed after admission checks")
         self.chunked = plan.chunked
         fb = build_forward_batch(batch, slots, self.kv)
+        fb.token_type_ids = token_types(batch)
         info = build_sampling_info(batch, self.vocab_size)
         if self.grammar is not None:
             self.grammar.apply(batch, info, self.vocab_size)
         extra = input_logits_rows(batch, fb)
         out = self.runner.forward(fb)
+        if getattr(self.runner, "is_pooling", False):  # pooling models: no sampling (#8)
+            return updates + finish_pooled(self, batch, out)
         logits = out if isinstance(out, torch.Tensor) else out.next_token_logits
         if extra is not None:
             sample_rows, spans = extra
             collect_input_logprobs(logits, spans)
             logits = logits[sample_rows]
+        attach_label_logprobs(batch, logits)  # /v1/score (#8)
         sample = self.runner.sample(logits, info)
         self.stats["num_forward_steps"] += 1
         updates.extend(self._process_results(batch, sample))
@@ -278,6 +296,7 @@ class Scheduler:
             finish_reason=req.finish_reason,
             prompt_tokens=len(req.origin_input_ids),
             cached_tokens=req.cached_tokens,
+            pooled=req.pooled,
         )
         if req.return_logprob:
             if req.input_lp_from is not None and not req.input_lp_sent and req.output_ids:
@@ -301,7 +320,9 @@ def build_scheduler(args: ServerArgs) -> Scheduler:
         raise ValueError("the scheduler supports --page-size 1 only")
     runner = ModelRunner(args)
     allocator = make_allocator(int(runner.max_total_tokens))
-    tree = None if args.disable_radix_cache else RadixCache(allocator, 1)
+    # Encoders (#8) keep no KV to share: no prefix cache.
+    no_tree = args.disable_radix_cache or runner.model_config.is_encoder
+    tree = None if no_tree else RadixCache(allocator, 1)
     kv = KVManager(allocator, tree, runner.req_to_token_pool)
     return Scheduler(args, runner, kv)
 

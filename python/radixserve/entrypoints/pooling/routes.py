@@ -1,0 +1,75 @@
+"""Pooling route handlers (#8). Their serving objects are built on first use from the server
+state (engine, model name, metrics), so app.py only lists HANDLERS."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from litestar import Request, Response, post
+
+from radixserve.entrypoints.pooling.protocol import (
+    EmbeddingRequest,
+    EncodeReqInput,
+    RerankRequest,
+    ScoreRequest,
+)
+from radixserve.entrypoints.pooling.runner import PoolingMetrics
+from radixserve.entrypoints.pooling.serving_embedding import ServingPooling
+from radixserve.entrypoints.pooling.serving_rerank import ServingRerank
+from radixserve.entrypoints.pooling.serving_score import ServingScore
+from radixserve.entrypoints.state import decode, get_state, json_response, unless_disconnected
+
+
+@dataclass
+class PoolingServing:
+    pooling: ServingPooling
+    score: ServingScore
+    rerank: ServingRerank
+
+
+def serving(request: Request[Any, Any, Any]) -> PoolingServing:
+    app_state = request.app.state
+    found: Optional[PoolingServing] = getattr(app_state, "pooling_serving", None)
+    if found is None:
+        s = get_state(request)
+        metrics = PoolingMetrics(s.metrics) if s.metrics is not None else None
+        args = (s.tm, s.model_name, metrics)
+        found = PoolingServing(ServingPooling(*args), ServingScore(*args), ServingRerank(*args))
+        app_state.pooling_serving = found
+    return found
+
+
+@post("/v1/embeddings", status_code=200)
+async def embeddings(request: Request[Any, Any, Any]) -> Response[bytes]:
+    req = decode(await request.body(), EmbeddingRequest)
+    return json_response(await unless_disconnected(request, serving(request).pooling.embeddings(req)))
+
+
+@post("/encode", status_code=200)
+async def encode_route(request: Request[Any, Any, Any]) -> Response[bytes]:
+    req = decode(await request.body(), EncodeReqInput)
+    work = serving(request).pooling.native(req, "/encode")
+    return json_response(await unless_disconnected(request, work))
+
+
+@post(["/classify", "/v1/classify"], status_code=200)
+async def classify(request: Request[Any, Any, Any]) -> Response[bytes]:
+    req = decode(await request.body(), EncodeReqInput)
+    work = serving(request).pooling.native(req, "/classify")
+    return json_response(await unless_disconnected(request, work))
+
+
+@post("/v1/score", status_code=200)
+async def score(request: Request[Any, Any, Any]) -> Response[bytes]:
+    req = decode(await request.body(), ScoreRequest)
+    return json_response(await unless_disconnected(request, serving(request).score.score(req)))
+
+
+@post("/v1/rerank", status_code=200)
+async def rerank(request: Request[Any, Any, Any]) -> Response[bytes]:
+    req = decode(await request.body(), RerankRequest)
+    return json_response(await unless_disconnected(request, serving(request).rerank.rerank(req)))
+
+
+HANDLERS = [embeddings, encode_route, classify, score, rerank]

@@ -1,0 +1,63 @@
+"""/v1/rerank: a cross-encoder (sequence-classification model) scores each (query, document)
+pair, tokenised as a pair (BERT segment ids included). Score: sigmoid of the logit for a
+one-label model (the usual cross-encoder), else the softmax probability of the last label."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from radixserve.engine.io_struct import EngineError
+from radixserve.entrypoints.openai.serving_base import encode
+from radixserve.entrypoints.pooling.inputs import check_ids
+from radixserve.entrypoints.pooling.protocol import RerankRequest
+from radixserve.entrypoints.pooling.runner import Timer, pooling_request, run_all
+from radixserve.entrypoints.pooling.serving_embedding import ServingPooling
+
+NOT_RERANKER = ("/v1/rerank needs a cross-encoder (a sequence-classification model such as "
+                "BertForSequenceClassification); this server's model cannot rerank.")  # fmt: skip
+
+
+def relevance(logits: list[float]) -> float:
+    if len(logits) == 1:
+        return 1.0 / (1.0 + math.exp(-logits[0]))
+    top = max(logits)
+    exps = [math.exp(v - top) for v in logits]
+    return exps[-1] / sum(exps)
+
+
+class ServingRerank(ServingPooling):
+    async def rerank(self, req: RerankRequest) -> bytes:
+        timer = Timer()
+        if self._flag("is_generation", True) or not self._flag("is_classifier", False):
+            raise EngineError(NOT_RERANKER, 400, "model")
+        if not req.query:
+            raise EngineError("'query' must be a non-empty string.", 400, "query")
+        if not req.documents:
+            raise EngineError("'documents' must be a non-empty list of strings.", 400,
+                              "documents")  # fmt: skip
+        if any(not d for d in req.documents):
+            raise EngineError("'documents' contains an empty string.", 400, "documents")
+        if req.top_n is not None and req.top_n < 1:
+            raise EngineError("top_n must be >= 1.", 400, "top_n")
+        tok, cfg = self.tm.tokenizer, self.cfg
+        reqs = []
+        for doc in req.documents:
+            enc = tok(req.query, doc)
+            ids = check_ids(list(enc["input_ids"]), int(cfg.vocab_size), int(cfg.context_len),
+                            "documents")  # fmt: skip
+            types = enc.get("token_type_ids") if self._flag("is_encoder", False) else None
+            reqs.append(pooling_request(ids, list(types) if types is not None else None))
+        outs = await run_all(self.tm, reqs)
+        results: list[dict[str, Any]] = []
+        for i, out in enumerate(outs):
+            item: dict[str, Any] = {"score": relevance(out.pooled or [0.0]), "index": i}
+            if req.return_documents:
+                item["document"] = req.documents[i]
+            item["meta_info"] = out.meta_info()
+            results.append(item)
+        results.sort(key=lambda r: -r["score"])
+        if req.top_n is not None:
+            results = results[: req.top_n]
+        self._observe("/v1/rerank", outs, timer)
+        return encode(results)

@@ -1,0 +1,69 @@
+"""LayerNorm (with an optional fused residual add) and GELU for encoder (BERT-family) models.
+
+The native kernels (`_C.layer_norm`, `_C.gelu`) run when the native backend is on and the
+module has them; the PyTorch references below define what they compute and back the tests.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from radixserve.layers.backend import native_ops, use_native
+
+
+def _native_has(name: str) -> bool:
+    if not use_native():
+        return False
+    try:
+        return hasattr(native_ops(), name)
+    except ImportError:
+        return False
+
+
+def layer_norm_ref(
+    x: torch.Tensor,
+    residual: Optional[torch.Tensor],
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    eps: float,
+) -> torch.Tensor:
+    xf = x.float() if residual is None else x.float() + residual.float()
+    out = F.layer_norm(xf, (xf.shape[-1],), weight.float(), bias.float(), eps)
+    return out.to(x.dtype)
+
+
+def gelu_ref(x: torch.Tensor, tanh_approx: bool = False) -> torch.Tensor:
+    return F.gelu(x.float(), approximate="tanh" if tanh_approx else "none").to(x.dtype)
+
+
+class LayerNorm(nn.Module):
+    """LayerNorm over the last dim; `forward(x, residual)` normalises x + residual in one pass."""
+
+    def __init__(self, hidden_size: int, eps: float = 1e-12) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(hidden_size), requires_grad=False)
+        self.bias = nn.Parameter(torch.zeros(hidden_size), requires_grad=False)
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
+        shape = x.shape
+        x2 = x.reshape(-1, shape[-1]).contiguous()
+        if _native_has("layer_norm") and x.device.type == "cpu":
+            res2 = None if residual is None else residual.reshape(-1, shape[-1]).contiguous()
+            out = torch.empty_like(x2)
+            native_ops().layer_norm(out, x2, res2, self.weight, self.bias, self.eps)
+            return out.view(shape)
+        return layer_norm_ref(x, residual, self.weight, self.bias, self.eps)
+
+
+def gelu(x: torch.Tensor, tanh_approx: bool = False) -> torch.Tensor:
+    if _native_has("gelu") and x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16):
+        xc = x.contiguous()
+        out = torch.empty_like(xc)
+        native_ops().gelu(out, xc, tanh_approx)
+        return out
+    return gelu_ref(x, tanh_approx)

@@ -1,0 +1,197 @@
+"""BERT encoders: BertModel (embeddings) and BertForSequenceClassification (cross-encoders,
+rerankers), on the engine's packed ForwardBatch.
+
+Bidirectional attention over each sequence, post-LayerNorm blocks, GELU MLP, absolute position
+and token-type embeddings. LayerNorm (fused with the residual add) and GELU are native kernels
+(layers/encoder_ops.py); projections are the packed native Linear. Attention is torch SDPA
+(non-causal) per sequence: the native extend-attention kernel is causal-only and reads keys
+through the KV pool, which an encoder never needs (no KV is kept after the forward).
+Sequences are always whole (the scheduler never chunks an encoder prompt), so position j of a
+request is token j and `batch.positions` are the absolute position ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from radixserve.engine.forward_batch import ForwardBatch
+from radixserve.layers.encoder_ops import LayerNorm, gelu
+from radixserve.layers.linear import Linear
+from radixserve.layers.pooler import normalize, pool
+from radixserve.models.config import ModelConfig
+
+
+class BertSelfAttention(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.num_heads, self.head_dim = cfg.num_heads, cfg.head_dim
+        self.hidden = cfg.hidden_size
+        self.qkv_proj = Linear(cfg.hidden_size, 3 * cfg.hidden_size, bias=True)
+        self.out_proj = Linear(cfg.hidden_size, cfg.hidden_size, bias=True)
+        self.out_norm = LayerNorm(cfg.hidden_size, cfg.layer_norm_eps)
+
+    def forward(self, h: torch.Tensor, lens: list[int]) -> torch.Tensor:
+        t = h.shape[0]
+        q, k, v = self.qkv_proj(h).view(t, 3, self.num_heads, self.head_dim).unbind(1)
+        if len(set(lens)) == 1:  # equal lengths: one batched call
+            bs, n = len(lens), lens[0]
+            qb, kb, vb = (x.reshape(bs, n, self.num_heads, self.head_dim).transpose(1, 2)
+                          for x in (q, k, v))  # fmt: skip
+            out = F.scaled_dot_product_attention(qb, kb, vb).transpose(1, 2).reshape(t, -1)
+        else:
+            parts, s = [], 0
+            for n in lens:
+                qs, ks, vs = (x[s : s + n].transpose(0, 1) for x in (q, k, v))
+                parts.append(F.scaled_dot_product_attention(qs, ks, vs).transpose(0, 1))
+                s += n
+            out = torch.cat(parts).reshape(t, -1)
+        return self.out_norm(self.out_proj(out), h)
+
+
+class BertLayer(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.attention = BertSelfAttention(cfg)
+        self.intermediate = Linear(cfg.hidden_size, cfg.intermediate_size, bias=True)
+        self.output = Linear(cfg.intermediate_size, cfg.hidden_size, bias=True)
+        self.output_norm = LayerNorm(cfg.hidden_size, cfg.layer_norm_eps)
+        self.tanh_gelu = cfg.hidden_act in ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
+
+    def forward(self, h: torch.Tensor, lens: list[int]) -> torch.Tensor:
+        h = self.attention(h, lens)
+        return self.output_norm(self.output(gelu(self.intermediate(h), self.tanh_gelu)), h)
+
+
+class BertEncoder(nn.Module):
+    """Embeddings + layers: per-token hidden states [T, H] of packed whole sequences."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        if cfg.hidden_act not in ("gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast"):
+            raise ValueError(f"BERT hidden_act {cfg.hidden_act!r} is not supported (gelu only)")
+        self.word_embeddings = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.position_embeddings = nn.Embedding(cfg.context_len, cfg.hidden_size)
+        self.token_type_embeddings = nn.Embedding(max(cfg.type_vocab_size, 1), cfg.hidden_size)
+        self.embed_norm = LayerNorm(cfg.hidden_size, cfg.layer_norm_eps)
+        self.layers = nn.ModuleList([BertLayer(cfg) for _ in range(cfg.num_layers)])
+        for p in self.parameters():
+            p.requires_grad_(False)
+
+    def forward(self, batch: ForwardBatch) -> tuple[torch.Tensor, list[int], list[int]]:
+        lens = batch.extend_seq_lens_list or batch.extend_seq_lens.tolist()
+        if batch.extend_prefix_lens_list and any(batch.extend_prefix_lens_list):
+            raise RuntimeError("encoder prompts must be run whole (no cached prefix, no chunks)")
+        types = batch.token_type_ids
+        if types is None:
+            types = torch.zeros_like(batch.input_ids)
+        h = self.word_embeddings(batch.input_ids) + self.position_embeddings(batch.positions)
+        h = self.embed_norm(h, self.token_type_embeddings(types))
+        for layer in self.layers:
+            h = layer(h, lens)
+        starts = [0] * len(lens)
+        for i in range(1, len(lens)):
+            starts[i] = starts[i - 1] + lens[i - 1]
+        return h, starts, lens
+
+
+def _bert_name(name: str) -> str:
+    """HF BERT checkpoint name -> this module's parameter name (q/k/v handled by the caller)."""
+    name = name.removeprefix("bert.")
+    for old, new in (
+        ("embeddings.LayerNorm", "encoder.embed_norm"),
+        ("embeddings.", "encoder."),
+        ("encoder.layer.", "encoder.layers."),
+        (".attention.output.dense", ".attention.out_proj"),
+        (".attention.output.LayerNorm", ".attention.out_norm"),
+        (".intermediate.dense", ".intermediate"),
+        (".output.dense", ".output"),
+        (".output.LayerNorm", ".output_norm"),
+    ):
+        name = name.replace(old, new, 1) if old in name else name
+    if name.startswith("encoder.encoder."):
+        name = name[len("encoder.") :]
+    return name
+
+
+_QKV = {"query": 0, "key": 1, "value": 2}
+
+
+def load_bert_weights(
+    model: nn.Module, weights: Iterable[tuple[str, torch.Tensor]], skip: tuple[str, ...]
+) -> None:
+    """Copy HF BERT tensors into `model`; raise ValueError naming missing/misshapen ones."""
+    params = dict(model.named_parameters())
+    seen: set[str] = set()
+    for raw, tensor in weights:
+        if raw.endswith("position_ids") or raw.removeprefix("bert.").startswith(skip):
+            continue
+        name, rows = _bert_name(raw), None
+        parts = name.split(".")
+        if len(parts) >= 3 and parts[-3] == "self" and parts[-2] in _QKV:
+            size = tensor.shape[0]
+            rows = (_QKV[parts[-2]] * size, size)
+            name = ".".join(parts[:-3] + ["qkv_proj", parts[-1]])
+        param = params.get(name)
+        if param is None:
+            raise ValueError(f"checkpoint tensor {raw!r} has no place in {type(model).__name__}")
+        dest = param.data if rows is None else param.data.narrow(0, rows[0], rows[1])
+        if tuple(dest.shape) != tuple(tensor.shape):
+            raise ValueError(f"checkpoint tensor {raw!r} has shape {tuple(tensor.shape)}, "
+                             f"the model expects {tuple(dest.shape)}")  # fmt: skip
+        dest.copy_(tensor)
+        seen.add(name if rows is None else f"{name}#{rows[0]}")
+    expected: set[str] = set()
+    for name, p in params.items():
+        if ".qkv_proj." in name:
+            n = p.shape[0] // 3
+            expected.update(f"{name}#{i * n}" for i in range(3))
+        else:
+            expected.add(name)
+    missing = sorted(expected - seen)
+    if missing:
+        raise ValueError(f"checkpoint is missing tensors: {', '.join(missing[:5])}")
+
+
+class BertModel(nn.Module):
+    """Sentence embeddings: pooled (mean / CLS / last per the folder) and L2-normalised."""
+
+    is_pooling = True
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = BertEncoder(config)
+
+    def forward(self, batch: ForwardBatch) -> torch.Tensor:
+        h, starts, lens = self.encoder(batch)
+        out = pool(h, starts, lens, self.config.pooling_method)
+        return normalize(out) if self.config.normalize_embeddings else out
+
+    def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
+        load_bert_weights(self, weights, skip=("pooler.",))
+
+
+class BertForSequenceClassification(nn.Module):
+    """Cross-encoder: classifier(tanh(dense(CLS hidden))) -> float32 logits [bs, num_labels]."""
+
+    is_pooling = True
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = BertEncoder(config)
+        self.pooler = Linear(config.hidden_size, config.hidden_size, bias=True)
+        self.classifier = Linear(config.hidden_size, max(config.num_labels, 1), bias=True)
+
+    def forward(self, batch: ForwardBatch) -> torch.Tensor:
+        h, starts, lens = self.encoder(batch)
+        cls = h[torch.tensor(starts, dtype=torch.int64)]
+        return self.classifier(torch.tanh(self.pooler(cls))).float()
+
+    def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
+        renamed = ((n.replace("pooler.dense.", "pooler."), t) for n, t in weights)
+        load_bert_weights(self, renamed, skip=())

@@ -1,0 +1,91 @@
+"""The BERT encoder (model level, native and torch kernels) against transformers, on a tiny
+random BERT, a tiny cross-encoder and a PyTorch .bin checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from radixserve.engine.forward_batch import ForwardBatch
+from radixserve.layers.backend import set_kernel_backend
+from radixserve.layers.linear import Linear
+from radixserve.layers.pooler import pool
+from radixserve.models.loader import load_model, load_model_config
+
+from .models import make_tiny_bert, make_tiny_cross_encoder
+
+SENTENCES = ["hello world", "the quick brown fox jumps over the lazy dog", "a"]
+
+
+def packed_batch(seqs: list[list[int]], types: list[list[int]] | None = None) -> ForwardBatch:
+    lens = [len(s) for s in seqs]
+    starts = [sum(lens[:i]) for i in range(len(lens))]
+    z = torch.zeros(len(seqs), dtype=torch.int64)
+    return ForwardBatch(
+        input_ids=torch.tensor([t for s in seqs for t in s]),
+        positions=torch.tensor([p for n in lens for p in range(n)]),
+        out_cache_loc=torch.zeros(sum(lens), dtype=torch.int64), req_pool_indices=z,
+        seq_lens=torch.tensor(lens), extend_prefix_lens=z, extend_seq_lens=torch.tensor(lens),
+        extend_start_loc=torch.tensor(starts), is_decode=False, seq_lens_list=lens,
+        extend_seq_lens_list=lens, extend_prefix_lens_list=[0] * len(lens),
+        token_type_ids=None if types is None else torch.tensor([t for s in types for t in s]),
+    )  # fmt: skip
+
+
+def ours(path: str, backend: str) -> torch.nn.Module:
+    set_kernel_backend(backend)
+    model = load_model(load_model_config(path))
+    for m in model.modules():
+        if isinstance(m, Linear):
+            m.post_load()
+    return model
+
+
+@pytest.fixture(params=["native", "torch"])
+def backend(request: pytest.FixtureRequest) -> str:
+    yield request.param
+    set_kernel_backend("native")
+
+
+@pytest.mark.parametrize("safetensors", [True, False])
+def test_tiny_bert_mean_pooling(tmp_path: Path, backend: str, safetensors: bool) -> None:
+    from transformers import AutoModel, AutoTokenizer
+
+    make_tiny_bert(str(tmp_path), safetensors=safetensors)
+    tok = AutoTokenizer.from_pretrained(tmp_path)
+    seqs = [tok(s)["input_ids"] for s in SENTENCES]
+    with torch.inference_mode():
+        got = ours(str(tmp_path), backend)(packed_batch(seqs))
+        hf = AutoModel.from_pretrained(tmp_path).eval()
+        for i, s in enumerate(seqs):
+            h = hf(input_ids=torch.tensor([s])).last_hidden_state[0]
+            ref = torch.nn.functional.normalize(h.mean(0), dim=-1)
+            assert torch.nn.functional.cosine_similarity(got[i], ref, dim=0) > 0.99999
+
+
+def test_tiny_cross_encoder_logits(tmp_path: Path, backend: str) -> None:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    make_tiny_cross_encoder(str(tmp_path))
+    tok = AutoTokenizer.from_pretrained(tmp_path)
+    pairs = [tok("what is a radix tree", d) for d in SENTENCES]
+    with torch.inference_mode():
+        got = ours(str(tmp_path), backend)(
+            packed_batch([p["input_ids"] for p in pairs], [p["token_type_ids"] for p in pairs])
+        )
+        hf = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
+        for i, p in enumerate(pairs):
+            ref = hf(input_ids=torch.tensor([p["input_ids"]]),
+                     token_type_ids=torch.tensor([p["token_type_ids"]])).logits[0]  # fmt: skip
+            torch.testing.assert_close(got[i], ref, atol=1e-4, rtol=1e-4)
+
+
+def test_pool_methods() -> None:
+    h = torch.arange(12, dtype=torch.float32).view(6, 2)
+    torch.testing.assert_close(pool(h, [0, 2], [2, 4], "cls"), h[[0, 2]])
+    torch.testing.assert_close(pool(h, [0, 2], [2, 4], "last"), h[[1, 5]])
+    torch.testing.assert_close(pool(h, [0, 2], [2, 4], "mean"), torch.stack([h[:2].mean(0), h[2:].mean(0)]))
+    with pytest.raises(ValueError, match="pooling method"):
+        pool(h, [0], [6], "max")
