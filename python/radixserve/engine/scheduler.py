@@ -33,6 +33,7 @@ from radixserve.engine.schedule_policy import (
     order_waiting,
     plan_prefill,
 )
+from radixserve.engine.step_guard import InflightStep, free_step_kv, maybe_inject_fault
 
 logger = logging.getLogger("radixserve.scheduler")
 
@@ -59,7 +60,9 @@ class Scheduler:
             "num_generated_tokens": 0,
             "num_finished_reqs": 0,
             "num_forward_steps": 0,
+            "num_step_errors": 0,
         }
+        self.inflight: Optional[InflightStep] = None  # what the current step touched
 
     # -- requests -------------------------------------------------------------------------
     def add_request(self, msg: ipc.TokenizedGenerateReq) -> None:
@@ -156,10 +159,13 @@ class Scheduler:
             return updates
         for r in self.running:
             r.extend_len = 1
+        self.inflight = InflightStep(batch)
         slots = self.kv.alloc(sum(r.extend_len for r in batch))
         if slots is None:  # accounting is conservative, so this means a bug, not a full pool
             raise RuntimeError("KV allocation failed after admission checks")
+        self.inflight.slots = slots
         self.chunked = plan.chunked
+        maybe_inject_fault(batch, self.tokenizer)
         fb = build_forward_batch(batch, slots, self.kv)
         info = build_sampling_info(batch, self.vocab_size)
         extra = input_logits_rows(batch, fb)
@@ -175,6 +181,30 @@ class Scheduler:
         self.new_token_ratio = max(
             MIN_NEW_TOKEN_RATIO, self.new_token_ratio - NEW_TOKEN_RATIO_DECAY
         )
+        self.inflight = None
+        return updates
+
+    def fail_step(self, exc: BaseException) -> list[ipc.ReqUpdate]:
+        """A step raised: fail its requests (all requests if it failed before it had chosen
+        them), give back their KV, and keep the scheduler serving the others."""
+        self.stats["num_step_errors"] += 1
+        step, self.inflight = self.inflight, None
+        if step is None:
+            chunked = [self.chunked] if self.chunked is not None else []
+            step = InflightStep([*self.running, *chunked, *self.waiting])
+        victims = {id(r) for r in step.reqs}
+        self.running = [r for r in self.running if id(r) not in victims]
+        self.waiting = [r for r in self.waiting if id(r) not in victims]
+        if self.chunked is not None and id(self.chunked) in victims:
+            self.chunked = None
+        free_step_kv(step, self.kv)
+        message = f"internal error while running the batch: {type(exc).__name__}: {exc}"
+        updates = []
+        for req in step.reqs:
+            req.finish_reason = {"type": "abort", "message": message}
+            up = self._update(req)
+            up.error_status = 500
+            updates.append(up)
         return updates
 
     def _make_room_for_decodes(self) -> None:
@@ -200,6 +230,8 @@ class Scheduler:
         for i, req in enumerate(batch):
             was_prefill = id(req) not in running_ids
             req.kv_len += req.extend_len
+            if self.inflight is not None:
+                self.inflight.advanced.add(id(req))
             if req.kv_len < req.seq_len:  # an unfinished chunk: nothing sampled
                 self.kv.cache_unfinished(req)
                 continue
@@ -330,6 +362,10 @@ def event_loop(sched: Scheduler, recv: zmq.Socket, send: zmq.Socket) -> None:
             logger.info("parent process exited; stopping")
             return
         if not sched.is_idle():
-            updates.extend(sched.step())
+            try:
+                updates.extend(sched.step())
+            except Exception as e:  # noqa: BLE001 - one bad batch must not end the engine
+                logger.exception("a scheduler step failed; failing its requests")
+                updates.extend(sched.fail_step(e))
         if updates:
             send.send(ipc.encode(ipc.BatchOut(updates)))
