@@ -25,6 +25,7 @@ from radixserve.entrypoints.openai.serving_chat import ServingChat
 from radixserve.entrypoints.openai.serving_completions import ServingCompletions
 from radixserve.entrypoints.openai.serving_models import ServingModels
 from radixserve.entrypoints.openai.serving_tokenize import ServingTokenize
+from radixserve.entrypoints.openapi import openapi_config
 from radixserve.entrypoints.state import JSON, ServerState
 from radixserve.metrics import ServerMetrics
 
@@ -153,6 +154,6 @@ def create_app(tm: Any, server_args: Any, start_engine: bool = True) -> Litestar
             Exception: _server_error,
         },
         request_max_body_size=server_args.max_payload_size,
-        openapi_config=None,
+        openapi_config=openapi_config(),
         debug=False,
     )
