@@ -8,6 +8,7 @@ trimming) on one asyncio queue per request. It never runs the model.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import multiprocessing as mp
@@ -25,6 +26,7 @@ from radixserve.args import ServerArgs
 from radixserve.engine import ipc
 from radixserve.engine.io_struct import EngineError, GenerateOutput, GenerateRequest
 from radixserve.engine.limits import Deadline, check_queue
+from radixserve.engine.offload import INLINE_CHARS, offload
 from radixserve.engine.request_state import ModelConfigView, ReqState, prepare_request
 from radixserve.engine.scheduler import run_scheduler_process
 
@@ -143,7 +145,11 @@ class TokenizerManager:
         """Updates of one request (n > 1: of its n samples, `index` tells them apart)."""
         self._check_alive()
         assert self.model_config is not None
-        msgs = prepare_request(req, self.tokenizer, self.model_config, self.server_args)
+        args = (req, self.tokenizer, self.model_config, self.server_args)
+        if req.text is not None and len(req.text) > INLINE_CHARS:
+            msgs = await offload(prepare_request, *args)  # tokenizing a long prompt
+        else:
+            msgs = prepare_request(*args)
         check_queue(len(self.states), len(msgs), self.server_args)
         deadline = Deadline(self.server_args.request_timeout)
         rids = [m.rid for m in msgs]
@@ -210,10 +216,7 @@ class TokenizerManager:
         continue_final_message: bool = False,
         **chat_template_kwargs: Any,
     ) -> list[int]:
-        template = self.server_args.chat_template
-        if template is not None and os.path.isfile(template):
-            with open(template, encoding="utf-8") as f:
-                template = f.read()
+        template = self._template()
         if template is not None:
             chat_template_kwargs.setdefault("chat_template", template)
         try:
@@ -227,6 +230,15 @@ class TokenizerManager:
         except Exception as e:  # jinja errors, bad roles, no template
             raise EngineError(f"Could not apply the chat template: {e}", 400, "messages") from e
         return list(self.tokenizer.encode(text, add_special_tokens=False))
+
+    @functools.cache  # noqa: B019 - one per manager, read once: the file is not re-read per request
+    def _template(self) -> Optional[str]:
+        """--chat-template: a file's contents, or the template text itself."""
+        template = self.server_args.chat_template
+        if template is not None and os.path.isfile(template):
+            with open(template, encoding="utf-8") as f:
+                template = f.read()
+        return template
 
     def model_info(self) -> dict[str, Any]:
         cfg = self.info.get("model_config", {})

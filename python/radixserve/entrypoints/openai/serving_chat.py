@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any, Optional
 
 from radixserve.engine.io_struct import EngineError, GenerateOutput
+from radixserve.engine.offload import INLINE_CHARS, offload, text_size
 from radixserve.entrypoints.openai.protocol import (
     ChatCompletionChoice,
     ChatCompletionChunk,
@@ -92,7 +93,9 @@ class ServingChat(ServingBase):
         )  # fmt: skip
 
     async def create(self, req: ChatCompletionRequest) -> bytes | AsyncIterator[bytes]:
-        reqs = self.build(req)
+        # Templating + tokenizing a long conversation would stall every stream on this loop.
+        long = text_size([m.content for m in req.messages]) > INLINE_CHARS
+        reqs = await offload(self.build, req) if long else self.build(req)
         if req.stream:
             updates = await self.primed(self.stream_all(reqs))
             return self._stream(req, updates, len(reqs))
@@ -131,7 +134,7 @@ class ServingChat(ServingBase):
                 logprobs = None
                 if req.logprobs:
                     logprobs = self._logprobs(out, sent_lp[i])
-                    sent_lp[i] = len(out.output_token_logprobs or ())
+                    sent_lp[i] = out.completion_tokens
                 choice = ChatStreamChoice(
                     index=i, delta=DeltaMessage(content=out.delta_text or None),
                     logprobs=logprobs, finish_reason=reason, matched_stop=matched,
@@ -147,7 +150,7 @@ class ServingChat(ServingBase):
         yield sse_done()
 
     def _logprobs(self, out: GenerateOutput, start: int) -> ChoiceLogprobs:
-        tokens = (out.output_token_logprobs or [])[start:]
+        tokens = (out.output_token_logprobs or [])[start : out.completion_tokens]
         tops = (out.output_top_logprobs or [])[start:]
         content = []
         for k, lp in enumerate(tokens):
