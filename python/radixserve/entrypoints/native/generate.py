@@ -36,7 +36,7 @@ class GenerateReqInput(msgspec.Struct, kw_only=True):
 
 
 def _output(out: GenerateOutput, index: Optional[int] = None) -> dict[str, Any]:
-    d: dict[str, Any] = {"text": out.text, "output_ids": out.output_ids,
+    d: dict[str, Any] = {"text": out.text, "output_ids": out.output_ids[: out.completion_tokens],
                          "meta_info": out.meta_info()}  # fmt: skip
     if index is not None:
         d["index"] = index
