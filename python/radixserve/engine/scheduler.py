@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import threading
 import time
 import traceback
 from typing import Any, Optional
@@ -319,6 +320,11 @@ def run_scheduler_process(args: ServerArgs, in_addr: str, out_addr: str) -> None
         level=args.log_level.upper(), format="%(asctime)s [scheduler] %(levelname)s %(message)s"
     )
     torch.set_num_threads(args.num_threads or os.cpu_count() or 1)
+    # tqdm (weight loading) would otherwise create a multiprocessing semaphore here; this
+    # process ends by SIGTERM, so it would be reported as leaked by the resource tracker.
+    from tqdm import tqdm
+
+    tqdm.set_lock(threading.RLock())
     ctx = zmq.Context()
     recv = ipc.make_socket(ctx, zmq.PULL, in_addr, bind=False)
     send = ipc.make_socket(ctx, zmq.PUSH, out_addr, bind=False)

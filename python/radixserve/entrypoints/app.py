@@ -7,6 +7,7 @@ Every error, on /v1 and native routes alike, is `{"error": {"message", "type", "
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Optional
@@ -28,6 +29,7 @@ from radixserve.entrypoints.openai.serving_tokenize import ServingTokenize
 from radixserve.entrypoints.openapi import openapi_config
 from radixserve.entrypoints.state import JSON, ServerState
 from radixserve.metrics import ServerMetrics
+from radixserve.models.default_model import DEFAULT_MODEL_FILE, DEFAULT_MODEL_NAME
 
 logger = logging.getLogger("radixserve.http")
 _COUNTED = "radixserve.counted"
@@ -36,7 +38,9 @@ _COUNTED = "radixserve.counted"
 def model_name_of(tm: Any, server_args: Any) -> str:
     if server_args.served_model_name:
         return str(server_args.served_model_name)
-    return str(tm.model_info().get("model_path") or server_args.model_path or "default")
+    path = str(tm.model_info().get("model_path") or server_args.model_path or "default")
+    # The bundled default model has a name clients know, not an absolute file path.
+    return DEFAULT_MODEL_NAME if os.path.basename(path) == DEFAULT_MODEL_FILE else path
 
 
 def build_state(tm: Any, server_args: Any) -> ServerState:
