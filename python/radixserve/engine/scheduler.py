@@ -339,7 +339,12 @@ def run_scheduler_process(args: ServerArgs, in_addr: str, out_addr: str) -> None
         raise SystemExit(1) from e
     logger.info("ready: max_total_tokens=%d", sched.runner.max_total_tokens)
     send.send(ipc.encode(ipc.Ready(_model_info(sched))))
-    event_loop(sched, recv, send)
+    while True:  # steps guard themselves; this catches a message that could not be handled
+        try:
+            event_loop(sched, recv, send)
+            return
+        except Exception:  # noqa: BLE001 - keep serving the other requests
+            logger.exception("the scheduler loop failed outside a step; continuing")
 
 
 def event_loop(sched: Scheduler, recv: zmq.Socket, send: zmq.Socket) -> None:
