@@ -46,6 +46,12 @@ FLAG_HELP: dict[str, str] = {
     "rate_limit_per_minute": "Requests per minute per API key (per client address without keys).",
     "protect_metrics": "Require the API key on /health, /health_generate and /metrics too.",
     "disable_metrics": "Do not serve /metrics and do not collect request metrics.",
+    # Flags of parts developed in parallel (sessions, durable store), listed so that they
+    # have help once merged; an entry for a flag that does not exist is harmless.
+    "session_idle_timeout": "Close sessions idle for this many seconds (0: never).",
+    "data_dir": "Folder of the durable store: files, batches, stored responses.",
+    "max_file_size": "Largest uploaded file, in bytes.",
+    "batch_concurrency": "Batch lines in flight at once (they yield to online requests).",
 }
 
 
