@@ -77,6 +77,11 @@ def test_killed_scheduler_is_restarted(http: httpx.Client, srv: Server) -> None:
     assert rest[-1] == "[DONE]"
     errors = [json.loads(x)["error"] for x in rest[:-1] if '"error"' in x]
     assert errors and errors[0]["code"] == 503 and "died" in errors[0]["message"]
+    # Loading the model takes the new scheduler seconds: meanwhile the server says unhealthy
+    # and refuses work with 503 instead of hanging.
+    assert http.get("/health").status_code == 503
+    busy = http.post("/v1/chat/completions", json=chat("Hello"))
+    assert busy.status_code == 503 and "restarted" in busy.json()["error"]["message"]
     wait_healthy(srv)  # the watchdog restarted it
     info = http.get("/get_server_info").json()
     assert info["scheduler_pid"] != pid
