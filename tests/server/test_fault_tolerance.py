@@ -59,6 +59,7 @@ def test_failing_step_fails_only_its_requests(http: httpx.Client) -> None:
     assert load["num_step_errors"] >= 2
     ok = http.post("/v1/chat/completions", json=chat("Hello"))
     assert ok.status_code == 200 and ok.json()["choices"][0]["message"]["content"]
+    assert ok.json()["model"] == "SmolLM2-135M-Instruct"  # the default model's name, no path
     metrics = http.get("/metrics").text
     line = [ln for ln in metrics.splitlines() if ln.startswith("radixserve:num_step_errors")]
     assert line and float(line[0].split()[-1]) >= 2
