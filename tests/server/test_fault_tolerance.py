@@ -91,8 +91,17 @@ def test_killed_scheduler_is_restarted(http: httpx.Client, srv: Server) -> None:
     assert http.get("/get_load").json()["num_scheduler_restarts"] == 1
 
 
-def test_no_restart_flag_is_parsed() -> None:
+def test_no_restart_on_crash(tmp_path_factory: pytest.TempPathFactory) -> None:
     from radixserve.serve import parse_args
 
     assert parse_args([]).restart_on_crash is True
-    assert parse_args(["--no-restart-on-crash"]).restart_on_crash is False
+    with spawn_server(tmp_path_factory.mktemp("norestart"), ["--no-restart-on-crash"]) as s:
+        c = httpx.Client(base_url=s.url, timeout=60)
+        os.kill(c.get("/get_server_info").json()["scheduler_pid"], signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while c.get("/health").status_code == 200:  # the watchdog notices (0.2 s polls)
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        r = c.post("/v1/chat/completions", json=chat("Hello"))
+        assert r.status_code == 503 and "restarted" not in r.json()["error"]["message"]
+        assert c.get("/health").status_code == 503  # stays down: nothing restarts it
