@@ -52,6 +52,11 @@ FLAG_HELP: dict[str, str] = {
     "data_dir": "Folder of the durable store: files, batches, stored responses.",
     "max_file_size": "Largest uploaded file, in bytes.",
     "batch_concurrency": "Batch lines in flight at once (they yield to online requests).",
+    "grammar_backend": "Structured-output backend: xgrammar, or none (constraints refused).",
+    "grammar_cache_size": "Compiled grammars kept (LRU).",
+    "tool_call_parser": "Tool-call format: hermes, qwen25, llama3, mistral or pythonic.",
+    "reasoning_parser": "Reasoning-content format: deepseek-r1 or qwen3.",
+    "is_embedding": "Serve a causal LM as a last-token embedding model.",
 }
 
 
