@@ -10,6 +10,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
 
+from radixserve.args_help import FLAG_HELP, check_reliability_args
+
 DTYPES = ("auto", "float32", "bfloat16")
 SCHEDULE_POLICIES = ("lpm", "fcfs")
 BACKENDS = ("native", "torch")
@@ -77,6 +79,14 @@ class ServerArgs:
     data_dir: Optional[str] = None  # None: $XDG_DATA_HOME/radixserve or ~/.local/share/radixserve
     max_file_size: int = 200 * 1024 * 1024  # bytes of one uploaded file
     batch_concurrency: int = 16  # batch lines in flight at once (they yield to online requests)
+    # Reliability and limits (see args_help.py for what each does)
+    restart_on_crash: bool = True
+    request_timeout: Optional[float] = None
+    max_queued_requests: Optional[int] = None
+    api_key_file: Optional[str] = None
+    rate_limit_per_minute: Optional[int] = None
+    protect_metrics: bool = False
+    disable_metrics: bool = False
 
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -117,6 +127,7 @@ class ServerArgs:
             raise ValueError(f"--session-idle-timeout must be >= 0, got {self.session_idle_timeout}")
         if not 0 < self.port < 65536:
             raise ValueError(f"--port must be in 1..65535, got {self.port}")
+        check_reliability_args(self)
 
     @staticmethod
     def add_cli_args(parser: argparse.ArgumentParser) -> None:
@@ -125,15 +136,18 @@ class ServerArgs:
                 continue
             flag = "--" + f.name.replace("_", "-")
             default = f.default
+            helptext = FLAG_HELP.get(f.name)
             if f.type in ("bool", bool):
-                parser.add_argument(flag, action="store_true", default=default)
+                # On-by-default switches also get their --no-... spelling.
+                action = argparse.BooleanOptionalAction if default else "store_true"
+                parser.add_argument(flag, action=action, default=default, help=helptext)
                 continue
             kind: Any = str
             if f.type in ("int", "Optional[int]"):
                 kind = int
             elif f.type in ("float", "Optional[float]"):
                 kind = float
-            parser.add_argument(flag, type=kind, default=default)
+            parser.add_argument(flag, type=kind, default=default, help=helptext)
         # SGLang spelling aliases.
         parser.add_argument("--model", dest="model_path", type=str, help=argparse.SUPPRESS)
         parser.add_argument("--tp-size", "--tp", type=int, default=1, dest="tp_size",

@@ -72,6 +72,17 @@ class ServerMetrics:
             registry=r,
         )  # fmt: skip
 
+        # Engine faults (the scheduler survives a failing step; the HTTP side restarts a dead
+        # scheduler). Step errors count since the scheduler's last start.
+        self.step_errors = Gauge(
+            PREFIX + "num_step_errors", "Scheduler steps that raised (their requests failed)",
+            labels, registry=r,
+        )  # fmt: skip
+        self.restarts = Gauge(
+            PREFIX + "num_scheduler_restarts", "Times the scheduler process was restarted",
+            labels, registry=r,
+        )  # fmt: skip
+
     def count_request(self, route: str, status: int) -> None:
         self.requests.labels(route, str(status)).inc()
 
@@ -82,6 +93,8 @@ class ServerMetrics:
         self.token_usage.labels(m).set(load.get("token_usage", 0.0))
         self.used_tokens.labels(m).set(load.get("num_used_tokens", 0))
         self.cache_hit_rate.labels(m).set(load.get("cache_hit_rate", 0.0))
+        self.step_errors.labels(m).set(load.get("num_step_errors", 0))
+        self.restarts.labels(m).set(load.get("num_scheduler_restarts", 0))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

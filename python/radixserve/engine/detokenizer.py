@@ -33,6 +33,7 @@ class IncrementalDetokenizer:
         self.prefix_offset = 0
         self.read_offset = len(context)
         self.text = ""
+        self.out: list[int] = []  # the output ids, kept apart so reading them copies nothing
 
     def _decode(self, ids: list[int]) -> str:
         if not ids:
@@ -44,6 +45,7 @@ class IncrementalDetokenizer:
         if not new_ids:
             return ""
         self.ids.extend(new_ids)
+        self.out.extend(new_ids)
         prefix_text = self._decode(self.ids[self.prefix_offset : self.read_offset])
         new_text = self._decode(self.ids[self.prefix_offset :])
         if len(new_text) > len(prefix_text) and not new_text.endswith(_REPLACEMENT):
@@ -67,7 +69,8 @@ class IncrementalDetokenizer:
 
     @property
     def output_ids(self) -> list[int]:
-        return self.ids[self.num_context :]
+        """The live list (append-only): copy it to keep a snapshot."""
+        return self.out
 
 
 def held_back_for_stop(text: str, stops: list[str]) -> int:

@@ -28,7 +28,7 @@ _DONE = object()
 def _to_dict(out: GenerateOutput, delta: bool = False) -> dict[str, Any]:
     return {
         "text": out.delta_text if delta else out.text,
-        "output_ids": list(out.delta_ids if delta else out.output_ids),
+        "output_ids": list(out.delta_ids if delta else out.output_ids[: out.completion_tokens]),
         "meta_info": out.meta_info(),
     }
 

@@ -65,6 +65,9 @@ class TokenLogprob(msgspec.Struct, array_like=True):
 class GenerateOutput(msgspec.Struct, kw_only=True):
     """The state of one request after an update; `text`/`output_ids` are cumulative.
 
+    The output lists (`output_ids`, `output_*logprobs`) may be shared with later updates of
+    the same request and grow with them: this update's part is `[:completion_tokens]`.
+
     `delta_text`/`delta_ids` hold what this update added (streaming uses them), so a streaming
     and a non-streaming caller read the same object.
     """
@@ -100,6 +103,8 @@ class GenerateOutput(msgspec.Struct, kw_only=True):
                      "input_token_logprobs", "input_top_logprobs"):
             value = getattr(self, name)
             if value is not None:
+                if name.startswith("output_"):
+                    value = value[: self.completion_tokens]
                 meta[name] = msgspec.to_builtins(value)
         return meta
 

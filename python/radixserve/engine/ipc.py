@@ -75,6 +75,9 @@ class ReqUpdate(msgspec.Struct, array_like=True):
     input_top_logprobs: Optional[list[list[float]]] = None
     # Pooling (#8): the embedding / classifier logits, or the label logprobs of a score request.
     pooled: Optional[list[float]] = None
+    # Non-zero: the request failed inside the engine (finish_reason holds the message); the
+    # caller gets an error with this HTTP status instead of a normal final output.
+    error_status: int = 0
 
 
 class BatchOut(msgspec.Struct, tag=True):

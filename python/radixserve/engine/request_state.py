@@ -212,12 +212,14 @@ class ReqState:
         if self.in_top is not None and up.input_top_ids is not None and up.input_top_logprobs:
             for ids, vals in zip(up.input_top_ids, up.input_top_logprobs, strict=False):
                 self.in_top.append([self._lp(v, t) for v, t in zip(vals, ids, strict=False)])
+        # Lists are passed live, not copied (a copy per update is quadratic over a long
+        # generation): they only grow, and an output's own prefix is [:completion_tokens].
         out_ids = self.detok.output_ids
         return GenerateOutput(
             rid=self.rid,
             index=self.index,
             text=self.emitted if not up.finished else full,
-            output_ids=list(out_ids),
+            output_ids=out_ids,
             delta_text=delta,
             delta_ids=list(up.new_ids),
             finished=up.finished,
@@ -226,9 +228,9 @@ class ReqState:
             completion_tokens=len(out_ids),
             cached_tokens=up.cached_tokens,
             e2e_latency=time.perf_counter() - self.start,
-            output_token_logprobs=list(self.logprobs) if self.logprobs is not None else None,
-            output_top_logprobs=list(self.top) if self.top is not None else None,
-            input_token_logprobs=list(self.in_lps) if self.in_lps is not None else None,
-            input_top_logprobs=list(self.in_top) if self.in_top is not None else None,
+            output_token_logprobs=self.logprobs,
+            output_top_logprobs=self.top,
+            input_token_logprobs=self.in_lps,
+            input_top_logprobs=self.in_top,
             pooled=up.pooled,
         )

@@ -11,6 +11,7 @@ import torch
 
 from radixserve.engine.forward_batch import ForwardBatch
 from radixserve.engine.kv_manager import KVManager
+from radixserve.engine.penalty_state import logit_bias, output_token_counts, uses_penalty
 from radixserve.engine.request import Req
 from radixserve.layers.sampling_info import SamplingBatchInfo
 
@@ -58,7 +59,6 @@ def build_forward_batch(
 
 
 def build_sampling_info(reqs: list[Req], vocab_size: int) -> SamplingBatchInfo:
-    bs = len(reqs)
     temps, top_ps, top_ks, min_ps, seeds, steps = [], [], [], [], [], []
     for r in reqs:
         p = r.params
@@ -78,7 +78,7 @@ def build_sampling_info(reqs: list[Req], vocab_size: int) -> SamplingBatchInfo:
         steps=torch.tensor(steps, dtype=_I64),
         is_all_greedy=all(t == 0.0 for t in temps),
     )
-    if any(_uses_penalty(r) for r in reqs):
+    if any(uses_penalty(r) for r in reqs):
         info.frequency_penalties = torch.tensor(
             [r.params.frequency_penalty for r in reqs], dtype=torch.float32
         )
@@ -88,43 +88,11 @@ def build_sampling_info(reqs: list[Req], vocab_size: int) -> SamplingBatchInfo:
         info.repetition_penalties = torch.tensor(
             [r.params.repetition_penalty for r in reqs], dtype=torch.float32
         )
-        counts = torch.zeros(bs, vocab_size, dtype=torch.int32)
-        for i, r in enumerate(reqs):
-            if r.output_ids:
-                ids = torch.tensor(r.output_ids, dtype=_I64)
-                counts[i] = torch.bincount(ids, minlength=vocab_size)[:vocab_size].to(torch.int32)
-        info.output_token_counts = counts
-    bias = _logit_bias(reqs, vocab_size)
+        info.output_token_counts = output_token_counts(reqs, vocab_size)  # incremental
+    bias = logit_bias(reqs, vocab_size)
     if bias is not None:
         info.logit_bias = bias
     if any(r.return_logprob for r in reqs):
         info.return_logprob = True
         info.top_logprobs_nums = [r.top_logprobs_num if r.return_logprob else 0 for r in reqs]
     return info
-
-
-def _uses_penalty(r: Req) -> bool:
-    p = r.params
-    return p.frequency_penalty != 0.0 or p.presence_penalty != 0.0 or p.repetition_penalty != 1.0
-
-
-def _logit_bias(reqs: list[Req], vocab_size: int) -> torch.Tensor | None:
-    """logit_bias, plus -inf on stop tokens while a request is below min_new_tokens."""
-    rows: dict[int, dict[int, float]] = {}
-    for i, r in enumerate(reqs):
-        entries: dict[int, float] = {}
-        for key, value in (r.params.logit_bias or {}).items():
-            entries[int(key)] = float(value)
-        if len(r.output_ids) < r.min_new_tokens:
-            for t in r.stop_token_ids:
-                if 0 <= t < vocab_size:
-                    entries[t] = float("-inf")
-        if entries:
-            rows[i] = entries
-    if not rows:
-        return None
-    bias = torch.zeros(len(reqs), vocab_size, dtype=torch.float32)
-    for i, entries in rows.items():
-        ids = torch.tensor(list(entries.keys()), dtype=_I64)
-        bias[i, ids] = torch.tensor(list(entries.values()), dtype=torch.float32)
-    return bias

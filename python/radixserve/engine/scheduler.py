@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import threading
 import time
 import traceback
 from typing import Any, Optional
@@ -41,6 +42,7 @@ from radixserve.engine.schedule_policy import (
     plan_prefill,
 )
 from radixserve.engine.session import SessionManager
+from radixserve.engine.step_guard import InflightStep, free_step_kv, maybe_inject_fault
 
 logger = logging.getLogger("radixserve.scheduler")
 
@@ -77,11 +79,13 @@ class Scheduler:
             "num_generated_tokens": 0,
             "num_finished_reqs": 0,
             "num_forward_steps": 0,
+            "num_step_errors": 0,
         }
         self.sessions = SessionManager(  # sessions and /extend conversations
             kv, self.context_len, getattr(self.tokenizer, "bos_token_id", None),
             args.session_idle_timeout,
         )  # fmt: skip
+        self.inflight: Optional[InflightStep] = None  # what the current step touched
 
     # -- requests -------------------------------------------------------------------------
     def add_request(self, msg: ipc.TokenizedGenerateReq) -> list[ipc.ReqUpdate]:
@@ -203,10 +207,13 @@ class Scheduler:
             return updates
         for r in self.running:
             r.extend_len = 1
+        self.inflight = InflightStep(batch)
         slots = self.kv.alloc(sum(r.extend_len for r in batch))
         if slots is None:  # accounting is conservative, so this means a bug, not a full pool
             raise RuntimeError("KV allocation failed after admission checks")
+        self.inflight.slots = slots
         self.chunked = plan.chunked
+        maybe_inject_fault(batch, self.tokenizer)
         fb = build_forward_batch(batch, slots, self.kv)
         fb.token_type_ids = token_types(batch)
         info = build_sampling_info(batch, self.vocab_size)
@@ -228,6 +235,30 @@ class Scheduler:
         self.new_token_ratio = max(
             MIN_NEW_TOKEN_RATIO, self.new_token_ratio - NEW_TOKEN_RATIO_DECAY
         )
+        self.inflight = None
+        return updates
+
+    def fail_step(self, exc: BaseException) -> list[ipc.ReqUpdate]:
+        """A step raised: fail its requests (all requests if it failed before it had chosen
+        them), give back their KV, and keep the scheduler serving the others."""
+        self.stats["num_step_errors"] += 1
+        step, self.inflight = self.inflight, None
+        if step is None:
+            chunked = [self.chunked] if self.chunked is not None else []
+            step = InflightStep([*self.running, *chunked, *self.waiting])
+        victims = {id(r) for r in step.reqs}
+        self.running = [r for r in self.running if id(r) not in victims]
+        self.waiting = [r for r in self.waiting if id(r) not in victims]
+        if self.chunked is not None and id(self.chunked) in victims:
+            self.chunked = None
+        free_step_kv(step, self.kv)
+        message = f"internal error while running the batch: {type(exc).__name__}: {exc}"
+        updates = []
+        for req in step.reqs:
+            req.finish_reason = {"type": "abort", "message": message}
+            up = self._update(req)
+            up.error_status = 500
+            updates.append(up)
         return updates
 
     def _make_room_for_decodes(self) -> None:
@@ -253,6 +284,8 @@ class Scheduler:
         for i, req in enumerate(batch):
             was_prefill = id(req) not in running_ids
             req.kv_len += req.extend_len
+            if self.inflight is not None:
+                self.inflight.advanced.add(id(req))
             if req.kv_len < req.seq_len:  # an unfinished chunk: nothing sampled
                 self.kv.cache_unfinished(req)
                 continue
@@ -347,6 +380,11 @@ def run_scheduler_process(args: ServerArgs, in_addr: str, out_addr: str) -> None
         level=args.log_level.upper(), format="%(asctime)s [scheduler] %(levelname)s %(message)s"
     )
     torch.set_num_threads(args.num_threads or os.cpu_count() or 1)
+    # tqdm (weight loading) would otherwise create a multiprocessing semaphore here; this
+    # process ends by SIGTERM, so it would be reported as leaked by the resource tracker.
+    from tqdm import tqdm
+
+    tqdm.set_lock(threading.RLock())
     ctx = zmq.Context()
     recv = ipc.make_socket(ctx, zmq.PULL, in_addr, bind=False)
     send = ipc.make_socket(ctx, zmq.PUSH, out_addr, bind=False)
@@ -361,7 +399,12 @@ def run_scheduler_process(args: ServerArgs, in_addr: str, out_addr: str) -> None
         raise SystemExit(1) from e
     logger.info("ready: max_total_tokens=%d", sched.runner.max_total_tokens)
     send.send(ipc.encode(ipc.Ready(_model_info(sched))))
-    event_loop(sched, recv, send)
+    while True:  # steps guard themselves; this catches a message that could not be handled
+        try:
+            event_loop(sched, recv, send)
+            return
+        except Exception:  # noqa: BLE001 - keep serving the other requests
+            logger.exception("the scheduler loop failed outside a step; continuing")
 
 
 def event_loop(sched: Scheduler, recv: zmq.Socket, send: zmq.Socket) -> None:
@@ -394,6 +437,10 @@ def event_loop(sched: Scheduler, recv: zmq.Socket, send: zmq.Socket) -> None:
             logger.info("parent process exited; stopping")
             return
         if not sched.is_idle():
-            updates.extend(sched.step())
+            try:
+                updates.extend(sched.step())
+            except Exception as e:  # noqa: BLE001 - one bad batch must not end the engine
+                logger.exception("a scheduler step failed; failing its requests")
+                updates.extend(sched.fail_step(e))
         if updates:
             send.send(ipc.encode(ipc.BatchOut(updates)))

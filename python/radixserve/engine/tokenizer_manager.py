@@ -8,6 +8,7 @@ trimming) on one asyncio queue per request. It never runs the model.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import multiprocessing as mp
@@ -24,6 +25,8 @@ from radixserve import __version__
 from radixserve.args import ServerArgs
 from radixserve.engine import ipc
 from radixserve.engine.io_struct import EngineError, GenerateOutput, GenerateRequest
+from radixserve.engine.limits import Deadline, check_queue
+from radixserve.engine.offload import INLINE_CHARS, offload
 from radixserve.engine.request_state import ModelConfigView, ReqState, prepare_request
 from radixserve.engine.scheduler import run_scheduler_process
 from radixserve.engine.session_protocol import SessionCtlReq, rejected
@@ -56,6 +59,9 @@ class TokenizerManager:
         self._ctx: Optional[zmq.asyncio.Context] = None
         self._send: Any = None
         self._recv: Any = None
+        self._addrs: tuple[str, str] = ("", "")
+        self._ready = asyncio.Event()  # set by the receive loop when a (re)started scheduler is up
+        self.num_restarts = 0
 
     # -- life cycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -64,14 +70,8 @@ class TokenizerManager:
         self._ctx = zmq.asyncio.Context()
         self._send = ipc.make_socket(self._ctx, zmq.PUSH, in_addr, bind=True)
         self._recv = ipc.make_socket(self._ctx, zmq.PULL, out_addr, bind=True)
-        proc = mp.get_context("spawn").Process(
-            target=run_scheduler_process,
-            args=(self.server_args, in_addr, out_addr),
-            name="radixserve-scheduler",
-            daemon=True,
-        )
-        proc.start()
-        self.proc = proc
+        self._addrs = (in_addr, out_addr)
+        proc = self._spawn()
         timeout = max(60.0, self.server_args.watchdog_timeout)
         start = time.monotonic()
         next_log = start + 10.0
@@ -98,6 +98,17 @@ class TokenizerManager:
         logger.info("scheduler ready in %.1f s", time.monotonic() - start)
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._recv_loop()), loop.create_task(self._watchdog())]
+
+    def _spawn(self) -> Any:
+        proc = mp.get_context("spawn").Process(
+            target=run_scheduler_process,
+            args=(self.server_args, *self._addrs),
+            name="radixserve-scheduler",
+            daemon=True,
+        )
+        proc.start()
+        self.proc = proc
+        return proc
 
     def shutdown(self) -> None:
         for t in self._tasks:
@@ -135,7 +146,13 @@ class TokenizerManager:
         """Updates of one request (n > 1: of its n samples, `index` tells them apart)."""
         self._check_alive()
         assert self.model_config is not None
-        msgs = prepare_request(req, self.tokenizer, self.model_config, self.server_args)
+        args = (req, self.tokenizer, self.model_config, self.server_args)
+        if req.text is not None and len(req.text) > INLINE_CHARS:
+            msgs = await offload(prepare_request, *args)  # tokenizing a long prompt
+        else:
+            msgs = prepare_request(*args)
+        check_queue(len(self.states), len(msgs), self.server_args)
+        deadline = Deadline(self.server_args.request_timeout)
         rids = [m.rid for m in msgs]
         for rid in rids:
             if rid in self.states:
@@ -148,7 +165,7 @@ class TokenizerManager:
             for m in msgs:
                 await self._send.send(ipc.encode(m))
             while pending:
-                item = await queue.get()
+                item = await deadline.get(queue)
                 if isinstance(item, EngineError):
                     raise item
                 if item.finished:
@@ -198,6 +215,7 @@ class TokenizerManager:
         if not self.is_alive():
             return dict(self.last_load)
         self.last_load = dict(await self._query(ipc.GetLoadReq(0)))
+        self.last_load["num_scheduler_restarts"] = self.num_restarts
         return dict(self.last_load)
 
     def apply_chat_template(
@@ -207,10 +225,7 @@ class TokenizerManager:
         continue_final_message: bool = False,
         **chat_template_kwargs: Any,
     ) -> list[int]:
-        template = self.server_args.chat_template
-        if template is not None and os.path.isfile(template):
-            with open(template, encoding="utf-8") as f:
-                template = f.read()
+        template = self._template()
         if template is not None:
             chat_template_kwargs.setdefault("chat_template", template)
         try:
@@ -224,6 +239,15 @@ class TokenizerManager:
         except Exception as e:  # jinja errors, bad roles, no template
             raise EngineError(f"Could not apply the chat template: {e}", 400, "messages") from e
         return list(self.tokenizer.encode(text, add_special_tokens=False))
+
+    @functools.cache  # noqa: B019 - one per manager, read once: the file is not re-read per request
+    def _template(self) -> Optional[str]:
+        """--chat-template: a file's contents, or the template text itself."""
+        template = self.server_args.chat_template
+        if template is not None and os.path.isfile(template):
+            with open(template, encoding="utf-8") as f:
+                template = f.read()
+        return template
 
     def model_info(self) -> dict[str, Any]:
         cfg = self.info.get("model_config", {})
@@ -278,24 +302,52 @@ class TokenizerManager:
             if isinstance(msg, ipc.BatchOut):
                 for up in msg.updates:
                     state = self.states.get(up.rid)
-                    if state is not None:
-                        refused = rejected(up.finish_reason)  # e.g. an unknown session
-                        state.queue.put_nowait(
-                            EngineError(*refused) if refused else state.apply(up)
-                        )
+                    if state is None:
+                        continue
+                    if up.error_status:  # the engine failed this request (see step_guard)
+                        reason = (up.finish_reason or {}).get("message", "internal error")
+                        state.queue.put_nowait(EngineError(str(reason), up.error_status))
+                        continue
+                    refused = rejected(up.finish_reason)  # e.g. an unknown session
+                    state.queue.put_nowait(EngineError(*refused) if refused else state.apply(up))
             elif isinstance(msg, ipc.QueryResult):
                 fut = self._queries.get(msg.query_id)
                 if fut is not None and not fut.done():
                     fut.set_result(msg.result)
+            elif isinstance(msg, ipc.Ready):  # a restarted scheduler finished loading
+                self.info = msg.info
+                self.dead_message = None
+                self._ready.set()
+            elif isinstance(msg, ipc.SchedulerFailed):
+                logger.error("the restarted scheduler failed to start: %s", msg.message)
 
     async def _watchdog(self) -> None:
+        """Within 0.2 s of the scheduler's death: fail every caller, then (unless
+        --no-restart-on-crash) start a new scheduler, backing off while restarts keep failing."""
+        failures = 0
         while True:
             await asyncio.sleep(0.2)
-            if self.proc is not None and not self.proc.is_alive():
-                code = self.proc.exitcode
-                logger.error("the scheduler process died (exit code %s)", code)
-                self._fail_all(f"the scheduler process died (exit code {code})")
+            if self.proc is None or self.proc.is_alive():
+                continue
+            code = self.proc.exitcode
+            restart = self.server_args.restart_on_crash
+            logger.error("the scheduler process died (exit code %s)%s", code,
+                         "; restarting it" if restart else "")  # fmt: skip
+            self._fail_all(f"the scheduler process died (exit code {code})"
+                           + ("; it is being restarted, retry shortly" if restart else ""))  # fmt: skip
+            if not restart:
                 return
+            await asyncio.sleep(min(30.0, 0.5 * (2**failures - 1)))
+            self._ready.clear()
+            proc = self._spawn()
+            self.num_restarts += 1
+            while not self._ready.is_set() and proc.is_alive():
+                await asyncio.sleep(0.2)
+            if self._ready.is_set():
+                failures = 0
+                logger.info("the scheduler was restarted (pid %s)", self.info.get("pid"))
+            else:
+                failures += 1
 
     def _fail_all(self, message: str) -> None:
         self.dead_message = message

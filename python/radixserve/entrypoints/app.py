@@ -6,19 +6,18 @@ Every error, on /v1 and native routes alike, is `{"error": {"message", "type", "
 
 from __future__ import annotations
 
-import hmac
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Optional
 
 from litestar import Litestar, Request, Response
-from litestar.connection import ASGIConnection
-from litestar.exceptions import HTTPException, NotAuthorizedException
-from litestar.handlers.base import BaseRouteHandler
+from litestar.exceptions import HTTPException
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from radixserve.engine.io_struct import EngineError
+from radixserve.entrypoints.access import access_guards
 from radixserve.entrypoints.native import batch, control, health, routes, sessions
 from radixserve.entrypoints.native.generate import ServingGenerate
 from radixserve.entrypoints.openai import durable
@@ -28,20 +27,22 @@ from radixserve.entrypoints.openai.serving_chat import ServingChat
 from radixserve.entrypoints.openai.serving_completions import ServingCompletions
 from radixserve.entrypoints.openai.serving_models import ServingModels
 from radixserve.entrypoints.openai.serving_tokenize import ServingTokenize
+from radixserve.entrypoints.openapi import openapi_config
 from radixserve.entrypoints.pooling import routes as pooling_routes
 from radixserve.entrypoints.state import JSON, ServerState
 from radixserve.metrics import ServerMetrics
+from radixserve.models.default_model import DEFAULT_MODEL_FILE, DEFAULT_MODEL_NAME
 
 logger = logging.getLogger("radixserve.http")
-# Probes and scrapers must work without the key, as in SGLang.
-_OPEN_PATHS = ("/health", "/health_generate", "/metrics")
 _COUNTED = "radixserve.counted"
 
 
 def model_name_of(tm: Any, server_args: Any) -> str:
     if server_args.served_model_name:
         return str(server_args.served_model_name)
-    return str(tm.model_info().get("model_path") or server_args.model_path or "default")
+    path = str(tm.model_info().get("model_path") or server_args.model_path or "default")
+    # The bundled default model has a name clients know, not an absolute file path.
+    return DEFAULT_MODEL_NAME if os.path.basename(path) == DEFAULT_MODEL_FILE else path
 
 
 def build_state(tm: Any, server_args: Any) -> ServerState:
@@ -72,16 +73,17 @@ def _count(request: Request[Any, Any, Any], status: int) -> None:
 
 
 def _error(request: Request[Any, Any, Any], status: int, message: str,
-           param: Optional[str] = None) -> Response[bytes]:  # fmt: skip
+           param: Optional[str] = None, headers: Optional[dict[str, str]] = None,
+           ) -> Response[bytes]:  # fmt: skip
     _count(request, status)
     body = encode(error_body(message, status, param))
-    return Response(content=body, status_code=status, media_type=JSON)
+    return Response(content=body, status_code=status, media_type=JSON, headers=headers)
 
 
 def _engine_error(request: Request[Any, Any, Any], exc: EngineError) -> Response[bytes]:
     if exc.status >= 500:
         logger.error("request to %s failed: %s", request.url.path, exc.message)
-    return _error(request, exc.status, exc.message, exc.param)
+    return _error(request, exc.status, exc.message, exc.param, getattr(exc, "headers", None))
 
 
 def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
@@ -101,19 +103,6 @@ def _value_error(request: Request[Any, Any, Any], exc: ValueError) -> Response[b
 def _server_error(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     logger.exception("unhandled error on %s", request.url.path, exc_info=exc)
     return _error(request, 500, f"Internal server error: {type(exc).__name__}: {exc}")
-
-
-def _api_key_guard(api_key: str) -> Any:
-    expected = f"Bearer {api_key}".encode()
-
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        if connection.url.path in _OPEN_PATHS:
-            return
-        given = connection.headers.get("authorization", "").encode()
-        if not hmac.compare_digest(given, expected):
-            raise NotAuthorizedException("Invalid or missing API key (Authorization: Bearer).")
-
-    return guard
 
 
 def _metrics_middleware(app: ASGIApp) -> ASGIApp:
@@ -155,7 +144,7 @@ def create_app(tm: Any, server_args: Any, start_engine: bool = True) -> Litestar
             if start_engine:
                 tm.shutdown()
 
-    guards = [_api_key_guard(server_args.api_key)] if server_args.api_key else []
+    guards = access_guards(server_args)
     return Litestar(
         route_handlers=[
             *openai_routes.HANDLERS,
@@ -176,6 +165,6 @@ def create_app(tm: Any, server_args: Any, start_engine: bool = True) -> Litestar
             Exception: _server_error,
         },
         request_max_body_size=server_args.max_payload_size,
-        openapi_config=None,
+        openapi_config=openapi_config(),
         debug=False,
     )

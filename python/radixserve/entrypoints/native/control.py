@@ -10,6 +10,7 @@ from litestar import Request, Response, post
 
 from radixserve.engine.io_struct import EngineError
 from radixserve.entrypoints.openai.serving_base import encode
+from radixserve.entrypoints.openapi import with_body
 from radixserve.entrypoints.state import decode, get_state, json_response
 
 
@@ -38,7 +39,7 @@ async def flush_cache(request: Request[Any, Any, Any]) -> Response[bytes]:
                     status_code=400, media_type="text/plain")  # fmt: skip
 
 
-@post("/abort_request", status_code=200)
+@post("/abort_request", status_code=200, operation_class=with_body(AbortReq))
 async def abort_request(request: Request[Any, Any, Any]) -> Response[bytes]:
     req = decode(await request.body(), AbortReq)
     tm = get_state(request).tm
@@ -53,7 +54,8 @@ async def abort_request(request: Request[Any, Any, Any]) -> Response[bytes]:
     return json_response(encode({"success": True}))
 
 
-@post("/update_weights_from_disk", status_code=200)
+@post("/update_weights_from_disk", status_code=200,
+      operation_class=with_body(UpdateWeightsReq))
 async def update_weights_from_disk(request: Request[Any, Any, Any]) -> Response[bytes]:
     req = decode(await request.body(), UpdateWeightsReq)
     tm = get_state(request).tm

@@ -54,7 +54,7 @@ def session_params(req: GenerateReqInput, num_prompts: int, n: int) -> Optional[
 
 
 def _output(out: GenerateOutput, index: Optional[int] = None) -> dict[str, Any]:
-    d: dict[str, Any] = {"text": out.text, "output_ids": out.output_ids,
+    d: dict[str, Any] = {"text": out.text, "output_ids": out.output_ids[: out.completion_tokens],
                          "meta_info": out.meta_info()}  # fmt: skip
     if index is not None:
         d["index"] = index

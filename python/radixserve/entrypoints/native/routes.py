@@ -8,6 +8,7 @@ from litestar import Request, Response, post, route
 
 from radixserve.entrypoints.native.generate import GenerateReqInput
 from radixserve.entrypoints.openai.protocol import DetokenizeRequest, TokenizeRequest
+from radixserve.entrypoints.openapi import with_body
 from radixserve.entrypoints.state import (
     decode,
     get_state,
@@ -17,19 +18,21 @@ from radixserve.entrypoints.state import (
 )
 
 
-@route("/generate", http_method=["POST", "PUT"], status_code=200)
+@route("/generate", http_method=["POST", "PUT"], status_code=200,
+       operation_class=with_body(GenerateReqInput))
 async def generate(request: Request[Any, Any, Any]) -> Response[Any]:
     req = decode(await request.body(), GenerateReqInput)
     return respond(await unless_disconnected(request, get_state(request).generate.create(req)))
 
 
-@post(["/tokenize", "/v1/tokenize"], status_code=200)
+@post(["/tokenize", "/v1/tokenize"], status_code=200, operation_class=with_body(TokenizeRequest))
 async def tokenize(request: Request[Any, Any, Any]) -> Response[bytes]:
     req = decode(await request.body(), TokenizeRequest)
     return json_response(get_state(request).tokenize.tokenize(req))
 
 
-@post(["/detokenize", "/v1/detokenize"], status_code=200)
+@post(["/detokenize", "/v1/detokenize"], status_code=200,
+      operation_class=with_body(DetokenizeRequest))
 async def detokenize(request: Request[Any, Any, Any]) -> Response[bytes]:
     req = decode(await request.body(), DetokenizeRequest)
     return json_response(get_state(request).tokenize.detokenize(req))

@@ -7,6 +7,7 @@ from typing import Any
 from litestar import Request, Response, get, post
 
 from radixserve.entrypoints.openai.protocol import ChatCompletionRequest, CompletionRequest
+from radixserve.entrypoints.openapi import with_body
 from radixserve.entrypoints.state import (
     decode,
     get_state,
@@ -16,13 +17,13 @@ from radixserve.entrypoints.state import (
 )
 
 
-@post("/v1/chat/completions", status_code=200)
+@post("/v1/chat/completions", status_code=200, operation_class=with_body(ChatCompletionRequest))
 async def chat_completions(request: Request[Any, Any, Any]) -> Response[Any]:
     req = decode(await request.body(), ChatCompletionRequest)
     return respond(await unless_disconnected(request, get_state(request).chat.create(req)))
 
 
-@post("/v1/completions", status_code=200)
+@post("/v1/completions", status_code=200, operation_class=with_body(CompletionRequest))
 async def completions(request: Request[Any, Any, Any]) -> Response[Any]:
     req = decode(await request.body(), CompletionRequest)
     return respond(await unless_disconnected(request, get_state(request).completions.create(req)))

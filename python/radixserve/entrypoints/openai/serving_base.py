@@ -55,6 +55,7 @@ def error_body(message: str, status: int = 400, param: Optional[str] = None) -> 
     kind = {
         400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
         405: "invalid_request_error", 413: "invalid_request_error", 503: "service_unavailable",
+        429: "rate_limit_error", 504: "timeout_error",
     }.get(status, "server_error")  # fmt: skip
     return ErrorResponse(error=ErrorInfo(message=message, type=kind, param=param, code=status))
 

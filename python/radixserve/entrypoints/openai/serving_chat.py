@@ -10,6 +10,7 @@ import msgspec
 
 from radixserve.constrained.base import constraint_key
 from radixserve.engine.io_struct import EngineError, GenerateOutput
+from radixserve.engine.offload import INLINE_CHARS, offload, text_size
 from radixserve.entrypoints.openai.chat_output import (
     ChoiceStream,
     build_message,
@@ -129,7 +130,9 @@ class ServingChat(ServingBase):
 
     async def create(self, req: ChatCompletionRequest) -> bytes | AsyncIterator[bytes]:
         plan = self.tool_plan(req)
-        reqs = self.build(req, plan)
+        # Templating + tokenizing a long conversation would stall every stream on this loop.
+        long = text_size([m.content for m in req.messages]) > INLINE_CHARS
+        reqs = await offload(self.build, req, plan) if long else self.build(req, plan)
         if req.stream:
             updates = await self.primed(self.stream_all(reqs))
             return self._stream(req, updates, len(reqs), plan)
@@ -176,7 +179,7 @@ class ServingChat(ServingBase):
                 logprobs = None
                 if req.logprobs:
                     logprobs = self._logprobs(out, sent_lp[i])
-                    sent_lp[i] = len(out.output_token_logprobs or ())
+                    sent_lp[i] = out.completion_tokens
                 choice = ChatStreamChoice(
                     index=i, delta=delta or DeltaMessage(),
                     logprobs=logprobs, finish_reason=reason, matched_stop=matched,
@@ -192,7 +195,7 @@ class ServingChat(ServingBase):
         yield sse_done()
 
     def _logprobs(self, out: GenerateOutput, start: int) -> ChoiceLogprobs:
-        tokens = (out.output_token_logprobs or [])[start:]
+        tokens = (out.output_token_logprobs or [])[start : out.completion_tokens]
         tops = (out.output_top_logprobs or [])[start:]
         content = []
         for k, lp in enumerate(tokens):

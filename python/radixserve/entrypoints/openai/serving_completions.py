@@ -128,7 +128,7 @@ class ServingCompletions(ServingBase):
                 if req.logprobs is not None:
                     base = (len(echoes[i]) if echoes else 0) + len(out.text) - len(out.delta_text)
                     logprobs = self._logprobs(out, sent_lp[i], base)
-                    sent_lp[i] = len(out.output_token_logprobs or ())
+                    sent_lp[i] = out.completion_tokens
                     if echo_now and echoes:
                         logprobs = self._with_prompt(out, firsts[i], logprobs)
                 yield chunk(CompletionChoice(index=i, text=text, logprobs=logprobs,
@@ -171,7 +171,7 @@ class ServingCompletions(ServingBase):
         """Logprobs of the generated tokens from `start` on; with echo, offsets count the
         echoed text (the prompt's own logprobs are added by _with_prompt)."""
         result = CompletionLogprobs()
-        tokens = (out.output_token_logprobs or [])[start:]
+        tokens = (out.output_token_logprobs or [])[start : out.completion_tokens]
         tops = (out.output_top_logprobs or [])[start:]
         for k, lp in enumerate(tokens):
             text = self.token_text(lp)
