@@ -18,6 +18,7 @@ from radixserve.engine.io_struct import EngineError
 from radixserve.entrypoints.native.generate import GenerateReqInput, ServingGenerate
 from radixserve.entrypoints.native.sessions import seed_meta
 from radixserve.entrypoints.openai.serving_base import encode, error_body
+from radixserve.entrypoints.openapi import with_body
 from radixserve.entrypoints.state import decode, get_state, json_response, unless_disconnected
 
 MAX_BATCH_REQUESTS = 256  # more is a 413: one call must not flood the waiting queue
@@ -63,7 +64,7 @@ async def run_entry(serving: ServingGenerate, tokenizer: Any, raw: Any) -> dict[
     return {"text": prompt + out.text, "meta": seed_meta(out, time.perf_counter() - start)}
 
 
-@post("/batch", status_code=200)
+@post("/batch", status_code=200, operation_class=with_body(BatchReqInput))
 async def batch(request: Request[Any, Any, Any]) -> Response[bytes]:
     req = decode(await request.body(), BatchReqInput)
     if not req.requests:

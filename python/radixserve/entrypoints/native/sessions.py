@@ -17,6 +17,7 @@ from litestar import Request, Response, post
 from radixserve.engine.io_struct import EngineError, GenerateOutput, GenerateRequest
 from radixserve.engine.session_protocol import SessionParams
 from radixserve.entrypoints.openai.serving_base import encode
+from radixserve.entrypoints.openapi import with_body
 from radixserve.entrypoints.state import decode, get_state, json_response, unless_disconnected
 
 
@@ -56,7 +57,7 @@ def seed_meta(out: GenerateOutput, elapsed: float) -> dict[str, Any]:
     }
 
 
-@post("/open_session", status_code=200)
+@post("/open_session", status_code=200, operation_class=with_body(OpenSessionReqInput))
 async def open_session(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Answers the session id as a JSON string, as SGLang does."""
     req = decode(await request.body(), OpenSessionReqInput)
@@ -72,7 +73,7 @@ async def open_session(request: Request[Any, Any, Any]) -> Response[bytes]:
     return json_response(encode(result))
 
 
-@post("/close_session", status_code=200)
+@post("/close_session", status_code=200, operation_class=with_body(CloseSessionReqInput))
 async def close_session(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Unlocks the session's KV (evictable from now on); an unknown id is a 404."""
     req = decode(await request.body(), CloseSessionReqInput)
@@ -82,7 +83,7 @@ async def close_session(request: Request[Any, Any, Any]) -> Response[bytes]:
     return json_response(b"", 200)
 
 
-@post("/extend", status_code=200)
+@post("/extend", status_code=200, operation_class=with_body(ExtendReqInput))
 async def extend(request: Request[Any, Any, Any]) -> Response[bytes]:
     req = decode(await request.body(), ExtendReqInput)
     state = get_state(request)

@@ -11,6 +11,7 @@ from radixserve.entrypoints.openai.responses_objects import CreateResponseReques
 from radixserve.entrypoints.openai.serving_base import encode
 from radixserve.entrypoints.openai.serving_responses import ServingResponses
 from radixserve.entrypoints.openai.store_services import get_services, list_page, page_args
+from radixserve.entrypoints.openapi import with_body
 from radixserve.entrypoints.state import decode, json_response, respond, unless_disconnected
 
 
@@ -18,7 +19,7 @@ def _responses(request: Request[Any, Any, Any]) -> ServingResponses:
     return get_services(request).responses  # type: ignore[no-any-return]
 
 
-@post("/v1/responses", status_code=200)
+@post("/v1/responses", status_code=200, operation_class=with_body(CreateResponseRequest))
 async def create_response(request: Request[Any, Any, Any]) -> Response[Any]:
     req = decode(await request.body(), CreateResponseRequest)
     serving = _responses(request)

@@ -24,6 +24,7 @@ from radixserve.entrypoints.openai.store_services import (
     not_found,
     page_args,
 )
+from radixserve.entrypoints.openapi import with_body
 from radixserve.entrypoints.state import ServerState, decode, get_state, json_response
 from radixserve.store import StoreFullError
 
@@ -87,7 +88,7 @@ def window_seconds(window: str) -> int:
     return int(m.group(1)) * _UNIT[m.group(2)]
 
 
-@post("/v1/batches", status_code=200)
+@post("/v1/batches", status_code=200, operation_class=with_body(CreateBatchRequest))
 async def create_batch(request: Request[Any, Any, Any]) -> Response[bytes]:
     services = get_services(request)
     req = decode(await request.body(), CreateBatchRequest)

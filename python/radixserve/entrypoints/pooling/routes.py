@@ -8,6 +8,7 @@ from typing import Any, Optional
 
 from litestar import Request, Response, post
 
+from radixserve.entrypoints.openapi import with_body
 from radixserve.entrypoints.pooling.protocol import (
     EmbeddingRequest,
     EncodeReqInput,
@@ -40,33 +41,33 @@ def serving(request: Request[Any, Any, Any]) -> PoolingServing:
     return found
 
 
-@post("/v1/embeddings", status_code=200)
+@post("/v1/embeddings", status_code=200, operation_class=with_body(EmbeddingRequest))
 async def embeddings(request: Request[Any, Any, Any]) -> Response[bytes]:
     req = decode(await request.body(), EmbeddingRequest)
     return json_response(await unless_disconnected(request, serving(request).pooling.embeddings(req)))
 
 
-@post("/encode", status_code=200)
+@post("/encode", status_code=200, operation_class=with_body(EncodeReqInput))
 async def encode_route(request: Request[Any, Any, Any]) -> Response[bytes]:
     req = decode(await request.body(), EncodeReqInput)
     work = serving(request).pooling.native(req, "/encode")
     return json_response(await unless_disconnected(request, work))
 
 
-@post(["/classify", "/v1/classify"], status_code=200)
+@post(["/classify", "/v1/classify"], status_code=200, operation_class=with_body(EncodeReqInput))
 async def classify(request: Request[Any, Any, Any]) -> Response[bytes]:
     req = decode(await request.body(), EncodeReqInput)
     work = serving(request).pooling.native(req, "/classify")
     return json_response(await unless_disconnected(request, work))
 
 
-@post("/v1/score", status_code=200)
+@post("/v1/score", status_code=200, operation_class=with_body(ScoreRequest))
 async def score(request: Request[Any, Any, Any]) -> Response[bytes]:
     req = decode(await request.body(), ScoreRequest)
     return json_response(await unless_disconnected(request, serving(request).score.score(req)))
 
 
-@post("/v1/rerank", status_code=200)
+@post("/v1/rerank", status_code=200, operation_class=with_body(RerankRequest))
 async def rerank(request: Request[Any, Any, Any]) -> Response[bytes]:
     req = decode(await request.body(), RerankRequest)
     return json_response(await unless_disconnected(request, serving(request).rerank.rerank(req)))
