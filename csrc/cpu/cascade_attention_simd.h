@@ -106,6 +106,13 @@ void prefix_simd(const AttendWork<T>& w) {
   float* vb = w.kvbuf + kBlk * D;   // [kBlk][D]
   alignas(64) float s[kChunk * kBlk];
   float alpha[kChunk];
+  // Slots are scattered: the hardware prefetcher cannot guess the rows, so fetch the first
+  // block now and each next block while the current one is computed.
+  for (int64_t k = kb; k < cmin64(ke, kb + kBlk); ++k) {
+    const int64_t off = static_cast<int64_t>(w.slots[k]) * w.slot_stride + w.head_off;
+    cprefetch(w.k_cache + off, row_bytes);
+    cprefetch(w.v_cache + off, row_bytes);
+  }
   for (int64_t k0 = kb; k0 < ke; k0 += kBlk) {
     const int nk = static_cast<int>(cmin64(kBlk, ke - k0));
     for (int64_t k = k0 + kBlk; k < cmin64(ke, k0 + 2 * kBlk); ++k) {
