@@ -7,6 +7,8 @@ from typing import Optional
 
 import torch
 
+from radixserve.engine.cascade import CascadeGroups
+
 
 @dataclass
 class ForwardBatch:
@@ -33,6 +35,9 @@ class ForwardBatch:
     seq_lens_list: Optional[list[int]] = None
     extend_seq_lens_list: Optional[list[int]] = None
     extend_prefix_lens_list: Optional[list[int]] = None
+    # Decode batches only: shared-prefix groups for cascade attention (engine/cascade.py);
+    # None when nothing is shared (or cascade attention is disabled).
+    cascade: Optional[CascadeGroups] = None
 
     @property
     def batch_size(self) -> int:
