@@ -64,6 +64,10 @@ class ReqUpdate(msgspec.Struct, array_like=True):
     input_logprobs: Optional[list[float]] = None
     input_top_ids: Optional[list[list[int]]] = None
     input_top_logprobs: Optional[list[list[float]]] = None
+    # Speculative decoding totals so far: verify steps, draft tokens proposed and accepted.
+    spec_verify_ct: int = 0
+    spec_draft_tokens: int = 0
+    spec_accepted_tokens: int = 0
 
 
 class BatchOut(msgspec.Struct, tag=True):

@@ -215,4 +215,7 @@ class ReqState:
             output_top_logprobs=list(self.top) if self.top is not None else None,
             input_token_logprobs=list(self.in_lps) if self.in_lps is not None else None,
             input_top_logprobs=list(self.in_top) if self.in_top is not None else None,
+            spec_verify_ct=up.spec_verify_ct,
+            spec_draft_tokens=up.spec_draft_tokens,
+            spec_accepted_tokens=up.spec_accepted_tokens,
         )

@@ -21,6 +21,7 @@ import zmq
 
 from radixserve.args import ServerArgs
 from radixserve.engine import ipc
+from radixserve.engine.cascade import shared_prefix_groups
 from radixserve.engine.input_logprobs import collect_input_logprobs, input_logits_rows
 from radixserve.engine.kv_manager import KVManager, make_allocator
 from radixserve.engine.request import Req
@@ -33,6 +34,7 @@ from radixserve.engine.schedule_policy import (
     order_waiting,
     plan_prefill,
 )
+from radixserve.engine.speculative.decode import NgramSpeculator
 
 logger = logging.getLogger("radixserve.scheduler")
 
@@ -59,7 +61,15 @@ class Scheduler:
             "num_generated_tokens": 0,
             "num_finished_reqs": 0,
             "num_forward_steps": 0,
+            "num_cascade_steps": 0,  # decode steps that shared a prefix (cascade attention)
+            "num_spec_draft_tokens": 0,  # speculative decoding: drafts proposed, accepted
+            "num_spec_accepted_tokens": 0,
         }
+        self.speculator = (
+            NgramSpeculator(args.speculative_num_draft_tokens)
+            if args.speculative_algorithm == "NGRAM"
+            else None
+        )
 
     # -- requests -------------------------------------------------------------------------
     def add_request(self, msg: ipc.TokenizedGenerateReq) -> None:
@@ -151,6 +161,10 @@ class Scheduler:
                 head = self.waiting.pop(0)
                 updates.append(self._finish_aborted(head, "the prompt does not fit in the KV pool"))
                 return updates
+        if self.speculator is not None and not plan.reqs and plan.chunked is None and self.running:
+            spec = self.speculator.step(self)
+            if spec is not None:
+                return updates + spec
         batch = plan.reqs + self.running
         if not batch:
             return updates
@@ -161,6 +175,11 @@ class Scheduler:
             raise RuntimeError("KV allocation failed after admission checks")
         self.chunked = plan.chunked
         fb = build_forward_batch(batch, slots, self.kv)
+        if fb.is_decode and not self.args.disable_cascade_attention:
+            fb.cascade = shared_prefix_groups(
+                batch, self.kv.req_to_token, self.args.cascade_min_prefix
+            )
+            self.stats["num_cascade_steps"] += fb.cascade is not None
         info = build_sampling_info(batch, self.vocab_size)
         extra = input_logits_rows(batch, fb)
         out = self.runner.forward(fb)
@@ -239,6 +258,9 @@ class Scheduler:
             finish_reason=req.finish_reason,
             prompt_tokens=len(req.origin_input_ids),
             cached_tokens=req.cached_tokens,
+            spec_verify_ct=req.spec_verify_ct,
+            spec_draft_tokens=req.spec_draft_tokens,
+            spec_accepted_tokens=req.spec_accepted_tokens,
         )
         if req.return_logprob:
             if req.input_lp_from is not None and not req.input_lp_sent and req.output_ids:
