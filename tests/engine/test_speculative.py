@@ -55,6 +55,7 @@ def test_ngram_greedy_identical_tiny(tiny_llama_dir: str) -> None:
     off, _, load_off = run(tiny_llama_dir, False, prompts, NEW)
     assert on == off
     assert load["num_spec_accepted_tokens"] > 0 and load_off["num_spec_draft_tokens"] == 0
+    assert load["num_used_tokens"] == 0  # rejected drafts' KV slots went back to the pool
     meta = outs[0]["meta_info"]
     assert meta["spec_verify_ct"] > 0 and meta["completion_tokens"] == NEW
     assert 0.0 < meta["spec_accept_rate"] <= 1.0
