@@ -9,6 +9,7 @@
 #include "cpu/gemm.h"
 #include "cpu/activation.h"
 #include "cpu/attention.h"
+#include "cpu/cascade_attention.h"
 #include "cpu/cpu_features.h"
 #include "cpu/encoder_ops.h"
 #include "cpu/norm.h"
@@ -226,6 +227,14 @@ PYBIND11_MODULE(_C, m) {
         py::arg("req_pool_indices"), py::arg("seq_lens"), py::arg("extend_seq_lens"),
         py::arg("extend_start_loc"), py::arg("scale"), py::arg("sliding_window") = -1,
         "Causal attention of new tokens over their cached prefix and themselves.");
+
+  // ---- section: cascade (shared-prefix) decode attention ----
+  m.def("cascade_decode_attention", &radixserve::cpu::cascade_decode_attention, py::arg("out"),
+        py::arg("q"), py::arg("k_cache"), py::arg("v_cache"), py::arg("req_to_token"),
+        py::arg("req_pool_indices"), py::arg("seq_lens"), py::arg("group_ids"),
+        py::arg("group_prefix_lens"), py::arg("scale"), py::arg("sliding_window") = -1,
+        "decode_attention with shared prefixes: requests with the same group_ids[b] >= 0 share "
+        "the KV slots of their first group_prefix_lens[group] positions, read once per group.");
 
   // ---- section: norm, rope, activation ----
   m.def("rms_norm", &radixserve::cpu::rms_norm, py::arg("out"), py::arg("x"), py::arg("weight"),

@@ -1,6 +1,7 @@
 """Microbenchmark: native decode/extend attention vs a plain-PyTorch reference.
 
 Usage: PYTHONPATH=python python benchmarks/kernels/bench_attention.py [--isa auto|avx2|generic]
+       [--only decode,extend,cascade] [--cpu-time]
 Prints one JSON line per case (see common.py); decode is judged by achieved GB/s against the
 machine's read bandwidth measured in the same run, extend by GFLOP/s.
 """
@@ -97,6 +98,82 @@ def bench_decode(bs: int, seq: int, dtype: torch.dtype, layout: str) -> None:
     )
 
 
+def make_shared_pool(
+    bs: int, prefix: int, suffixes: list[int], dtype: torch.dtype, rotations: int
+) -> dict:
+    """`rotations` disjoint copies of a batch whose requests share their first `prefix` slots
+    (scattered slots, as a radix cache hands them out) and then own `suffixes[b]` more."""
+    g = torch.Generator().manual_seed(1)
+    per_rot = prefix + sum(suffixes)
+    num_slots = rotations * per_rot + 1
+    k_cache = torch.randn(num_slots, HKV, D, generator=g).to(dtype)
+    v_cache = torch.randn(num_slots, HKV, D, generator=g).to(dtype)
+    slots = (torch.randperm(num_slots - 1, generator=g) + 1).to(torch.int32)
+    seq = prefix + max(suffixes)
+    table = torch.zeros(rotations * bs, seq, dtype=torch.int32)
+    for r in range(rotations):
+        s = slots[r * per_rot : (r + 1) * per_rot]
+        off = prefix
+        for b in range(bs):
+            table[r * bs + b, :prefix] = s[:prefix]
+            table[r * bs + b, prefix : prefix + suffixes[b]] = s[off : off + suffixes[b]]
+            off += suffixes[b]
+    return {
+        "k_cache": k_cache,
+        "v_cache": v_cache,
+        "req_to_token": table,
+        "rotations": [torch.arange(r * bs, (r + 1) * bs) for r in range(rotations)],
+        "seq_lens": torch.tensor([prefix + n for n in suffixes], dtype=torch.int64),
+    }
+
+
+def bench_cascade(bs: int, prefix: int, dtype: torch.dtype) -> None:
+    """bs requests sharing a `prefix`-token KV prefix, suffixes spread over 32..256: the cascade
+    kernel (prefix read once per group) against the plain decode kernel (once per request)."""
+    suffixes = [32 + (256 - 32) * b // max(bs - 1, 1) for b in range(bs)]
+    esz = torch.empty((), dtype=dtype).element_size()
+    row = HKV * D * 2 * esz  # K and V bytes of one token
+    plain_bytes = sum(prefix + n for n in suffixes) * row
+    cascade_bytes = (prefix + sum(suffixes)) * row
+    p = make_shared_pool(bs, prefix, suffixes, dtype, max(1, -(-COLD_BYTES // cascade_bytes)))
+    q = torch.randn(bs, HQ, D).to(dtype)
+    out, ref = torch.empty_like(q), torch.empty_like(q)
+    scale = 1.0 / math.sqrt(D)
+    kv = (p["k_cache"], p["v_cache"], p["req_to_token"])
+    gids, plens = torch.zeros(bs, dtype=torch.int64), torch.tensor([prefix])
+    rows0 = p["rotations"][0]
+    _C.cascade_decode_attention(out, q, *kv, rows0, p["seq_lens"], gids, plens, scale)
+    _C.decode_attention(ref, q, *kv, rows0, p["seq_lens"], scale)
+    err = (out.float() - ref.float()).abs().max().item()
+    nxt = cycling(p)
+    us = time_us(
+        lambda: _C.cascade_decode_attention(out, q, *kv, nxt(), p["seq_lens"], gids, plens, scale)
+    )
+    nxt = cycling(p)
+    plain_us = time_us(lambda: _C.decode_attention(ref, q, *kv, nxt(), p["seq_lens"], scale))
+    rec = case(
+        "cascade_decode_attention",
+        us,
+        cascade_bytes,
+        batch=bs,
+        prefix=prefix,
+        suffix=f"{min(suffixes)}..{max(suffixes)}",
+        hq=HQ,
+        hkv=HKV,
+        d=D,
+        dtype=str(dtype).removeprefix("torch."),
+        cold=True,
+        isa=_C.cpu_features()["isa"],
+        max_abs_err_vs_plain=err,
+    )
+    rec["kv_bytes"] = cascade_bytes
+    rec["plain_kv_bytes"] = plain_bytes
+    rec["bytes_ratio"] = plain_bytes / cascade_bytes
+    rec["plain_us"] = plain_us
+    rec["speedup_vs_plain"] = plain_us / us
+    emit(rec)
+
+
 def torch_extend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
     o = F.scaled_dot_product_attention(
         q.transpose(0, 1),
@@ -156,7 +233,7 @@ def main() -> None:
     ap.add_argument("--isa", default="auto")
     ap.add_argument("--layouts", default="scattered,contiguous")
     ap.add_argument("--threads", type=int, default=0, help="torch/OpenMP threads (0: default)")
-    ap.add_argument("--only", default="decode,extend")
+    ap.add_argument("--only", default="decode,extend,cascade")
     ap.add_argument("--cpu-time", action="store_true", help="1 thread, timed by thread CPU time")
     args = ap.parse_args()
     if args.threads > 0:
@@ -175,6 +252,9 @@ def main() -> None:
     if "extend" in args.only:
         for dtype in (torch.bfloat16, torch.float32):
             bench_extend(512, dtype)
+    if "cascade" in args.only:
+        for dtype in (torch.bfloat16, torch.float32):
+            bench_cascade(16, 1024, dtype)
 
 
 if __name__ == "__main__":

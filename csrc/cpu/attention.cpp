@@ -375,10 +375,14 @@ void store_kv(const at::Tensor& k_cache, const at::Tensor& v_cache, const at::Te
   }
 }
 
-void decode_attention(const at::Tensor& out, const at::Tensor& q, const at::Tensor& k_cache,
-                      const at::Tensor& v_cache, const at::Tensor& req_to_token,
-                      const at::Tensor& req_pool_indices, const at::Tensor& seq_lens,
-                      double scale, int64_t sliding_window) {
+AttendKernels attend_kernels_generic() {
+  return {&attend_generic<float>, &attend_generic<uint16_t>, 1};
+}
+
+void check_decode_args(const at::Tensor& out, const at::Tensor& q, const at::Tensor& k_cache,
+                       const at::Tensor& v_cache, const at::Tensor& req_to_token,
+                       const at::Tensor& req_pool_indices, const at::Tensor& seq_lens,
+                       double scale) {
   check_paged_inputs(q, out, k_cache, v_cache, req_to_token, req_pool_indices, seq_lens, scale);
   check_size(req_pool_indices, "req_pool_indices", 0, q.size(0));
   const int64_t* lens = seq_lens.data_ptr<int64_t>();
@@ -387,6 +391,13 @@ void decode_attention(const at::Tensor& out, const at::Tensor& q, const at::Tens
              ": a decode request holds at least its new token");
   }
   check_slots(req_to_token, req_pool_indices, seq_lens, k_cache.size(0));
+}
+
+void decode_attention(const at::Tensor& out, const at::Tensor& q, const at::Tensor& k_cache,
+                      const at::Tensor& v_cache, const at::Tensor& req_to_token,
+                      const at::Tensor& req_pool_indices, const at::Tensor& seq_lens,
+                      double scale, int64_t sliding_window) {
+  check_decode_args(out, q, k_cache, v_cache, req_to_token, req_pool_indices, seq_lens, scale);
   if (q.size(0) == 0) return;
   if (q.scalar_type() == at::kFloat) {
     decode_impl<float>(out, q, k_cache, v_cache, req_to_token, req_pool_indices, seq_lens, scale,

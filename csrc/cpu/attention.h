@@ -56,6 +56,14 @@ struct AttendKernels {
 
 AttendKernels attend_kernels_avx2();
 AttendKernels attend_kernels_avx512();
+AttendKernels attend_kernels_generic();  // the portable build (lanes = 1)
+
+// decode_attention's argument checks (shapes, dtypes, index ranges, every slot read), shared
+// with the cascade kernel (cascade_attention.h).
+void check_decode_args(const at::Tensor& out, const at::Tensor& q, const at::Tensor& k_cache,
+                       const at::Tensor& v_cache, const at::Tensor& req_to_token,
+                       const at::Tensor& req_pool_indices, const at::Tensor& seq_lens,
+                       double scale);
 
 // torch-facing entry points (signatures as in docs/internals.md).
 void store_kv(const at::Tensor& k_cache, const at::Tensor& v_cache, const at::Tensor& loc,

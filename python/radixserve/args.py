@@ -58,6 +58,13 @@ class ServerArgs:
     attention_backend: str = "native"
     kernel_backend: str = "native"  # norm, rope, activation, linear, sampling
     num_threads: Optional[int] = None  # intra-op threads of the scheduler process
+    # Decode attention reads a KV prefix shared by several running requests (same slots, e.g. a
+    # cached system prompt) once for all of them, when it is at least cascade_min_prefix long.
+    disable_cascade_attention: bool = False
+    cascade_min_prefix: int = 256
+    # Speculative decoding: None or "NGRAM" (prompt-lookup drafts, greedy requests only).
+    speculative_algorithm: Optional[str] = None
+    speculative_num_draft_tokens: int = 4
 
     # Sessions and /extend (engine/session.py): idle seconds before a session is closed and a
     # conversation forgotten; 0 keeps them until closed or flushed.
@@ -117,6 +124,19 @@ class ServerArgs:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.speculative_algorithm is not None:
+            self.speculative_algorithm = self.speculative_algorithm.upper()
+            if self.speculative_algorithm != "NGRAM":
+                raise ValueError(
+                    f"--speculative-algorithm must be NGRAM, got {self.speculative_algorithm!r}"
+                )
+        if self.speculative_num_draft_tokens < 1:
+            raise ValueError(
+                "--speculative-num-draft-tokens must be >= 1, got "
+                f"{self.speculative_num_draft_tokens}"
+            )
+        if self.cascade_min_prefix < 1:
+            raise ValueError(f"--cascade-min-prefix must be >= 1, got {self.cascade_min_prefix}")
         if not 0.0 < self.mem_fraction_static < 1.0:
             raise ValueError(f"--mem-fraction-static must be in (0, 1), got {self.mem_fraction_static}")
         if self.max_total_tokens is not None and self.max_total_tokens < 16:

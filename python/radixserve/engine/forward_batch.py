@@ -7,6 +7,8 @@ from typing import Optional
 
 import torch
 
+from radixserve.engine.cascade import CascadeGroups
+
 
 @dataclass
 class ForwardBatch:
@@ -35,6 +37,9 @@ class ForwardBatch:
     extend_prefix_lens_list: Optional[list[int]] = None
     # BERT segment ids [num_tokens] int64 (cross-encoder pairs); None means all zeros.
     token_type_ids: Optional[torch.Tensor] = None
+    # Decode batches only: shared-prefix groups for cascade attention (engine/cascade.py);
+    # None when nothing is shared (or cascade attention is disabled).
+    cascade: Optional[CascadeGroups] = None
 
     @property
     def batch_size(self) -> int:

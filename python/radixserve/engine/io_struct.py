@@ -89,6 +89,10 @@ class GenerateOutput(msgspec.Struct, kw_only=True):
     input_token_logprobs: Optional[list[TokenLogprob]] = None
     input_top_logprobs: Optional[list[list[TokenLogprob]]] = None
     pooled: Optional[list[float]] = None  # pooling output / score label logprobs (#8)
+    # Speculative decoding (verify steps, drafts proposed / accepted); 0 when not speculating.
+    spec_verify_ct: int = 0
+    spec_draft_tokens: int = 0
+    spec_accepted_tokens: int = 0
 
     def meta_info(self) -> dict[str, Any]:
         meta: dict[str, Any] = {
@@ -99,6 +103,11 @@ class GenerateOutput(msgspec.Struct, kw_only=True):
             "cached_tokens": self.cached_tokens,
             "e2e_latency": self.e2e_latency,
         }
+        if self.spec_verify_ct:
+            meta["spec_verify_ct"] = self.spec_verify_ct
+            meta["spec_draft_tokens"] = self.spec_draft_tokens
+            meta["spec_accepted_tokens"] = self.spec_accepted_tokens
+            meta["spec_accept_rate"] = self.spec_accepted_tokens / max(self.spec_draft_tokens, 1)
         for name in ("output_token_logprobs", "output_top_logprobs",
                      "input_token_logprobs", "input_top_logprobs"):
             value = getattr(self, name)

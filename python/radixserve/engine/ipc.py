@@ -78,6 +78,10 @@ class ReqUpdate(msgspec.Struct, array_like=True):
     # Non-zero: the request failed inside the engine (finish_reason holds the message); the
     # caller gets an error with this HTTP status instead of a normal final output.
     error_status: int = 0
+    # Speculative decoding totals so far: verify steps, draft tokens proposed and accepted.
+    spec_verify_ct: int = 0
+    spec_draft_tokens: int = 0
+    spec_accepted_tokens: int = 0
 
 
 class BatchOut(msgspec.Struct, tag=True):

@@ -59,6 +59,11 @@ class Req:
         self.cached_tokens = 0  # prefix-cache hit of the first admission (reported)
         self.admitted_once = False
         self.num_retractions = 0
+        # Speculative decoding (engine/speculative/): this step's draft tokens, and totals.
+        self.draft_ids: list[int] = []
+        self.spec_verify_ct = 0
+        self.spec_draft_tokens = 0
+        self.spec_accepted_tokens = 0
 
         self.grammar: Any = None  # constrained/: the GrammarMatcher of a constrained request
         self.grammar_after = msg.grammar_after  # the grammar waits for this text (reasoning end)
@@ -82,8 +87,12 @@ class Req:
         """fill_ids[start : start + n] without building fill_ids (a decode reads one token)."""
         p = len(self.origin_input_ids)
         if start >= p:
-            return self.output_ids[start - p : start - p + n]
-        return (self.origin_input_ids[start : start + n] + self.output_ids)[:n]
+            out = self.output_ids[start - p : start - p + n]
+        else:
+            out = (self.origin_input_ids[start : start + n] + self.output_ids)[:n]
+        if len(out) < n and self.draft_ids:  # a speculative step feeds its drafts after them
+            out = out + self.draft_ids[: n - len(out)]
+        return out
 
     def input_lp_positions(self) -> tuple[int, int]:
         """[lo, hi): the positions whose logits the input logprobs still need in this step's

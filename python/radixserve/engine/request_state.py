@@ -233,4 +233,7 @@ class ReqState:
             input_token_logprobs=self.in_lps,
             input_top_logprobs=self.in_top,
             pooled=up.pooled,
+            spec_verify_ct=up.spec_verify_ct,
+            spec_draft_tokens=up.spec_draft_tokens,
+            spec_accepted_tokens=up.spec_accepted_tokens,
         )

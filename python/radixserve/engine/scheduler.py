@@ -23,6 +23,7 @@ import zmq
 from radixserve.args import ServerArgs
 from radixserve.constrained.grammar_manager import GrammarManager, make_backend
 from radixserve.engine import ipc
+from radixserve.engine.cascade import shared_prefix_groups
 from radixserve.engine.input_logprobs import collect_input_logprobs, input_logits_rows
 from radixserve.engine.kv_manager import KVManager, make_allocator
 from radixserve.engine.pooling_step import (
@@ -42,6 +43,7 @@ from radixserve.engine.schedule_policy import (
     plan_prefill,
 )
 from radixserve.engine.session import SessionManager
+from radixserve.engine.speculative.decode import NgramSpeculator
 from radixserve.engine.step_guard import InflightStep, free_step_kv, maybe_inject_fault
 
 logger = logging.getLogger("radixserve.scheduler")
@@ -80,12 +82,20 @@ class Scheduler:
             "num_finished_reqs": 0,
             "num_forward_steps": 0,
             "num_step_errors": 0,
+            "num_cascade_steps": 0,  # decode steps that shared a prefix (cascade attention)
+            "num_spec_draft_tokens": 0,  # speculative decoding: drafts proposed, accepted
+            "num_spec_accepted_tokens": 0,
         }
         self.sessions = SessionManager(  # sessions and /extend conversations
             kv, self.context_len, getattr(self.tokenizer, "bos_token_id", None),
             args.session_idle_timeout,
         )  # fmt: skip
         self.inflight: Optional[InflightStep] = None  # what the current step touched
+        self.speculator = (
+            NgramSpeculator(args.speculative_num_draft_tokens)
+            if args.speculative_algorithm == "NGRAM"
+            else None
+        )
 
     # -- requests -------------------------------------------------------------------------
     def add_request(self, msg: ipc.TokenizedGenerateReq) -> list[ipc.ReqUpdate]:
@@ -202,6 +212,10 @@ class Scheduler:
                 return updates
         if self.is_encoder:
             keep_whole_prompts(self, plan)
+        if self.speculator is not None and not plan.reqs and plan.chunked is None and self.running:
+            spec = self.speculator.step(self)
+            if spec is not None:
+                return updates + spec
         batch = plan.reqs + self.running
         if not batch:
             return updates
@@ -216,6 +230,11 @@ class Scheduler:
         maybe_inject_fault(batch, self.tokenizer)
         fb = build_forward_batch(batch, slots, self.kv)
         fb.token_type_ids = token_types(batch)
+        if fb.is_decode and not self.args.disable_cascade_attention:
+            fb.cascade = shared_prefix_groups(
+                batch, self.kv.req_to_token, self.args.cascade_min_prefix
+            )
+            self.stats["num_cascade_steps"] += fb.cascade is not None
         info = build_sampling_info(batch, self.vocab_size)
         if self.grammar is not None:
             self.grammar.apply(batch, info, self.vocab_size)
@@ -330,6 +349,9 @@ class Scheduler:
             prompt_tokens=len(req.origin_input_ids),
             cached_tokens=req.cached_tokens,
             pooled=req.pooled,
+            spec_verify_ct=req.spec_verify_ct,
+            spec_draft_tokens=req.spec_draft_tokens,
+            spec_accepted_tokens=req.spec_accepted_tokens,
         )
         if req.return_logprob:
             if req.input_lp_from is not None and not req.input_lp_sent and req.output_ids:

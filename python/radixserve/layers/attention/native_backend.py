@@ -29,6 +29,8 @@ class NativeBackend(AttentionBackend):
                 "--attention-backend torch)"
             )
         self.ops = native_ops()
+        # An older _C without the cascade kernel: decode every request alone.
+        self.has_cascade = hasattr(self.ops, "cascade_decode_attention")
 
     def forward(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layer_id: int, batch: ForwardBatch
@@ -41,7 +43,21 @@ class NativeBackend(AttentionBackend):
         out = torch.empty_like(q)
         window = self.sliding_windows[layer_id]
         scale = self.scale(q.shape[2])
-        if batch.is_decode:
+        if batch.is_decode and batch.cascade is not None and window <= 0 and self.has_cascade:
+            self.ops.cascade_decode_attention(
+                out,
+                q,
+                k_cache,
+                v_cache,
+                self.req_to_token,
+                batch.req_pool_indices,
+                batch.seq_lens,
+                batch.cascade.group_ids,
+                batch.cascade.prefix_lens,
+                scale,
+                window,
+            )
+        elif batch.is_decode:
             self.ops.decode_attention(
                 out,
                 q,

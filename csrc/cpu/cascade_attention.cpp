@@ -1,0 +1,296 @@
+// Cascade decode attention: validation, grouping, work split, OpenMP and the merge.
+#include "cpu/cascade_attention.h"
+
+#include <ATen/Parallel.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "cpu/bf16.h"
+#include "cpu/cpu_features.h"
+#include "cpu/kernel_checks.h"
+
+namespace radixserve::cpu {
+namespace {
+
+constexpr int64_t kMinChunk = 256;  // keys per work item, at least (flash-decoding split)
+constexpr int64_t kMaxSplits = 64;
+
+struct Picked {
+  AttendKernels attend;  // suffix: one query per request
+  PrefixKernels prefix;  // shared prefix: every member's queries at once
+};
+
+Picked pick(int head_dim) {
+  const AttendKernels generic = attend_kernels_generic();
+  Picked p{generic, {generic.f32, generic.bf16, 1}};
+  AttendKernels a{nullptr, nullptr, 1};
+  PrefixKernels pre{nullptr, nullptr, 1};
+  if (active_isa() == Isa::kAvx512) {
+    a = attend_kernels_avx512();
+    pre = cascade_prefix_kernels_avx512();
+  } else if (active_isa() == Isa::kAvx2) {
+    a = attend_kernels_avx2();
+    pre = cascade_prefix_kernels_avx2();
+  }
+  if (a.f32 != nullptr && head_dim % a.lanes == 0) p.attend = a;
+  if (pre.f32 != nullptr && head_dim % pre.lanes == 0) p.prefix = pre;
+  return p;
+}
+
+void run(void (*f32)(const AttendWork<float>&), void (*)(const AttendWork<uint16_t>&),
+         const AttendWork<float>& w) {
+  f32(w);
+}
+void run(void (*)(const AttendWork<float>&), void (*bf16)(const AttendWork<uint16_t>&),
+         const AttendWork<uint16_t>& w) {
+  bf16(w);
+}
+
+int64_t splits(int64_t base_items, int64_t keys, int nthreads) {
+  int64_t n = (8 * nthreads + base_items - 1) / std::max<int64_t>(base_items, 1);
+  n = std::min<int64_t>({n, (keys + kMinChunk - 1) / kMinChunk, kMaxSplits});
+  return std::max<int64_t>(n, 1);
+}
+
+// Chunk of a key range split n ways, rounded up to whole key blocks.
+int64_t chunk_of(int64_t keys, int64_t n) {
+  return ((keys + n - 1) / n + kAttendKeyBlock - 1) / kAttendKeyBlock * kAttendKeyBlock;
+}
+
+struct Group {
+  int64_t prefix;                // P
+  std::vector<int64_t> members;  // batch indices, in batch order
+  int64_t nsplit = 1;
+  int64_t part0 = 0;  // first row of this group's prefix partials
+  int64_t qoff = 0;   // first element of its gathered queries
+};
+
+template <typename T>
+void cascade_impl(const at::Tensor& out, const at::Tensor& q, const at::Tensor& k_cache,
+                  const at::Tensor& v_cache, const at::Tensor& req_to_token,
+                  const at::Tensor& req_pool_indices, const at::Tensor& seq_lens,
+                  std::vector<Group>& groups, const std::vector<int64_t>& req_prefix,
+                  double scale) {
+  const int64_t B = q.size(0), Hq = q.size(1), D = q.size(2), Hkv = k_cache.size(1);
+  const int64_t G = Hq / Hkv;
+  const int64_t max_ctx = req_to_token.size(1);
+  const int32_t* table = req_to_token.data_ptr<int32_t>();
+  const int64_t* rows = req_pool_indices.data_ptr<int64_t>();
+  const int64_t* lens = seq_lens.data_ptr<int64_t>();
+  const T* qp = static_cast<const T*>(q.data_ptr());
+  const int nthreads = at::get_num_threads();
+
+  // Prefix items (group, kv head, chunk): partial rows (member, g), queries gathered per group.
+  int64_t pre_rows = 0, qelems = 0, max_rows = 1, max_suffix = 0, work_keys = 0;
+  for (Group& gr : groups) {
+    const int64_t n = static_cast<int64_t>(gr.members.size());
+    gr.nsplit = splits(static_cast<int64_t>(groups.size()) * Hkv, gr.prefix, nthreads);
+    gr.part0 = pre_rows;
+    gr.qoff = qelems;
+    pre_rows += Hkv * gr.nsplit * n * G;
+    qelems += n * Hq * D;
+    max_rows = std::max(max_rows, n * G);
+    work_keys += gr.prefix * n;
+  }
+  for (int64_t b = 0; b < B; ++b) {
+    max_suffix = std::max(max_suffix, lens[b] - req_prefix[b]);
+    work_keys += lens[b] - req_prefix[b];
+  }
+  const int64_t ssplit = splits(B * Hkv, max_suffix, nthreads);
+  const int64_t suf_rows = B * Hkv * ssplit * G;
+  std::vector<T> qg(qelems);
+  for (const Group& gr : groups)
+    for (size_t i = 0; i < gr.members.size(); ++i)
+      std::copy_n(qp + gr.members[i] * Hq * D, Hq * D, qg.data() + gr.qoff + i * Hq * D);
+
+  struct Item {
+    int64_t group;  // -1: a suffix item
+    int64_t idx;    // request (suffix) or group
+    int64_t h, s;
+  };
+  std::vector<Item> items;
+  for (int64_t gi = 0; gi < static_cast<int64_t>(groups.size()); ++gi)
+    for (int64_t h = 0; h < Hkv; ++h)
+      for (int64_t s = 0; s < groups[gi].nsplit; ++s) items.push_back({gi, gi, h, s});
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < Hkv; ++h)
+      for (int64_t s = 0; s < ssplit; ++s) items.push_back({-1, b, h, s});
+
+  std::vector<float> m(pre_rows + suf_rows), l(pre_rows + suf_rows);
+  std::vector<float> acc((pre_rows + suf_rows) * D);
+  const Picked kern = pick(static_cast<int>(D));
+  AttendWork<T> proto{};
+  proto.window = -1;
+  proto.k_cache = static_cast<const T*>(k_cache.data_ptr());
+  proto.v_cache = static_cast<const T*>(v_cache.data_ptr());
+  proto.slot_stride = Hkv * D;
+  proto.num_heads = static_cast<int>(G);
+  proto.head_dim = static_cast<int>(D);
+  proto.scale = static_cast<float>(scale);
+  proto.q_stride = Hq * D;
+  const int64_t n_items = static_cast<int64_t>(items.size());
+  const int region_threads = work_keys * Hq * D < (int64_t{1} << 16) ? 1 : nthreads;
+
+#pragma omp parallel num_threads(region_threads)
+  {
+    std::vector<float> qbuf(max_rows * D), kvbuf(2 * kAttendKeyBlock * D);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t it = 0; it < n_items; ++it) {
+      const Item& item = items[it];
+      AttendWork<T> w = proto;
+      w.head_off = item.h * D;
+      w.qbuf = qbuf.data();
+      w.kvbuf = kvbuf.data();
+      int64_t part;
+      if (item.group >= 0) {
+        const Group& gr = groups[item.group];
+        const int64_t n = static_cast<int64_t>(gr.members.size());
+        const int64_t chunk = chunk_of(gr.prefix, gr.nsplit);
+        w.q = qg.data() + gr.qoff + item.h * G * D;
+        w.n_q = n;
+        w.pos0 = gr.prefix - 1;  // every query sees every prefix key
+        w.key_begin = item.s * chunk;
+        w.key_end = std::min(gr.prefix, (item.s + 1) * chunk);
+        w.slots = table + rows[gr.members[0]] * max_ctx;
+        part = gr.part0 + (item.h * gr.nsplit + item.s) * n * G;
+        w.m = m.data() + part;
+        w.l = l.data() + part;
+        w.acc = acc.data() + part * D;
+        run(kern.prefix.f32, kern.prefix.bf16, w);
+      } else {
+        const int64_t b = item.idx;
+        const int64_t first = req_prefix[b];
+        const int64_t chunk = chunk_of(lens[b] - first, ssplit);
+        w.q = qp + (b * Hq + item.h * G) * D;
+        w.n_q = 1;
+        w.pos0 = lens[b] - 1;
+        w.key_begin = first + item.s * chunk;
+        w.key_end = std::min(lens[b], first + (item.s + 1) * chunk);
+        w.slots = table + rows[b] * max_ctx;
+        part = pre_rows + ((b * Hkv + item.h) * ssplit + item.s) * G;
+        w.m = m.data() + part;
+        w.l = l.data() + part;
+        w.acc = acc.data() + part * D;
+        // The attend kernel, not the prefix one: with one query per request it hides the
+        // latency of scattered rows better (measured, cold KV).
+        run(kern.attend.f32, kern.attend.bf16, w);
+      }
+    }
+  }
+
+  // Where each request's prefix partials are: its group and its index among the members.
+  std::vector<int64_t> group_of(B, -1), member_of(B, 0);
+  for (int64_t gi = 0; gi < static_cast<int64_t>(groups.size()); ++gi)
+    for (size_t i = 0; i < groups[gi].members.size(); ++i) {
+      group_of[groups[gi].members[i]] = gi;
+      member_of[groups[gi].members[i]] = static_cast<int64_t>(i);
+    }
+  T* op = static_cast<T*>(out.data_ptr());
+  const int merge_threads = B * Hq * D < (int64_t{1} << 14) ? 1 : nthreads;
+#pragma omp parallel num_threads(merge_threads)
+  {
+    std::vector<int64_t> parts;
+    std::vector<float> wts;
+#pragma omp for schedule(static)
+    for (int64_t bh = 0; bh < B * Hq; ++bh) {
+      const int64_t b = bh / Hq, hq = bh % Hq, h = hq / G, g = hq % G;
+      parts.clear();
+      if (group_of[b] >= 0) {
+        const Group& gr = groups[group_of[b]];
+        const int64_t n = static_cast<int64_t>(gr.members.size());
+        for (int64_t s = 0; s < gr.nsplit; ++s)
+          parts.push_back(gr.part0 + (h * gr.nsplit + s) * n * G + member_of[b] * G + g);
+      }
+      for (int64_t s = 0; s < ssplit; ++s)
+        parts.push_back(pre_rows + ((b * Hkv + h) * ssplit + s) * G + g);
+      // out = sum_s exp(m_s - M) acc_s / sum_s exp(m_s - M) l_s
+      float mx = -INFINITY;
+      for (int64_t p : parts) mx = std::max(mx, m[p]);
+      wts.assign(parts.size(), 0.0f);
+      float denom = 0.0f;
+      for (size_t i = 0; i < parts.size(); ++i) {
+        wts[i] = m[parts[i]] == -INFINITY ? 0.0f : std::exp(m[parts[i]] - mx);
+        denom += wts[i] * l[parts[i]];
+      }
+      const float inv = denom > 0.0f ? 1.0f / denom : 0.0f;
+      T* o = op + bh * D;
+      for (int64_t d = 0; d < D; ++d) {
+        float v = 0.0f;
+        for (size_t i = 0; i < parts.size(); ++i) v += wts[i] * acc[parts[i] * D + d];
+        store_f32(o + d, v * inv);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void cascade_decode_attention(const at::Tensor& out, const at::Tensor& q,
+                              const at::Tensor& k_cache, const at::Tensor& v_cache,
+                              const at::Tensor& req_to_token, const at::Tensor& req_pool_indices,
+                              const at::Tensor& seq_lens, const at::Tensor& group_ids,
+                              const at::Tensor& group_prefix_lens, double scale,
+                              int64_t sliding_window) {
+  check_decode_args(out, q, k_cache, v_cache, req_to_token, req_pool_indices, seq_lens, scale);
+  check_tensor(group_ids, "group_ids", 1);
+  check_tensor(group_prefix_lens, "group_prefix_lens", 1);
+  check_dtype(group_ids, "group_ids", at::kLong);
+  check_dtype(group_prefix_lens, "group_prefix_lens", at::kLong);
+  const int64_t B = q.size(0);
+  check_size(group_ids, "group_ids", 0, B);
+  const int64_t num_groups = group_prefix_lens.size(0);
+  const int64_t* gid = group_ids.data_ptr<int64_t>();
+  const int64_t* plen = group_prefix_lens.data_ptr<int64_t>();
+  const int64_t* rows = req_pool_indices.data_ptr<int64_t>();
+  const int64_t* lens = seq_lens.data_ptr<int64_t>();
+  const int64_t max_ctx = req_to_token.size(1);
+  const int32_t* table = req_to_token.data_ptr<int32_t>();
+
+  std::vector<Group> groups(num_groups);
+  for (int64_t gi = 0; gi < num_groups; ++gi) groups[gi].prefix = plen[gi];
+  for (int64_t b = 0; b < B; ++b) {
+    RS_CHECK(gid[b] >= -1 && gid[b] < num_groups, "group_ids[", b, "] = ", gid[b],
+             " is out of range [-1, ", num_groups, ")");
+    if (gid[b] >= 0) groups[gid[b]].members.push_back(b);
+  }
+  std::vector<int64_t> req_prefix(B, 0);
+  for (int64_t gi = 0; gi < num_groups; ++gi) {
+    const Group& gr = groups[gi];
+    if (gr.members.empty()) continue;
+    const int32_t* lead = table + rows[gr.members[0]] * max_ctx;
+    for (int64_t b : gr.members) {
+      RS_CHECK(gr.prefix >= 0 && gr.prefix <= lens[b], "group_prefix_lens[", gi, "] = ",
+               gr.prefix, " must be in [0, seq_lens[", b, "] = ", lens[b], "]");
+      const int32_t* own = table + rows[b] * max_ctx;
+      RS_CHECK(std::equal(lead, lead + gr.prefix, own), "request ", b,
+               " does not share the KV slots of group ", gi, "'s prefix of ", gr.prefix,
+               " tokens");
+      req_prefix[b] = gr.prefix;
+    }
+  }
+  // Groups worth a shared pass: a prefix and members; the rest attend alone (req_prefix 0).
+  std::vector<Group> used;
+  for (Group& gr : groups) {
+    if (gr.members.empty()) continue;
+    if (gr.prefix == 0) continue;
+    used.push_back(std::move(gr));
+  }
+  if (B == 0) return;
+  if (sliding_window > 0 || used.empty()) {
+    decode_attention(out, q, k_cache, v_cache, req_to_token, req_pool_indices, seq_lens, scale,
+                     sliding_window);
+    return;
+  }
+  if (q.scalar_type() == at::kFloat) {
+    cascade_impl<float>(out, q, k_cache, v_cache, req_to_token, req_pool_indices, seq_lens, used,
+                        req_prefix, scale);
+  } else {
+    cascade_impl<uint16_t>(out, q, k_cache, v_cache, req_to_token, req_pool_indices, seq_lens,
+                           used, req_prefix, scale);
+  }
+}
+
+}  // namespace radixserve::cpu

@@ -1,0 +1,17 @@
+// The avx2 build of the cascade prefix kernel; callers check the CPU first (cpu_features.h).
+#include <cmath>
+#include <cstdint>
+
+#pragma GCC target("avx2,fma")
+#define RS_SIMD_AVX2
+#include "cpu/simd.h"
+// simd.h must come first.
+#include "cpu/cascade_attention_simd.h"
+
+namespace radixserve::cpu {
+
+PrefixKernels cascade_prefix_kernels_avx2() {
+  return {&prefix_simd<float>, &prefix_simd<uint16_t>, kLanes};
+}
+
+}  // namespace radixserve::cpu

@@ -1,0 +1,16 @@
+// The avx512 build of the cascade prefix kernel; callers check the CPU first (cpu_features.h).
+#include <cmath>
+#include <cstdint>
+
+#define RS_SIMD_AVX512
+#include "cpu/simd.h"
+// simd.h must come first.
+#include "cpu/cascade_attention_simd.h"
+
+namespace radixserve::cpu {
+
+PrefixKernels cascade_prefix_kernels_avx512() {
+  return {&prefix_simd<float>, &prefix_simd<uint16_t>, kLanes};
+}
+
+}  // namespace radixserve::cpu

@@ -1,0 +1,150 @@
+"""One speculative decode step: n-gram drafts for the running requests, verified in one forward.
+
+Each eligible request feeds its last token plus up to k draft tokens (an extend of 1 + k
+tokens, causal over its KV); the logits at those 1 + k positions give the greedy token after
+each prefix, so the drafts are accepted while they equal those tokens, and one more token (the
+model's own after the last accepted draft) always comes for free. The output is therefore
+token for token what plain greedy decoding produces. KV slots of rejected drafts are freed at
+once; the accepted drafts' KV is already in place.
+
+No step speculates while a running request wants logprobs. Eligible: greedy requests without penalties, logit bias or a pending min_new_tokens
+(the sampler would change their logits). Others (sampled requests included: no rejection
+sampling here) decode one token in the same forward, through the normal sampler.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional
+
+import torch
+
+from radixserve.engine.request import Req
+from radixserve.engine.schedule_batch import build_forward_batch, build_sampling_info
+from radixserve.engine.speculative.ngram import propose_ngram
+from radixserve.engine.step_guard import InflightStep
+
+if TYPE_CHECKING:
+    from radixserve.engine import ipc
+    from radixserve.engine.scheduler import Scheduler
+
+
+def eligible(req: Req) -> bool:
+    p = req.params
+    return (
+        p.is_greedy
+        and not req.return_logprob
+        and not p.logit_bias
+        and p.frequency_penalty == 0.0
+        and p.presence_penalty == 0.0
+        and p.repetition_penalty == 1.0
+        and len(req.output_ids) >= req.min_new_tokens
+    )
+
+
+class NgramSpeculator:
+    def __init__(self, num_draft: int, max_ngram: int = 4, min_ngram: int = 1) -> None:
+        self.num_draft = num_draft
+        self.max_ngram = max_ngram
+        self.min_ngram = min_ngram
+
+    def drafts(self, req: Req) -> list[int]:
+        if not eligible(req):
+            return []
+        # Room for the drafts and the bonus token within max_new_tokens and the context.
+        k = min(self.num_draft, req.remaining_new_tokens() - 1, req.context_len - req.seq_len - 1)
+        if k <= 0:
+            return []
+        return propose_ngram(req.fill_ids, k, self.max_ngram, self.min_ngram)
+
+    def step(self, sched: Scheduler) -> Optional[list[ipc.ReqUpdate]]:
+        """Run one verify step over sched.running (decodes only); None when no request has a
+        draft (or KV is short), so the caller runs a normal decode step."""
+        batch = list(sched.running)
+        # Constrained rows need the grammar mask and accept step of a normal decode step.
+        if any(r.return_logprob or getattr(r, "grammar", None) is not None for r in batch):
+            return None
+        drafts = [self.drafts(r) for r in batch]
+        if not any(drafts):
+            return None
+        for r, d in zip(batch, drafts, strict=True):
+            r.draft_ids = d
+            r.extend_len = 1 + len(d)
+        slots = sched.kv.alloc(sum(r.extend_len for r in batch))
+        if slots is None:
+            for r in batch:
+                r.draft_ids = []
+                r.extend_len = 1
+            return None
+        sched.inflight = InflightStep(batch, slots)  # a failing verify step frees these slots
+        fb = build_forward_batch(batch, slots, sched.kv)
+        rows: list[int] = []  # logits rows: every position of a drafting request, else the last
+        first_row: list[int] = []
+        offset = 0
+        for r in batch:
+            first_row.append(len(rows))
+            lo = offset if r.draft_ids else offset + r.extend_len - 1
+            rows.extend(range(lo, offset + r.extend_len))
+            offset += r.extend_len
+        fb.logits_indices = torch.tensor(rows, dtype=torch.int64)
+        out = sched.runner.forward(fb)
+        logits = out if isinstance(out, torch.Tensor) else out.next_token_logits
+        plain = [i for i, r in enumerate(batch) if not r.draft_ids]
+        sampled: dict[int, int] = {}
+        if plain:
+            info = build_sampling_info([batch[i] for i in plain], sched.vocab_size)
+            res = sched.runner.sample(logits[[first_row[i] for i in plain]], info)
+            sampled = dict(zip(plain, res.next_token_ids.tolist(), strict=True))
+        greedy = logits.argmax(dim=-1).tolist()
+        sched.inflight = None
+        sched.stats["num_forward_steps"] += 1
+        return self._finish(sched, batch, first_row, greedy, sampled)
+
+    def _finish(
+        self,
+        sched: Scheduler,
+        batch: list[Req],
+        first_row: list[int],
+        greedy: list[int],
+        sampled: dict[int, int],
+    ) -> list[ipc.ReqUpdate]:
+        updates = []
+        for i, req in enumerate(batch):
+            d = req.draft_ids
+            if d:
+                model = greedy[first_row[i] : first_row[i] + len(d) + 1]
+                a = 0
+                while a < len(d) and d[a] == model[a]:
+                    a += 1
+                new = model[: a + 1]  # accepted drafts (equal to the model's) + one more
+                req.spec_verify_ct += 1
+                req.spec_draft_tokens += len(d)
+                req.spec_accepted_tokens += a
+                sched.stats["num_spec_draft_tokens"] += len(d)
+                sched.stats["num_spec_accepted_tokens"] += a
+            else:
+                new = [sampled[i]]
+            appended = 0
+            for t in new:
+                req.output_ids.append(int(t))
+                appended += 1
+                sched.stats["num_generated_tokens"] += 1
+                req.check_finished(sched.tokenizer)
+                if req.finished:
+                    break
+            # KV now holds the last token and the accepted drafts; free the rejected ones.
+            old_kv = req.kv_len
+            req.kv_len = old_kv + appended
+            if req.extend_len > appended:
+                assert req.req_pool_idx is not None
+                row = sched.kv.req_to_token[req.req_pool_idx]
+                sched.kv.allocator.free(row[req.kv_len : old_kv + req.extend_len].to(torch.int64))
+            req.draft_ids = []
+            req.extend_len = 0
+            if req.finished:
+                sched.kv.release(req)
+                sched.stats["num_finished_reqs"] += 1
+            fresh = len(req.output_ids) - req.sent_len
+            if req.finished or (req.stream and fresh >= req.stream_interval):
+                updates.append(sched._update(req))
+        sched.running = [r for r in sched.running if not r.finished]
+        return updates

@@ -1,0 +1,84 @@
+"""N-gram speculative decoding: proposals, and greedy outputs token for token equal to plain
+decoding (tiny random Llama and the default model)."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from radixserve.engine.engine import Engine
+from radixserve.engine.speculative.ngram import propose_ngram
+
+from .conftest import VOCAB
+
+
+def test_propose_ngram() -> None:
+    # The longest suffix n-gram wins, at its latest earlier occurrence.
+    assert propose_ngram([1, 2, 3, 9, 9, 1, 2, 3, 7, 1, 2, 3], 3) == [7, 1, 2]
+    assert propose_ngram([5, 6, 7, 5, 6], 4) == [7, 5, 6]
+    assert propose_ngram([5, 6, 7, 5, 6], 1) == [7]
+    assert propose_ngram([1, 2, 3], 4) == []  # 3 never appeared before
+    assert propose_ngram([4, 4], 3) == [4]
+    assert propose_ngram([], 3) == [] and propose_ngram([1, 1], 0) == []
+    # max_ngram bounds the pattern; min_ngram 2 refuses single-token matches.
+    assert propose_ngram([8, 1, 2, 9, 2], 2, min_ngram=2) == []
+    assert propose_ngram([8, 1, 2, 9, 2], 2, min_ngram=1) == [9, 2]
+
+
+rng = random.Random(11)
+BASE = [rng.randrange(3, VOCAB) for _ in range(24)]
+NEW = 24
+
+
+def run(path: str | None, spec: bool, prompts: list[list[int]], new: int, **kw: Any) -> Any:
+    extra: dict[str, Any] = {"speculative_algorithm": "NGRAM"} if spec else {}
+    with Engine(path, dtype="float32", num_threads=1, max_total_tokens=8192, **extra, **kw) as eng:
+        params = {"max_new_tokens": new, "temperature": 0.0, "ignore_eos": True}
+        first = eng.generate(input_ids=prompts[0], sampling_params=params)["output_ids"]
+        # A random model rarely repeats itself: prompts that contain its own continuation
+        # (prompt + continuation + prompt) make the n-gram drafts right some of the time.
+        prompts = [p + first + p for p in prompts[:1]] + prompts
+        outs = eng.generate(input_ids=prompts, sampling_params=params)
+        # A sampled request alongside greedy ones: it does not speculate, but runs.
+        sampled = eng.generate(
+            input_ids=prompts[:2],
+            sampling_params=[{**params, "temperature": 0.8, "sampling_seed": 3}, params],
+        )
+        return [first] + [o["output_ids"] for o in outs + sampled], outs, eng.get_load()
+
+
+def test_ngram_greedy_identical_tiny(tiny_llama_dir: str) -> None:
+    prompts = [BASE, BASE[:7] * 4 + [5, 6], [rng.randrange(3, VOCAB) for _ in range(30)]]
+    on, outs, load = run(tiny_llama_dir, True, prompts, NEW, speculative_num_draft_tokens=3)
+    off, _, load_off = run(tiny_llama_dir, False, prompts, NEW)
+    assert on == off
+    assert load["num_spec_accepted_tokens"] > 0 and load_off["num_spec_draft_tokens"] == 0
+    assert load["num_used_tokens"] == 0  # rejected drafts' KV slots went back to the pool
+    meta = outs[0]["meta_info"]
+    assert meta["spec_verify_ct"] > 0 and meta["completion_tokens"] == NEW
+    assert 0.0 < meta["spec_accept_rate"] <= 1.0
+    assert meta["spec_accepted_tokens"] <= meta["spec_draft_tokens"]
+
+
+def test_ngram_greedy_identical_default_model() -> None:
+    from radixserve.models.default_model import default_model_path
+
+    try:
+        default_model_path()
+    except FileNotFoundError:
+        pytest.skip("the default model is not installed")
+    from radixserve.models.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(None)
+    text = (
+        "def add(a, b):\n    return a + b\n\ndef sub(a, b):\n    return a - b\n\n"
+        "Rewrite the functions above with type hints.\n"
+    )
+    prompts = [tok.encode(text), tok.encode("Count: 1, 2, 3, 4, 5, 6, 7, 8,")]
+    on, _, load = run(None, True, prompts, 32)
+    off, _, _ = run(None, False, prompts, 32)
+    assert on == off
+    assert load["num_spec_draft_tokens"] > 0
+    assert load["num_spec_accepted_tokens"] > 0
