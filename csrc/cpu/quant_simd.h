@@ -1,0 +1,247 @@
+// Vector kernels of the quantized linear (interface and layout: quant_kernels.h), written once
+// with 256-bit AVX2/FMA/F16C intrinsics. quant_avx2.cpp compiles them under a target pragma;
+// quant_avx512.cpp compiles the same code with the AVX-512 flags (EVEX encodings, same 8-lane
+// algorithm: decode is bound by memory, not by vector width). Include only from those files.
+//
+// Decode (few rows): per weight row and 8 blocks, the fp16 scales are converted by one vector
+// instruction; each block's 32 weights become 4 fp32 vectors (4-bit: one 32-bit word broadcast
+// and shifted by 0, 4, ..., 28; 8-bit: sign-extended), multiplied with x, and the block's sum is
+// scaled by d; Q4 offsets add m * sum(x of the block) from the precomputed block sums.
+// Prefill: 32 weight rows are dequantised to an fp32 [K][32] tile once (d * q + m by one FMA),
+// then 6-row x 16-column register tiles stream it, as the fp32 gemm does.
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "cpu/quant_kernels.h"
+
+namespace radixserve::quant {
+namespace {
+
+inline float hsum(__m256 a) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// 8 consecutive 4-bit weights (one 32-bit word, weight i at bits 4i) -> 8 floats 0..15.
+inline __m256 nib8(const uint8_t* p) {
+  int32_t word;
+  std::memcpy(&word, p, 4);
+  const __m256i shifted =
+      _mm256_srlv_epi32(_mm256_set1_epi32(word), _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28));
+  return _mm256_cvtepi32_ps(_mm256_and_si256(shifted, _mm256_set1_epi32(0xf)));
+}
+
+// 8 int8 weights -> 8 floats.
+inline __m256 i8x8(const uint8_t* p) {
+  const __m128i v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v));
+}
+
+// The 32 weights of a block as integers in fp32 (q, before scale and offset).
+template <QType T>
+inline void block_q(const uint8_t* qs, __m256* q) {
+  for (int j = 0; j < 4; ++j) q[j] = T == kQ8_0 ? i8x8(qs + 8 * j) : nib8(qs + 4 * j);
+}
+
+// Scales d and offsets m (Q4_0: -8 d; Q8_0: 0) of blocks [b0, b0 + 8) of a row, zero past kb.
+template <QType T>
+inline void load_scales(const uint8_t* row, int64_t kb, int64_t b0, __m256* d, __m256* m) {
+  if (b0 + kScaleVec <= kb) {
+    *d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * b0)));
+    if (T == kQ4_1)
+      *m = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * (kb + b0))));
+  } else {
+    alignas(16) uint16_t dh[kScaleVec] = {0}, mh[kScaleVec] = {0};
+    for (int64_t b = b0; b < kb; ++b) {
+      dh[b - b0] = detail::load_u16(row + 2 * b);
+      if (T == kQ4_1) mh[b - b0] = detail::load_u16(row + 2 * (kb + b));
+    }
+    *d = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(dh)));
+    if (T == kQ4_1) *m = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(mh)));
+  }
+  if (T == kQ4_0) *m = _mm256_mul_ps(*d, _mm256_set1_ps(-8.f));
+  if (T == kQ8_0) *m = _mm256_setzero_ps();
+}
+
+// acc[r] += d * dot(q, x[r] of block b), for MR activation rows from m0.
+template <int MR>
+inline void block_dot(const QuantProblem& p, const __m256* q, __m256 d, int64_t b, int64_t m0,
+                      __m256* acc) {
+  for (int r = 0; r < MR; ++r) {
+    const float* x = p.x + (m0 + r) * p.ldx + b * kQK;
+    __m256 s0 = _mm256_mul_ps(q[0], _mm256_loadu_ps(x));
+    __m256 s1 = _mm256_mul_ps(q[2], _mm256_loadu_ps(x + 16));
+    s0 = _mm256_fmadd_ps(q[1], _mm256_loadu_ps(x + 8), s0);
+    s1 = _mm256_fmadd_ps(q[3], _mm256_loadu_ps(x + 24), s1);
+    acc[r] = _mm256_fmadd_ps(d, _mm256_add_ps(s0, s1), acc[r]);
+  }
+}
+
+// Output column n for activation rows [m0, m0 + MR).
+template <QType T, int MR>
+inline void gemv_column(const QuantProblem& p, int64_t n, int64_t m0) {
+  constexpr int64_t kQs = T == kQ8_0 ? 32 : 16;
+  const uint8_t* row = p.w + n * p.row_bytes;
+  const uint8_t* qs = row + qs_offset(T, p.KB);
+  __m256 acc0[MR], acc1[MR], macc[MR];  // two chains over even/odd blocks, the offset term
+  for (int r = 0; r < MR; ++r) acc0[r] = acc1[r] = macc[r] = _mm256_setzero_ps();
+  alignas(32) float ds[kScaleVec];
+  for (int64_t b0 = 0; b0 < p.KB; b0 += kScaleVec) {
+    __m256 dv, mv;
+    load_scales<T>(row, p.KB, b0, &dv, &mv);
+    _mm256_store_ps(ds, dv);
+    if (T != kQ8_0)
+      for (int r = 0; r < MR; ++r)
+        macc[r] = _mm256_fmadd_ps(mv, _mm256_loadu_ps(p.xsum + (m0 + r) * p.ldxs + b0), macc[r]);
+    const int64_t nb = p.KB - b0 < kScaleVec ? p.KB - b0 : kScaleVec;
+    int64_t j = 0;
+    for (; j + 1 < nb; j += 2) {
+      __m256 q[4];
+      block_q<T>(qs + (b0 + j) * kQs, q);
+      block_dot<MR>(p, q, _mm256_broadcast_ss(ds + j), b0 + j, m0, acc0);
+      block_q<T>(qs + (b0 + j + 1) * kQs, q);
+      block_dot<MR>(p, q, _mm256_broadcast_ss(ds + j + 1), b0 + j + 1, m0, acc1);
+    }
+    if (j < nb) {
+      __m256 q[4];
+      block_q<T>(qs + (b0 + j) * kQs, q);
+      block_dot<MR>(p, q, _mm256_broadcast_ss(ds + j), b0 + j, m0, acc0);
+    }
+  }
+  const float bias = p.bias ? p.bias[n] : 0.f;
+  for (int r = 0; r < MR; ++r)
+    p.out[(m0 + r) * p.N + n] =
+        hsum(_mm256_add_ps(acc0[r], acc1[r])) + (T != kQ8_0 ? hsum(macc[r]) : 0.f) + bias;
+}
+
+template <QType T>
+void gemv_typed(const QuantProblem& p, int64_t n0, int64_t n1) {
+  for (int64_t m0 = 0; m0 < p.M; m0 += 4) {
+    const int64_t rows = p.M - m0 < 4 ? p.M - m0 : 4;
+    for (int64_t n = n0; n < n1; ++n) {
+      switch (rows) {
+        case 1: gemv_column<T, 1>(p, n, m0); break;
+        case 2: gemv_column<T, 2>(p, n, m0); break;
+        case 3: gemv_column<T, 3>(p, n, m0); break;
+        default: gemv_column<T, 4>(p, n, m0); break;
+      }
+    }
+  }
+}
+
+// Per-thread fp32 tile. Internal linkage and no std containers: this code is built per ISA.
+struct Scratch {
+  float* data = nullptr;
+  int64_t size = 0;
+  ~Scratch() { std::free(data); }
+  float* get(int64_t n) {
+    if (n > size) {
+      std::free(data);
+      data = static_cast<float*>(std::aligned_alloc(64, static_cast<size_t>(n) * 4));
+      size = data ? n : 0;
+    }
+    return data;
+  }
+};
+
+// Weight rows [n0, n0 + cols) -> wt[k][c] = W[n0 + c][k] in fp32, columns past cols zero.
+template <QType T>
+void dequant_tile(const QuantProblem& p, int64_t n0, int64_t cols, float* wt) {
+  constexpr int64_t kQs = T == kQ8_0 ? 32 : 16;
+  alignas(32) float ds[kScaleVec], ms[kScaleVec], tmp[kQK];
+  for (int64_t c = 0; c < cols; ++c) {
+    const uint8_t* row = p.w + (n0 + c) * p.row_bytes;
+    const uint8_t* qs = row + qs_offset(T, p.KB);
+    for (int64_t b0 = 0; b0 < p.KB; b0 += kScaleVec) {
+      __m256 dv, mv;
+      load_scales<T>(row, p.KB, b0, &dv, &mv);
+      _mm256_store_ps(ds, dv);
+      _mm256_store_ps(ms, mv);
+      const int64_t nb = p.KB - b0 < kScaleVec ? p.KB - b0 : kScaleVec;
+      for (int64_t j = 0; j < nb; ++j) {
+        __m256 q[4];
+        block_q<T>(qs + (b0 + j) * kQs, q);
+        const __m256 d = _mm256_broadcast_ss(ds + j), m = _mm256_broadcast_ss(ms + j);
+        for (int v = 0; v < 4; ++v) _mm256_store_ps(tmp + 8 * v, _mm256_fmadd_ps(q[v], d, m));
+        float* dst = wt + (b0 + j) * kQK * kTileN + c;
+        for (int i = 0; i < kQK; ++i) dst[i * kTileN] = tmp[i];
+      }
+    }
+  }
+  for (int64_t c = cols; c < kTileN; ++c)
+    for (int64_t k = 0; k < p.K; ++k) wt[k * kTileN + c] = 0.f;
+}
+
+// MR rows x 16 columns (from column 8 * v0) of the tile product, full K.
+template <int MR>
+inline void tile_half(const QuantProblem& p, const float* wt, int v0, int64_t m0, float* acc_out) {
+  __m256 acc[MR][2];
+  for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+  const float* x = p.x + m0 * p.ldx;
+  for (int64_t k = 0; k < p.K; ++k) {
+    const float* wk = wt + k * kTileN + 8 * v0;
+    const __m256 w0 = _mm256_load_ps(wk), w1 = _mm256_load_ps(wk + 8);
+    for (int r = 0; r < MR; ++r) {
+      const __m256 b = _mm256_broadcast_ss(x + r * p.ldx + k);
+      acc[r][0] = _mm256_fmadd_ps(w0, b, acc[r][0]);
+      acc[r][1] = _mm256_fmadd_ps(w1, b, acc[r][1]);
+    }
+  }
+  for (int r = 0; r < MR; ++r) {
+    _mm256_storeu_ps(acc_out + r * kTileN + 8 * v0, acc[r][0]);
+    _mm256_storeu_ps(acc_out + r * kTileN + 8 * v0 + 8, acc[r][1]);
+  }
+}
+
+template <int MR>
+inline void tile_rows(const QuantProblem& p, const float* wt, int64_t m0, float* acc) {
+  tile_half<MR>(p, wt, 0, m0, acc);
+  tile_half<MR>(p, wt, 2, m0, acc);
+}
+
+void gemm_tile(const QuantProblem& p, int64_t n0, int64_t m0, int64_t m1) {
+  static thread_local Scratch scratch;
+  const int64_t cols = p.N - n0 < kTileN ? p.N - n0 : kTileN;
+  float* wt = scratch.get(p.K * kTileN);
+  if (wt == nullptr) throw std::bad_alloc();
+  switch (p.type) {
+    case kQ4_0: dequant_tile<kQ4_0>(p, n0, cols, wt); break;
+    case kQ4_1: dequant_tile<kQ4_1>(p, n0, cols, wt); break;
+    default: dequant_tile<kQ8_0>(p, n0, cols, wt); break;
+  }
+  constexpr int64_t kRows = 6;
+  alignas(64) float acc[kRows * kTileN];
+  for (int64_t m = m0; m < m1; m += kRows) {
+    const int64_t rows = m1 - m < kRows ? m1 - m : kRows;
+    switch (rows) {
+      case 1: tile_rows<1>(p, wt, m, acc); break;
+      case 2: tile_rows<2>(p, wt, m, acc); break;
+      case 3: tile_rows<3>(p, wt, m, acc); break;
+      case 4: tile_rows<4>(p, wt, m, acc); break;
+      case 5: tile_rows<5>(p, wt, m, acc); break;
+      default: tile_rows<6>(p, wt, m, acc); break;
+    }
+    for (int64_t r = 0; r < rows; ++r) {
+      float* o = p.out + (m + r) * p.N + n0;
+      for (int64_t c = 0; c < cols; ++c) o[c] = acc[r * kTileN + c] + (p.bias ? p.bias[n0 + c] : 0.f);
+    }
+  }
+}
+
+void gemv(const QuantProblem& p, int64_t n0, int64_t n1) {
+  switch (p.type) {
+    case kQ4_0: gemv_typed<kQ4_0>(p, n0, n1); break;
+    case kQ4_1: gemv_typed<kQ4_1>(p, n0, n1); break;
+    default: gemv_typed<kQ8_0>(p, n0, n1); break;
+  }
+}
+
+}  // namespace
+}  // namespace radixserve::quant
