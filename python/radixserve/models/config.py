@@ -36,6 +36,8 @@ class ModelConfig:
     is_generation: bool = True
     chat_template: Optional[str] = None
     gguf_file: Optional[str] = None  # set when the weights come from a GGUF file
+    # GGUF Q4_0/Q4_1/Q8_0 weights stay quantized (--dtype auto on the native backend).
+    keep_quantized: bool = False
 
     def __post_init__(self) -> None:
         if not self.layer_sliding_windows:
