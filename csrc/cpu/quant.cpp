@@ -4,6 +4,7 @@
 #include "cpu/quant.h"
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "cpu/cpu_features.h"
@@ -77,23 +78,45 @@ void pick_kernels(quant::QuantGemvFn* gemv, quant::QuantGemmFn* gemm) {
   }
 }
 
-// One GGUF block (d, [m], qs in GGUF order) -> its place in the packed row.
+// One GGUF block (d, [m], qs) -> its place in the packed row (the scales move, qs do not).
 void repack_block(QType t, const uint8_t* src, uint8_t* row, int64_t kb, int64_t b) {
-  std::memcpy(row + 2 * b, src, 2);  // d
-  const uint8_t* qs = src + quant::scale_bytes(t);
+  std::memcpy(row + 2 * b, src, 2);                                       // d
   if (t == quant::kQ4_1) std::memcpy(row + 2 * kb + 2 * b, src + 2, 2);  // m
-  uint8_t* dst = row + quant::qs_offset(t, kb) + b * quant::qs_bytes(t);
-  if (t == quant::kQ8_0) {
-    std::memcpy(dst, qs, 32);
-    return;
+  std::memcpy(row + quant::qs_offset(t, kb) + b * quant::qs_bytes(t), src + quant::scale_bytes(t),
+              quant::qs_bytes(t));
+}
+
+// Decode activations: per 32-block fp32 sums (Q4 offsets), int16 values and their scales.
+void quantize_activations(quant::QuantProblem* p, std::vector<float>* xsum,
+                          std::vector<float>* xscale, std::vector<int16_t>* xq, bool want_int16) {
+  const int64_t m = p->M, kb = p->KB;
+  p->ldxs = (kb + quant::kScaleVec - 1) / quant::kScaleVec * quant::kScaleVec;
+  xsum->assign(static_cast<size_t>(m * p->ldxs), 0.f);
+  if (want_int16) {
+    xscale->assign(static_cast<size_t>(m * p->ldxs), 0.f);
+    xq->assign(static_cast<size_t>(m * p->K), 0);
   }
-  // GGUF: byte j holds weights j (low nibble) and j + 16 (high). Packed: 2i and 2i + 1.
-  uint8_t w[kQK];
-  for (int j = 0; j < 16; ++j) {
-    w[j] = qs[j] & 0xf;
-    w[j + 16] = qs[j] >> 4;
+  for (int64_t r = 0; r < m; ++r)
+    for (int64_t b = 0; b < kb; ++b) {
+      const float* xb = p->x + r * p->ldx + b * kQK;
+      float s = 0.f, amax = 0.f;
+      for (int i = 0; i < kQK; ++i) {
+        s += xb[i];
+        amax = std::max(amax, std::abs(xb[i]));
+      }
+      (*xsum)[r * p->ldxs + b] = s;
+      if (!want_int16) continue;
+      const float sx = amax / 32767.f;
+      const float inv = amax > 0.f ? 32767.f / amax : 0.f;
+      (*xscale)[r * p->ldxs + b] = sx;
+      int16_t* q = xq->data() + r * p->K + b * kQK;
+      for (int i = 0; i < kQK; ++i) q[i] = static_cast<int16_t>(std::nearbyint(xb[i] * inv));
+    }
+  p->xsum = xsum->data();
+  if (want_int16) {
+    p->xscale = xscale->data();
+    p->xq = xq->data();
   }
-  for (int i = 0; i < 16; ++i) dst[i] = static_cast<uint8_t>(w[2 * i] | (w[2 * i + 1] << 4));
 }
 
 }  // namespace
@@ -163,25 +186,14 @@ torch::Tensor quant_linear(const torch::Tensor& x, const torch::Tensor& packed,
   p.N = h.n;
   p.K = h.k;
   p.KB = h.kb;
-  // Per-block sums of x for the Q4 offsets (m * sum(x)), zero-padded to whole scale vectors.
-  std::vector<float> xsum;
-  if (p.type != quant::kQ8_0) {
-    p.ldxs = (h.kb + quant::kScaleVec - 1) / quant::kScaleVec * quant::kScaleVec;
-    xsum.assign(static_cast<size_t>(m * p.ldxs), 0.f);
-    for (int64_t r = 0; r < m; ++r)
-      for (int64_t b = 0; b < h.kb; ++b) {
-        const float* xb = p.x + r * h.k + b * kQK;
-        float s = 0.f;
-        for (int i = 0; i < kQK; ++i) s += xb[i];
-        xsum[r * p.ldxs + b] = s;
-      }
-    p.xsum = xsum.data();
-  }
-
   quant::QuantGemvFn gemv;
   quant::QuantGemmFn gemm;
   pick_kernels(&gemv, &gemm);
-  if (m <= kGemvMaxRows) {
+  const bool decode = m <= kGemvMaxRows;
+  std::vector<float> xsum, xscale;
+  std::vector<int16_t> xq;
+  quantize_activations(&p, &xsum, &xscale, &xq, decode && gemv != quant::quant_gemv_generic);
+  if (decode) {
     // Each thread streams a contiguous run of weight rows once.
     const int64_t items = (h.n + kGemvChunk - 1) / kGemvChunk;
 #pragma omp parallel for schedule(static) if (items > 1)

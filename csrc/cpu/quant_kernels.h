@@ -7,10 +7,14 @@
 //   Q4_0: d[KB] fp16 | qs[KB][16]              w = d * (q - 8),  q in 0..15
 //   Q4_1: d[KB] fp16 | m[KB] fp16 | qs[KB][16]  w = d * q + m
 //   Q8_0: d[KB] fp16 | qs[KB][32] int8          w = d * q
-// with KB = K / 32, one row after the other (row n at n * row_bytes). The 4-bit weights are in
-// sequential order, byte j of a block holding weights 2j (low nibble) and 2j+1 (high nibble),
-// so 4 bytes are 8 consecutive weights (GGUF puts weight j and j+16 in one byte instead).
-// The row sizes equal GGUF's (18, 20, 34 bytes per block): only the order changes.
+// with KB = K / 32, one row after the other (row n at n * row_bytes). The quants keep GGUF's
+// order: byte j of a 4-bit block holds weight j (low nibble) and weight j + 16 (high nibble).
+// The row sizes equal GGUF's (18, 20, 34 bytes per block): only the scales move.
+//
+// Decode activations: x is also given as int16 per 32-block (xq = round(x / sx), sx =
+// max|x| / 32767, relative error <= 2^-16 of the block's largest value: 128x finer than bf16),
+// so the decode kernels multiply 16-bit integers exactly (madd) and scale each block's integer
+// sum by d * sx once. The Q4 offsets use the exact fp32 block sums of x.
 #pragma once
 
 #include <cmath>
@@ -34,7 +38,9 @@ inline int64_t qs_offset(QType t, int64_t kb) { return kb * scale_bytes(t); }
 struct QuantProblem {
   const float* x = nullptr;  // [M, K] fp32 activations, row stride ldx
   int64_t ldx = 0;
-  // [M, ldxs] per-block sums of x (zero past KB), for the Q4 offset term; null for Q8_0.
+  const int16_t* xq = nullptr;  // [M, K] int16 activations per block (decode), or null
+  const float* xscale = nullptr;  // [M, ldxs] their per-block scales sx (zero past KB)
+  // [M, ldxs] per-block sums of x (zero past KB), for the Q4 offset term.
   const float* xsum = nullptr;
   int64_t ldxs = 0;
   const uint8_t* w = nullptr;  // packed rows (layout above)
@@ -46,7 +52,7 @@ struct QuantProblem {
 };
 
 // Decode: output columns [n0, n1) for all M rows; each weight row is read once and dequantised
-// in registers (sum_b d_b * dot(q_b, x_b) + m_b * sum(x_b)).
+// in registers (sum_b d_b * dot(q_b, x_b) + m_b * sum(x_b)). The vector builds need xq.
 using QuantGemvFn = void (*)(const QuantProblem&, int64_t n0, int64_t n1);
 // Prefill: output columns [n0, n0 + 32) (clipped to N), rows [m0, m1): the 32 weight rows are
 // dequantised to an fp32 [K][32] tile once, then multiplied like the fp32 gemm.
@@ -107,13 +113,13 @@ inline void dequant_block(QType t, const uint8_t* row, int64_t kb, int64_t b, fl
     for (int i = 0; i < kQK; ++i) out[i] = d * static_cast<float>(static_cast<int8_t>(qs[i]));
   } else if (t == kQ4_0) {  // d * (q - 8) as GGUF computes it
     for (int j = 0; j < kQK / 2; ++j) {
-      out[2 * j] = d * static_cast<float>((qs[j] & 0xf) - 8);
-      out[2 * j + 1] = d * static_cast<float>((qs[j] >> 4) - 8);
+      out[j] = d * static_cast<float>((qs[j] & 0xf) - 8);
+      out[j + 16] = d * static_cast<float>((qs[j] >> 4) - 8);
     }
   } else {
     for (int j = 0; j < kQK / 2; ++j) {
-      out[2 * j] = d * static_cast<float>(qs[j] & 0xf) + m;
-      out[2 * j + 1] = d * static_cast<float>(qs[j] >> 4) + m;
+      out[j] = d * static_cast<float>(qs[j] & 0xf) + m;
+      out[j + 16] = d * static_cast<float>(qs[j] >> 4) + m;
     }
   }
 }

@@ -4,9 +4,10 @@
 // algorithm: decode is bound by memory, not by vector width). Include only from those files.
 //
 // Decode (few rows): per weight row and 8 blocks, the fp16 scales are converted by one vector
-// instruction; each block's 32 weights become 4 fp32 vectors (4-bit: one 32-bit word broadcast
-// and shifted by 0, 4, ..., 28; 8-bit: sign-extended), multiplied with x, and the block's sum is
-// scaled by d; Q4 offsets add m * sum(x of the block) from the precomputed block sums.
+// instruction; each block's 32 quants become two vectors of 16 int16 (4-bit: bytes widened,
+// then masked / shifted; 8-bit: sign-extended), multiplied exactly with the int16 activations
+// (madd), and the block's integer sum is scaled by d * sx; Q4 offsets add m * sum(x of the
+// block) from the exact fp32 block sums.
 // Prefill: 32 weight rows are dequantised to an fp32 [K][32] tile once (d * q + m by one FMA),
 // then 6-row x 16-column register tiles stream it, as the fp32 gemm does.
 #pragma once
@@ -29,25 +30,28 @@ inline float hsum(__m256 a) {
   return _mm_cvtss_f32(s);
 }
 
-// 8 consecutive 4-bit weights (one 32-bit word, weight i at bits 4i) -> 8 floats 0..15.
-inline __m256 nib8(const uint8_t* p) {
-  int32_t word;
-  std::memcpy(&word, p, 4);
-  const __m256i shifted =
-      _mm256_srlv_epi32(_mm256_set1_epi32(word), _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28));
-  return _mm256_cvtepi32_ps(_mm256_and_si256(shifted, _mm256_set1_epi32(0xf)));
+// The 32 quants of a block as two vectors of 16 int16: weights 0..15 and 16..31.
+template <QType T>
+inline void block_q16(const uint8_t* qs, __m256i* lo, __m256i* hi) {
+  if (T == kQ8_0) {
+    *lo = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs)));
+    *hi = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs + 16)));
+  } else {  // byte j: weight j in the low nibble, weight j + 16 in the high one
+    const __m256i bytes = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs)));
+    *lo = _mm256_and_si256(bytes, _mm256_set1_epi16(0xf));
+    *hi = _mm256_srli_epi16(bytes, 4);
+  }
 }
 
-// 8 int8 weights -> 8 floats.
-inline __m256 i8x8(const uint8_t* p) {
-  const __m128i v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
-  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v));
-}
-
-// The 32 weights of a block as integers in fp32 (q, before scale and offset).
+// The 32 quants of a block as 4 fp32 vectors (weights 0-7, 8-15, 16-23, 24-31).
 template <QType T>
 inline void block_q(const uint8_t* qs, __m256* q) {
-  for (int j = 0; j < 4; ++j) q[j] = T == kQ8_0 ? i8x8(qs + 8 * j) : nib8(qs + 4 * j);
+  __m256i lo, hi;
+  block_q16<T>(qs, &lo, &hi);
+  q[0] = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(lo)));
+  q[1] = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(lo, 1)));
+  q[2] = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(hi)));
+  q[3] = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(hi, 1)));
 }
 
 // Scales d and offsets m (Q4_0: -8 d; Q8_0: 0) of blocks [b0, b0 + 8) of a row, zero past kb.
@@ -70,17 +74,16 @@ inline void load_scales(const uint8_t* row, int64_t kb, int64_t b0, __m256* d, _
   if (T == kQ8_0) *m = _mm256_setzero_ps();
 }
 
-// acc[r] += d * dot(q, x[r] of block b), for MR activation rows from m0.
+// acc[r] += (d * sx[r]) * dot(q, xq[r]) over block b, for MR activation rows from m0: the
+// integer dot is exact (madd: int16 pairs summed into int32), one conversion per block.
 template <int MR>
-inline void block_dot(const QuantProblem& p, const __m256* q, __m256 d, int64_t b, int64_t m0,
-                      __m256* acc) {
+inline void block_dot(const QuantProblem& p, __m256i lo, __m256i hi, const float* dsx, int64_t b,
+                      int64_t m0, __m256* acc) {
   for (int r = 0; r < MR; ++r) {
-    const float* x = p.x + (m0 + r) * p.ldx + b * kQK;
-    __m256 s0 = _mm256_mul_ps(q[0], _mm256_loadu_ps(x));
-    __m256 s1 = _mm256_mul_ps(q[2], _mm256_loadu_ps(x + 16));
-    s0 = _mm256_fmadd_ps(q[1], _mm256_loadu_ps(x + 8), s0);
-    s1 = _mm256_fmadd_ps(q[3], _mm256_loadu_ps(x + 24), s1);
-    acc[r] = _mm256_fmadd_ps(d, _mm256_add_ps(s0, s1), acc[r]);
+    const __m256i* x = reinterpret_cast<const __m256i*>(p.xq + (m0 + r) * p.K + b * kQK);
+    const __m256i s = _mm256_add_epi32(_mm256_madd_epi16(lo, _mm256_loadu_si256(x)),
+                                       _mm256_madd_epi16(hi, _mm256_loadu_si256(x + 1)));
+    acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_broadcast_ss(dsx + r * kScaleVec), acc[r]);
   }
 }
 
@@ -92,27 +95,28 @@ inline void gemv_column(const QuantProblem& p, int64_t n, int64_t m0) {
   const uint8_t* qs = row + qs_offset(T, p.KB);
   __m256 acc0[MR], acc1[MR], macc[MR];  // two chains over even/odd blocks, the offset term
   for (int r = 0; r < MR; ++r) acc0[r] = acc1[r] = macc[r] = _mm256_setzero_ps();
-  alignas(32) float ds[kScaleVec];
+  alignas(32) float dsx[MR * kScaleVec];  // d * sx of 8 blocks, per activation row
   for (int64_t b0 = 0; b0 < p.KB; b0 += kScaleVec) {
     __m256 dv, mv;
     load_scales<T>(row, p.KB, b0, &dv, &mv);
-    _mm256_store_ps(ds, dv);
-    if (T != kQ8_0)
-      for (int r = 0; r < MR; ++r)
-        macc[r] = _mm256_fmadd_ps(mv, _mm256_loadu_ps(p.xsum + (m0 + r) * p.ldxs + b0), macc[r]);
+    for (int r = 0; r < MR; ++r) {
+      const int64_t at = (m0 + r) * p.ldxs + b0;
+      _mm256_store_ps(dsx + r * kScaleVec, _mm256_mul_ps(dv, _mm256_loadu_ps(p.xscale + at)));
+      if (T != kQ8_0) macc[r] = _mm256_fmadd_ps(mv, _mm256_loadu_ps(p.xsum + at), macc[r]);
+    }
     const int64_t nb = p.KB - b0 < kScaleVec ? p.KB - b0 : kScaleVec;
     int64_t j = 0;
     for (; j + 1 < nb; j += 2) {
-      __m256 q[4];
-      block_q<T>(qs + (b0 + j) * kQs, q);
-      block_dot<MR>(p, q, _mm256_broadcast_ss(ds + j), b0 + j, m0, acc0);
-      block_q<T>(qs + (b0 + j + 1) * kQs, q);
-      block_dot<MR>(p, q, _mm256_broadcast_ss(ds + j + 1), b0 + j + 1, m0, acc1);
+      __m256i lo, hi;
+      block_q16<T>(qs + (b0 + j) * kQs, &lo, &hi);
+      block_dot<MR>(p, lo, hi, dsx + j, b0 + j, m0, acc0);
+      block_q16<T>(qs + (b0 + j + 1) * kQs, &lo, &hi);
+      block_dot<MR>(p, lo, hi, dsx + j + 1, b0 + j + 1, m0, acc1);
     }
     if (j < nb) {
-      __m256 q[4];
-      block_q<T>(qs + (b0 + j) * kQs, q);
-      block_dot<MR>(p, q, _mm256_broadcast_ss(ds + j), b0 + j, m0, acc0);
+      __m256i lo, hi;
+      block_q16<T>(qs + (b0 + j) * kQs, &lo, &hi);
+      block_dot<MR>(p, lo, hi, dsx + j, b0 + j, m0, acc0);
     }
   }
   const float bias = p.bias ? p.bias[n] : 0.f;
