@@ -23,7 +23,7 @@ constexpr int64_t kHeaderBytes = 64;
 // Up to this many activation rows take the decode kernel (weights dequantised in registers,
 // read once); more rows take the prefill kernel (an fp32 tile per 32 output columns, reused by
 // every row). Chosen with benchmarks/kernels/bench_linear.py (benchmarks/results/linear_quant.md).
-constexpr int64_t kGemvMaxRows = 4;
+constexpr int64_t kGemvMaxRows = 5;
 constexpr int64_t kGemvChunk = 16;  // output columns per decode work item
 constexpr int64_t kRowChunk = 96;   // activation rows per prefill work item (as gemm.cpp)
 

@@ -155,32 +155,63 @@ struct Scratch {
   }
 };
 
+// In place 8x8 transpose: r[i] lane j <-> r[j] lane i.
+inline void transpose8(__m256* r) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+    u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xee);
+    u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xee);
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+    r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+  }
+}
+
 // Weight rows [n0, n0 + cols) -> wt[k][c] = W[n0 + c][k] in fp32, columns past cols zero.
+// Eight rows at a time: each row's block is dequantised (d * q + m, one FMA) into tmp, then
+// 8x8 transposes turn the rows into the tile's 32-column lines.
 template <QType T>
 void dequant_tile(const QuantProblem& p, int64_t n0, int64_t cols, float* wt) {
   constexpr int64_t kQs = T == kQ8_0 ? 32 : 16;
-  alignas(32) float ds[kScaleVec], ms[kScaleVec], tmp[kQK];
-  for (int64_t c = 0; c < cols; ++c) {
-    const uint8_t* row = p.w + (n0 + c) * p.row_bytes;
-    const uint8_t* qs = row + qs_offset(T, p.KB);
+  alignas(32) float ds[8][kScaleVec], ms[8][kScaleVec], tmp[8][kQK];
+  for (int64_t c0 = 0; c0 < kTileN; c0 += 8) {
+    const int64_t rows = cols - c0 < 0 ? 0 : (cols - c0 < 8 ? cols - c0 : 8);
+    for (int64_t r = rows; r < 8; ++r)
+      for (int i = 0; i < kQK; ++i) tmp[r][i] = 0.f;  // padding columns stay zero
     for (int64_t b0 = 0; b0 < p.KB; b0 += kScaleVec) {
-      __m256 dv, mv;
-      load_scales<T>(row, p.KB, b0, &dv, &mv);
-      _mm256_store_ps(ds, dv);
-      _mm256_store_ps(ms, mv);
+      for (int64_t r = 0; r < rows; ++r) {
+        __m256 dv, mv;
+        load_scales<T>(p.w + (n0 + c0 + r) * p.row_bytes, p.KB, b0, &dv, &mv);
+        _mm256_store_ps(ds[r], dv);
+        _mm256_store_ps(ms[r], mv);
+      }
       const int64_t nb = p.KB - b0 < kScaleVec ? p.KB - b0 : kScaleVec;
       for (int64_t j = 0; j < nb; ++j) {
-        __m256 q[4];
-        block_q<T>(qs + (b0 + j) * kQs, q);
-        const __m256 d = _mm256_broadcast_ss(ds + j), m = _mm256_broadcast_ss(ms + j);
-        for (int v = 0; v < 4; ++v) _mm256_store_ps(tmp + 8 * v, _mm256_fmadd_ps(q[v], d, m));
-        float* dst = wt + (b0 + j) * kQK * kTileN + c;
-        for (int i = 0; i < kQK; ++i) dst[i * kTileN] = tmp[i];
+        const int64_t b = b0 + j;
+        for (int64_t r = 0; r < rows; ++r) {
+          const uint8_t* row = p.w + (n0 + c0 + r) * p.row_bytes;
+          __m256 q[4];
+          block_q<T>(row + qs_offset(T, p.KB) + b * kQs, q);
+          const __m256 d = _mm256_broadcast_ss(&ds[r][j]), m = _mm256_broadcast_ss(&ms[r][j]);
+          for (int v = 0; v < 4; ++v) _mm256_store_ps(tmp[r] + 8 * v, _mm256_fmadd_ps(q[v], d, m));
+        }
+        for (int v = 0; v < 4; ++v) {
+          __m256 t[8];
+          for (int r = 0; r < 8; ++r) t[r] = _mm256_load_ps(tmp[r] + 8 * v);
+          transpose8(t);
+          float* dst = wt + (b * kQK + 8 * v) * kTileN + c0;
+          for (int i = 0; i < 8; ++i) _mm256_store_ps(dst + i * kTileN, t[i]);
+        }
       }
     }
   }
-  for (int64_t c = cols; c < kTileN; ++c)
-    for (int64_t k = 0; k < p.K; ++k) wt[k * kTileN + c] = 0.f;
 }
 
 // MR rows x 16 columns (from column 8 * v0) of the tile product, full K.

@@ -72,7 +72,7 @@ def test_quant_linear_matches_dequantised_matmul(isa: str, qtype: str, n: int, k
 def test_every_row_count_up_to_300(isa: str, qtype: str) -> None:
     if isa == "generic":
         pytest.skip("the portable kernel has one code path for every M")
-    for m in list(range(1, 14)) + [31, 96, 97, 193, 300]:
+    for m in list(range(1, 18)) + [31, 96, 97, 193, 300]:
         check(qtype, m, 70, 96, with_bias=m % 2 == 1, seed=m)
 
 
@@ -126,7 +126,7 @@ def test_linear_layer_packs_quantized_parts() -> None:
     assert layer.quant_packed is not None and layer.weight.numel() == 0
     x = torch.randn(5, 96)
     ref = torch.nn.functional.linear(x, torch.cat([wa, wb]), layer.bias)
-    torch.testing.assert_close(layer(x), ref, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(layer(x), ref, rtol=1e-3, atol=5e-3)  # int16 decode activations
     # Mixed types fall back to a dequantised float weight.
     c, wc = make_weight("Q8_0", 32, 96, seed=4)
     mixed = Linear(96, 96)

@@ -189,6 +189,8 @@ def load_model(config: ModelConfig, weights_path: Optional[str] = None) -> Llama
         model.load_weights(bar)
     model.eval()
     params = sum(p.numel() for p in model.parameters())
+    if model.embed_packed is not None:  # kept quantized: its parameter is an empty placeholder
+        params += config.vocab_size * config.hidden_size
     logger.info(
         "Loaded %s (%s) from %s: %.1fM parameters, %s, %d layers, context %d, in %.1f s",
         config.architecture,
