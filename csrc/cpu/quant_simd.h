@@ -4,7 +4,9 @@
 // algorithm: decode is bound by memory, not by vector width). Include only from those files.
 //
 // Decode (few rows): per weight row and 8 blocks, the fp16 scales are converted by one vector
-// instruction; each block's 32 quants become two vectors of 16 int16 (4-bit: bytes widened,
+// instruction. Default, fp32 activations: a block's 32 quants become 4 fp32 vectors, multiplied
+// with x, and the block's sum is scaled by d. Opt-in int16 activations (RADIXSERVE_QUANT_INT16=1,
+// see quant.cpp): a block's 32 quants become two vectors of 16 int16 (4-bit: bytes widened,
 // then masked / shifted; 8-bit: sign-extended), multiplied exactly with the int16 activations
 // (madd), and the block's integer sum is scaled by d * sx; Q4 offsets add m * sum(x of the
 // block) from the exact fp32 block sums.
@@ -43,15 +45,23 @@ inline void block_q16(const uint8_t* qs, __m256i* lo, __m256i* hi) {
   }
 }
 
-// The 32 quants of a block as 4 fp32 vectors (weights 0-7, 8-15, 16-23, 24-31).
+// The 32 quants of a block as 4 fp32 vectors (weights 0-7, 8-15, 16-23, 24-31). 4-bit: bytes
+// 0-7 widened to 32-bit lanes hold weights 0-7 (low nibbles) and 16-23 (high nibbles).
 template <QType T>
 inline void block_q(const uint8_t* qs, __m256* q) {
-  __m256i lo, hi;
-  block_q16<T>(qs, &lo, &hi);
-  q[0] = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(lo)));
-  q[1] = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(lo, 1)));
-  q[2] = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(hi)));
-  q[3] = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(hi, 1)));
+  if (T == kQ8_0) {
+    for (int j = 0; j < 4; ++j)
+      q[j] = _mm256_cvtepi32_ps(
+          _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(qs + 8 * j))));
+    return;
+  }
+  const __m256i mask = _mm256_set1_epi32(0xf);
+  for (int h = 0; h < 2; ++h) {
+    const __m256i v =
+        _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(qs + 8 * h)));
+    q[h] = _mm256_cvtepi32_ps(_mm256_and_si256(v, mask));
+    q[h + 2] = _mm256_cvtepi32_ps(_mm256_srli_epi32(v, 4));
+  }
 }
 
 // Scales d and offsets m (Q4_0: -8 d; Q8_0: 0) of blocks [b0, b0 + 8) of a row, zero past kb.
@@ -87,7 +97,59 @@ inline void block_dot(const QuantProblem& p, __m256i lo, __m256i hi, const float
   }
 }
 
-// Output column n for activation rows [m0, m0 + MR).
+// fp32 activations: acc[r] += d * dot(q, x[r]) over block b (q converted to fp32 vectors).
+template <int MR>
+inline void block_dot_f32(const QuantProblem& p, const __m256* q, const float* d, int64_t b,
+                          int64_t m0, __m256* acc) {
+  const __m256 dv = _mm256_broadcast_ss(d);
+  for (int r = 0; r < MR; ++r) {
+    const float* x = p.x + (m0 + r) * p.ldx + b * kQK;
+    __m256 s0 = _mm256_mul_ps(q[0], _mm256_loadu_ps(x));
+    __m256 s1 = _mm256_mul_ps(q[2], _mm256_loadu_ps(x + 16));
+    s0 = _mm256_fmadd_ps(q[1], _mm256_loadu_ps(x + 8), s0);
+    s1 = _mm256_fmadd_ps(q[3], _mm256_loadu_ps(x + 24), s1);
+    acc[r] = _mm256_fmadd_ps(dv, _mm256_add_ps(s0, s1), acc[r]);
+  }
+}
+
+// Output column n for activation rows [m0, m0 + MR), fp32 activations.
+template <QType T, int MR>
+inline void gemv_column_f32(const QuantProblem& p, int64_t n, int64_t m0) {
+  constexpr int64_t kQs = T == kQ8_0 ? 32 : 16;
+  const uint8_t* row = p.w + n * p.row_bytes;
+  const uint8_t* qs = row + qs_offset(T, p.KB);
+  __m256 acc0[MR], acc1[MR], macc[MR];
+  for (int r = 0; r < MR; ++r) acc0[r] = acc1[r] = macc[r] = _mm256_setzero_ps();
+  alignas(32) float ds[kScaleVec];
+  for (int64_t b0 = 0; b0 < p.KB; b0 += kScaleVec) {
+    __m256 dv, mv;
+    load_scales<T>(row, p.KB, b0, &dv, &mv);
+    _mm256_store_ps(ds, dv);
+    if (T != kQ8_0)
+      for (int r = 0; r < MR; ++r)
+        macc[r] = _mm256_fmadd_ps(mv, _mm256_loadu_ps(p.xsum + (m0 + r) * p.ldxs + b0), macc[r]);
+    const int64_t nb = p.KB - b0 < kScaleVec ? p.KB - b0 : kScaleVec;
+    int64_t j = 0;
+    for (; j + 1 < nb; j += 2) {
+      __m256 q[4];
+      block_q<T>(qs + (b0 + j) * kQs, q);
+      block_dot_f32<MR>(p, q, ds + j, b0 + j, m0, acc0);
+      block_q<T>(qs + (b0 + j + 1) * kQs, q);
+      block_dot_f32<MR>(p, q, ds + j + 1, b0 + j + 1, m0, acc1);
+    }
+    if (j < nb) {
+      __m256 q[4];
+      block_q<T>(qs + (b0 + j) * kQs, q);
+      block_dot_f32<MR>(p, q, ds + j, b0 + j, m0, acc0);
+    }
+  }
+  const float bias = p.bias ? p.bias[n] : 0.f;
+  for (int r = 0; r < MR; ++r)
+    p.out[(m0 + r) * p.N + n] =
+        hsum(_mm256_add_ps(acc0[r], acc1[r])) + (T != kQ8_0 ? hsum(macc[r]) : 0.f) + bias;
+}
+
+// Output column n for activation rows [m0, m0 + MR), int16 activations (p.xq).
 template <QType T, int MR>
 inline void gemv_column(const QuantProblem& p, int64_t n, int64_t m0) {
   constexpr int64_t kQs = T == kQ8_0 ? 32 : 16;
@@ -130,6 +192,15 @@ void gemv_typed(const QuantProblem& p, int64_t n0, int64_t n1) {
   for (int64_t m0 = 0; m0 < p.M; m0 += 4) {
     const int64_t rows = p.M - m0 < 4 ? p.M - m0 : 4;
     for (int64_t n = n0; n < n1; ++n) {
+      if (p.xq == nullptr) {
+        switch (rows) {
+          case 1: gemv_column_f32<T, 1>(p, n, m0); break;
+          case 2: gemv_column_f32<T, 2>(p, n, m0); break;
+          case 3: gemv_column_f32<T, 3>(p, n, m0); break;
+          default: gemv_column_f32<T, 4>(p, n, m0); break;
+        }
+        continue;
+      }
       switch (rows) {
         case 1: gemv_column<T, 1>(p, n, m0); break;
         case 2: gemv_column<T, 2>(p, n, m0); break;

@@ -1,10 +1,14 @@
 """Quantized linear (GGUF Q4_0 / Q4_1 / Q8_0 kept quantized) against gguf's own dequantize
-followed by an fp64 matmul, on every kernel build this CPU runs. The decode kernels round the
-activations to int16 per 32-block; the test allows exactly that rounding's error bound."""
+followed by an fp64 matmul, on every kernel build this CPU runs. The opt-in int16-activation
+decode kernels (RADIXSERVE_QUANT_INT16=1, run in a subprocess below) round x per 32-block; the
+check allows exactly that rounding's error bound (the default fp32 kernels stay far inside it)."""
 
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import numpy as np
@@ -135,3 +139,14 @@ def test_linear_layer_packs_quantized_parts() -> None:
     mixed.post_load()
     assert mixed.quant_packed is None and mixed.packed is not None
     torch.testing.assert_close(mixed.weight.data, torch.cat([wa, wc]))
+
+
+def test_int16_activation_decode_in_subprocess() -> None:
+    """The RADIXSERVE_QUANT_INT16=1 decode kernels (the flag is read once per process)."""
+    if os.environ.get("RADIXSERVE_QUANT_INT16") == "1":
+        pytest.skip("already running with int16 activations")
+    env = {**os.environ, "RADIXSERVE_QUANT_INT16": "1"}
+    cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", __file__]
+    cmd += ["-k", "every_row_count or (matches_dequantised and 576)"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
