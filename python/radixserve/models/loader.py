@@ -108,7 +108,10 @@ def load_model_config(
     config.dtype = resolve_dtype(dtype, native_kernels)
     # auto on a quantized GGUF: keep the file's quantization (the native kernels read it);
     # float32/bfloat16 dequantise at load as before. Activations stay in config.dtype.
-    config.keep_quantized = gguf_file is not None and dtype == "auto" and native_kernels
+    # Causal LMs only: pooling heads load float weights.
+    config.keep_quantized = (
+        gguf_file is not None and dtype == "auto" and native_kernels and config.is_generation
+    )
     return config
 
 
@@ -189,7 +192,7 @@ def load_model(config: ModelConfig, weights_path: Optional[str] = None) -> Llama
         model.load_weights(bar)
     model.eval()
     params = sum(p.numel() for p in model.parameters())
-    if model.embed_packed is not None:  # kept quantized: its parameter is an empty placeholder
+    if getattr(model, "embed_packed", None) is not None:  # kept quantized: empty placeholder
         params += config.vocab_size * config.hidden_size
     logger.info(
         "Loaded %s (%s) from %s: %.1fM parameters, %s, %d layers, context %d, in %.1f s",
