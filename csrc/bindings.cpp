@@ -13,6 +13,7 @@
 #include "cpu/cpu_features.h"
 #include "cpu/encoder_ops.h"
 #include "cpu/norm.h"
+#include "cpu/quant.h"
 #include "cpu/rope.h"
 #include "cpu/sampling.h"
 // ---- includes: cuda kernels ----
@@ -267,6 +268,21 @@ PYBIND11_MODULE(_C, m) {
   m.def("linear", &radixserve::cpu::linear, py::arg("x"), py::arg("packed"),
         py::arg("bias") = py::none(), "x [M, K] @ W^T (+ bias) -> [M, N] in x's dtype");
   m.def("linear_isa", &radixserve::cpu::linear_isa, "kernel build linear() uses now");
+
+  // ---- section: quantized linear (GGUF Q4_0 / Q4_1 / Q8_0 kept quantized) ----
+  m.def("pack_quant_weight", &radixserve::cpu::pack_quant_weight, py::arg("raw"),
+        py::arg("qtype"), py::arg("k"),
+        "GGUF tensor data uint8 [N, K/32*block_bytes] of type q4_0|q4_1|q8_0 -> packed uint8");
+  m.def("quant_linear", &radixserve::cpu::quant_linear, py::arg("x"), py::arg("packed"),
+        py::arg("bias") = py::none(), "x [M, K] @ dequant(W)^T (+ bias) -> [M, N] in x's dtype");
+  m.def("quant_embedding", &radixserve::cpu::quant_embedding, py::arg("ids"), py::arg("packed"),
+        "rows ids (int64 [T]) of a packed weight, dequantised -> float32 [T, K]");
+  m.def("dequantize_quant_weight", &radixserve::cpu::dequantize_quant_weight,
+        py::arg("packed"), "packed weight -> float32 [N, K]");
+  m.def("quant_weight_info", &radixserve::cpu::quant_weight_info, py::arg("packed"),
+        "(qtype, N, K) of a packed weight");
+  m.def("quant_linear_isa", &radixserve::cpu::quant_linear_isa,
+        "kernel build quant_linear() uses now");
 
   // ---- section: sampling ----
   {

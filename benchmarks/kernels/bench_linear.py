@@ -1,10 +1,13 @@
-"""Linear microbenchmark: radixserve._C.linear on packed weights vs torch F.linear.
+"""Linear microbenchmark: radixserve._C.linear on packed weights vs torch F.linear, and
+radixserve._C.quant_linear on GGUF-quantized weights (q4_0, q4_1, q8_0: random weights
+quantized by gguf) vs torch F.linear on the dequantised fp32 weight.
 
 Shapes are SmolLM2-135M's projections ([N, K] = qkv, o, gate_up, down, lm_head) at decode
 batch sizes (memory-bound: judged in GB/s against the measured read bandwidth) and prefill
 chunk sizes (compute-bound: judged in GFLOP/s). Prints one JSON line per case.
 
-    PYTHONPATH=python python benchmarks/kernels/bench_linear.py [--quick] [--dtype bf16|fp32]
+    PYTHONPATH=python python benchmarks/kernels/bench_linear.py [--quick]
+        [--dtype bf16|fp32|q4_0|q4_1|q8_0]
         [--shape qkv|o|gate_up|down|lm_head] [--m M] [--threads T] [--cpu-time]
 """
 
@@ -28,6 +31,7 @@ SHAPES = {  # name: (N, K)
     "lm_head": (49152, 576),
 }
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
+QTYPES = ("q4_0", "q4_1", "q8_0")
 
 
 # In a model forward every layer's weights come from DRAM (the model is far larger than the
@@ -63,7 +67,45 @@ class Rotation:
         return self.i
 
 
+def quant_weights(n: int, k: int, qtype: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(packed quantized weight, its dequantised fp32 values) of a random [n, k] weight."""
+    from gguf import GGMLQuantizationType
+    from gguf.quants import dequantize, quantize
+
+    qt = GGMLQuantizationType[qtype.upper()]
+    raw = quantize(torch.randn(n, k).numpy(), qt)
+    packed = _C.pack_quant_weight(torch.from_numpy(raw), qtype, k)
+    return packed, torch.from_numpy(dequantize(raw, qt).reshape(n, k).copy())
+
+
+def run_quant_case(name: str, m: int, n: int, k: int, qtype: str) -> None:
+    x = torch.randn(m, k)
+    packed, w = quant_weights(n, k, qtype)
+    copies = max(1, -(-COLD_BYTES // packed.numel()))
+    packs = [packed] + [packed.clone() for _ in range(copies - 1)]
+    ref_copies = max(1, -(-COLD_BYTES // (n * k * 4)))
+    ws = [w] + [w.clone() for _ in range(ref_copies - 1)]
+    rot, ref_rot = Rotation(copies), Rotation(ref_copies)
+    us = time_us(lambda: _C.quant_linear(x, packs[rot.next()], None), min_seconds=0.2)
+    ref_us = time_us(lambda: F.linear(x, ws[ref_rot.next()]), min_seconds=0.2)
+    best = best_us(lambda: _C.quant_linear(x, packs[rot.next()], None))
+    ref_best = best_us(lambda: F.linear(x, ws[ref_rot.next()]))
+    nbytes = packed.numel() + (m * k + m * n) * 4  # weights as stored, fp32 x and out
+    rec = case(name, us, nbytes, ref_us, M=m, N=n, K=k, dtype=qtype, weight_copies=copies)
+    rec["gflops"] = 2.0 * m * n * k / us / 1e3
+    rec["torch_gflops"] = 2.0 * m * n * k / ref_us / 1e3
+    rec["best_us"] = best
+    rec["best_gbps"] = nbytes / best / 1e3
+    rec["best_gflops"] = 2.0 * m * n * k / best / 1e3
+    rec["torch_best_us"] = ref_best
+    rec["best_speedup_vs_torch"] = ref_best / best
+    emit(rec)
+
+
 def run_case(name: str, m: int, n: int, k: int, dtype_name: str) -> None:
+    if dtype_name in QTYPES:
+        run_quant_case(name, m, n, k, dtype_name)
+        return
     dtype = DTYPES[dtype_name]
     x = torch.randn(m, k).to(dtype)
     esize = torch.empty(0, dtype=dtype).element_size()
@@ -91,7 +133,7 @@ def run_case(name: str, m: int, n: int, k: int, dtype_name: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="decode M=1 and one prefill size only")
-    ap.add_argument("--dtype", choices=sorted(DTYPES), action="append")
+    ap.add_argument("--dtype", choices=sorted(DTYPES) + list(QTYPES), action="append")
     ap.add_argument("--m", type=int, action="append", help="row counts (default: a sweep)")
     ap.add_argument("--shape", choices=sorted(SHAPES), action="append")
     ap.add_argument("--threads", type=int, help="OpenMP threads for both (default: torch's)")
@@ -104,8 +146,9 @@ def main() -> None:
         global CLOCK
         CLOCK = time.thread_time
     ms = args.m or ([1, 512] if args.quick else [1, 4, 16, 64, 256, 512])
-    emit({"name": "machine", "isa": _C.linear_isa(), **machine_info(), **machine_bandwidth()})
-    for dtype_name in args.dtype or ["bf16", "fp32"]:
+    isa = {"isa": _C.linear_isa(), "quant_isa": _C.quant_linear_isa()}
+    emit({"name": "machine", **isa, **machine_info(), **machine_bandwidth()})
+    for dtype_name in args.dtype or ["q4_1", "q8_0", "bf16", "fp32"]:
         for shape in args.shape or list(SHAPES):
             n, k = SHAPES[shape]
             for m in ms:

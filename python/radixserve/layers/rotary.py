@@ -6,7 +6,9 @@ the full context) and yarn. The cache row of position p holds cos[rot_dim/2] the
 
 from __future__ import annotations
 
+import json
 import math
+import weakref
 from typing import Any, Optional
 
 import torch
@@ -92,6 +94,23 @@ def compute_cos_sin_cache(
     return torch.cat([freqs.cos() * mscale, freqs.sin() * mscale], dim=-1).float().contiguous()
 
 
+# One cache per distinct rope (not per layer): layers of a model share the tensor, which is
+# freed with the last model that uses it.
+_CACHES: weakref.WeakValueDictionary[str, torch.Tensor] = weakref.WeakValueDictionary()
+
+
+def shared_cos_sin_cache(
+    rot_dim: int, max_pos: int, theta: float, scaling: Optional[dict[str, Any]] = None
+) -> torch.Tensor:
+    """compute_cos_sin_cache, computed once per distinct argument set while it is in use."""
+    key = json.dumps([rot_dim, max_pos, theta, scaling], sort_keys=True, default=str)
+    cache = _CACHES.get(key)
+    if cache is None:
+        cache = compute_cos_sin_cache(rot_dim, max_pos, theta, scaling)
+        _CACHES[key] = cache
+    return cache
+
+
 def apply_rotary_ref(
     positions: torch.Tensor,
     q: torch.Tensor,
@@ -133,7 +152,7 @@ class RotaryEmbedding(nn.Module):
         super().__init__()
         self.head_size = head_size
         self.is_neox = is_neox
-        self.cos_sin_cache = compute_cos_sin_cache(rot_dim, max_pos, theta, scaling)
+        self.cos_sin_cache = shared_cos_sin_cache(rot_dim, max_pos, theta, scaling)
 
     def forward(
         self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor

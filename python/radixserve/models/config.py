@@ -33,6 +33,8 @@ class ModelConfig:
     # Per-layer sliding window (-1 = full attention), length num_layers.
     layer_sliding_windows: list[int] = field(default_factory=list)
     dtype: torch.dtype = torch.float32
+    # GGUF Q4_0/Q4_1/Q8_0 weights stay quantized (--dtype auto on the native backend).
+    keep_quantized: bool = False
     is_generation: bool = True
     chat_template: Optional[str] = None
     gguf_file: Optional[str] = None  # set when the weights come from a GGUF file

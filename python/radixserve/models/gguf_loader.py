@@ -11,11 +11,12 @@ import functools
 import os
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Union
 
 import numpy as np
 import torch
 
+from radixserve.layers.linear import QUANT_TYPES, QuantizedWeight
 from radixserve.models.config import ModelConfig
 
 # GGUF general.architecture -> Hugging Face architecture.
@@ -158,8 +159,23 @@ def num_gguf_tensors(path: str) -> int:
     return len(open_gguf(path).tensors)
 
 
-def iter_gguf_weights(path: str, config: ModelConfig) -> Iterator[tuple[str, torch.Tensor]]:
-    """(Hugging Face name, float32 tensor) for every tensor of the file."""
+def gguf_tensor_types(path: str) -> dict[str, int]:
+    """How many tensors of each GGML type (e.g. {"Q4_1": 210, "Q8_0": 1, "F32": 61})."""
+    counts: dict[str, int] = {}
+    for t in open_gguf(path).tensors:
+        counts[t.tensor_type.name] = counts.get(t.tensor_type.name, 0) + 1
+    return counts
+
+
+def iter_gguf_weights(
+    path: str, config: ModelConfig, keep_quantized: bool = False
+) -> Iterator[tuple[str, Union[torch.Tensor, QuantizedWeight]]]:
+    """(Hugging Face name, float32 tensor) for every tensor of the file.
+
+    With keep_quantized, 2-D weights in a type the native kernels read (QUANT_TYPES) come as
+    QuantizedWeight (their GGUF blocks, unchanged apart from the q/k row order); every other
+    type is dequantised to float32 as before.
+    """
     from gguf.quants import dequantize
 
     reader = open_gguf(path)
@@ -168,6 +184,17 @@ def iter_gguf_weights(path: str, config: ModelConfig) -> Iterator[tuple[str, tor
         if t.name == "rope_freqs.weight":  # llama3 frequency factors: rope comes from the config
             continue
         name = hf_name(t.name)
+        qtype = t.tensor_type.name
+        if keep_quantized and qtype in QUANT_TYPES and t.data.ndim == 2:
+            raw = np.asarray(t.data, dtype=np.uint8)  # [rows, bytes per row]
+            if permuted and ".self_attn.q_proj." in name:  # whole rows move: blocks stay intact
+                raw = unpermute_qk(raw, config.num_heads)
+            elif permuted and ".self_attn.k_proj." in name:
+                raw = unpermute_qk(raw, config.num_kv_heads)
+            cols = int(t.shape[0])  # GGUF shapes are [cols, rows]
+            data = torch.from_numpy(np.array(raw, dtype=np.uint8, order="C"))
+            yield name, QuantizedWeight(qtype, data, (data.shape[0], cols))
+            continue
         w = np.asarray(dequantize(t.data, t.tensor_type), dtype=np.float32)
         if permuted and ".self_attn.q_proj." in name:
             w = unpermute_qk(w, config.num_heads)

@@ -8,7 +8,7 @@ Checkpoint weights use Hugging Face names; q/k/v and gate/up are stacked into fu
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +17,8 @@ from torch import nn
 from radixserve.engine.forward_batch import ForwardBatch
 from radixserve.layers.activation import silu_and_mul
 from radixserve.layers.attention.base import AttentionBackend
-from radixserve.layers.linear import Linear
+from radixserve.layers.backend import native_ops
+from radixserve.layers.linear import Linear, QuantizedWeight
 from radixserve.layers.logits import LogitsProcessor, logits_indices
 from radixserve.layers.norm import RMSNorm
 from radixserve.layers.rotary import RotaryEmbedding
@@ -127,6 +128,8 @@ class LlamaForCausalLM(nn.Module):
             self.lm_head.weight = self.model.embed_tokens.weight  # type: ignore[assignment]
         self.logits_processor = LogitsProcessor(self.lm_head)
         self.attn_backend: Optional[AttentionBackend] = None  # set by the ModelRunner
+        # A quantized token embedding (GGUF kept quantized): packed rows, looked up natively.
+        self.embed_packed: Optional[torch.Tensor] = None
 
     def forward(self, batch: ForwardBatch) -> torch.Tensor:
         """Final-normed hidden states [n, H] at the batch's logits positions."""
@@ -138,7 +141,11 @@ class LlamaForCausalLM(nn.Module):
                 f"position {int(batch.positions.max())} is beyond the context length "
                 f"{self.config.context_len}"
             )
-        h = F.embedding(batch.input_ids, self.model.embed_tokens.weight)
+        if self.embed_packed is not None:
+            ids = batch.input_ids.reshape(-1).contiguous()
+            h = native_ops().quant_embedding(ids, self.embed_packed).to(self.config.dtype)
+        else:
+            h = F.embedding(batch.input_ids, self.model.embed_tokens.weight)
         residual: Optional[torch.Tensor] = None
         for layer in self.model.layers:
             h, residual = layer(batch.positions, h, residual, batch, self.attn_backend)
@@ -182,7 +189,9 @@ class LlamaForCausalLM(nn.Module):
                 names.add(name)
         return names
 
-    def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
+    def load_weights(
+        self, weights: Iterable[tuple[str, Union[torch.Tensor, QuantizedWeight]]]
+    ) -> None:
         """Copy checkpoint tensors in; raise ValueError naming any missing or misshapen tensor."""
         params = dict(self.named_parameters())
         stacked = self._stacked()
@@ -199,6 +208,10 @@ class LlamaForCausalLM(nn.Module):
                 fused, start, size = stacked[parts[-2]]
                 target = ".".join(parts[:-2] + [fused, parts[-1]])
                 rows = (start, size)
+            if isinstance(tensor, QuantizedWeight):
+                self._load_quantized(name, target, rows, tensor)
+                seen.add(name)
+                continue
             param = params.get(target)
             if param is None:
                 raise ValueError(
@@ -216,6 +229,32 @@ class LlamaForCausalLM(nn.Module):
         if missing:
             more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
             raise ValueError(f"checkpoint is missing tensors: {', '.join(missing[:5])}{more}")
+
+    def _load_quantized(
+        self, name: str, target: str, rows: Optional[tuple[int, int]], w: QuantizedWeight
+    ) -> None:
+        """A GGUF weight kept quantized: a Linear's rows, or the token embedding (and with tied
+        embeddings the LM head too: both use the one packed copy)."""
+        param = dict(self.named_parameters()).get(target)
+        expected = None if param is None else tuple(param.shape)
+        if rows is not None and expected is not None:
+            expected = (rows[1], expected[1])
+        if expected != tuple(w.shape):
+            raise ValueError(
+                f"checkpoint tensor {name!r} has shape {tuple(w.shape)}, the model expects "
+                f"{expected}"
+            )
+        if target == "model.embed_tokens.weight":
+            self.embed_packed = w.pack()
+            placeholder = torch.empty(0, w.shape[1], dtype=self.config.dtype)
+            self.model.embed_tokens.weight = nn.Parameter(placeholder, requires_grad=False)
+            if self.config.tie_word_embeddings:
+                self.lm_head.set_quant_packed(self.embed_packed)
+            return
+        module = self.get_submodule(target.rpartition(".")[0])
+        if not isinstance(module, Linear) or not target.endswith(".weight"):
+            raise ValueError(f"checkpoint tensor {name!r} is quantized but {target} is no Linear")
+        module.load_quantized(0 if rows is None else rows[0], w)
 
 
 class MistralForCausalLM(LlamaForCausalLM):

@@ -110,6 +110,12 @@ def load_model_config(
     if context_length is not None:
         config.context_len = context_length
     config.dtype = resolve_dtype(dtype, native_kernels)
+    # auto on a quantized GGUF: keep the file's quantization (the native kernels read it);
+    # float32/bfloat16 dequantise at load as before. Activations stay in config.dtype.
+    # Causal LMs only: pooling heads load float weights.
+    config.keep_quantized = (
+        gguf_file is not None and dtype == "auto" and native_kernels and config.is_generation
+    )
     return config
 
 
@@ -185,7 +191,15 @@ def load_model(config: ModelConfig, weights_path: Optional[str] = None) -> Any:
     path, gguf_file = resolve_model_path(weights_path or config.path)
     if gguf_file is not None:
         total = gguf_loader.num_gguf_tensors(gguf_file)
-        weights = gguf_loader.iter_gguf_weights(gguf_file, config)
+        if config.keep_quantized:
+            types = gguf_loader.gguf_tensor_types(gguf_file)
+            logger.info(
+                "GGUF tensor types %s: %s kept quantized, the others dequantised to %s",
+                types,
+                "/".join(t for t in gguf_loader.QUANT_TYPES if t in types) or "none",
+                str(config.dtype).replace("torch.", ""),
+            )
+        weights = gguf_loader.iter_gguf_weights(gguf_file, config, config.keep_quantized)
     else:
         total, weights = iter_safetensors(path)
     bar = tqdm(
@@ -201,6 +215,8 @@ def load_model(config: ModelConfig, weights_path: Optional[str] = None) -> Any:
         model.load_weights(bar)
     model.eval()
     params = sum(p.numel() for p in model.parameters())
+    if getattr(model, "embed_packed", None) is not None:  # kept quantized: empty placeholder
+        params += config.vocab_size * config.hidden_size
     logger.info(
         "Loaded %s (%s) from %s: %.1fM parameters, %s, %d layers, context %d, in %.1f s",
         config.architecture,

@@ -1,0 +1,310 @@
+// Quantized linear: GGUF block repacking, validation, ISA dispatch and the OpenMP split (torch
+// side), plus the portable kernels. The vector kernels are in quant_simd.h (built by
+// quant_avx2.cpp and quant_avx512.cpp).
+#include "cpu/quant.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "cpu/cpu_features.h"
+#include "cpu/kernel_checks.h"
+#include "cpu/quant_kernels.h"
+
+namespace radixserve::cpu {
+namespace {
+
+using quant::kQK;
+using quant::kTileN;
+using quant::QType;
+
+constexpr uint64_t kMagic = 0x3130'544E'5153'52ull;  // "RSQNT01" little-endian
+constexpr int64_t kHeaderBytes = 64;
+// Up to this many activation rows take the decode kernel (weights dequantised in registers,
+// read once); more rows take the prefill kernel (an fp32 tile per 32 output columns, reused by
+// every row). Chosen with benchmarks/kernels/bench_linear.py (benchmarks/results/linear_quant.md).
+constexpr int64_t kGemvMaxRows = 5;
+// Decode with int16 activations (exact madd dot products; 1.4x faster for Q4_1 at M=1 here)
+// only when RADIXSERVE_QUANT_INT16=1: their rounding (2^-16 of a block's max) makes a token's
+// logits depend on whether it ran in a decode or a prefill, enough to flip near-tied greedy
+// choices between identical requests (two n=2 greedy completions of the default model
+// differed). The default fp32-activation kernels differ between the paths only by fp32
+// summation order.
+bool int16_decode() {
+  static const bool on = [] {
+    const char* v = std::getenv("RADIXSERVE_QUANT_INT16");
+    return v != nullptr && std::string(v) == "1";
+  }();
+  return on;
+}
+constexpr int64_t kGemvChunk = 16;  // output columns per decode work item
+constexpr int64_t kRowChunk = 96;   // activation rows per prefill work item (as gemm.cpp)
+
+struct Header {
+  uint64_t magic;
+  int64_t n, k, kb, row_bytes;
+  int32_t qtype, reserved0;
+  int64_t reserved[2];
+};
+static_assert(sizeof(Header) == kHeaderBytes, "header must be 64 bytes");
+
+const char* qtype_name(QType t) {
+  switch (t) {
+    case quant::kQ4_0: return "q4_0";
+    case quant::kQ4_1: return "q4_1";
+    default: return "q8_0";
+  }
+}
+
+Header read_header(const torch::Tensor& packed, const char* op) {
+  RS_CHECK(packed.defined() && packed.device().is_cpu() &&
+               packed.scalar_type() == torch::kUInt8 && packed.dim() == 1 &&
+               packed.is_contiguous() && packed.numel() >= kHeaderBytes,
+           op, ": packed must be the CPU tensor returned by pack_quant_weight");
+  Header h;
+  std::memcpy(&h, packed.data_ptr<uint8_t>(), sizeof(h));
+  const bool known = h.qtype >= quant::kQ4_0 && h.qtype <= quant::kQ8_0;
+  RS_CHECK(h.magic == kMagic && known && h.n > 0 && h.k > 0 && h.kb * kQK == h.k &&
+               h.row_bytes == quant::row_bytes(static_cast<QType>(h.qtype), h.kb) &&
+               packed.numel() == kHeaderBytes + h.n * h.row_bytes,
+           op, ": packed is not a weight packed by pack_quant_weight");
+  return h;
+}
+
+const uint8_t* rows_of(const torch::Tensor& packed) {
+  return packed.data_ptr<uint8_t>() + kHeaderBytes;
+}
+
+void pick_kernels(quant::QuantGemvFn* gemv, quant::QuantGemmFn* gemm) {
+  switch (active_isa()) {
+    case Isa::kAvx512:
+      *gemv = quant::quant_gemv_avx512;
+      *gemm = quant::quant_gemm_avx512;
+      return;
+    case Isa::kAvx2:
+      *gemv = quant::quant_gemv_avx2;
+      *gemm = quant::quant_gemm_avx2;
+      return;
+    default:
+      *gemv = quant::quant_gemv_generic;
+      *gemm = quant::quant_gemm_generic;
+  }
+}
+
+// One GGUF block (d, [m], qs) -> its place in the packed row (the scales move, qs do not).
+void repack_block(QType t, const uint8_t* src, uint8_t* row, int64_t kb, int64_t b) {
+  std::memcpy(row + 2 * b, src, 2);                                       // d
+  if (t == quant::kQ4_1) std::memcpy(row + 2 * kb + 2 * b, src + 2, 2);  // m
+  std::memcpy(row + quant::qs_offset(t, kb) + b * quant::qs_bytes(t), src + quant::scale_bytes(t),
+              quant::qs_bytes(t));
+}
+
+// Decode activations: per 32-block fp32 sums (Q4 offsets), int16 values and their scales.
+void quantize_activations(quant::QuantProblem* p, std::vector<float>* xsum,
+                          std::vector<float>* xscale, std::vector<int16_t>* xq, bool want_int16) {
+  const int64_t m = p->M, kb = p->KB;
+  p->ldxs = (kb + quant::kScaleVec - 1) / quant::kScaleVec * quant::kScaleVec;
+  xsum->assign(static_cast<size_t>(m * p->ldxs), 0.f);
+  if (want_int16) {
+    xscale->assign(static_cast<size_t>(m * p->ldxs), 0.f);
+    xq->assign(static_cast<size_t>(m * p->K), 0);
+  }
+  for (int64_t r = 0; r < m; ++r)
+    for (int64_t b = 0; b < kb; ++b) {
+      const float* xb = p->x + r * p->ldx + b * kQK;
+      float s = 0.f, amax = 0.f;
+      for (int i = 0; i < kQK; ++i) {
+        s += xb[i];
+        amax = std::max(amax, std::abs(xb[i]));
+      }
+      (*xsum)[r * p->ldxs + b] = s;
+      if (!want_int16) continue;
+      const float sx = amax / 32767.f;
+      const float inv = amax > 0.f ? 32767.f / amax : 0.f;
+      (*xscale)[r * p->ldxs + b] = sx;
+      int16_t* q = xq->data() + r * p->K + b * kQK;
+      for (int i = 0; i < kQK; ++i) q[i] = static_cast<int16_t>(std::nearbyint(xb[i] * inv));
+    }
+  p->xsum = xsum->data();
+  if (want_int16) {
+    p->xscale = xscale->data();
+    p->xq = xq->data();
+  }
+}
+
+}  // namespace
+
+torch::Tensor pack_quant_weight(const torch::Tensor& raw, const std::string& qtype, int64_t k) {
+  QType t;
+  if (qtype == "q4_0") {
+    t = quant::kQ4_0;
+  } else if (qtype == "q4_1") {
+    t = quant::kQ4_1;
+  } else if (qtype == "q8_0") {
+    t = quant::kQ8_0;
+  } else {
+    RS_CHECK(false, "pack_quant_weight: qtype must be q4_0, q4_1 or q8_0, got '", qtype, "'");
+  }
+  check_tensor(raw, "raw", 2);
+  check_dtype(raw, "raw", torch::kUInt8);
+  RS_CHECK(k > 0 && k % kQK == 0, "pack_quant_weight: K must be a positive multiple of 32, got ",
+           k);
+  const int64_t kb = k / kQK, n = raw.size(0);
+  const int64_t gguf_block = quant::scale_bytes(t) + quant::qs_bytes(t);
+  RS_CHECK(n > 0 && raw.size(1) == kb * gguf_block, "pack_quant_weight: raw must be [N, ",
+           kb * gguf_block, "] bytes for K=", k, " in ", qtype, ", got ", raw.sizes());
+  const int64_t rb = quant::row_bytes(t, kb);
+  auto packed = torch::empty({kHeaderBytes + n * rb}, torch::kUInt8);
+  const Header h{kMagic, n, k, kb, rb, static_cast<int32_t>(t), 0, {0, 0}};
+  std::memset(packed.data_ptr<uint8_t>(), 0, kHeaderBytes);
+  std::memcpy(packed.data_ptr<uint8_t>(), &h, sizeof(h));
+  const uint8_t* src = raw.data_ptr<uint8_t>();
+  uint8_t* dst = packed.data_ptr<uint8_t>() + kHeaderBytes;
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t b = 0; b < kb; ++b)
+      repack_block(t, src + r * kb * gguf_block + b * gguf_block, dst + r * rb, kb, b);
+  return packed;
+}
+
+torch::Tensor quant_linear(const torch::Tensor& x, const torch::Tensor& packed,
+                           const std::optional<torch::Tensor>& bias) {
+  const Header h = read_header(packed, "quant_linear");
+  check_tensor(x, "x", 2);
+  check_float_dtype(x, "x");
+  RS_CHECK(x.size(1) == h.k, "quant_linear: x has K=", x.size(1), " but the weight has K=", h.k);
+  torch::Tensor bias_f;
+  if (bias.has_value()) {
+    check_tensor(*bias, "bias", 1);
+    RS_CHECK(bias->size(0) == h.n, "quant_linear: bias must have shape [", h.n, "], got ",
+             bias->sizes());
+    RS_CHECK(bias->scalar_type() == torch::kFloat || bias->scalar_type() == x.scalar_type(),
+             "quant_linear: bias must be float32 or x's dtype, got ", bias->scalar_type());
+    bias_f = bias->to(torch::kFloat).contiguous();
+  }
+  const int64_t m = x.size(0);
+  const torch::Tensor xf = x.scalar_type() == torch::kFloat ? x : x.to(torch::kFloat);
+  auto out = torch::empty({m, h.n}, x.options().dtype(torch::kFloat));
+  if (m == 0) return out.to(x.scalar_type());
+
+  quant::QuantProblem p;
+  p.x = xf.data_ptr<float>();
+  p.ldx = h.k;
+  p.w = rows_of(packed);
+  p.type = static_cast<QType>(h.qtype);
+  p.row_bytes = h.row_bytes;
+  p.bias = bias_f.defined() ? bias_f.data_ptr<float>() : nullptr;
+  p.out = out.data_ptr<float>();
+  p.M = m;
+  p.N = h.n;
+  p.K = h.k;
+  p.KB = h.kb;
+  quant::QuantGemvFn gemv;
+  quant::QuantGemmFn gemm;
+  pick_kernels(&gemv, &gemm);
+  const bool decode = m <= kGemvMaxRows;
+  std::vector<float> xsum, xscale;
+  std::vector<int16_t> xq;
+  quantize_activations(&p, &xsum, &xscale, &xq,
+                       decode && int16_decode() && gemv != quant::quant_gemv_generic);
+  if (decode) {
+    // Each thread streams a contiguous run of weight rows once.
+    const int64_t items = (h.n + kGemvChunk - 1) / kGemvChunk;
+#pragma omp parallel for schedule(static) if (items > 1)
+    for (int64_t it = 0; it < items; ++it)
+      gemv(p, it * kGemvChunk, std::min(h.n, (it + 1) * kGemvChunk));
+  } else {
+    const int64_t tiles = (h.n + kTileN - 1) / kTileN;
+    const int64_t chunk = m <= 2 * kRowChunk ? m : kRowChunk;
+    const int64_t chunks = (m + chunk - 1) / chunk;
+    const int64_t items = tiles * chunks;
+#pragma omp parallel for schedule(static) if (items > 1)
+    for (int64_t it = 0; it < items; ++it) {
+      const int64_t nt = it % tiles, m0 = (it / tiles) * chunk;
+      gemm(p, nt * kTileN, m0, std::min(m, m0 + chunk));
+    }
+  }
+  return x.scalar_type() == torch::kFloat ? out : out.to(x.scalar_type());
+}
+
+torch::Tensor quant_embedding(const torch::Tensor& ids, const torch::Tensor& packed) {
+  const Header h = read_header(packed, "quant_embedding");
+  check_tensor(ids, "ids", 1);
+  check_dtype(ids, "ids", torch::kLong);
+  const int64_t t = ids.size(0);
+  const int64_t* id = ids.data_ptr<int64_t>();
+  for (int64_t i = 0; i < t; ++i)
+    RS_CHECK(id[i] >= 0 && id[i] < h.n, "quant_embedding: id ", id[i], " is out of range [0, ",
+             h.n, ")");
+  auto out = torch::empty({t, h.k}, torch::kFloat);
+  const QType type = static_cast<QType>(h.qtype);
+  const uint8_t* w = rows_of(packed);
+  float* o = out.data_ptr<float>();
+  for (int64_t i = 0; i < t; ++i)
+    for (int64_t b = 0; b < h.kb; ++b)
+      quant::detail::dequant_block(type, w + id[i] * h.row_bytes, h.kb, b, o + i * h.k + b * kQK);
+  return out;
+}
+
+torch::Tensor dequantize_quant_weight(const torch::Tensor& packed) {
+  const Header h = read_header(packed, "dequantize_quant_weight");
+  auto out = torch::empty({h.n, h.k}, torch::kFloat);
+  const QType type = static_cast<QType>(h.qtype);
+  const uint8_t* w = rows_of(packed);
+  float* o = out.data_ptr<float>();
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < h.n; ++r)
+    for (int64_t b = 0; b < h.kb; ++b)
+      quant::detail::dequant_block(type, w + r * h.row_bytes, h.kb, b, o + r * h.k + b * kQK);
+  return out;
+}
+
+std::tuple<std::string, int64_t, int64_t> quant_weight_info(const torch::Tensor& packed) {
+  const Header h = read_header(packed, "quant_weight_info");
+  return {qtype_name(static_cast<QType>(h.qtype)), h.n, h.k};
+}
+
+std::string quant_linear_isa() {
+  quant::QuantGemvFn gemv;
+  quant::QuantGemmFn gemm;
+  pick_kernels(&gemv, &gemm);
+  if (gemv == quant::quant_gemv_avx512) return "avx512";
+  if (gemv == quant::quant_gemv_avx2) return "avx2";
+  return "generic";
+}
+
+}  // namespace radixserve::cpu
+
+namespace radixserve::quant {
+
+namespace {
+
+// out[m][n] for m in [m0, m1), n in [n0, n1): each weight row dequantised once (GGUF's
+// arithmetic), then dotted with every activation row in order.
+void rows_generic(const QuantProblem& p, int64_t n0, int64_t n1, int64_t m0, int64_t m1) {
+  std::vector<float> w(static_cast<size_t>(p.K));
+  for (int64_t n = n0; n < n1; ++n) {
+    const uint8_t* row = p.w + n * p.row_bytes;
+    for (int64_t b = 0; b < p.KB; ++b) detail::dequant_block(p.type, row, p.KB, b, &w[b * kQK]);
+    for (int64_t m = m0; m < m1; ++m) {
+      const float* x = p.x + m * p.ldx;
+      float acc = 0.f;
+      for (int64_t k = 0; k < p.K; ++k) acc += w[k] * x[k];
+      p.out[m * p.N + n] = acc + (p.bias ? p.bias[n] : 0.f);
+    }
+  }
+}
+
+}  // namespace
+
+void quant_gemv_generic(const QuantProblem& p, int64_t n0, int64_t n1) {
+  rows_generic(p, n0, n1, 0, p.M);
+}
+
+void quant_gemm_generic(const QuantProblem& p, int64_t n0, int64_t m0, int64_t m1) {
+  rows_generic(p, n0, std::min(p.N, n0 + kTileN), m0, m1);
+}
+
+}  // namespace radixserve::quant

@@ -1,0 +1,129 @@
+// Raw-pointer interface between the torch-facing quantized linear op (quant.cpp) and its per-ISA
+// kernels (quant_avx2.cpp, quant_avx512.cpp via quant_simd.h, and the portable one in quant.cpp).
+// No torch headers here.
+//
+// Packed layout: the GGUF blocks of 32 weights along K, regrouped per output row so that the
+// scales of a row are contiguous (one vector load converts 8 of them):
+//   Q4_0: d[KB] fp16 | qs[KB][16]              w = d * (q - 8),  q in 0..15
+//   Q4_1: d[KB] fp16 | m[KB] fp16 | qs[KB][16]  w = d * q + m
+//   Q8_0: d[KB] fp16 | qs[KB][32] int8          w = d * q
+// with KB = K / 32, one row after the other (row n at n * row_bytes). The quants keep GGUF's
+// order: byte j of a 4-bit block holds weight j (low nibble) and weight j + 16 (high nibble).
+// The row sizes equal GGUF's (18, 20, 34 bytes per block): only the scales move.
+//
+// Decode activations: x is also given as int16 per 32-block (xq = round(x / sx), sx =
+// max|x| / 32767, relative error <= 2^-16 of the block's largest value: 128x finer than bf16),
+// so the decode kernels multiply 16-bit integers exactly (madd) and scale each block's integer
+// sum by d * sx once. The Q4 offsets use the exact fp32 block sums of x.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+namespace radixserve::quant {
+
+constexpr int64_t kQK = 32;      // weights per block
+constexpr int64_t kTileN = 32;   // output columns per prefill tile
+constexpr int64_t kScaleVec = 8; // blocks whose scales are converted together
+
+enum QType : int32_t { kQ4_0 = 0, kQ4_1 = 1, kQ8_0 = 2 };
+
+inline int64_t qs_bytes(QType t) { return t == kQ8_0 ? 32 : 16; }
+inline int64_t scale_bytes(QType t) { return t == kQ4_1 ? 4 : 2; }
+inline int64_t row_bytes(QType t, int64_t kb) { return kb * (scale_bytes(t) + qs_bytes(t)); }
+// Offset of qs[0] in a row.
+inline int64_t qs_offset(QType t, int64_t kb) { return kb * scale_bytes(t); }
+
+struct QuantProblem {
+  const float* x = nullptr;  // [M, K] fp32 activations, row stride ldx
+  int64_t ldx = 0;
+  const int16_t* xq = nullptr;  // [M, K] int16 activations per block (decode), or null
+  const float* xscale = nullptr;  // [M, ldxs] their per-block scales sx (zero past KB)
+  // [M, ldxs] per-block sums of x (zero past KB), for the Q4 offset term.
+  const float* xsum = nullptr;
+  int64_t ldxs = 0;
+  const uint8_t* w = nullptr;  // packed rows (layout above)
+  QType type = kQ4_0;
+  int64_t row_bytes = 0;
+  const float* bias = nullptr;  // [N] or null
+  float* out = nullptr;         // [M, N] fp32
+  int64_t M = 0, N = 0, K = 0, KB = 0;
+};
+
+// Decode: output columns [n0, n1) for all M rows; each weight row is read once and dequantised
+// in registers (sum_b d_b * dot(q_b, x_b) + m_b * sum(x_b)). The vector builds need xq.
+using QuantGemvFn = void (*)(const QuantProblem&, int64_t n0, int64_t n1);
+// Prefill: output columns [n0, n0 + 32) (clipped to N), rows [m0, m1): the 32 weight rows are
+// dequantised to an fp32 [K][32] tile once, then multiplied like the fp32 gemm.
+using QuantGemmFn = void (*)(const QuantProblem&, int64_t n0, int64_t m0, int64_t m1);
+
+void quant_gemv_generic(const QuantProblem& p, int64_t n0, int64_t n1);
+void quant_gemm_generic(const QuantProblem& p, int64_t n0, int64_t m0, int64_t m1);
+void quant_gemv_avx2(const QuantProblem& p, int64_t n0, int64_t n1);
+void quant_gemm_avx2(const QuantProblem& p, int64_t n0, int64_t m0, int64_t m1);
+void quant_gemv_avx512(const QuantProblem& p, int64_t n0, int64_t n1);
+void quant_gemm_avx512(const QuantProblem& p, int64_t n0, int64_t m0, int64_t m1);
+
+// Internal linkage on purpose (see gemm_kernels.h): the ISA sources compile these differently.
+namespace detail {
+namespace {
+
+// IEEE half -> float, exact for every value (subnormals, inf, NaN).
+inline float f16_to_f32(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  const uint32_t exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu;
+  uint32_t u;
+  if (exp == 0) {
+    const float f = std::ldexp(static_cast<float>(mant), -24);  // zero or subnormal
+    std::memcpy(&u, &f, 4);
+    u |= sign;
+  } else if (exp == 31) {
+    u = sign | 0x7f800000u | (mant << 13);
+  } else {
+    u = sign | ((exp + 112) << 23) | (mant << 13);
+  }
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+inline uint16_t load_u16(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+}
+
+// Scale d and offset m of block b of a packed row (m already includes Q4_0's -8 d).
+inline void block_scales(QType t, const uint8_t* row, int64_t kb, int64_t b, float* d,
+                         float* m) {
+  *d = f16_to_f32(load_u16(row + 2 * b));
+  if (t == kQ4_1)
+    *m = f16_to_f32(load_u16(row + 2 * kb + 2 * b));
+  else
+    *m = t == kQ4_0 ? -8.f * *d : 0.f;
+}
+
+// The 32 weights of block b, computed as GGUF's dequantize does (plain scalar code).
+inline void dequant_block(QType t, const uint8_t* row, int64_t kb, int64_t b, float* out) {
+  float d, m;
+  block_scales(t, row, kb, b, &d, &m);
+  const uint8_t* qs = row + qs_offset(t, kb) + b * qs_bytes(t);
+  if (t == kQ8_0) {
+    for (int i = 0; i < kQK; ++i) out[i] = d * static_cast<float>(static_cast<int8_t>(qs[i]));
+  } else if (t == kQ4_0) {  // d * (q - 8) as GGUF computes it
+    for (int j = 0; j < kQK / 2; ++j) {
+      out[j] = d * static_cast<float>((qs[j] & 0xf) - 8);
+      out[j + 16] = d * static_cast<float>((qs[j] >> 4) - 8);
+    }
+  } else {
+    for (int j = 0; j < kQK / 2; ++j) {
+      out[j] = d * static_cast<float>(qs[j] & 0xf) + m;
+      out[j + 16] = d * static_cast<float>(qs[j] >> 4) + m;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace detail
+}  // namespace radixserve::quant
