@@ -8,11 +8,15 @@ import sys
 import textwrap
 from pathlib import Path
 
+import radixserve
+
 ROOT = Path(__file__).resolve().parents[2]
+# The package these tests import (the source tree in development, the installed one in CI).
+PACKAGE_PARENT = Path(radixserve.__file__).resolve().parents[1]
 
 
 def run(code: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "python")}
+    env = {**os.environ, "PYTHONPATH": str(PACKAGE_PARENT)}
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
                           text=True, env=env, timeout=600, cwd=ROOT)  # fmt: skip
 

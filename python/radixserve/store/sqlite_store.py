@@ -69,8 +69,11 @@ class SQLiteStore:
         body = msgspec.json.encode(record)
         with self._write() as db:
             db.execute(
-                "INSERT OR REPLACE INTO records (kind, id, created_at, status, body) "
-                "VALUES (?, ?, ?, ?, ?)",
+                # An upsert, not INSERT OR REPLACE: the rowid (creation order, the tie-break of
+                # records created in the same second) must survive updates.
+                "INSERT INTO records (kind, id, created_at, status, body) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (kind, id) DO UPDATE SET created_at = excluded.created_at, "
+                "status = excluded.status, body = excluded.body",
                 (kind, record["id"], int(record.get("created_at", 0)), record.get("status"), body),
             )
 
@@ -92,14 +95,15 @@ class SQLiteStore:
         sql = "SELECT body FROM records WHERE kind = ?"
         args: list[Any] = [kind]
         if after is not None:
-            row = self.db.execute("SELECT created_at FROM records WHERE kind = ? AND id = ?",
+            row = self.db.execute("SELECT created_at, rowid FROM records WHERE kind = ? AND id = ?",
                                   (kind, after)).fetchone()  # fmt: skip
             if row is not None:
                 op = "<" if desc else ">"
-                sql += f" AND (created_at, id) {op} (?, ?)"
-                args += [row[0], after]
+                sql += f" AND (created_at, rowid) {op} (?, ?)"
+                args += [row[0], row[1]]
         direction = "DESC" if desc else "ASC"
-        sql += f" ORDER BY created_at {direction}, id {direction}"
+        # created_at has one-second resolution: rowid keeps same-second records in creation order
+        sql += f" ORDER BY created_at {direction}, rowid {direction}"
         records: list[Record] = []
         for (body,) in self.db.execute(sql, args):  # stops reading after one page (+1)
             record = _decode(body)
