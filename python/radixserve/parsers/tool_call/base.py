@@ -158,3 +158,19 @@ def parse_json_call(obj_text: str, arg_keys: tuple[str, ...] = ("arguments", "pa
     call.arguments = raw.strip() if end >= 0 or final else raw.lstrip()
     call.complete = end >= 0
     return call
+
+
+def parse_json_calls(text: str, pos: int, arg_keys: tuple[str, ...],
+                     final: bool) -> list[PartialCall]:  # fmt: skip
+    """Every `{"name": ..., <arg key>: {...}}` object from `pos` on, the last possibly partial."""
+    calls: list[PartialCall] = []
+    while True:
+        obj = text.find("{", pos)
+        if obj < 0:
+            return calls
+        end = json_value_end(text, obj)
+        body = text[obj:] if end < 0 else text[obj:end]
+        calls.append(parse_json_call(body, arg_keys, final=final or end >= 0))
+        if end < 0:
+            return calls
+        pos = end

@@ -6,8 +6,7 @@ from __future__ import annotations
 from radixserve.parsers.tool_call.base import (
     ParseResult,
     ToolCallDetector,
-    json_value_end,
-    parse_json_call,
+    parse_json_calls,
 )
 
 
@@ -19,14 +18,5 @@ class JsonArrayDetector(ToolCallDetector):
         pos = text.find("[")
         if pos < 0:
             return res
-        while True:
-            obj = text.find("{", pos)
-            if obj < 0:
-                break
-            end = json_value_end(text, obj)
-            body = text[obj:] if end < 0 else text[obj:end]
-            res.calls.append(parse_json_call(body, ("parameters",), final=final or end >= 0))
-            if end < 0:
-                break
-            pos = end
+        res.calls.extend(parse_json_calls(text, pos, ("parameters",), final))
         return res

@@ -7,8 +7,7 @@ from radixserve.parsers.tool_call.base import (
     ParseResult,
     ToolCallDetector,
     held_back,
-    json_value_end,
-    parse_json_call,
+    parse_json_calls,
 )
 
 TAG = "<|python_tag|>"
@@ -34,15 +33,5 @@ class Llama3Detector(ToolCallDetector):
             return ParseResult(content=text[: len(text) - keep])
         res = ParseResult(content=text[:start])
         pos = start + len(TAG) if text.startswith(TAG, start) else start
-        while True:
-            obj = text.find("{", pos)
-            if obj < 0:
-                break
-            end = json_value_end(text, obj)
-            body = text[obj:] if end < 0 else text[obj:end]
-            res.calls.append(parse_json_call(body, ("parameters", "arguments"),
-                                             final=final or end >= 0))  # fmt: skip
-            if end < 0:
-                break
-            pos = end
+        res.calls.extend(parse_json_calls(text, pos, ("parameters", "arguments"), final))
         return res

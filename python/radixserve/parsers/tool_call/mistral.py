@@ -6,8 +6,7 @@ from radixserve.parsers.tool_call.base import (
     ParseResult,
     ToolCallDetector,
     held_back,
-    json_value_end,
-    parse_json_call,
+    parse_json_calls,
 )
 
 TAG = "[TOOL_CALLS]"
@@ -23,15 +22,5 @@ class MistralDetector(ToolCallDetector):
             return ParseResult(content=text[: len(text) - keep])
         res = ParseResult(content=text[:start])
         pos = start + len(TAG)
-        while True:
-            obj = text.find("{", pos)
-            if obj < 0:
-                break
-            end = json_value_end(text, obj)
-            body = text[obj:] if end < 0 else text[obj:end]
-            res.calls.append(parse_json_call(body, ("arguments", "parameters"),
-                                             final=final or end >= 0))  # fmt: skip
-            if end < 0:
-                break
-            pos = end
+        res.calls.extend(parse_json_calls(text, pos, ("arguments", "parameters"), final))
         return res
