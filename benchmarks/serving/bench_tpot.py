@@ -56,7 +56,7 @@ def measure_cpu_time(dtype: str, new_tokens: int) -> dict[str, Any]:
     import torch
 
     from radixserve.cache.memory_pool import KVPool, ReqToTokenPool
-    from radixserve.engine.forward_batch import ForwardBatch
+    from radixserve.forward_batch import ForwardBatch
     from radixserve.layers.attention import create_attention_backend
     from radixserve.layers.backend import set_kernel_backend
     from radixserve.layers.linear import Linear

@@ -13,12 +13,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
 from model_harness import hf_logits, make_tiny_model, random_prompt  # noqa: E402
 
 from radixserve.args import ServerArgs  # noqa: E402
-from radixserve.engine.forward_batch import ForwardBatch  # noqa: E402
 from radixserve.engine.model_runner import (  # noqa: E402
     NATIVE_LAYER_OPS,
     ModelRunner,
     missing_native_ops,
 )
+from radixserve.forward_batch import ForwardBatch  # noqa: E402
 from radixserve.layers.attention import native_attention_available  # noqa: E402
 from radixserve.layers.backend import set_kernel_backend  # noqa: E402
 from radixserve.layers.sampling_info import SamplingBatchInfo  # noqa: E402

@@ -333,7 +333,7 @@ def test_sample_cuda_rejects_bad_input() -> None:
 
 
 def _forward_batch(seq_lens: list[int], ext: list[int], rows: list[int]):  # type: ignore[no-untyped-def]
-    from radixserve.engine.forward_batch import ForwardBatch
+    from radixserve.forward_batch import ForwardBatch
 
     t = sum(ext)
     start = [sum(ext[:i]) for i in range(len(ext))]

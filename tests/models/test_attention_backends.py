@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from radixserve.cache.memory_pool import KVPool, ReqToTokenPool
-from radixserve.engine.forward_batch import ForwardBatch
+from radixserve.forward_batch import ForwardBatch
 from radixserve.layers.attention import create_attention_backend, native_attention_available
 
 BACKENDS = ["torch"] + (["native"] if native_attention_available() else [])

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from radixserve.engine.forward_batch import ForwardBatch
+from radixserve.forward_batch import ForwardBatch
 from radixserve.layers.backend import set_kernel_backend
 from radixserve.layers.linear import Linear
 from radixserve.layers.pooler import pool

@@ -15,27 +15,16 @@ by the members' `prefix_len`. Groups of one, or sharing less than `min_prefix`, 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Optional, Protocol
 
 import torch
+
+from radixserve.forward_batch import CascadeGroups
 
 
 class _DecodeReq(Protocol):
     req_pool_idx: Optional[int]
     prefix_len: int
-
-
-@dataclass
-class CascadeGroups:
-    """group_ids int64 [bs] (-1: attends alone) and prefix_lens int64 [num_groups]."""
-
-    group_ids: torch.Tensor
-    prefix_lens: torch.Tensor
-
-    @property
-    def num_groups(self) -> int:
-        return int(self.prefix_lens.shape[0])
 
 
 def shared_prefix_groups(

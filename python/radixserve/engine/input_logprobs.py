@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import torch
 
-from radixserve.engine.forward_batch import ForwardBatch
 from radixserve.engine.request import Req
+from radixserve.forward_batch import ForwardBatch
 
 Span = tuple[Req, int, int, int]  # (request, first logits row, number of rows, first position)
 

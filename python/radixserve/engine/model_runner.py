@@ -14,7 +14,7 @@ import torch
 
 from radixserve.args import ServerArgs
 from radixserve.cache.memory_pool import KVPool, ReqToTokenPool
-from radixserve.engine.forward_batch import ForwardBatch
+from radixserve.forward_batch import ForwardBatch
 from radixserve.layers.attention import create_attention_backend, native_attention_available
 from radixserve.layers.backend import native_ops, set_kernel_backend
 from radixserve.layers.linear import Linear

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import torch
 
-from radixserve.engine.forward_batch import ForwardBatch
 from radixserve.engine.kv_manager import KVManager
 from radixserve.engine.penalty_state import logit_bias, output_token_counts, uses_penalty
 from radixserve.engine.request import Req
+from radixserve.forward_batch import ForwardBatch
 from radixserve.layers.sampling_info import SamplingBatchInfo
 
 _I64 = torch.int64

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from radixserve.engine.forward_batch import ForwardBatch
+from radixserve.forward_batch import ForwardBatch
 from radixserve.layers.encoder_ops import LayerNorm, gelu
 from radixserve.layers.linear import Linear
 from radixserve.layers.pooler import normalize, pool

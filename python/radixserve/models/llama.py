@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from radixserve.engine.forward_batch import ForwardBatch
+from radixserve.forward_batch import ForwardBatch
 from radixserve.layers.activation import silu_and_mul
 from radixserve.layers.attention.base import AttentionBackend
 from radixserve.layers.backend import native_ops

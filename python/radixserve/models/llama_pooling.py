@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from radixserve.engine.forward_batch import ForwardBatch
+from radixserve.forward_batch import ForwardBatch
 from radixserve.layers.linear import Linear
 from radixserve.layers.pooler import normalize
 from radixserve.models.config import ModelConfig

@@ -9,7 +9,7 @@ from typing import Optional
 import torch
 
 from radixserve.cache.memory_pool import KVPool
-from radixserve.engine.forward_batch import ForwardBatch
+from radixserve.forward_batch import ForwardBatch
 
 
 class AttentionBackend(ABC):

@@ -16,7 +16,7 @@ from typing import Any, Optional
 import torch
 
 from radixserve.cache.memory_pool import KVPool
-from radixserve.engine.forward_batch import ForwardBatch
+from radixserve.forward_batch import ForwardBatch
 from radixserve.layers.attention.base import AttentionBackend
 
 WORKSPACE_BYTES = 128 << 20  # FlashInfer's scratch for split-KV partial results

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from radixserve.engine.forward_batch import ForwardBatch
+from radixserve.forward_batch import ForwardBatch
 from radixserve.layers.attention.base import AttentionBackend
 from radixserve.layers.backend import native_ops
 
