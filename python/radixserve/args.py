@@ -15,6 +15,8 @@ from radixserve.args_help import FLAG_HELP, check_reliability_args
 DTYPES = ("auto", "float32", "bfloat16")
 SCHEDULE_POLICIES = ("lpm", "fcfs")
 BACKENDS = ("native", "torch")
+ATTENTION_BACKENDS = ("native", "torch", "flashinfer")
+DEVICES = ("auto", "cpu", "cuda")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 # Issue #10: structured output, tool calling, reasoning.
 GRAMMAR_BACKENDS = ("xgrammar", "none")
@@ -55,6 +57,7 @@ class ServerArgs:
     stream_interval: int = 1
 
     # Kernels
+    device: str = "auto"  # auto: cuda when torch sees a GPU and radixserve._C has CUDA kernels
     attention_backend: str = "native"
     kernel_backend: str = "native"  # norm, rope, activation, linear, sampling
     num_threads: Optional[int] = None  # intra-op threads of the scheduler process
@@ -65,6 +68,12 @@ class ServerArgs:
     # Speculative decoding: None or "NGRAM" (prompt-lookup drafts, greedy requests only).
     speculative_algorithm: Optional[str] = None
     speculative_num_draft_tokens: int = 4
+    # GPU serving (engine/cuda_graph.py, engine/overlap.py): decode replays CUDA graphs captured
+    # at padded batch sizes up to cuda_graph_max_bs; the scheduler prepares step n+1 while the
+    # GPU runs step n. Both apply to --device cuda only.
+    disable_cuda_graph: bool = False
+    cuda_graph_max_bs: Optional[int] = None
+    disable_overlap_schedule: bool = False
 
     # Sessions and /extend (engine/session.py): idle seconds before a session is closed and a
     # conversation forgotten; 0 keeps them until closed or flushed.
@@ -110,7 +119,8 @@ class ServerArgs:
 
         choice("dtype", DTYPES)
         choice("schedule_policy", SCHEDULE_POLICIES)
-        choice("attention_backend", BACKENDS)
+        choice("attention_backend", ATTENTION_BACKENDS)
+        choice("device", DEVICES)
         choice("kernel_backend", BACKENDS)
         choice("log_level", LOG_LEVELS)
         choice("grammar_backend", GRAMMAR_BACKENDS)  # issue #10
@@ -135,6 +145,8 @@ class ServerArgs:
                 "--speculative-num-draft-tokens must be >= 1, got "
                 f"{self.speculative_num_draft_tokens}"
             )
+        if self.cuda_graph_max_bs is not None and self.cuda_graph_max_bs < 1:
+            raise ValueError(f"--cuda-graph-max-bs must be >= 1, got {self.cuda_graph_max_bs}")
         if self.cascade_min_prefix < 1:
             raise ValueError(f"--cascade-min-prefix must be >= 1, got {self.cascade_min_prefix}")
         if not 0.0 < self.mem_fraction_static < 1.0:
@@ -184,4 +196,4 @@ class ServerArgs:
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("extra", "api_key")}
 
 
-AttentionBackendName = Literal["native", "torch"]
+AttentionBackendName = Literal["native", "torch", "flashinfer"]

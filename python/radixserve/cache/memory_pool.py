@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 
+from radixserve.device import TableUpdates
+
+Device = Union[str, torch.device]
+
 
 class ReqToTokenPool:
-    """`req_to_token[row, pos]` = KV slot of token `pos` of the request that owns `row`."""
+    """`req_to_token[row, pos]` = KV slot of token `pos` of the request that owns `row`.
 
-    def __init__(self, size: int, max_context_len: int) -> None:
+    `req_to_token` is the host table the scheduler writes (through `write`). The attention
+    kernels read `device_table`: the same tensor on the CPU; on another device (or on the CPU with
+    `mirror=True`, which is how the tests check the split) a copy that `take_updates` brings up to
+    date once per step, in the step's one host -> device transfer.
+    """
+
+    def __init__(
+        self, size: int, max_context_len: int, device: Device = "cpu", mirror: bool = False
+    ) -> None:
         if size < 1 or max_context_len < 1:
             raise ValueError(
                 f"ReqToTokenPool needs size >= 1 and max_context_len >= 1, got "
@@ -19,6 +31,15 @@ class ReqToTokenPool:
         self.size = size
         self.max_context_len = max_context_len
         self.req_to_token = torch.zeros(size, max_context_len, dtype=torch.int32)
+        self.device = torch.device(device)
+        separate = mirror or self.device.type != "cpu"
+        self.device_table = (
+            torch.zeros(size, max_context_len, dtype=torch.int32, device=self.device)
+            if separate
+            else self.req_to_token
+        )
+        # (row, start, length) spans written since the last take_updates; None: one table.
+        self._dirty: Optional[list[tuple[int, int, int]]] = [] if separate else None
         # Pop from the end: low rows are handed out first.
         self._free: list[int] = list(range(size - 1, -1, -1))
         self._in_use = [False] * size
@@ -41,6 +62,31 @@ class ReqToTokenPool:
     def available(self) -> int:
         return len(self._free)
 
+    @property
+    def mirrored(self) -> bool:
+        return self._dirty is not None
+
+    def write(self, row: int, start: int, slots: torch.Tensor) -> None:
+        """req_to_token[row, start : start + len(slots)] = slots (host), noted for the device."""
+        n = int(slots.numel())
+        self.req_to_token[row, start : start + n] = slots.to(torch.int32)
+        if self._dirty is not None and n:
+            self._dirty.append((row, start, n))
+
+    def take_updates(self) -> Optional[TableUpdates]:
+        """The entries written since the last call (current host values), or None."""
+        if not self._dirty:
+            return None
+        spans, self._dirty = self._dirty, []
+        ctx = self.max_context_len
+        flat = torch.cat([torch.arange(r * ctx + s, r * ctx + s + n) for r, s, n in spans])
+        slots = self.req_to_token.view(-1)[flat].to(torch.int64)
+        return TableUpdates(flat_index=flat, slots=slots)
+
+    def apply_updates(self, updates: TableUpdates) -> None:
+        """Write staged updates (already on the device) into device_table."""
+        self.device_table.view(-1)[updates.flat_index] = updates.slots.to(torch.int32)
+
     def clear(self) -> None:
         self._free = list(range(self.size - 1, -1, -1))
         self._in_use = [False] * self.size
@@ -60,6 +106,7 @@ class KVPool:
         num_kv_heads: int,
         head_dim: int,
         dtype: torch.dtype,
+        device: Device = "cpu",
     ) -> None:
         if min(num_slots, num_layers, num_kv_heads, head_dim) < 1:
             raise ValueError("KVPool dimensions must all be >= 1")
@@ -72,8 +119,9 @@ class KVPool:
         self.dtype = dtype
         shape = (num_slots + 1, num_kv_heads, head_dim)
         # empty: pages are only committed when written; slot 0 is zeroed so the sink is finite.
-        self.k_buffers = [torch.empty(shape, dtype=dtype) for _ in range(num_layers)]
-        self.v_buffers = [torch.empty(shape, dtype=dtype) for _ in range(num_layers)]
+        self.device = torch.device(device)
+        self.k_buffers = [torch.empty(shape, dtype=dtype, device=device) for _ in range(num_layers)]
+        self.v_buffers = [torch.empty(shape, dtype=dtype, device=device) for _ in range(num_layers)]
         for buf in self.k_buffers + self.v_buffers:
             buf[0].zero_()
 

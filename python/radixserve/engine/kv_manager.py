@@ -84,15 +84,13 @@ class KVManager:
         req.last_node = node
         if n:
             assert slots is not None
-            self.req_to_token[req.req_pool_idx, :n] = slots.to(self.req_to_token.dtype)
+            self.pool.write(req.req_pool_idx, 0, slots)
         req.prefix_len = req.kv_len = n
         return True
 
     def write_slots(self, req: Req, start: int, slots: torch.Tensor) -> None:
         assert req.req_pool_idx is not None
-        self.req_to_token[req.req_pool_idx, start : start + slots.numel()] = slots.to(
-            self.req_to_token.dtype
-        )
+        self.pool.write(req.req_pool_idx, start, slots)
 
     def _row(self, req: Req, start: int, end: int) -> torch.Tensor:
         assert req.req_pool_idx is not None

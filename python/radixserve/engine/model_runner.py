@@ -2,6 +2,11 @@
 
 The scheduler builds a ForwardBatch against `req_to_token_pool` and KV slots from its allocator,
 calls `forward(batch)` for float32 logits and `sample(logits, info)` for the next tokens.
+
+With `--device cuda` the weights, the KV pool, the device copy of req_to_token, the logits and
+sampling live on the GPU; `forward` stages the host-built batch in one transfer (device.py) and
+decode batches replay CUDA graphs (engine/cuda_graph.py). The GPU path is compile-checked and
+CPU-simulated only in this project (benchmarks/results/gpu.md).
 """
 
 from __future__ import annotations
@@ -14,10 +19,13 @@ import torch
 
 from radixserve.args import ServerArgs
 from radixserve.cache.memory_pool import KVPool, ReqToTokenPool
+from radixserve.device import cuda_kernels_built, resolve_device, stage_batch
+from radixserve.engine.cuda_graph import DecodeGraphRunner, graph_batch_sizes
 from radixserve.forward_batch import ForwardBatch
 from radixserve.layers.attention import create_attention_backend, native_attention_available
 from radixserve.layers.backend import native_ops, set_kernel_backend
 from radixserve.layers.linear import Linear
+from radixserve.layers.rotary import RotaryEmbedding
 from radixserve.layers.sampling_info import SampleOutput, SamplingBatchInfo
 from radixserve.models.config import ModelConfig
 from radixserve.models.loader import load_model, load_model_config
@@ -57,10 +65,15 @@ def available_memory_bytes() -> int:
 
 
 class ModelRunner:
-    def __init__(self, server_args: ServerArgs) -> None:
+    def __init__(self, server_args: ServerArgs, mirror_req_to_token: bool = False) -> None:
+        """`mirror_req_to_token`: on the CPU, keep a separate device table fed only by the
+        per-step transfer, as on a GPU (tests of the host/device split)."""
         self.server_args = server_args
         torch.set_num_threads(server_args.num_threads or os.cpu_count() or 1)
-        self.kernel_backend = self._pick_kernel_backend(server_args.kernel_backend)
+        self.device = torch.device(resolve_device(server_args.device))
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        self.kernel_backend = self._pick_kernel_backend(server_args.kernel_backend, self.device)
         set_kernel_backend(self.kernel_backend)
 
         self.model_config: ModelConfig = load_model_config(
@@ -76,20 +89,25 @@ class ModelRunner:
         self.tokenizer: Any = load_tokenizer(self.model_config.path, server_args.tokenizer_path)
         if server_args.chat_template is None and self.model_config.chat_template is None:
             self.model_config.chat_template = getattr(self.tokenizer, "chat_template", None)
-        self.model: Any = load_model(self.model_config)
-        self._post_load(self.model)
+        if self.device.type != "cpu":  # quantized weights are read by the CPU kernels only
+            self.model_config.keep_quantized = False
+        self.model: Any = self._place(load_model(self.model_config))
 
         self.max_total_tokens = self._kv_pool_size()
         self.req_to_token_pool = ReqToTokenPool(
-            server_args.max_running_requests + SPARE_REQ_ROWS, self.context_len
+            server_args.max_running_requests + SPARE_REQ_ROWS,
+            self.context_len,
+            self.device,
+            mirror=mirror_req_to_token,
         )
         cfg = self.model_config
         # An encoder keeps no KV (whole prompts, bidirectional): its slots are only the
         # scheduler's accounting, so the pool is a 1x1x1 placeholder per slot.
         kv_dims = (1, 1, 1) if cfg.is_encoder else (cfg.num_layers, cfg.num_kv_heads, cfg.head_dim)
-        self.kv_pool = KVPool(self.max_total_tokens, *kv_dims, cfg.dtype)
+        self.kv_pool = KVPool(self.max_total_tokens, *kv_dims, cfg.dtype, self.device)
         logger.info(
-            "KV pool: %d tokens, %.1f MiB (%s); %d request rows of %d tokens",
+            "KV pool on %s: %d tokens, %.1f MiB (%s); %d request rows of %d tokens",
+            self.device,
             self.max_total_tokens,
             self.kv_pool.size_bytes / 2**20,
             str(cfg.dtype).replace("torch.", ""),
@@ -97,25 +115,32 @@ class ModelRunner:
             self.context_len,
         )
         self.attention_backend_name = server_args.attention_backend
-        if self.attention_backend_name == "native" and not native_attention_available():
+        if self.attention_backend_name == "native" and not native_attention_available(
+            self.device.type
+        ):
             logger.warning(
-                "native attention kernels are not built into radixserve._C: "
-                "using the torch attention backend"
+                "native attention kernels for %s are not built into radixserve._C: "
+                "using the torch attention backend",
+                self.device.type,
             )
             self.attention_backend_name = "torch"
         self.attn_backend = create_attention_backend(
             self.attention_backend_name,
-            self.req_to_token_pool.req_to_token,
+            self.req_to_token_pool.device_table,
             self.kv_pool,
             [-1] if cfg.is_encoder else cfg.layer_sliding_windows,  # encoder: placeholder pool
         )
         self.model.attn_backend = self.attn_backend
         self._sampler: Optional[Any] = None
+        self.graph_runner: Optional[DecodeGraphRunner] = self._make_graph_runner()
 
     @staticmethod
-    def _pick_kernel_backend(name: str) -> str:
+    def _pick_kernel_backend(name: str, device: torch.device) -> str:
         if name != "native":
             return name
+        if device.type == "cuda" and not cuda_kernels_built():
+            logger.warning("radixserve._C was built without CUDA: using the torch kernel backend")
+            return "torch"
         missing = missing_native_ops(NATIVE_LAYER_OPS)
         if missing:
             logger.warning(
@@ -124,10 +149,38 @@ class ModelRunner:
             return "torch"
         return "native"
 
+    def _place(self, model: torch.nn.Module) -> Any:
+        """Move a freshly loaded model to the device, then pack its weights for the kernels."""
+        if self.device.type != "cpu":
+            model = model.to(self.device)
+            for module in model.modules():  # plain attributes (shared caches), not buffers
+                if isinstance(module, RotaryEmbedding):
+                    module.cos_sin_cache = module.cos_sin_cache.to(self.device)
+        self._post_load(model)
+        return model
+
     def _post_load(self, model: torch.nn.Module) -> None:
         for module in model.modules():
             if isinstance(module, Linear):
                 module.post_load()
+
+    def _make_graph_runner(self) -> Optional[DecodeGraphRunner]:
+        """CUDA graphs for decode (--device cuda, native attention, not disabled), else None."""
+        args = self.server_args
+        if self.device.type != "cuda" or args.disable_cuda_graph or self.is_pooling:
+            return None
+        if self.attention_backend_name != "native" or self.kernel_backend != "native":
+            logger.warning(
+                "CUDA graphs need the native attention and kernel backends (got %s/%s): "
+                "decode runs eagerly",
+                self.attention_backend_name,
+                self.kernel_backend,
+            )
+            return None
+        max_bs = args.cuda_graph_max_bs or args.max_running_requests
+        runner = DecodeGraphRunner(self.model, graph_batch_sizes(max_bs), self.device, True)
+        runner.capture_all()
+        return runner
 
     def _kv_pool_size(self) -> int:
         args = self.server_args
@@ -136,7 +189,12 @@ class ModelRunner:
         if self.model_config.is_encoder:
             return int(args.max_running_requests * self.context_len)
         per_token = self.model_config.kv_bytes_per_token()
-        budget = int(available_memory_bytes() * args.mem_fraction_static)
+        free = (
+            torch.cuda.mem_get_info(self.device)[0]
+            if self.device.type == "cuda"
+            else available_memory_bytes()
+        )
+        budget = int(free * args.mem_fraction_static)
         tokens = budget // per_token
         if tokens < 16:
             raise ValueError(
@@ -145,9 +203,31 @@ class ModelRunner:
             )
         return int(tokens)
 
+    def stage(self, batch: ForwardBatch) -> ForwardBatch:
+        """The batch on the device, and the new req_to_token entries applied there: one transfer.
+        Identity on the CPU (unless the table is mirrored)."""
+        pool = self.req_to_token_pool
+        if self.device.type == "cpu" and not pool.mirrored:
+            return batch
+        if batch.seq_lens_list and max(batch.seq_lens_list) > self.context_len:
+            raise ValueError(
+                f"position {max(batch.seq_lens_list) - 1} is beyond the context length "
+                f"{self.context_len}"
+            )
+        staged, updates = stage_batch(batch, self.device, pool.take_updates())
+        if updates is not None:
+            pool.apply_updates(updates)
+        return staged
+
     def forward(self, batch: ForwardBatch) -> torch.Tensor:
-        """float32 logits [n, vocab] at the batch's logits positions (last token per request)."""
+        """float32 logits [n, vocab] at the batch's logits positions (last token per request),
+        on the runner's device."""
         with torch.inference_mode():
+            batch = self.stage(batch)
+            if self.graph_runner is not None:
+                logits = self.graph_runner.forward(batch)
+                if logits is not None:
+                    return logits
             hidden = self.model(batch)
             if self.is_pooling:  # [bs, D] embeddings or classifier logits, float32
                 return hidden.float()  # type: ignore[no-any-return]
@@ -197,9 +277,12 @@ class ModelRunner:
             )
         new.dtype = old.dtype
         new.context_len = old.context_len
-        model = load_model(new)
-        self._post_load(model)
+        if self.device.type != "cpu":
+            new.keep_quantized = False
+        model = self._place(load_model(new))
         model.attn_backend = self.attn_backend
         self.model = model
+        if self.graph_runner is not None:  # the graphs recorded the old weights' addresses
+            self.graph_runner = self._make_graph_runner()
         self.model_config.path = new.path
         logger.info("Updated weights from %s", model_path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from radixserve.layers.backend import native_ops, use_native
+from radixserve.layers.backend import device_op, use_native
 
 
 def silu_and_mul_ref(x: torch.Tensor) -> torch.Tensor:
@@ -19,6 +19,6 @@ def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
         return silu_and_mul_ref(x)
     d = x.shape[-1] // 2
     x2 = x.reshape(-1, 2 * d).contiguous()
-    out = torch.empty(x2.shape[0], d, dtype=x.dtype)
-    native_ops().silu_and_mul(out, x2)
+    out = torch.empty(x2.shape[0], d, dtype=x.dtype, device=x.device)
+    device_op("silu_and_mul", x2)(out, x2)
     return out.view(*x.shape[:-1], d)

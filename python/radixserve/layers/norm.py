@@ -7,7 +7,7 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
-from radixserve.layers.backend import native_ops, use_native
+from radixserve.layers.backend import device_op, use_native
 
 
 def rms_norm_ref(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
@@ -29,14 +29,13 @@ class RMSNorm(nn.Module):
         shape = x.shape
         x2 = x.reshape(-1, shape[-1])
         if use_native():
-            ops = native_ops()
             if residual is None:
                 out = torch.empty_like(x2)
-                ops.rms_norm(out, x2.contiguous(), self.weight, self.eps)
+                device_op("rms_norm", x2)(out, x2.contiguous(), self.weight, self.eps)
                 return out.view(shape)
             x2 = x2.contiguous().clone()
             res2 = residual.reshape(-1, shape[-1]).contiguous()
-            ops.fused_add_rms_norm(x2, res2, self.weight, self.eps)
+            device_op("fused_add_rms_norm", x2)(x2, res2, self.weight, self.eps)
             return x2.view(shape), res2.view(shape)
         if residual is None:
             return rms_norm_ref(x2, self.weight, self.eps).view(shape)

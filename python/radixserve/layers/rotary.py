@@ -14,7 +14,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from radixserve.layers.backend import native_ops, use_native
+from radixserve.layers.backend import device_op, use_native
 
 
 def _inv_freq(rot_dim: int, theta: float) -> torch.Tensor:
@@ -159,7 +159,7 @@ class RotaryEmbedding(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """q [T, Hq*D], k [T, Hkv*D] (contiguous) -> rotated (in place on the native path)."""
         if use_native():
-            native_ops().rotary_embedding(
+            device_op("rotary_embedding", q)(
                 positions, q, k, self.head_size, self.cos_sin_cache, self.is_neox
             )
             return q, k

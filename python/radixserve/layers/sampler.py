@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from radixserve.layers.backend import native_ops, use_native
+from radixserve.layers.backend import device_op, use_native
 from radixserve.layers.sampling_info import SampleOutput, SamplingBatchInfo
 
 SAMPLE_BLOCK = 512  # csrc/cpu/sampling.h kSampleBlock
@@ -45,14 +45,19 @@ def uniforms(seeds: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
     return torch.tensor(
         [uniform(a, b) for a, b in zip(seeds.tolist(), steps.tolist(), strict=True)],
         dtype=torch.float64,
+        device=seeds.device,
     )
 
 
 def check_inputs(logits: torch.Tensor, info: SamplingBatchInfo) -> None:
-    """Raise ValueError for inputs the sampler cannot take (both implementations)."""
-    if logits.dim() != 2 or logits.dtype != torch.float32 or logits.device.type != "cpu":
+    """Raise ValueError for inputs the sampler cannot take (both implementations).
+
+    Logits may be on any device; `info` is checked where it is (the host, before
+    `Sampler.forward` moves it next to the logits), so device logits cost no sync here.
+    """
+    if logits.dim() != 2 or logits.dtype != torch.float32:
         raise ValueError(
-            f"logits must be a float32 CPU tensor [bs, vocab], got {logits.dtype} "
+            f"logits must be a float32 tensor [bs, vocab], got {logits.dtype} "
             f"{tuple(logits.shape)} on {logits.device}"
         )
     bs, vocab = logits.shape
@@ -141,7 +146,7 @@ def _kept_weights(z: torch.Tensor, e: torch.Tensor, info: SamplingBatchInfo) -> 
     cums = torch.cumsum(e_sorted.double(), dim=-1)
     excl = torch.cat([torch.zeros_like(cums[:, :1]), cums[:, :-1]], dim=1)
     total = e.double().sum(dim=-1, keepdim=True)
-    pos = torch.arange(vocab)[None, :]
+    pos = torch.arange(vocab, device=z.device)[None, :]
     top_p = info.top_ps[:, None]
     min_p = info.min_ps[:, None]
     keep = pos < info.top_ks.long().clamp(max=vocab)[:, None]
@@ -171,11 +176,11 @@ def _draw(w: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     b = b.clamp(max=nb - 1)
     prev = torch.where(b > 0, bcum.gather(1, (b - 1).clamp(min=0)[:, None])[:, 0], 0.0)
     t2 = target - prev
-    loc = local[torch.arange(bs), b]
+    loc = local[torch.arange(bs, device=w.device), b]
     j = torch.searchsorted(loc, t2[:, None], right=True)[:, 0].clamp(max=SAMPLE_BLOCK - 1)
     pos = torch.where(past_end, wp.shape[1] - 1, b * SAMPLE_BLOCK + j)
     # A rounding fall-through takes the last positive-weight token at or before pos.
-    ids = torch.arange(wp.shape[1]).expand(bs, -1)
+    ids = torch.arange(wp.shape[1], device=w.device).expand(bs, -1)
     last_pos = torch.where(wp > 0, ids, torch.full_like(ids, -1)).cummax(dim=-1).values
     return last_pos.gather(1, pos[:, None])[:, 0]
 
@@ -209,9 +214,14 @@ def sample_ref(logits: torch.Tensor, info: SamplingBatchInfo) -> SampleOutput:
 
 
 def sample_native(logits: torch.Tensor, info: SamplingBatchInfo) -> SampleOutput:
-    if info.is_all_greedy and not bool((info.temperatures == 0).all()):
+    on_host = logits.device.type == "cpu"  # device logits: Sampler.forward checked info
+    if on_host and info.is_all_greedy and not bool((info.temperatures == 0).all()):
         raise ValueError("is_all_greedy is set but some temperatures are not 0")
-    res = native_ops().sample(
+    plain_greedy = info.is_all_greedy and _top_n(info) < 0 and info.logit_bias is None
+    if logits.is_cuda and plain_greedy and info.output_token_counts is None:
+        # No parameter checks on the device: sampling then queues without a host sync.
+        return SampleOutput(next_token_ids=device_op("greedy_sample", logits)(logits))
+    res = device_op("sample", logits)(
         logits,
         info.temperatures,
         info.top_ps,
@@ -233,9 +243,18 @@ def sample_native(logits: torch.Tensor, info: SamplingBatchInfo) -> SampleOutput
 
 
 class Sampler:
-    """forward(logits [bs, vocab] float32, info) -> SampleOutput; see the module docstring."""
+    """forward(logits [bs, vocab] float32, info) -> SampleOutput; see the module docstring.
+
+    Device logits (--device cuda) are sampled on their device: `info` is checked on the host,
+    then moved next to them; the output stays on the device (see device.HostCopy).
+    """
 
     def forward(self, logits: torch.Tensor, info: SamplingBatchInfo) -> SampleOutput:
+        if logits.device.type != "cpu":
+            from radixserve.device import info_to_device
+
+            check_inputs(logits, info)
+            info = info_to_device(info, logits.device)
         if use_native():
             return sample_native(logits, info)
         return sample_ref(logits, info)

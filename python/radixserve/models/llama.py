@@ -135,7 +135,8 @@ class LlamaForCausalLM(nn.Module):
         """Final-normed hidden states [n, H] at the batch's logits positions."""
         if self.attn_backend is None:
             raise RuntimeError("no attention backend: set model.attn_backend before forward")
-        if batch.num_tokens and int(batch.positions.max()) >= self.config.context_len:
+        on_host = batch.positions.device.type == "cpu"  # device batches: checked when staged
+        if on_host and batch.num_tokens and int(batch.positions.max()) >= self.config.context_len:
             # The rope cache (and the native rope kernel) only cover the context length.
             raise ValueError(
                 f"position {int(batch.positions.max())} is beyond the context length "

@@ -1,4 +1,8 @@
-"""Attention through the native kernels: _C.store_kv, _C.decode_attention, _C.extend_attention."""
+"""Attention through the native kernels: _C.store_kv, _C.decode_attention, _C.extend_attention.
+
+On a CUDA KV pool the same calls go to their `_cuda` twins (csrc/cuda/attention.cu, compile-checked
+only in this project); cascade decode exists for the CPU only.
+"""
 
 from __future__ import annotations
 
@@ -6,31 +10,37 @@ import torch
 
 from radixserve.forward_batch import ForwardBatch
 from radixserve.layers.attention.base import AttentionBackend
-from radixserve.layers.backend import native_ops
+from radixserve.layers.backend import device_op, native_ops
 
 REQUIRED_OPS = ("store_kv", "decode_attention", "extend_attention")
 
 
-def native_attention_available() -> bool:
+def native_attention_available(device: str = "cpu") -> bool:
     try:
         ops = native_ops()
     except ImportError:
         return False
-    return all(hasattr(ops, name) for name in REQUIRED_OPS)
+    suffix = "" if device == "cpu" else f"_{device}"
+    return all(hasattr(ops, name + suffix) for name in REQUIRED_OPS)
 
 
 class NativeBackend(AttentionBackend):
     def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*args, **kwargs)
-        if not native_attention_available():
+        device = self.kv_pool.device.type
+        if not native_attention_available(device):
             raise RuntimeError(
                 "the native attention backend needs radixserve._C with store_kv, decode_attention "
-                "and extend_attention (rebuild with tools/dev_build.sh, or use "
-                "--attention-backend torch)"
+                f"and extend_attention for {device} tensors (rebuild with tools/dev_build.sh, or "
+                "use --attention-backend torch)"
             )
         self.ops = native_ops()
-        # An older _C without the cascade kernel: decode every request alone.
-        self.has_cascade = hasattr(self.ops, "cascade_decode_attention")
+        k0 = self.kv_pool.k_buffers[0]
+        self.store_kv = device_op("store_kv", k0)
+        self.decode_attention = device_op("decode_attention", k0)
+        self.extend_attention = device_op("extend_attention", k0)
+        # An older _C without the cascade kernel (or a CUDA pool): decode every request alone.
+        self.has_cascade = device == "cpu" and hasattr(self.ops, "cascade_decode_attention")
 
     def forward(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layer_id: int, batch: ForwardBatch
@@ -39,7 +49,7 @@ class NativeBackend(AttentionBackend):
         k_cache, v_cache = self.kv_pool.get_kv(layer_id)
         dtype = k_cache.dtype
         q, k, v = q.to(dtype).contiguous(), k.to(dtype).contiguous(), v.to(dtype).contiguous()
-        self.ops.store_kv(k_cache, v_cache, batch.out_cache_loc, k, v)
+        self.store_kv(k_cache, v_cache, batch.out_cache_loc, k, v)
         out = torch.empty_like(q)
         window = self.sliding_windows[layer_id]
         scale = self.scale(q.shape[2])
@@ -58,7 +68,7 @@ class NativeBackend(AttentionBackend):
                 window,
             )
         elif batch.is_decode:
-            self.ops.decode_attention(
+            self.decode_attention(
                 out,
                 q,
                 k_cache,
@@ -70,7 +80,7 @@ class NativeBackend(AttentionBackend):
                 window,
             )
         else:
-            self.ops.extend_attention(
+            self.extend_attention(
                 out,
                 q,
                 k_cache,

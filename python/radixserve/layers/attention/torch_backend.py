@@ -33,8 +33,8 @@ class TorchBackend(AttentionBackend):
             keys = k_cache[slots].float().transpose(0, 1)  # [Hkv, S, D]
             vals = v_cache[slots].float().transpose(0, 1)
             qi = q[start : start + ext].float().transpose(0, 1)  # [Hq, E, D]
-            q_pos = torch.arange(seq_len - ext, seq_len).unsqueeze(1)
-            k_pos = torch.arange(seq_len).unsqueeze(0)
+            q_pos = torch.arange(seq_len - ext, seq_len, device=q.device).unsqueeze(1)
+            k_pos = torch.arange(seq_len, device=q.device).unsqueeze(0)
             mask = k_pos <= q_pos
             if window > 0:
                 mask &= k_pos > q_pos - window
