@@ -26,6 +26,7 @@ from radixserve.engine import ipc
 from radixserve.engine.cascade import shared_prefix_groups
 from radixserve.engine.input_logprobs import collect_input_logprobs, input_logits_rows
 from radixserve.engine.kv_manager import KVManager, make_allocator
+from radixserve.engine.overlap import PendingStep, can_defer, defer, overlap_enabled, overlap_step
 from radixserve.engine.pooling_step import (
     attach_label_logprobs,
     finish_pooled,
@@ -85,12 +86,17 @@ class Scheduler:
             "num_cascade_steps": 0,  # decode steps that shared a prefix (cascade attention)
             "num_spec_draft_tokens": 0,  # speculative decoding: drafts proposed, accepted
             "num_spec_accepted_tokens": 0,
+            # Overlap scheduling: decode steps launched before the previous step was processed.
+            "num_lookahead_steps": 0,
         }
         self.sessions = SessionManager(  # sessions and /extend conversations
             kv, self.context_len, getattr(self.tokenizer, "bos_token_id", None),
             args.session_idle_timeout,
         )  # fmt: skip
         self.inflight: Optional[InflightStep] = None  # what the current step touched
+        # Overlap scheduling (engine/overlap.py): a launched decode step not yet processed.
+        self.overlap = overlap_enabled(args, runner)
+        self.pending: Optional[PendingStep] = None
         self.speculator = (
             NgramSpeculator(args.speculative_num_draft_tokens)
             if args.speculative_algorithm == "NGRAM"
@@ -135,7 +141,8 @@ class Scheduler:
 
     def is_idle(self) -> bool:
         compiling = self.grammar is not None and bool(self.grammar.pending)
-        return not self.waiting and not self.running and self.chunked is None and not compiling
+        busy = self.waiting or self.running or self.chunked is not None or self.pending is not None
+        return not busy and not compiling
 
     def flush_cache(self) -> bool:
         if not self.is_idle() or self.sessions.sessions:  # open sessions hold locked KV
@@ -180,6 +187,8 @@ class Scheduler:
     # -- one step -------------------------------------------------------------------------
     def step(self) -> list[ipc.ReqUpdate]:
         """Schedule and run one forward; return the updates to send (maybe none)."""
+        if self.pending is not None:
+            return overlap_step(self)
         updates: list[ipc.ReqUpdate] = []
         if self.grammar is not None and self.grammar.pending:
             idle = not self.waiting and not self.running and self.chunked is None
@@ -250,10 +259,13 @@ class Scheduler:
         attach_label_logprobs(batch, logits)  # /v1/score (#8)
         sample = self.runner.sample(logits, info)
         self.stats["num_forward_steps"] += 1
-        updates.extend(self._process_results(batch, sample))
         self.new_token_ratio = max(
             MIN_NEW_TOKEN_RATIO, self.new_token_ratio - NEW_TOKEN_RATIO_DECAY
         )
+        if can_defer(self, batch, fb, extra):  # processed by the next step(), after a lookahead
+            defer(self, batch, slots, sample)
+        else:
+            updates.extend(self._process_results(batch, sample))
         self.inflight = None
         return updates
 
