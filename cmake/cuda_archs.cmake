@@ -1,0 +1,22 @@
+# radixserve_cuda_archs(<out_var> <list>): torch's TORCH_CUDA_ARCH_LIST spelling ("8.0;9.0a",
+# "8.0 8.6+PTX", or sm_80) -> CMake CUDA_ARCHITECTURES ("80;90a"). An empty list gives the
+# default, sm_80 and sm_90a. CMake's plain "80" embeds PTX as well, so "+PTX" adds nothing.
+function(radixserve_cuda_archs out_var arch_list)
+  if("${arch_list}" STREQUAL "")
+    set(arch_list "8.0;9.0a")
+  endif()
+  string(REPLACE " " ";" arch_list "${arch_list}")
+  set(archs "")
+  foreach(arch IN LISTS arch_list)
+    string(REPLACE "+PTX" "" arch "${arch}")
+    string(REPLACE "sm_" "" arch "${arch}")
+    string(REPLACE "." "" arch "${arch}")
+    if(NOT arch STREQUAL "")
+      if(NOT arch MATCHES "^[0-9]+[af]?$")
+        message(FATAL_ERROR "radixserve: cannot read CUDA architecture '${arch}' in TORCH_CUDA_ARCH_LIST")
+      endif()
+      list(APPEND archs "${arch}")
+    endif()
+  endforeach()
+  set(${out_var} "${archs}" PARENT_SCOPE)
+endfunction()
