@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Every GPU check of radixserve in one go, for a lent GPU machine (no network; its Python has a
+# CUDA torch, pybind11, scikit-build-core, cmake, ninja and nvcc). Prepare the wheels here with
+# tools/gpu_wheelhouse.sh, then run this there with the wheelhouse carried:
+#
+#   bash tools/gpu_wheelhouse.sh
+#   run(command="bash tools/gpu_check.sh", carry=["build/wheelhouse"], timeout_s=540)
+#
+# Steps (each logged under $OUT; a failing step does not stop the later ones):
+#   1. env       nvidia-smi, torch/CUDA versions                        -> env.txt
+#   2. wheels    install what is missing from build/wheelhouse           -> wheels.log
+#   3. build     _C with CUDA into build/cuda (arch: TORCH_CUDA_ARCH_LIST,
+#                default this GPU's), copied next to the package         -> build.log
+#   4. kernels   tests/kernels/test_cuda_kernels.py                      -> kernels.log/.xml
+#   5. engine    tests/engine/test_cuda_engine.py (GPU greedy == CPU fp32
+#                greedy: tiny Llama; the default model when installed)   -> engine.log/.xml
+#   6. bench     1 and 64 users, bf16, CUDA graphs on and off            -> bench.json/.log
+# and summary.json with each step's exit status and seconds. Record the outcome in
+# benchmarks/results/gpu.md.
+set -uo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+OUT="${OUT:-$root/build/gpu_check_out}"
+mkdir -p "$OUT"
+wheelhouse="${WHEELHOUSE:-$root/build/wheelhouse}"
+export PYTHONPATH="$root/python${PYTHONPATH:+:$PYTHONPATH}"
+export TOKENIZERS_PARALLELISM=false
+python="$(command -v python3 || command -v python)"
+summary="$OUT/summary.json"
+echo "{" >"$summary"
+
+step() {  # step <name> <command...>: run, log, record status and seconds
+  local name="$1"
+  shift
+  local start=$SECONDS
+  echo "=== $name ($(date +%T))"
+  "$@" >"$OUT/$name.log" 2>&1
+  local rc=$?
+  printf '  "%s": {"rc": %d, "seconds": %d},\n' "$name" "$rc" $((SECONDS - start)) >>"$summary"
+  tail -n 5 "$OUT/$name.log"
+  echo "--- $name: rc=$rc in $((SECONDS - start))s"
+  return $rc
+}
+
+env_info() {
+  nvidia-smi || true
+  "$python" -c "import sys, torch; print(sys.version); print('torch', torch.__version__, 'cuda', torch.version.cuda, 'available', torch.cuda.is_available()); print(torch.cuda.get_device_name(0), torch.cuda.get_device_capability(0))"
+  nvcc --version || true
+}
+
+install_wheels() {
+  if [ ! -d "$wheelhouse" ]; then
+    echo "no wheelhouse at $wheelhouse (tools/gpu_wheelhouse.sh): installing nothing"
+    return 0
+  fi
+  local missing=()
+  local pair
+  for pair in msgspec:msgspec zmq:pyzmq transformers:transformers tokenizers:tokenizers \
+    safetensors:safetensors gguf:gguf sentencepiece:sentencepiece jinja2:jinja2 tqdm:tqdm \
+    numpy:numpy prometheus_client:prometheus-client pytest:pytest pytest_timeout:pytest-timeout; do
+    "$python" -c "import ${pair%%:*}" 2>/dev/null || missing+=("${pair#*:}")
+  done
+  echo "missing: ${missing[*]:-none}"
+  [ ${#missing[@]} -eq 0 ] || "$python" -m pip install --no-index --find-links "$wheelhouse" "${missing[@]}"
+}
+
+build_cuda() {
+  local arch="${TORCH_CUDA_ARCH_LIST:-}"
+  if [ -z "$arch" ]; then  # this GPU only: a third of the compile time of the default pair
+    arch="$("$python" -c "import torch; m, n = torch.cuda.get_device_capability(0); print(f'{m}.{n}' + ('a' if m == 9 else ''))")"
+  fi
+  echo "TORCH_CUDA_ARCH_LIST=$arch"
+  TORCH_CUDA_ARCH_LIST="$arch" cmake -S "$root" -B "$root/build/cuda" -G Ninja \
+    -DCMAKE_BUILD_TYPE=Release -DPython_EXECUTABLE="$python" \
+    -Dpybind11_DIR="$("$python" -c 'import pybind11; print(pybind11.get_cmake_dir())')" || return 1
+  cmake --build "$root/build/cuda" -j "$(nproc)" || return 1
+  cp -f "$root"/build/cuda/_C*.so "$root/python/radixserve/"
+  "$python" -c "import radixserve._C as c; assert c.has_cuda, '_C built without CUDA'; print('_C.has_cuda', c.has_cuda)"
+}
+
+tokenizer_env() {  # the tiny test models need a tokenizer; the default model may be absent
+  if ! "$python" -c "from radixserve.models.default_model import default_model_path as p; p()" 2>/dev/null; then
+    [ -d "$wheelhouse/smollm2-tokenizer" ] && export RADIXSERVE_TEST_TOKENIZER="$wheelhouse/smollm2-tokenizer"
+  fi
+}
+
+random_smollm2() {  # SmolLM2-135M's shapes with random weights, when the default model is absent
+  "$python" - "$1" "${RADIXSERVE_TEST_TOKENIZER:-}" <<'EOF'
+import sys, torch
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+path, tok = sys.argv[1], sys.argv[2]
+cfg = LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                  num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=8192,
+                  rms_norm_eps=1e-5, rope_theta=100000.0, tie_word_embeddings=True)
+torch.manual_seed(0)
+LlamaForCausalLM(cfg).to(torch.bfloat16).save_pretrained(path, safe_serialization=True)
+AutoTokenizer.from_pretrained(tok).save_pretrained(path)
+EOF
+}
+
+bench() {
+  local model=()
+  if ! "$python" -c "from radixserve.models.default_model import default_model_path as p; p()" 2>/dev/null; then
+    echo "default model not installed: a random model with SmolLM2-135M's shapes"
+    random_smollm2 "$root/build/random-smollm2" || return 1
+    model=(--model-path "$root/build/random-smollm2")
+  fi
+  "$python" benchmarks/serving/bench_gpu.py "${model[@]}" --device cuda --dtype bfloat16 \
+    --users 1,64 --input-len 128 --output-len 128 --graphs on,off --out "$OUT/bench.json"
+}
+
+step env env_info
+step wheels install_wheels
+step build build_cuda
+tokenizer_env
+step kernels "$python" -m pytest -q -p no:cacheprovider tests/kernels/test_cuda_kernels.py \
+  --junitxml="$OUT/kernels.xml"
+step engine "$python" -m pytest -q -p no:cacheprovider tests/engine/test_cuda_engine.py \
+  --junitxml="$OUT/engine.xml"
+step bench bench
+echo '  "done": true' >>"$summary"
+echo "}" >>"$summary"
+cat "$summary"
