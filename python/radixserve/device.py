@@ -83,6 +83,10 @@ def stage_batch(
         parts += [("cascade.prefix_lens", batch.cascade.prefix_lens)]
     if updates is not None:
         parts += [("updates.flat_index", updates.flat_index), ("updates.slots", updates.slots)]
+    # Tensors already on the device (the overlap scheduler's input ids: the previous step's
+    # sampled tokens) stay where they are; everything else travels in the one buffer.
+    resident = {n: t for n, t in parts if device.type != "cpu" and t.device == device}
+    parts = [(n, t) for n, t in parts if n not in resident]
     flat = [t.reshape(-1).to(torch.int64) for _, t in parts]
     sizes = [t.numel() for t in flat]
     host = torch.cat(flat) if flat else torch.empty(0, dtype=torch.int64)
@@ -90,6 +94,7 @@ def stage_batch(
         host = host.pin_memory()
     moved = host.to(device, non_blocking=True) if device.type != "cpu" else host.clone()
     views = dict(zip((n for n, _ in parts), moved.split(sizes), strict=True))
+    views.update(resident)
     fields: dict[str, Any] = {f: views[f] for f in _BATCH_FIELDS}
     fields.update({f: views[f] for f in _OPTIONAL_FIELDS if f in views})
     if batch.cascade is not None:

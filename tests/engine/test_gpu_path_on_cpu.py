@@ -115,6 +115,19 @@ def test_stage_batch_is_one_copy_of_every_index(cascade: bool) -> None:
     assert pool.take_updates() is None
 
 
+def test_stage_batch_keeps_device_resident_tensors() -> None:
+    """Input ids already on the device (overlap: last step's samples) are not copied again;
+    every host index lands on the device. 'meta' stands in for a GPU."""
+    batch = random_batch(random.Random(9), 4, cascade=False)
+    on_device = torch.empty(batch.num_tokens, dtype=torch.int64, device="meta")
+    batch.input_ids = on_device
+    staged, updates = stage_batch(batch, torch.device("meta"), None)
+    assert staged.input_ids is on_device and updates is None
+    for name in ("positions", "out_cache_loc", "seq_lens", "extend_start_loc", "logits_indices"):
+        got = getattr(staged, name)
+        assert got.device.type == "meta" and got.shape == getattr(batch, name).shape, name
+
+
 def test_mirrored_table_tracks_overwrites() -> None:
     rng = random.Random(5)
     pool = ReqToTokenPool(6, 32, mirror=True)
