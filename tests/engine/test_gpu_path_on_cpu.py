@@ -293,3 +293,27 @@ def test_gpu_shaped_path_equals_plain_cpu_path(tiny_llama_dir: str) -> None:
 def all_free_rows(s: Scheduler) -> bool:
     assert s.flush_cache()
     return s.kv.available() == s.runner.max_total_tokens
+
+
+def test_spawned_engine_with_overlap_matches_transformers(
+    tiny_llama_dir: str, hf_tiny: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scheduler process with overlap on (as on a GPU), a KV pool small enough to retract
+    and 64-token prefill chunks: transformers' greedy tokens, every slot back at the end."""
+    from radixserve.engine.engine import Engine
+    from radixserve.engine.overlap import OVERLAP_ON_CPU_ENV
+
+    from .conftest import hf_greedy
+    from .test_engine_e2e import NEW, PROMPTS, greedy
+
+    monkeypatch.setenv(OVERLAP_ON_CPU_ENV, "1")
+    reference = [hf_greedy(hf_tiny, p, NEW) for p in PROMPTS]
+    with Engine(tiny_llama_dir, dtype="float32", max_total_tokens=360, chunked_prefill_size=64,
+                max_running_requests=8, num_threads=1) as eng:  # fmt: skip
+        outs = eng.generate(input_ids=PROMPTS, sampling_params=greedy())
+        assert [o["output_ids"] for o in outs] == reference
+        load = eng.get_load()
+        assert load["num_lookahead_steps"] > 0 and load["num_retractions"] > 0
+        assert eng.flush_cache()
+        load = eng.get_load()
+        assert load["kv_available"] == load["kv_size"] == 360
