@@ -16,7 +16,8 @@
 #                greedy: tiny Llama; the default model when installed)   -> engine.log/.xml
 #   6. bench     1 and 64 users, bf16, CUDA graphs on and off            -> bench.json/.log
 # and summary.json with each step's exit status and seconds. Record the outcome in
-# benchmarks/results/gpu.md.
+# benchmarks/results/gpu.md. GPU_CHECK_STEPS picks steps (default: all, in this order), e.g. a
+# rerun of the benchmark on a machine that still has the build: GPU_CHECK_STEPS="bench".
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -109,15 +110,17 @@ bench() {
     --users 1,64 --input-len 128 --output-len 128 --graphs on,off --out "$OUT/bench.json"
 }
 
-step env env_info
-step wheels install_wheels
-step build build_cuda
+steps=" ${GPU_CHECK_STEPS:-env wheels build kernels engine bench} "
+want() { [[ "$steps" == *" $1 "* ]]; }
+want env && step env env_info
+want wheels && step wheels install_wheels
+want build && step build build_cuda
 tokenizer_env
-step kernels "$python" -m pytest -q -p no:cacheprovider tests/kernels/test_cuda_kernels.py \
-  --junitxml="$OUT/kernels.xml"
-step engine "$python" -m pytest -q -p no:cacheprovider tests/engine/test_cuda_engine.py \
-  --junitxml="$OUT/engine.xml"
-step bench bench
+want kernels && step kernels "$python" -m pytest -q -p no:cacheprovider \
+  tests/kernels/test_cuda_kernels.py --junitxml="$OUT/kernels.xml"
+want engine && step engine "$python" -m pytest -q -p no:cacheprovider \
+  tests/engine/test_cuda_engine.py --junitxml="$OUT/engine.xml"
+want bench && step bench bench
 echo '  "done": true' >>"$summary"
 echo "}" >>"$summary"
 cat "$summary"
