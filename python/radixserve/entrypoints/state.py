@@ -17,7 +17,7 @@ from radixserve.entrypoints.native.generate import ServingGenerate
 from radixserve.entrypoints.openai.serving_chat import ServingChat
 from radixserve.entrypoints.openai.serving_completions import ServingCompletions
 from radixserve.entrypoints.openai.serving_models import ServingModels
-from radixserve.entrypoints.openai.serving_tokenize import ServingTokenize
+from radixserve.entrypoints.serving_tokenize import ServingTokenize
 from radixserve.metrics import ServerMetrics
 
 T = TypeVar("T")

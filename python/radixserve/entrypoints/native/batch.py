@@ -17,8 +17,8 @@ from litestar import Request, Response, post
 from radixserve.engine.io_struct import EngineError
 from radixserve.entrypoints.native.generate import GenerateReqInput, ServingGenerate
 from radixserve.entrypoints.native.sessions import seed_meta
-from radixserve.entrypoints.openai.serving_base import encode, error_body
 from radixserve.entrypoints.openapi import with_body
+from radixserve.entrypoints.serving_common import encode, error_body
 from radixserve.entrypoints.state import decode, get_state, json_response, unless_disconnected
 
 MAX_BATCH_REQUESTS = 256  # more is a 413: one call must not flood the waiting queue

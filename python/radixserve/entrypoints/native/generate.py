@@ -14,8 +14,8 @@ import msgspec
 from radixserve.engine.io_struct import EngineError, GenerateOutput, GenerateRequest
 from radixserve.engine.sampling_params import SamplingParams, parse_sampling_params
 from radixserve.engine.session_protocol import SessionParams
-from radixserve.entrypoints.openai.serving_base import (
-    ServingBase,
+from radixserve.entrypoints.serving_common import (
+    ServingEngine,
     encode,
     error_body,
     field_error,
@@ -61,7 +61,7 @@ def _output(out: GenerateOutput, index: Optional[int] = None) -> dict[str, Any]:
     return d
 
 
-class ServingGenerate(ServingBase):
+class ServingGenerate(ServingEngine):
     def build(self, req: GenerateReqInput) -> tuple[list[GenerateRequest], bool]:
         """Internal requests (prompt-major, n per prompt) and whether the answer is a list."""
         if (req.text is None) == (req.input_ids is None):

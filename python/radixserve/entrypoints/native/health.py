@@ -12,7 +12,7 @@ from litestar import Request, Response, get
 import radixserve
 from radixserve.engine.io_struct import EngineError, GenerateRequest
 from radixserve.engine.sampling_params import SamplingParams
-from radixserve.entrypoints.openai.serving_base import encode
+from radixserve.entrypoints.serving_common import encode
 from radixserve.entrypoints.state import get_state, json_response
 from radixserve.metrics import CONTENT_TYPE
 

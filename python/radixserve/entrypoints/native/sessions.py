@@ -16,8 +16,8 @@ from litestar import Request, Response, post
 
 from radixserve.engine.io_struct import EngineError, GenerateOutput, GenerateRequest
 from radixserve.engine.session_protocol import SessionParams
-from radixserve.entrypoints.openai.serving_base import encode
 from radixserve.entrypoints.openapi import with_body
+from radixserve.entrypoints.serving_common import encode
 from radixserve.entrypoints.state import decode, get_state, json_response, unless_disconnected
 
 

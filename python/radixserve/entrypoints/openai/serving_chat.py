@@ -27,21 +27,20 @@ from radixserve.entrypoints.openai.protocol import (
     TokenLogprobInfo,
     TopLogprob,
 )
-from radixserve.entrypoints.openai.serving_base import (
-    MAX_TOP_LOGPROBS,
-    ServingBase,
+from radixserve.entrypoints.openai.serving_base import MAX_TOP_LOGPROBS, ServingBase
+from radixserve.entrypoints.openai.tool_support import (
+    ToolPlan,
+    plan_tools,
+    render_history,
+    template_reads_tools,
+)
+from radixserve.entrypoints.serving_common import (
     encode,
     error_body,
     finish_reason,
     new_id,
     sse,
     sse_done,
-)
-from radixserve.entrypoints.openai.tool_support import (
-    ToolPlan,
-    plan_tools,
-    render_history,
-    template_reads_tools,
 )
 from radixserve.parsers.reasoning import THINK_END
 

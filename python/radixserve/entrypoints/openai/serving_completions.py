@@ -13,9 +13,8 @@ from radixserve.entrypoints.openai.protocol import (
     CompletionRequest,
     CompletionResponse,
 )
-from radixserve.entrypoints.openai.serving_base import (
-    MAX_TOP_LOGPROBS,
-    ServingBase,
+from radixserve.entrypoints.openai.serving_base import MAX_TOP_LOGPROBS, ServingBase
+from radixserve.entrypoints.serving_common import (
     encode,
     error_body,
     finish_reason,

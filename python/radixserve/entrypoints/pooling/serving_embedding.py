@@ -13,10 +13,10 @@ import struct
 from typing import Any, Optional
 
 from radixserve.engine.io_struct import EngineError, GenerateOutput
-from radixserve.entrypoints.openai.serving_base import encode
 from radixserve.entrypoints.pooling.inputs import as_prompt_list, check_truncate, prompt_ids
 from radixserve.entrypoints.pooling.protocol import EmbeddingRequest, EncodeReqInput
 from radixserve.entrypoints.pooling.runner import PoolingMetrics, Timer, pooling_request, run_all
+from radixserve.entrypoints.serving_common import encode
 
 NOT_EMBEDDING = ("This server serves a generative model: /v1/embeddings needs an embedding "
                  "model (start the server with --is-embedding, or serve a BERT model).")  # fmt: skip
