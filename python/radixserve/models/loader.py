@@ -29,14 +29,13 @@ logger = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
-def resolve_dtype(name: str, native_kernels: bool) -> torch.dtype:
+def resolve_dtype(name: str) -> torch.dtype:
     """auto: float32. bfloat16 must be asked for.
 
     bfloat16 decodes faster here (23 vs 31 ms a token for the default model: decode streams the
     weights and bfloat16 halves them), but it changes the default model's answers: greedy chat
     output for "What is the capital of France?" is "The capital of France is Paris." in float32
     and unrelated French text in bfloat16, on the native kernels and the PyTorch path alike.
-    `native_kernels` is kept for a rule that picks bfloat16 once a model is known to hold up.
     """
     if name == "auto":
         return torch.float32
@@ -109,7 +108,7 @@ def load_model_config(
     resolve_model_class(config.architectures)  # unsupported architectures fail here, clearly
     if context_length is not None:
         config.context_len = context_length
-    config.dtype = resolve_dtype(dtype, native_kernels)
+    config.dtype = resolve_dtype(dtype)
     # auto on a quantized GGUF: keep the file's quantization (the native kernels read it);
     # float32/bfloat16 dequantise at load as before. Activations stay in config.dtype.
     # Causal LMs only: pooling heads load float weights.
