@@ -74,8 +74,6 @@ class ModelRunner:
         self.is_pooling = not self.model_config.is_generation
         self.context_len = self.model_config.context_len
         self.tokenizer: Any = load_tokenizer(self.model_config.path, server_args.tokenizer_path)
-        if server_args.chat_template is None and self.model_config.chat_template is None:
-            self.model_config.chat_template = getattr(self.tokenizer, "chat_template", None)
         self.model: Any = load_model(self.model_config)
         self._post_load(self.model)
 
