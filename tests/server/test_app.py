@@ -87,7 +87,8 @@ def test_chat_stream_n2_include_usage(client: TestClient[Any], tm: FakeTokenizer
             texts[ch["index"]] += ch["delta"].get("content") or ""
     assert texts == {0: "abc", 1: "abc"}
     assert events[-1]["choices"] == [] and events[-1]["usage"]["completion_tokens"] == 6
-    assert len({r.rid for r in tm.requests}) == 2
+    # One request with n = 2: the engine (TokenizerManager) fans it out, not the HTTP layer.
+    assert len(tm.requests) == 1 and tm.requests[0].sampling_params.n == 2
 
 
 def test_completions_prompt_forms_echo_logprobs(client: TestClient[Any]) -> None:

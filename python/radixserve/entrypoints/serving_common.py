@@ -117,61 +117,69 @@ class ServingEngine:
         top_logprobs: int = 0,
         logprob_start_len: int = -1,
     ) -> list[GenerateRequest]:
-        """One GenerateRequest per (prompt, choice), prompt-major like OpenAI's choice indices."""
+        """One GenerateRequest per prompt, each asking for n samples: the engine's
+        TokenizerManager is the one place that fans a request out into its n samples."""
         rids = [rid] if isinstance(rid, str) else list(rid or [])
         if rids and len(rids) != len(prompts):
             raise EngineError(f"rid has {len(rids)} ids for {len(prompts)} prompts.", 400, "rid")
-        out = []
-        for p, (text, ids) in enumerate(prompts):
-            base = rids[p] if rids else uuid.uuid4().hex
-            for i in range(n):
-                sp = params
-                if n > 1 and params.sampling_seed is not None:
-                    # Same seed for every choice would give n identical choices.
-                    sp = msgspec.structs.replace(params, sampling_seed=params.sampling_seed + i)
-                out.append(GenerateRequest(
-                    rid=base if n == 1 else f"{base}-{i}", text=text, input_ids=ids,
-                    sampling_params=sp, stream=stream, return_logprob=logprobs,
-                    top_logprobs_num=top_logprobs, logprob_start_len=logprob_start_len,
-                    return_text_in_logprobs=logprobs,
-                ))  # fmt: skip
-        return out
+        sp = params if params.n == n else msgspec.structs.replace(params, n=n)
+        return [
+            GenerateRequest(
+                rid=rids[p] if rids else uuid.uuid4().hex, text=text, input_ids=ids,
+                sampling_params=sp, stream=stream, return_logprob=logprobs,
+                top_logprobs_num=top_logprobs, logprob_start_len=logprob_start_len,
+                return_text_in_logprobs=logprobs,
+            )
+            for p, (text, ids) in enumerate(prompts)
+        ]  # fmt: skip
+
+    @staticmethod
+    def num_choices(reqs: Sequence[GenerateRequest]) -> int:
+        """Choices of a fan-out: n per request, prompt-major like OpenAI's choice indices."""
+        return sum(r.sampling_params.n for r in reqs)
 
     # -- running --------------------------------------------------------------------------------
 
     async def run_one(self, req: GenerateRequest) -> AsyncGenerator[GenerateOutput, None]:
-        """tm.generate with metrics; aborts the request if the consumer leaves early."""
-        tracker = self.metrics.tracker() if self.metrics is not None else None
-        last: Optional[GenerateOutput] = None
+        """tm.generate (updates of the request's n samples) with metrics per sample; aborts the
+        request if the consumer leaves before every sample finished."""
+        n = req.sampling_params.n
+        trackers = [self.metrics.tracker() for _ in range(n)] if self.metrics is not None else []
+        last: list[Optional[GenerateOutput]] = [None] * n
         try:
             async for out in self.tm.generate(req):
-                last = out
-                if tracker is not None:
-                    tracker.update(out.completion_tokens)
+                last[out.index] = out
+                if trackers:
+                    trackers[out.index].update(out.completion_tokens)
                 yield out
         finally:
-            if last is None or not last.finished:
+            if not all(o is not None and o.finished for o in last):
                 self.tm.abort(req.rid)
-            if tracker is not None and last is not None:
-                reason = last.finish_reason.type if last.finish_reason else "abort"
-                tracker.finish(last.prompt_tokens, last.cached_tokens, reason)
+            for tracker, final in zip(trackers, last, strict=False):
+                if final is not None:
+                    reason = final.finish_reason.type if final.finish_reason else "abort"
+                    tracker.finish(final.prompt_tokens, final.cached_tokens, reason)
 
     async def stream_all(
         self, reqs: list[GenerateRequest]
     ) -> AsyncGenerator[tuple[int, GenerateOutput], None]:
-        """(index, output) updates of all requests as they come; one request needs no tasks."""
+        """(choice index, output) updates of all requests as they come; the choices of request
+        i are numbered from the n of the requests before it. One request needs no tasks."""
         if len(reqs) == 1:
             async with contextlib.aclosing(self.run_one(reqs[0])) as it:
                 async for out in it:
-                    yield 0, out
+                    yield out.index, out
             return
+        first_choice = [0]
+        for r in reqs[:-1]:
+            first_choice.append(first_choice[-1] + r.sampling_params.n)
         queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
 
         async def pump(i: int, req: GenerateRequest) -> None:
             try:
                 async with contextlib.aclosing(self.run_one(req)) as it:
                     async for out in it:
-                        queue.put_nowait((i, out))
+                        queue.put_nowait((first_choice[i] + out.index, out))
             except BaseException as e:  # noqa: B036 - handed to the consumer, which re-raises
                 queue.put_nowait((i, e))
                 if isinstance(e, asyncio.CancelledError):
@@ -196,8 +204,8 @@ class ServingEngine:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def collect(self, reqs: list[GenerateRequest]) -> list[GenerateOutput]:
-        """The final output of every request, in order."""
-        finals: list[Optional[GenerateOutput]] = [None] * len(reqs)
+        """The final output of every choice, in order."""
+        finals: list[Optional[GenerateOutput]] = [None] * self.num_choices(reqs)
         async for i, out in self.stream_all(reqs):
             finals[i] = out
         missing = [i for i, f in enumerate(finals) if f is None]

@@ -53,7 +53,7 @@ async def run_entry(serving: ServingGenerate, tokenizer: Any, raw: Any) -> dict[
         greq = GenerateReqInput(text=entry.text, input_ids=entry.input_ids,
                                 sampling_params=entry.sampling_params, rid=entry.rid)  # fmt: skip
         reqs, _ = serving.build(greq)
-        if len(reqs) != 1:
+        if serving.num_choices(reqs) != 1:
             raise EngineError("n must be 1 in a /batch entry.", 400, "n")
         out = (await serving.collect(reqs))[0]
     except EngineError as e:

@@ -96,7 +96,7 @@ class ServingGenerate(ServingEngine):
         out: list[GenerateRequest] = []
         for p, ((text, ids), sp_raw) in enumerate(zip(prompts, raw_list, strict=True)):
             params = self._params(sp_raw)
-            reqs = self.expand([(text, ids)], msgspec.structs.replace(params, n=1), params.n,
+            reqs = self.expand([(text, ids)], params, params.n,
                                rids[p] if rids else None, req.stream)  # fmt: skip
             for r in reqs:
                 r.return_logprob = req.return_logprob
@@ -105,7 +105,7 @@ class ServingGenerate(ServingEngine):
                 r.return_text_in_logprobs = req.return_text_in_logprobs
                 r.session_params = session_params(req, len(prompts), params.n)
             out.extend(reqs)
-        return out, batched or len(out) > 1
+        return out, batched or self.num_choices(out) > 1
 
     def _params(self, raw: Optional[dict[str, Any]]) -> SamplingParams:
         try:

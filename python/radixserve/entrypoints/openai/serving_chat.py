@@ -134,7 +134,7 @@ class ServingChat(ServingBase):
         reqs = await offload(self.build, req, plan) if long else self.build(req, plan)
         if req.stream:
             updates = await self.primed(self.stream_all(reqs))
-            return self._stream(req, updates, len(reqs), plan)
+            return self._stream(req, updates, self.num_choices(reqs), plan)
         finals = await self.collect(reqs)
         choices = []
         for i, out in enumerate(finals):

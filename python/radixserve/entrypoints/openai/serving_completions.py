@@ -84,7 +84,7 @@ class ServingCompletions(ServingBase):
         reqs, echoes, firsts = self.build(req)
         if req.stream:
             updates = await self.primed(self.stream_all(reqs))
-            return self._stream(req, updates, len(reqs), echoes, firsts)
+            return self._stream(req, updates, self.num_choices(reqs), echoes, firsts)
         finals = await self.collect(reqs)
         choices = []
         for i, out in enumerate(finals):
