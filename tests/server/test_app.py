@@ -163,6 +163,26 @@ def test_bad_input_is_400_envelope(client: TestClient[Any], path: str, body: Any
         assert err["param"] == param
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "param"),
+    [
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "top_p": 1.5},
+         "top_p"),
+        ("/v1/completions", {"prompt": "x", "n": 129}, "n"),
+        ("/v1/completions", {"prompt": "x" * 100}, "prompt"),
+        ("/generate", {"text": "x", "sampling_params": {"min_p": 2}}, "min_p"),
+    ],
+)  # fmt: skip
+def test_checks_run_once_in_the_engine(client: TestClient[Any], tm: FakeTokenizerManager,
+                                       path: str, body: Any, param: str) -> None:  # fmt: skip
+    """The HTTP layer passes the request on unchecked; the engine's input path rejects it and
+    the route maps the error (its own name for the prompt) into the envelope."""
+    before = len(tm.requests)
+    r = client.post(path, json=body)
+    assert r.status_code == 400 and r.json()["error"]["param"] == param, r.text
+    assert len(tm.requests) == before + 1  # it reached the engine: no check above it
+
+
 def test_malformed_json_404_405_413(client: TestClient[Any]) -> None:
     r = client.post("/v1/chat/completions", content=b"{not json")
     assert r.status_code == 400 and "JSON" in r.json()["error"]["message"]

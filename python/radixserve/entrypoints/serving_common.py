@@ -37,6 +37,7 @@ class ErrorResponse(msgspec.Struct, kw_only=True):
 
 
 _SSE_DONE = b"data: [DONE]\n\n"
+_ENGINE_PROMPT_PARAMS = ("prompt", "input_ids")
 _encoder = msgspec.json.Encoder()
 
 
@@ -73,16 +74,14 @@ def finish_reason(out: GenerateOutput) -> tuple[Optional[str], Optional[int | st
     return fr.type, fr.matched
 
 
-def field_error(e: ValueError) -> EngineError:
-    """A ValueError from SamplingParams.verify as a 400 naming its field (its first word)."""
-    message = str(e)
-    first = message.split(" ", 1)[0].rstrip(":")
-    param = first if first in SamplingParams.__struct_fields__ else None
-    return EngineError(message, 400, param)
-
-
 class ServingEngine:
-    """Runs GenerateRequests for a route: the engine front (TokenizerManager) and metrics."""
+    """Runs GenerateRequests for a route: the engine front (TokenizerManager) and metrics.
+
+    The engine checks every request (sampling params, prompt length, token ids) on its input
+    path; a route only maps the engine's name for the prompt to its own field (`prompt_param`).
+    """
+
+    prompt_param: Optional[str] = None  # the route's name for the engine's "prompt"/"input_ids"
 
     def __init__(
         self, tm: TokenizerManager, model_name: str, metrics: Optional[ServerMetrics]
@@ -90,21 +89,6 @@ class ServingEngine:
         self.tm = tm
         self.model_name = model_name
         self.metrics = metrics
-        config = tm.model_config
-        assert config is not None, "the engine is started before the routes are built"
-        self.vocab_size: int = int(config.vocab_size)
-        self.context_len: int = int(config.context_len)
-
-    def check_prompt_len(self, input_ids: Sequence[int]) -> None:
-        if len(input_ids) >= self.context_len:
-            raise EngineError(
-                f"The prompt has {len(input_ids)} tokens; this model's context length is "
-                f"{self.context_len} tokens (prompt and output together).", 400, "messages",
-            )  # fmt: skip
-        for t in input_ids:
-            if not 0 <= t < self.vocab_size:
-                raise EngineError(f"Token id {t} is out of the vocabulary (size "
-                                  f"{self.vocab_size}).", 400, "prompt")  # fmt: skip
 
     def expand(
         self,
@@ -152,6 +136,10 @@ class ServingEngine:
                 if trackers:
                     trackers[out.index].update(out.completion_tokens)
                 yield out
+        except EngineError as e:
+            if self.prompt_param is None or e.param not in _ENGINE_PROMPT_PARAMS:
+                raise
+            raise EngineError(e.message, e.status, self.prompt_param) from None
         finally:
             if not all(o is not None and o.finished for o in last):
                 self.tm.abort(req.rid)

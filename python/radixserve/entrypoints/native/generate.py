@@ -18,7 +18,6 @@ from radixserve.entrypoints.serving_common import (
     ServingEngine,
     encode,
     error_body,
-    field_error,
     sse,
     sse_done,
 )
@@ -79,7 +78,6 @@ class ServingGenerate(ServingEngine):
                 if not p or not all(type(t) is int for t in p):
                     raise EngineError("input_ids must be a non-empty list of token ids or a "
                                       "list of such lists.", 400, "input_ids")  # fmt: skip
-                self.check_prompt_len(p)
             prompts = [(None, list(p)) for p in lists]
         if not prompts:
             raise EngineError("The batch is empty.", 400, "text")
@@ -91,8 +89,6 @@ class ServingGenerate(ServingEngine):
         rids = [req.rid] if isinstance(req.rid, str) else list(req.rid or [])
         if rids and len(rids) != len(prompts):
             raise EngineError(f"rid has {len(rids)} ids for {len(prompts)} prompts.", 400, "rid")
-        if req.top_logprobs_num < 0:
-            raise EngineError("top_logprobs_num must be at least 0.", 400, "top_logprobs_num")
         out: list[GenerateRequest] = []
         for p, ((text, ids), sp_raw) in enumerate(zip(prompts, raw_list, strict=True)):
             params = self._params(sp_raw)
@@ -108,12 +104,11 @@ class ServingGenerate(ServingEngine):
         return out, batched or self.num_choices(out) > 1
 
     def _params(self, raw: Optional[dict[str, Any]]) -> SamplingParams:
+        """Parsed, not checked: the engine checks them (request_state.prepare_request)."""
         try:
-            params = parse_sampling_params(raw)
-            params.verify(self.vocab_size)
+            return parse_sampling_params(raw)
         except ValueError as e:
-            raise field_error(e) from None
-        return params
+            raise EngineError(str(e), 400, "sampling_params") from None
 
     async def create(self, req: GenerateReqInput) -> bytes | AsyncIterator[bytes]:
         reqs, batched = self.build(req)

@@ -17,13 +17,12 @@ from radixserve.constrained.xgrammar_backend import build_grammar
 from radixserve.engine.io_struct import EngineError, GenerateOutput, TokenLogprob
 from radixserve.engine.sampling_params import SamplingParams
 from radixserve.entrypoints.openai.protocol import PromptTokensDetails, SamplingFields, UsageInfo
-from radixserve.entrypoints.serving_common import ServingEngine, field_error
+from radixserve.entrypoints.serving_common import ServingEngine
 from radixserve.metrics import ServerMetrics
 
 if TYPE_CHECKING:
     from radixserve.engine.tokenizer_manager import TokenizerManager
 
-MAX_N = 128
 MAX_TOP_LOGPROBS = 20
 # Sampling values a model's generation_config may set, and OpenAI's defaults for them.
 _DEFAULTS: dict[str, float] = {
@@ -65,8 +64,6 @@ class ServingBase(ServingEngine):
             else:
                 raise EngineError(f"response_format.type {fmt.type!r} is not supported.", 400,
                                   "response_format")  # fmt: skip
-        if not 1 <= req.n <= MAX_N:
-            raise EngineError(f"n must be in [1, {MAX_N}], got {req.n}.", 400, "n")
         if max_tokens is not None and max_tokens < 1:
             raise EngineError(
                 f"max_tokens must be at least 1, got {max_tokens}.", 400, "max_tokens"
@@ -93,11 +90,7 @@ class ServingBase(ServingEngine):
             logit_bias=req.logit_bias,
             sampling_seed=req.seed,
         )
-        try:
-            params.verify(self.vocab_size)
-        except ValueError as e:
-            raise field_error(e) from None
-        return params
+        return params  # checked by the engine (request_state.prepare_request)
 
     # -- response pieces ------------------------------------------------------------------------
 

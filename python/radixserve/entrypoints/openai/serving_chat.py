@@ -46,6 +46,8 @@ from radixserve.parsers.reasoning import THINK_END
 
 
 class ServingChat(ServingBase):
+    prompt_param = "messages"  # the engine's prompt errors name the messages
+
     def messages(self, req: ChatCompletionRequest) -> list[dict[str, Any]]:
         """Plain {"role", "content"} dicts for the chat template (text parts joined)."""
         if not req.messages:
@@ -112,7 +114,6 @@ class ServingChat(ServingBase):
         except Exception as e:  # a template that rejects this conversation
             raise EngineError(f"Cannot apply the chat template: {e}", 400, "messages") from None
         ids = list(ids)
-        self.check_prompt_len(ids)
         params = self.sampling_params(req, req.max_completion_tokens or req.max_tokens)
         if plan.constraint is not None:  # tool_choice required / named: the call is forced
             params = msgspec.structs.replace(params, json_schema=plan.constraint, regex=None,

@@ -31,6 +31,8 @@ def _is_ids(x: Any) -> bool:
 
 
 class ServingCompletions(ServingBase):
+    prompt_param = "prompt"
+
     def prompts(self, raw: str | list[Any]) -> list[Prompt]:
         """str | list[str] | list[int] | list[list[int]] -> (text, ids) pairs."""
         bad = EngineError("prompt must be a string, a list of strings, a list of token ids or "
@@ -42,11 +44,8 @@ class ServingCompletions(ServingBase):
         if all(isinstance(p, str) for p in raw):
             return [(p, None) for p in raw]
         if _is_ids(raw):
-            self.check_prompt_len(raw)
             return [(None, list(raw))]
         if all(_is_ids(p) for p in raw):
-            for p in raw:
-                self.check_prompt_len(p)
             return [(None, list(p)) for p in raw]
         raise bad
 
