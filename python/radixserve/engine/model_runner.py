@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 
@@ -22,6 +22,9 @@ from radixserve.layers.sampling_info import SampleOutput, SamplingBatchInfo
 from radixserve.models.config import ModelConfig
 from radixserve.models.loader import load_model, load_model_config
 from radixserve.models.tokenizer import load_tokenizer
+
+if TYPE_CHECKING:
+    from radixserve.layers.sampler import Sampler
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +111,7 @@ class ModelRunner:
             [-1] if cfg.is_encoder else cfg.layer_sliding_windows,  # encoder: placeholder pool
         )
         self.model.attn_backend = self.attn_backend
-        self._sampler: Optional[Any] = None
+        self._sampler: Optional[Sampler] = None
 
     @staticmethod
     def _pick_kernel_backend(name: str) -> str:

@@ -15,7 +15,7 @@ import random
 import threading
 import time
 import traceback
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 import zmq
@@ -45,12 +45,16 @@ from radixserve.engine.schedule_policy import (
 from radixserve.engine.session import SessionManager
 from radixserve.engine.speculative.decode import NgramSpeculator
 from radixserve.engine.step_guard import InflightStep, free_step_kv, maybe_inject_fault
+from radixserve.layers.sampling_info import SampleOutput
+
+if TYPE_CHECKING:  # the runner (torch, model code) is imported inside the scheduler process
+    from radixserve.engine.model_runner import ModelRunner
 
 logger = logging.getLogger("radixserve.scheduler")
 
 
 class Scheduler:
-    def __init__(self, args: ServerArgs, runner: Any, kv: KVManager) -> None:
+    def __init__(self, args: ServerArgs, runner: ModelRunner, kv: KVManager) -> None:
         self.args = args
         self.runner = runner
         self.kv = kv
@@ -292,7 +296,7 @@ class Scheduler:
             self.new_token_ratio = min(1.0, self.new_token_ratio + 0.1)
             logger.info("KV pool full: retracted %s (%d running)", victim.rid, len(self.running))
 
-    def _process_results(self, batch: list[Req], sample: Any) -> list[ipc.ReqUpdate]:
+    def _process_results(self, batch: list[Req], sample: SampleOutput) -> list[ipc.ReqUpdate]:
         ids = sample.next_token_ids.tolist()
         lps = sample.logprobs.tolist() if sample.logprobs is not None else None
         top_v = sample.top_logprobs_vals.tolist() if sample.top_logprobs_vals is not None else None

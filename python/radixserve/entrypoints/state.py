@@ -6,7 +6,7 @@ import asyncio
 import re
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
-from typing import Any, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Optional, TypeVar
 
 import msgspec
 from litestar import Request, Response
@@ -20,6 +20,10 @@ from radixserve.entrypoints.openai.serving_models import ServingModels
 from radixserve.entrypoints.serving_tokenize import ServingTokenize
 from radixserve.metrics import ServerMetrics
 
+if TYPE_CHECKING:
+    from radixserve.args import ServerArgs
+    from radixserve.engine.tokenizer_manager import TokenizerManager
+
 T = TypeVar("T")
 JSON = "application/json"
 _AT = re.compile(r" - at `\$\.?([^`]*)`$")
@@ -27,8 +31,8 @@ _AT = re.compile(r" - at `\$\.?([^`]*)`$")
 
 @dataclass
 class ServerState:
-    tm: Any  # TokenizerManager
-    server_args: Any  # ServerArgs
+    tm: TokenizerManager
+    server_args: ServerArgs
     model_name: str
     metrics: Optional[ServerMetrics]
     chat: ServingChat
