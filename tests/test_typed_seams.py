@@ -38,3 +38,19 @@ def test_server_state_fields_are_typed() -> None:
     hints = ServerState.__annotations__
     assert hints["tm"] == "TokenizerManager" and hints["server_args"] == "ServerArgs"
     assert not [k for k, v in hints.items() if "Any" in str(v)], hints
+
+
+def test_finish_reason_is_one_struct_across_the_process_boundary() -> None:
+    """The scheduler's FinishReason arrives in the caller's process as the same struct."""
+    from radixserve.engine import ipc
+    from radixserve.engine.finish_reason import FinishReason
+    from radixserve.engine.session_protocol import rejected, rejection
+
+    sent = [FinishReason(type="stop", matched="END"), rejection("no such session", 404)]
+    for reason in sent:
+        up = ipc.ReqUpdate(rid="r", new_ids=[1], finished=True, finish_reason=reason,
+                           prompt_tokens=3, cached_tokens=0)  # fmt: skip
+        got = ipc.from_scheduler_decoder.decode(ipc.encode(ipc.BatchOut([up])))
+        assert isinstance(got, ipc.BatchOut)
+        assert got.updates[0].finish_reason == reason
+    assert rejected(sent[0]) is None and rejected(sent[1]) == ("no such session", 404)

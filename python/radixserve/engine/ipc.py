@@ -13,6 +13,7 @@ from typing import Any, Optional, Union
 import msgspec
 import zmq
 
+from radixserve.engine.finish_reason import FinishReason
 from radixserve.engine.sampling_params import SamplingParams
 from radixserve.engine.session_protocol import SessionCtlReq, SessionParams
 
@@ -61,7 +62,7 @@ class ReqUpdate(msgspec.Struct, array_like=True):
     rid: str
     new_ids: list[int]
     finished: bool
-    finish_reason: Optional[dict[str, Any]]
+    finish_reason: Optional[FinishReason]
     prompt_tokens: int
     cached_tokens: int
     # Per new token: logprob of the chosen token, then (ids, logprobs) of the top alternatives.

@@ -20,7 +20,6 @@ from radixserve.engine.detokenizer import IncrementalDetokenizer, held_back_for_
 from radixserve.engine.io_struct import (
     BACKGROUND,
     EngineError,
-    FinishReason,
     GenerateOutput,
     GenerateRequest,
     TokenLogprob,
@@ -194,7 +193,7 @@ class ReqState:
 
     def apply(self, up: ipc.ReqUpdate) -> GenerateOutput:
         self.detok.add(up.new_ids)
-        reason = FinishReason(**up.finish_reason) if up.finish_reason else None
+        reason = up.finish_reason
         if up.finished:
             self.detok.flush()
         full = self.detok.text

@@ -24,6 +24,7 @@ from radixserve.args import ServerArgs
 from radixserve.constrained.grammar_manager import GrammarManager, make_backend
 from radixserve.engine import ipc
 from radixserve.engine.cascade import shared_prefix_groups
+from radixserve.engine.finish_reason import FinishReason
 from radixserve.engine.input_logprobs import collect_input_logprobs, input_logits_rows
 from radixserve.engine.kv_manager import KVManager, make_allocator
 from radixserve.engine.pooling_step import (
@@ -134,7 +135,7 @@ class Scheduler:
         return []
 
     def _finish_aborted(self, req: Req, message: str) -> ipc.ReqUpdate:
-        req.finish_reason = {"type": "abort", "message": message}
+        req.finish_reason = FinishReason(type="abort", message=message)
         return self._update(req)
 
     def is_idle(self) -> bool:
@@ -278,7 +279,7 @@ class Scheduler:
         message = f"internal error while running the batch: {type(exc).__name__}: {exc}"
         updates = []
         for req in step.reqs:
-            req.finish_reason = {"type": "abort", "message": message}
+            req.finish_reason = FinishReason(type="abort", message=message)
             up = self._update(req)
             up.error_status = 500
             updates.append(up)
