@@ -9,6 +9,7 @@ plain token list.
 from __future__ import annotations
 
 import random
+from collections import deque
 from types import SimpleNamespace
 from typing import Any
 
@@ -212,3 +213,17 @@ def test_context_limit_and_unfittable_prompt() -> None:
     out = run(s2)
     assert out["big"].finish_reason.type == "abort"
     assert all_free(s) and all_free(s2)
+
+
+def test_waiting_queue_is_a_fifo_deque() -> None:
+    """One running row at a time: requests leave the waiting deque from the front, in order."""
+    s = make(rows=1, schedule_policy="fcfs")
+    for i in range(4):
+        submit(s, f"q{i}", [3 + i, 4, 5], max_new=2)
+    assert isinstance(s.waiting, deque) and [r.rid for r in s.waiting] == ["q0", "q1", "q2", "q3"]
+    order: list[str] = []
+    for _ in range(1000):
+        if s.is_idle():
+            break
+        order += [up.rid for up in s.step() if up.finished]
+    assert order == ["q0", "q1", "q2", "q3"] and not s.waiting

@@ -33,7 +33,7 @@ def keep_whole_prompts(sched: Scheduler, plan: PrefillPlan) -> None:
         plan.reqs.remove(req)
         sched.kv.release(req)
         req.extend_len = 0
-        sched.waiting.insert(0, req)
+        sched.waiting.appendleft(req)
     if partial:
         plan.chunked = None
 

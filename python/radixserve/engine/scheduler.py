@@ -15,6 +15,7 @@ import random
 import threading
 import time
 import traceback
+from collections import deque
 from typing import TYPE_CHECKING, Any, Optional
 
 import torch
@@ -64,7 +65,7 @@ class Scheduler:
         self.context_len = int(cfg.context_len)
         self.eos_token_ids = [int(t) for t in (cfg.eos_token_ids or [])]
         self.tokenizer = runner.tokenizer
-        self.waiting: list[Req] = []
+        self.waiting: deque[Req] = deque()
         self.running: list[Req] = []  # prompt fully in KV: one token per step
         self.chunked: Optional[Req] = None  # prompt partly in KV
         self.new_token_ratio = INIT_NEW_TOKEN_RATIO
@@ -212,7 +213,7 @@ class Scheduler:
             # Nothing runs: admit the head without decode headroom, or reject what cannot fit.
             plan = plan_prefill(self.waiting, None, self.kv, self.budget, 0, 1, 0.0)
             if not plan.reqs:
-                head = self.waiting.pop(0)
+                head = self.waiting.popleft()
                 updates.append(self._finish_aborted(head, "the prompt does not fit in the KV pool"))
                 return updates
         if self.is_encoder:
@@ -272,7 +273,7 @@ class Scheduler:
             step = InflightStep([*self.running, *chunked, *self.waiting])
         victims = {id(r) for r in step.reqs}
         self.running = [r for r in self.running if id(r) not in victims]
-        self.waiting = [r for r in self.waiting if id(r) not in victims]
+        self.waiting = deque(r for r in self.waiting if id(r) not in victims)
         if self.chunked is not None and id(self.chunked) in victims:
             self.chunked = None
         free_step_kv(step, self.kv)
@@ -292,7 +293,7 @@ class Scheduler:
             self.running.remove(victim)
             self.kv.release(victim)
             victim.reset_for_retract()
-            self.waiting.insert(0, victim)
+            self.waiting.appendleft(victim)
             self.stats["num_retractions"] += 1
             self.new_token_ratio = min(1.0, self.new_token_ratio + 0.1)
             logger.info("KV pool full: retracted %s (%d running)", victim.rid, len(self.running))
