@@ -435,7 +435,7 @@ def run_scheduler_process(args: ServerArgs, in_addr: str, out_addr: str) -> None
             logger.exception("the scheduler loop failed outside a step; continuing")
 
 
-def event_loop(sched: Scheduler, recv: zmq.Socket, send: zmq.Socket) -> None:
+def event_loop(sched: Scheduler, recv: zmq.Socket[Any], send: zmq.Socket[Any]) -> None:
     parent = os.getppid()
     poller = zmq.Poller()
     poller.register(recv, zmq.POLLIN)

@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Any, Optional
 
 from litestar import Litestar, Request, Response
+from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -110,7 +111,7 @@ def _metrics_middleware(app: ASGIApp) -> ASGIApp:
     a route's middleware runs (404, 405) are counted by the exception handlers."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await app(scope, receive, send)
             return
         scope[_COUNTED] = True  # type: ignore[literal-required]

@@ -18,6 +18,7 @@ from typing import Any, Optional
 import torch
 from tqdm import tqdm
 
+from radixserve.layers.linear import QUANT_TYPES
 from radixserve.models import gguf_loader
 from radixserve.models.config import ModelConfig, eos_ids, model_config_from_hf
 from radixserve.models.default_model import default_model_path
@@ -195,7 +196,7 @@ def load_model(config: ModelConfig, weights_path: Optional[str] = None) -> Any:
             logger.info(
                 "GGUF tensor types %s: %s kept quantized, the others dequantised to %s",
                 types,
-                "/".join(t for t in gguf_loader.QUANT_TYPES if t in types) or "none",
+                "/".join(t for t in QUANT_TYPES if t in types) or "none",
                 str(config.dtype).replace("torch.", ""),
             )
         weights = gguf_loader.iter_gguf_weights(gguf_file, config, config.keep_quantized)
