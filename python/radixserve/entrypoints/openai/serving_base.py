@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import msgspec
 
 from radixserve.constrained.base import InvalidGrammarError
-from radixserve.constrained.xgrammar_backend import build_grammar
+from radixserve.constrained.xgrammar_backend import JSON_OBJECT_SCHEMA, build_grammar
 from radixserve.engine.io_struct import EngineError, GenerateOutput, TokenLogprob
 from radixserve.engine.sampling_params import SamplingParams
 from radixserve.entrypoints.openai.protocol import PromptTokensDetails, SamplingFields, UsageInfo
@@ -51,7 +51,7 @@ class ServingBase(ServingEngine):
         fmt = req.response_format
         if fmt is not None and fmt.type != "text":
             if fmt.type == "json_object":
-                constraint = '{"type": "object"}'
+                constraint = JSON_OBJECT_SCHEMA
             elif fmt.type == "json_schema":
                 if not fmt.json_schema or not isinstance(fmt.json_schema.get("schema"), dict):
                     raise EngineError("response_format.json_schema.schema must be a JSON "
