@@ -93,7 +93,7 @@ def stage_batch(
     if device.type == "cuda":
         host = host.pin_memory()
     moved = host.to(device, non_blocking=True) if device.type != "cpu" else host.clone()
-    views = dict(zip((n for n, _ in parts), moved.split(sizes), strict=True))
+    views = dict(zip((n for n, _ in parts), moved.split(sizes), strict=True))  # type: ignore[no-untyped-call]
     views.update(resident)
     fields: dict[str, Any] = {f: views[f] for f in _BATCH_FIELDS}
     fields.update({f: views[f] for f in _OPTIONAL_FIELDS if f in views})
@@ -140,7 +140,7 @@ class HostCopy:
                 pinned = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
                 fields[f.name] = pinned.copy_(t, non_blocking=True)
         self._host = dataclasses.replace(out, **fields)
-        self._event = torch.cuda.Event()
+        self._event = torch.cuda.Event()  # type: ignore[no-untyped-call]
         self._event.record()
 
     def wait(self) -> SampleOutput:

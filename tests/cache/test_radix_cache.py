@@ -251,18 +251,6 @@ def test_flush_refuses_while_locked_and_stales_handles() -> None:
     c.lock(c.root)
 
 
-def test_disabled_cache_caches_nothing() -> None:
-    c = RadixCache(KVAllocator(17), disable=True)
-    s = c.allocator.alloc(4)
-    assert s is not None
-    res = c.insert([1, 2, 3, 4], s)
-    assert res.cached_len == 0 and res.node == c.root and c.total_size() == 0
-    assert c.match_prefix([1, 2, 3, 4]).slots.numel() == 0
-    assert c.evict(10) == 0 and c.flush()
-    with pytest.raises(ValueError):
-        c.insert([1, 2], s)
-
-
 def test_bad_inputs_raise() -> None:
     c = make()
     s = c.allocator.alloc(3)

@@ -14,6 +14,7 @@ from radixserve.constrained.base import InvalidGrammarError
 from radixserve.constrained.grammar_cache import GrammarCache
 from radixserve.constrained.grammar_manager import GrammarManager
 from radixserve.constrained.xgrammar_backend import XGrammarBackend, build_grammar
+from radixserve.engine.finish_reason import FinishReason
 from radixserve.engine.sampling_params import SamplingParams
 from radixserve.layers.sampling_info import SamplingBatchInfo
 
@@ -73,7 +74,7 @@ def test_regex_and_free_rows(backend: XGrammarBackend, tokenizer: Any) -> None:
     assert inf.logit_bias is not None and torch.all(inf.logit_bias[1] == 0)
     assert torch.isinf(inf.logit_bias[0]).sum() > VOCAB - 100
     run(mgr, [con], tokenizer, 20)
-    assert con.finish_reason == {"type": "stop", "matched": tokenizer.eos_token_id}
+    assert con.finish_reason == FinishReason(type="stop", matched=tokenizer.eos_token_id)
     assert re.fullmatch(r"(yes|no) [0-9]{1,3}", tokenizer.decode(con.output_ids[:-1]))
 
 

@@ -9,6 +9,7 @@ plain token list.
 from __future__ import annotations
 
 import random
+from collections import deque
 from types import SimpleNamespace
 from typing import Any
 
@@ -19,6 +20,7 @@ from radixserve.args import ServerArgs
 from radixserve.cache.memory_pool import ReqToTokenPool
 from radixserve.cache.radix_cache import RadixCache
 from radixserve.engine import ipc
+from radixserve.engine.finish_reason import FinishReason
 from radixserve.engine.kv_manager import KVManager, make_allocator
 from radixserve.engine.sampling_params import SamplingParams
 from radixserve.engine.scheduler import Scheduler
@@ -133,7 +135,7 @@ def test_one_by_one_and_batched(radix: bool) -> None:
     out = run(s)
     for i, p in enumerate(ps):
         assert out[f"b{i}"].new_ids == expected(p, 8)
-        assert out[f"b{i}"].finish_reason == {"type": "length", "length": 8}
+        assert out[f"b{i}"].finish_reason == FinishReason(type="length", length=8)
     assert all_free(s)
 
 
@@ -172,7 +174,7 @@ def test_abort_frees_everything() -> None:
     s.step()
     ups = [u for i in range(6) for u in s.abort(f"r{i}")]
     assert {u.rid for u in ups} == {f"r{i}" for i in range(6)}
-    assert all(u.finish_reason and u.finish_reason["type"] == "abort" for u in ups)
+    assert all(u.finish_reason and u.finish_reason.type == "abort" for u in ups)
     assert s.is_idle() and all_free(s)
 
 
@@ -186,9 +188,9 @@ def test_stop_conditions() -> None:
     submit(s, "ids", p, max_new=20, stop_token_ids=[ref[3]])
     out = run(s)
     assert out["str"].new_ids == ref[:8]
-    assert out["str"].finish_reason == {"type": "stop", "matched": text[5:8]}
+    assert out["str"].finish_reason == FinishReason(type="stop", matched=text[5:8])
     assert out["ids"].new_ids == ref[:4]
-    assert out["ids"].finish_reason == {"type": "stop", "matched": ref[3]}
+    assert out["ids"].finish_reason == FinishReason(type="stop", matched=ref[3])
     # EOS at output length 3: stops, unless ignore_eos or min_new_tokens masks it.
     s.runner.force_eos_at = {len(p) + 2}
     submit(s, "eos", p, max_new=6)
@@ -205,9 +207,23 @@ def test_context_limit_and_unfittable_prompt() -> None:
     s = make(num_slots=64, context=32)
     submit(s, "ctx", [1] * 30, max_new=10)
     out = run(s)
-    assert len(out["ctx"].new_ids) == 2 and out["ctx"].finish_reason["type"] == "length"
+    assert len(out["ctx"].new_ids) == 2 and out["ctx"].finish_reason.type == "length"
     s2 = make(num_slots=20, context=256, chunked_prefill_size=8)
     submit(s2, "big", list(range(30)), max_new=4)
     out = run(s2)
-    assert out["big"].finish_reason["type"] == "abort"
+    assert out["big"].finish_reason.type == "abort"
     assert all_free(s) and all_free(s2)
+
+
+def test_waiting_queue_is_a_fifo_deque() -> None:
+    """One running row at a time: requests leave the waiting deque from the front, in order."""
+    s = make(rows=1, schedule_policy="fcfs")
+    for i in range(4):
+        submit(s, f"q{i}", [3 + i, 4, 5], max_new=2)
+    assert isinstance(s.waiting, deque) and [r.rid for r in s.waiting] == ["q0", "q1", "q2", "q3"]
+    order: list[str] = []
+    for _ in range(1000):
+        if s.is_idle():
+            break
+        order += [up.rid for up in s.step() if up.finished]
+    assert order == ["q0", "q1", "q2", "q3"] and not s.waiting

@@ -63,16 +63,16 @@ def test_refusals_answer_at_once() -> None:
     assert ctl(s, "open", "s", 20)[0] == 200
     assert ctl(s, "open", "s", 20)[0] == 400
     [up] = send(s, "r", [1, 2], SessionParams(id="nope"))
-    assert up.finished and up.finish_reason and up.finish_reason["status_code"] == 404
+    assert up.finished and up.finish_reason and up.finish_reason.status_code == 404
     [up] = send(s, "r", [1] * 25, SessionParams(id="s"))
-    assert up.finish_reason and up.finish_reason["status_code"] == 400
+    assert up.finish_reason and up.finish_reason.status_code == 400
     assert not send(s, "a", [1, 2, 3], SessionParams(id="s"), max_new=100)
     out = run(s)["a"]
     assert len(out.new_ids) == 20 - 3  # cut at the capacity
     [up] = send(s, "r", [4], SessionParams(id="s", rid="a"))
-    assert up.finish_reason and "capacity" in up.finish_reason["message"]
+    assert up.finish_reason and "capacity" in (up.finish_reason.message or "")
     [up] = send(s, "r", [4], SessionParams(rid="unknown-conversation"))
-    assert up.finish_reason and up.finish_reason["status_code"] == 404
+    assert up.finish_reason and up.finish_reason.status_code == 404
     assert s.is_idle()
 
 

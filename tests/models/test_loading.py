@@ -103,9 +103,8 @@ def test_hf_config_fields_and_bf16(tmp_path: Any) -> None:
 
 
 def test_resolve_dtype() -> None:
-    assert resolve_dtype("float32", True) == torch.float32
-    assert resolve_dtype("bfloat16", False) == torch.bfloat16
-    assert resolve_dtype("auto", False) == torch.float32
-    assert resolve_dtype("auto", True) == torch.float32
+    assert resolve_dtype("float32") == torch.float32
+    assert resolve_dtype("bfloat16") == torch.bfloat16
+    assert resolve_dtype("auto") == torch.float32
     with pytest.raises(ValueError, match="--dtype"):
-        resolve_dtype("float16", True)
+        resolve_dtype("float16")

@@ -2,7 +2,9 @@
 
 It speaks the TokenizerManager interface (generate/abort/get_load/...) with a character
 tokenizer and a fixed output alphabet, so the HTTP layer's conversion, streaming, errors and
-abort handling can be checked exactly. The real engine is tested through tests with a server.
+abort handling can be checked exactly. Requests go through the engine's own input path
+(`prepare_request`: the checks and the fan-out into n samples), only the model is scripted.
+The real engine is tested through tests with a server.
 """
 
 from __future__ import annotations
@@ -11,13 +13,14 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+from radixserve.args import ServerArgs
 from radixserve.engine.io_struct import (
-    EngineError,
     FinishReason,
     GenerateOutput,
     GenerateRequest,
     TokenLogprob,
 )
+from radixserve.engine.request_state import ModelConfigView, prepare_request
 
 ALPHABET = "abcdefghij"
 BOS = 1
@@ -47,6 +50,10 @@ class FakeTokenizerManager:
         self.aborted: list[str] = []
         self.started = False
         self.stopped = False
+        cfg = self.model_config
+        self.engine_view = ModelConfigView({"vocab_size": cfg.vocab_size, "max_total_tokens": 1000,
+                                            "context_len": cfg.context_len})  # fmt: skip
+        self.server_args = ServerArgs()
 
     def is_alive(self) -> bool:
         return self.started and not self.stopped
@@ -65,8 +72,9 @@ class FakeTokenizerManager:
         return self.tokenizer.encode(text)
 
     def abort(self, rid: str) -> None:
+        """As the engine: a request's id aborts all its n samples ("<rid>-<i>") too."""
         self.aborted.append(rid)
-        self.running.discard(rid)
+        self.running -= {r for r in self.running if r == rid or r.startswith(rid + "-")}
 
     async def flush_cache(self) -> bool:
         return not self.running
@@ -87,12 +95,16 @@ class FakeTokenizerManager:
 
     async def generate(self, req: GenerateRequest) -> AsyncIterator[GenerateOutput]:
         self.requests.append(req)
-        ids = req.input_ids if req.input_ids is not None else self.tokenizer.encode(req.text or "")
-        if len(ids) >= self.model_config.context_len:
-            raise EngineError("prompt too long", 400)
+        msgs = prepare_request(req, self.tokenizer, self.engine_view, self.server_args)
+        for index, msg in enumerate(msgs):  # the n samples, one after another
+            async for out in self._sample(req, msg.rid, index, msg.input_ids):
+                yield out
+
+    async def _sample(self, req: GenerateRequest, rid: str, index: int, ids: list[int]
+                      ) -> AsyncIterator[GenerateOutput]:  # fmt: skip
         sp = req.sampling_params
         limit = sp.max_new_tokens if sp.max_new_tokens is not None else 20
-        self.running.add(req.rid)
+        self.running.add(rid)
         out_ids: list[int] = []
         lps: list[TokenLogprob] = []
         tops: list[list[TokenLogprob]] = []
@@ -101,7 +113,7 @@ class FakeTokenizerManager:
         try:
             for k in range(limit):
                 await asyncio.sleep(self.delay)
-                if req.rid not in self.running:
+                if rid not in self.running:
                     return
                 tok = ord(ALPHABET[k % len(ALPHABET)])
                 out_ids.append(tok)
@@ -117,7 +129,8 @@ class FakeTokenizerManager:
                     reason = FinishReason(type="length", length=limit)
                 delta, text = new_text[len(text) :], new_text
                 yield GenerateOutput(
-                    rid=req.rid, text=text, output_ids=list(out_ids), delta_text=delta,
+                    rid=rid, index=index, text=text, output_ids=list(out_ids),
+                    delta_text=delta,
                     delta_ids=[tok], finished=reason is not None, finish_reason=reason,
                     prompt_tokens=len(ids), completion_tokens=len(out_ids), cached_tokens=2,
                     e2e_latency=0.01,
@@ -132,4 +145,4 @@ class FakeTokenizerManager:
                 if reason is not None:
                     return
         finally:
-            self.running.discard(req.rid)
+            self.running.discard(rid)

@@ -87,7 +87,8 @@ def test_chat_stream_n2_include_usage(client: TestClient[Any], tm: FakeTokenizer
             texts[ch["index"]] += ch["delta"].get("content") or ""
     assert texts == {0: "abc", 1: "abc"}
     assert events[-1]["choices"] == [] and events[-1]["usage"]["completion_tokens"] == 6
-    assert len({r.rid for r in tm.requests}) == 2
+    # One request with n = 2: the engine (TokenizerManager) fans it out, not the HTTP layer.
+    assert len(tm.requests) == 1 and tm.requests[0].sampling_params.n == 2
 
 
 def test_completions_prompt_forms_echo_logprobs(client: TestClient[Any]) -> None:
@@ -160,6 +161,26 @@ def test_bad_input_is_400_envelope(client: TestClient[Any], path: str, body: Any
     assert err["code"] == 400 and err["type"] == "invalid_request_error"
     if param is not None:
         assert err["param"] == param
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "param"),
+    [
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "top_p": 1.5},
+         "top_p"),
+        ("/v1/completions", {"prompt": "x", "n": 129}, "n"),
+        ("/v1/completions", {"prompt": "x" * 100}, "prompt"),
+        ("/generate", {"text": "x", "sampling_params": {"min_p": 2}}, "min_p"),
+    ],
+)  # fmt: skip
+def test_checks_run_once_in_the_engine(client: TestClient[Any], tm: FakeTokenizerManager,
+                                       path: str, body: Any, param: str) -> None:  # fmt: skip
+    """The HTTP layer passes the request on unchecked; the engine's input path rejects it and
+    the route maps the error (its own name for the prompt) into the envelope."""
+    before = len(tm.requests)
+    r = client.post(path, json=body)
+    assert r.status_code == 400 and r.json()["error"]["param"] == param, r.text
+    assert len(tm.requests) == before + 1  # it reached the engine: no check above it
 
 
 def test_malformed_json_404_405_413(client: TestClient[Any]) -> None:

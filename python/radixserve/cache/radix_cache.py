@@ -32,18 +32,17 @@ class InsertResult(NamedTuple):
 
 
 class RadixCache:
-    """Prefix cache over a KVAllocator; `disable=True` caches nothing (SGLang's flag)."""
+    """Prefix cache over a KVAllocator (--disable-radix-cache builds none: the scheduler's
+    tree is None then)."""
 
-    def __init__(self, allocator: KVAllocator, page_size: int = 1, disable: bool = False) -> None:
+    def __init__(self, allocator: KVAllocator, page_size: int = 1) -> None:
         if int(page_size) != allocator.page_size:
             raise ValueError(
                 f"RadixCache page_size {page_size} != allocator page_size {allocator.page_size}"
             )
         self.allocator = allocator
         self.page_size: int = int(page_size)
-        self.disable = bool(disable)
         self._tree = _C.RadixTree(self.page_size)
-        self._empty = torch.empty(0, dtype=torch.int64)
 
     @property
     def root(self) -> NodeHandle:
@@ -56,8 +55,6 @@ class RadixCache:
 
     def match_prefix(self, tokens: TokensLike) -> MatchResult:
         """Slots of the longest cached whole-page prefix of `tokens`, and its last node."""
-        if self.disable:
-            return MatchResult(self._empty, self._tree.root)
         slots, node = self._tree.match_prefix(tokens)
         return MatchResult(slots, node)
 
@@ -68,10 +65,6 @@ class RadixCache:
         the caller frees those it allocated itself (not the ones a match gave it), and frees
         slots[aligned_len:] too. Raises ValueError if tokens and slots differ in length.
         """
-        if self.disable:
-            if len(tokens) != len(slots):
-                raise ValueError(f"insert: {len(tokens)} tokens but {len(slots)} slots")
-            return InsertResult(0, self._tree.root)
         cached_len, node = self._tree.insert(tokens, slots)
         return InsertResult(int(cached_len), node)
 

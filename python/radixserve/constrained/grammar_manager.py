@@ -23,6 +23,7 @@ import torch
 
 from radixserve.constrained.base import GrammarBackend, constraint_key
 from radixserve.constrained.grammar_cache import GrammarCache
+from radixserve.engine.finish_reason import FinishReason
 from radixserve.layers.sampling_info import SamplingBatchInfo
 
 logger = logging.getLogger("radixserve.grammar")
@@ -108,6 +109,6 @@ class GrammarManager:
         if not m.accept_token(token):
             # Cannot happen with the mask applied; kept as a guard against backend drift.
             logger.warning("grammar rejected token %d of %s", token, req.rid)
-            req.finish_reason = {"type": "abort", "message": "the grammar rejected a token"}
+            req.finish_reason = FinishReason(type="abort", message="the grammar rejected a token")
         elif m.is_terminated() and req.finish_reason is None:
-            req.finish_reason = {"type": "stop", "matched": token}
+            req.finish_reason = FinishReason(type="stop", matched=token)

@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 import msgspec
 
+from radixserve.engine.finish_reason import FinishReason as FinishReason
 from radixserve.engine.sampling_params import SamplingParams
 from radixserve.engine.session_protocol import SessionParams
 
@@ -40,18 +41,6 @@ class GenerateRequest(msgspec.Struct, kw_only=True):
     pooling: bool = False
     label_token_ids: Optional[list[int]] = None
     token_type_ids: Optional[list[int]] = None
-
-
-class FinishReason(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """SGLang's finish_reason: type is "stop", "length" or "abort"."""
-
-    type: str
-    matched: Optional[int | str] = None  # the stop token id or stop string that ended the output
-    length: Optional[int] = None  # for "length"
-    message: Optional[str] = None  # for "abort"
-
-    def to_json(self) -> dict[str, Any]:
-        return msgspec.to_builtins(self)  # type: ignore[no-any-return]
 
 
 class TokenLogprob(msgspec.Struct, array_like=True):

@@ -13,8 +13,10 @@ from typing import Any, Optional, Union
 import msgspec
 import zmq
 
+from radixserve.engine.finish_reason import FinishReason
 from radixserve.engine.sampling_params import SamplingParams
-from radixserve.engine.session_protocol import SessionCtlReq, SessionParams
+from radixserve.engine.session_protocol import SessionCtlReq as SessionCtlReq
+from radixserve.engine.session_protocol import SessionParams
 
 
 class TokenizedGenerateReq(msgspec.Struct, tag=True, kw_only=True):
@@ -61,7 +63,7 @@ class ReqUpdate(msgspec.Struct, array_like=True):
     rid: str
     new_ids: list[int]
     finished: bool
-    finish_reason: Optional[dict[str, Any]]
+    finish_reason: Optional[FinishReason]
     prompt_tokens: int
     cached_tokens: int
     # Per new token: logprob of the chosen token, then (ids, logprobs) of the top alternatives.
@@ -121,8 +123,8 @@ def new_ipc_addresses() -> tuple[str, str, str]:
     return path, f"ipc://{os.path.join(path, 'in')}", f"ipc://{os.path.join(path, 'out')}"
 
 
-def make_socket(ctx: zmq.Context, kind: int, addr: str, bind: bool) -> zmq.Socket:
-    sock = ctx.socket(kind)
+def make_socket(ctx: zmq.Context[Any], kind: int, addr: str, bind: bool) -> zmq.Socket[Any]:
+    sock: zmq.Socket[Any] = ctx.socket(kind)
     sock.setsockopt(zmq.LINGER, 0)
     # Unbounded queues: the scheduler must never block on a slow reader.
     sock.setsockopt(zmq.SNDHWM, 0)

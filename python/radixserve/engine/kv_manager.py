@@ -7,11 +7,13 @@ its sequence into the tree. Slots the tree already held for the same tokens are 
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
 import torch
 
 from radixserve.cache.kv_allocator import KVAllocator
+from radixserve.cache.memory_pool import ReqToTokenPool
+from radixserve.cache.radix_cache import NodeHandle, RadixCache
 from radixserve.engine.request import Req
 
 
@@ -27,8 +29,12 @@ def make_allocator(num_slots: int) -> KVAllocator:
 
 
 class KVManager:
-    def __init__(self, allocator: Any, tree: Optional[Any], req_to_token_pool: Any) -> None:
-        """`allocator`: KVAllocator; `tree`: RadixCache, or None when the radix cache is disabled."""
+    def __init__(
+        self,
+        allocator: KVAllocator,
+        tree: Optional[RadixCache],  # None: --disable-radix-cache
+        req_to_token_pool: ReqToTokenPool,
+    ) -> None:
         self.allocator = allocator
         self.tree = tree
         self.pool = req_to_token_pool
@@ -63,7 +69,7 @@ class KVManager:
         slots = self.allocator.alloc(n)
         return None if slots is None else slots.to(torch.int64)
 
-    def match(self, tokens: list[int]) -> tuple[int, Optional[torch.Tensor], Any]:
+    def match(self, tokens: list[int]) -> tuple[int, Optional[torch.Tensor], Optional[NodeHandle]]:
         if self.tree is None or not tokens:
             return 0, None, None
         slots, node = self.tree.match_prefix(tokens)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 
@@ -30,6 +30,9 @@ from radixserve.layers.sampling_info import SampleOutput, SamplingBatchInfo
 from radixserve.models.config import ModelConfig
 from radixserve.models.loader import load_model, load_model_config
 from radixserve.models.tokenizer import load_tokenizer
+
+if TYPE_CHECKING:
+    from radixserve.layers.sampler import Sampler
 
 logger = logging.getLogger(__name__)
 
@@ -91,8 +94,6 @@ class ModelRunner:
         self.is_pooling = not self.model_config.is_generation
         self.context_len = self.model_config.context_len
         self.tokenizer: Any = load_tokenizer(self.model_config.path, server_args.tokenizer_path)
-        if server_args.chat_template is None and self.model_config.chat_template is None:
-            self.model_config.chat_template = getattr(self.tokenizer, "chat_template", None)
         if self.device.type != "cpu":  # quantized weights are read by the CPU kernels only
             self.model_config.keep_quantized = False
         self.model: Any = self._place(load_model(self.model_config))
@@ -135,7 +136,7 @@ class ModelRunner:
             [-1] if cfg.is_encoder else cfg.layer_sliding_windows,  # encoder: placeholder pool
         )
         self.model.attn_backend = self.attn_backend
-        self._sampler: Optional[Any] = None
+        self._sampler: Optional[Sampler] = None
         self.graph_runner: Optional[DecodeGraphRunner] = self._make_graph_runner()
 
     @staticmethod

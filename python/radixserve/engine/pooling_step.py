@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import torch
 
 from radixserve.engine import ipc
+from radixserve.engine.finish_reason import FinishReason
 from radixserve.engine.request import Req
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ def keep_whole_prompts(sched: Scheduler, plan: PrefillPlan) -> None:
         plan.reqs.remove(req)
         sched.kv.release(req)
         req.extend_len = 0
-        sched.waiting.insert(0, req)
+        sched.waiting.appendleft(req)
     if partial:
         plan.chunked = None
 
@@ -60,7 +61,7 @@ def finish_pooled(sched: Scheduler, batch: list[Req], out: torch.Tensor) -> list
         if rows is None:
             rows = out.tolist()
         req.pooled = [float(v) for v in rows[i]]
-        req.finish_reason = {"type": "stop"}
+        req.finish_reason = FinishReason(type="stop")
         sched.stats["num_prompt_tokens"] += len(req.origin_input_ids)
         sched.stats["num_cached_tokens"] += req.cached_tokens
         sched.stats["num_finished_reqs"] += 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any, Optional
 
+from radixserve.engine.finish_reason import FinishReason
 from radixserve.engine.ipc import TokenizedGenerateReq
 
 
@@ -67,7 +68,7 @@ class Req:
 
         self.grammar: Any = None  # constrained/: the GrammarMatcher of a constrained request
         self.grammar_after = msg.grammar_after  # the grammar waits for this text (reasoning end)
-        self.finish_reason: Optional[dict[str, Any]] = None
+        self.finish_reason: Optional[FinishReason] = None
         self.sent_len = 0  # output tokens already sent to the TokenizerManager
         self.logprobs: list[float] = []
         self.top_ids: list[list[int]] = []
@@ -132,7 +133,7 @@ class Req:
         last = self.output_ids[-1]
         if n >= self.min_new_tokens:
             if last in self.stop_token_ids:
-                self.finish_reason = {"type": "stop", "matched": last}
+                self.finish_reason = FinishReason(type="stop", matched=last)
                 return
             if self.stop_strs:
                 tail = tokenizer.decode(
@@ -141,12 +142,12 @@ class Req:
                 )
                 for s in self.stop_strs:
                     if s in tail:
-                        self.finish_reason = {"type": "stop", "matched": s}
+                        self.finish_reason = FinishReason(type="stop", matched=s)
                         return
         if n >= self.max_new_tokens:
-            self.finish_reason = {"type": "length", "length": n}
+            self.finish_reason = FinishReason(type="length", length=n)
         elif self.seq_len >= self.context_len:
-            self.finish_reason = {"type": "length", "length": n}
+            self.finish_reason = FinishReason(type="length", length=n)
 
     def reset_for_retract(self) -> None:
         """Forget KV state; the request is recomputed later from prompt + output so far."""

@@ -20,12 +20,12 @@ from radixserve.engine.detokenizer import IncrementalDetokenizer, held_back_for_
 from radixserve.engine.io_struct import (
     BACKGROUND,
     EngineError,
-    FinishReason,
     GenerateOutput,
     GenerateRequest,
     TokenLogprob,
 )
 from radixserve.engine.pooling_request import prepare_pooling_request
+from radixserve.engine.sampling_params import SamplingParams
 
 
 class ModelConfigView:
@@ -44,6 +44,14 @@ class ModelConfigView:
             return self.__dict__["raw"][name]
         except KeyError:
             raise AttributeError(name) from None
+
+
+def field_error(e: ValueError) -> EngineError:
+    """A ValueError from SamplingParams.verify as a 400 naming its field (its first word)."""
+    message = str(e)
+    first = message.split(" ", 1)[0].rstrip(":")
+    param = first if first in SamplingParams.__struct_fields__ else "sampling_params"
+    return EngineError(message, 400, param)
 
 
 def prepare_request(
@@ -71,7 +79,7 @@ def prepare_request(
     try:
         params.verify(cfg.vocab_size)
     except ValueError as e:
-        raise EngineError(str(e), 400, "sampling_params") from None
+        raise field_error(e) from None
     if args.grammar_backend == "none" and constraint_key(params) is not None:
         kind = constraint_key(params)[0]  # type: ignore[index]
         raise EngineError(f"{kind}: constrained decoding is disabled (--grammar-backend none).",
@@ -185,7 +193,7 @@ class ReqState:
 
     def apply(self, up: ipc.ReqUpdate) -> GenerateOutput:
         self.detok.add(up.new_ids)
-        reason = FinishReason(**up.finish_reason) if up.finish_reason else None
+        reason = up.finish_reason
         if up.finished:
             self.detok.flush()
         full = self.detok.text

@@ -7,6 +7,7 @@ from typing import Any, Optional, Union
 import msgspec
 
 TOP_K_ALL = 1 << 30
+MAX_N = 128  # samples per request
 _GREEDY_EPS = 1e-6
 
 
@@ -77,8 +78,8 @@ class SamplingParams(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_un
                 raise ValueError(f"{name} must be in [-2, 2], got {value}.")
         if not 0.0 < self.repetition_penalty <= 2.0:
             raise ValueError(f"repetition_penalty must be in (0, 2], got {self.repetition_penalty}.")
-        if self.n < 1:
-            raise ValueError(f"n must be at least 1, got {self.n}.")
+        if not 1 <= self.n <= MAX_N:
+            raise ValueError(f"n must be in [1, {MAX_N}], got {self.n}.")
         if self.stream_interval is not None and self.stream_interval < 1:
             raise ValueError(f"stream_interval must be at least 1, got {self.stream_interval}.")
         constraints = [x for x in (self.json_schema, self.regex, self.ebnf, self.structural_tag) if x]

@@ -10,6 +10,8 @@ when that estimate is too optimistic.
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from radixserve.engine.kv_manager import KVManager
@@ -22,14 +24,20 @@ MIN_NEW_TOKEN_RATIO = 0.1
 NEW_TOKEN_RATIO_DECAY = 0.002  # per step, back towards the minimum after a retraction
 
 
-def order_waiting(waiting: list[Req], policy: str, kv: KVManager) -> None:
+def _sort(waiting: deque[Req], key: Callable[[Req], int]) -> None:
+    ordered = sorted(waiting, key=key)
+    waiting.clear()
+    waiting.extend(ordered)
+
+
+def order_waiting(waiting: deque[Req], policy: str, kv: KVManager) -> None:
     """Sort `waiting` in place by policy (stable, so ties keep arrival order); background
     (batch) requests go after all online ones whatever the policy."""
     if policy != "fcfs" and kv.tree is not None and len(waiting) <= LPM_QUEUE_LIMIT:
         prefix = {id(r): kv.match(r.fill_ids[:-1])[0] for r in waiting}
-        waiting.sort(key=lambda r: -prefix[id(r)])
+        _sort(waiting, key=lambda r: -prefix[id(r)])
     if any(r.background for r in waiting):
-        waiting.sort(key=lambda r: r.background)
+        _sort(waiting, key=lambda r: r.background)
 
 
 def headroom(req: Req, ratio: float) -> int:
@@ -59,7 +67,7 @@ class PrefillPlan:
 
 
 def plan_prefill(
-    waiting: list[Req],
+    waiting: deque[Req],
     chunked: Req | None,
     kv: KVManager,
     budget: int,
@@ -103,6 +111,6 @@ def plan_prefill(
         plan.reserved += headroom(req, ratio)
         if plan.chunked is not None:
             break
-    for req in admitted:
-        waiting.remove(req)
+    for _ in admitted:  # the admitted requests are the front of the queue, in order
+        waiting.popleft()
     return plan

@@ -15,7 +15,8 @@ import random
 import threading
 import time
 import traceback
-from typing import Any, Optional
+from collections import deque
+from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 import zmq
@@ -24,6 +25,7 @@ from radixserve.args import ServerArgs
 from radixserve.constrained.grammar_manager import GrammarManager, make_backend
 from radixserve.engine import ipc
 from radixserve.engine.cascade import shared_prefix_groups
+from radixserve.engine.finish_reason import FinishReason
 from radixserve.engine.input_logprobs import collect_input_logprobs, input_logits_rows
 from radixserve.engine.kv_manager import KVManager, make_allocator
 from radixserve.engine.overlap import PendingStep, can_defer, defer, overlap_enabled, overlap_step
@@ -46,12 +48,16 @@ from radixserve.engine.schedule_policy import (
 from radixserve.engine.session import SessionManager
 from radixserve.engine.speculative.decode import NgramSpeculator
 from radixserve.engine.step_guard import InflightStep, free_step_kv, maybe_inject_fault
+from radixserve.layers.sampling_info import SampleOutput
+
+if TYPE_CHECKING:  # the runner (torch, model code) is imported inside the scheduler process
+    from radixserve.engine.model_runner import ModelRunner
 
 logger = logging.getLogger("radixserve.scheduler")
 
 
 class Scheduler:
-    def __init__(self, args: ServerArgs, runner: Any, kv: KVManager) -> None:
+    def __init__(self, args: ServerArgs, runner: ModelRunner, kv: KVManager) -> None:
         self.args = args
         self.runner = runner
         self.kv = kv
@@ -60,7 +66,7 @@ class Scheduler:
         self.context_len = int(cfg.context_len)
         self.eos_token_ids = [int(t) for t in (cfg.eos_token_ids or [])]
         self.tokenizer = runner.tokenizer
-        self.waiting: list[Req] = []
+        self.waiting: deque[Req] = deque()
         self.running: list[Req] = []  # prompt fully in KV: one token per step
         self.chunked: Optional[Req] = None  # prompt partly in KV
         self.new_token_ratio = INIT_NEW_TOKEN_RATIO
@@ -136,7 +142,7 @@ class Scheduler:
         return []
 
     def _finish_aborted(self, req: Req, message: str) -> ipc.ReqUpdate:
-        req.finish_reason = {"type": "abort", "message": message}
+        req.finish_reason = FinishReason(type="abort", message=message)
         return self._update(req)
 
     def is_idle(self) -> bool:
@@ -216,7 +222,7 @@ class Scheduler:
             # Nothing runs: admit the head without decode headroom, or reject what cannot fit.
             plan = plan_prefill(self.waiting, None, self.kv, self.budget, 0, 1, 0.0)
             if not plan.reqs:
-                head = self.waiting.pop(0)
+                head = self.waiting.popleft()
                 updates.append(self._finish_aborted(head, "the prompt does not fit in the KV pool"))
                 return updates
         if self.is_encoder:
@@ -279,14 +285,14 @@ class Scheduler:
             step = InflightStep([*self.running, *chunked, *self.waiting])
         victims = {id(r) for r in step.reqs}
         self.running = [r for r in self.running if id(r) not in victims]
-        self.waiting = [r for r in self.waiting if id(r) not in victims]
+        self.waiting = deque(r for r in self.waiting if id(r) not in victims)
         if self.chunked is not None and id(self.chunked) in victims:
             self.chunked = None
         free_step_kv(step, self.kv)
         message = f"internal error while running the batch: {type(exc).__name__}: {exc}"
         updates = []
         for req in step.reqs:
-            req.finish_reason = {"type": "abort", "message": message}
+            req.finish_reason = FinishReason(type="abort", message=message)
             up = self._update(req)
             up.error_status = 500
             updates.append(up)
@@ -299,12 +305,12 @@ class Scheduler:
             self.running.remove(victim)
             self.kv.release(victim)
             victim.reset_for_retract()
-            self.waiting.insert(0, victim)
+            self.waiting.appendleft(victim)
             self.stats["num_retractions"] += 1
             self.new_token_ratio = min(1.0, self.new_token_ratio + 0.1)
             logger.info("KV pool full: retracted %s (%d running)", victim.rid, len(self.running))
 
-    def _process_results(self, batch: list[Req], sample: Any) -> list[ipc.ReqUpdate]:
+    def _process_results(self, batch: list[Req], sample: SampleOutput) -> list[ipc.ReqUpdate]:
         ids = sample.next_token_ids.tolist()
         lps = sample.logprobs.tolist() if sample.logprobs is not None else None
         top_v = sample.top_logprobs_vals.tolist() if sample.top_logprobs_vals is not None else None
@@ -441,7 +447,7 @@ def run_scheduler_process(args: ServerArgs, in_addr: str, out_addr: str) -> None
             logger.exception("the scheduler loop failed outside a step; continuing")
 
 
-def event_loop(sched: Scheduler, recv: zmq.Socket, send: zmq.Socket) -> None:
+def event_loop(sched: Scheduler, recv: zmq.Socket[Any], send: zmq.Socket[Any]) -> None:
     parent = os.getppid()
     poller = zmq.Poller()
     poller.register(recv, zmq.POLLIN)

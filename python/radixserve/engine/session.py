@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from radixserve.engine.conversations import ConversationStore, lock_prefix, unlock
+from radixserve.engine.finish_reason import FinishReason
 from radixserve.engine.kv_manager import KVManager
 from radixserve.engine.request import Req
 from radixserve.engine.session_protocol import SessionCtlReq, SessionParams, rejection
@@ -108,7 +109,7 @@ class SessionManager:
         self.conversations.expire(now)
 
     # -- requests ---------------------------------------------------------------------------
-    def attach(self, req: Req, params: SessionParams) -> Optional[dict[str, Any]]:
+    def attach(self, req: Req, params: SessionParams) -> Optional[FinishReason]:
         """Give `req` its full prompt; a finish reason with a status when it is refused."""
         session: Optional[Session] = None
         parent: Optional[SessionNode] = None
@@ -141,7 +142,7 @@ class SessionManager:
     def on_finished(self, req: Req) -> None:
         """After `req` finished and its KV went into the tree: record and lock its tokens."""
         node, conv = self.pending.pop(req.rid, (None, None))
-        ok = req.finish_reason is not None and req.finish_reason.get("type") != "abort"
+        ok = req.finish_reason is not None and req.finish_reason.type != "abort"
         if node is not None:
             session = self.sessions.get(node.session_id)
             if session is not None:

@@ -10,9 +10,11 @@ with a finish reason carrying `status_code`, which the TokenizerManager turns in
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
 import msgspec
+
+from radixserve.engine.finish_reason import FinishReason
 
 
 class SessionParams(msgspec.Struct, kw_only=True):
@@ -35,13 +37,13 @@ class SessionCtlReq(msgspec.Struct, tag=True, kw_only=True):
     capacity: int = 0
 
 
-def rejection(message: str, status: int) -> dict[str, Any]:
+def rejection(message: str, status: int) -> FinishReason:
     """A finish reason for a request refused before it ran (SGLang's abort with a status)."""
-    return {"type": "abort", "message": message, "status_code": status}
+    return FinishReason(type="abort", message=message, status_code=status)
 
 
-def rejected(finish_reason: Optional[dict[str, Any]]) -> Optional[tuple[str, int]]:
+def rejected(finish_reason: Optional[FinishReason]) -> Optional[tuple[str, int]]:
     """(message, HTTP status) of a refused request; None for every normal update."""
-    if not finish_reason or "status_code" not in finish_reason:
+    if finish_reason is None or finish_reason.status_code is None:
         return None
-    return str(finish_reason.get("message")), int(finish_reason["status_code"])
+    return str(finish_reason.message), finish_reason.status_code

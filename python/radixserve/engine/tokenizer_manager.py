@@ -305,8 +305,9 @@ class TokenizerManager:
                     if state is None:
                         continue
                     if up.error_status:  # the engine failed this request (see step_guard)
-                        reason = (up.finish_reason or {}).get("message", "internal error")
-                        state.queue.put_nowait(EngineError(str(reason), up.error_status))
+                        reason = up.finish_reason.message if up.finish_reason else None
+                        state.queue.put_nowait(EngineError(reason or "internal error",
+                                                           up.error_status))  # fmt: skip
                         continue
                     refused = rejected(up.finish_reason)  # e.g. an unknown session
                     state.queue.put_nowait(EngineError(*refused) if refused else state.apply(up))

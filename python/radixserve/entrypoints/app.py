@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Any, Optional
 
 from litestar import Litestar, Request, Response
+from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -22,13 +23,13 @@ from radixserve.entrypoints.native import batch, control, health, routes, sessio
 from radixserve.entrypoints.native.generate import ServingGenerate
 from radixserve.entrypoints.openai import durable
 from radixserve.entrypoints.openai import routes as openai_routes
-from radixserve.entrypoints.openai.serving_base import encode, error_body
 from radixserve.entrypoints.openai.serving_chat import ServingChat
 from radixserve.entrypoints.openai.serving_completions import ServingCompletions
 from radixserve.entrypoints.openai.serving_models import ServingModels
-from radixserve.entrypoints.openai.serving_tokenize import ServingTokenize
 from radixserve.entrypoints.openapi import openapi_config
 from radixserve.entrypoints.pooling import routes as pooling_routes
+from radixserve.entrypoints.serving_common import encode, error_body
+from radixserve.entrypoints.serving_tokenize import ServingTokenize
 from radixserve.entrypoints.state import JSON, ServerState
 from radixserve.metrics import ServerMetrics
 from radixserve.models.default_model import DEFAULT_MODEL_FILE, DEFAULT_MODEL_NAME
@@ -110,7 +111,7 @@ def _metrics_middleware(app: ASGIApp) -> ASGIApp:
     a route's middleware runs (404, 405) are counted by the exception handlers."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await app(scope, receive, send)
             return
         scope[_COUNTED] = True  # type: ignore[literal-required]

@@ -6,7 +6,7 @@ import asyncio
 import re
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
-from typing import Any, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Optional, TypeVar
 
 import msgspec
 from litestar import Request, Response
@@ -17,8 +17,12 @@ from radixserve.entrypoints.native.generate import ServingGenerate
 from radixserve.entrypoints.openai.serving_chat import ServingChat
 from radixserve.entrypoints.openai.serving_completions import ServingCompletions
 from radixserve.entrypoints.openai.serving_models import ServingModels
-from radixserve.entrypoints.openai.serving_tokenize import ServingTokenize
+from radixserve.entrypoints.serving_tokenize import ServingTokenize
 from radixserve.metrics import ServerMetrics
+
+if TYPE_CHECKING:
+    from radixserve.args import ServerArgs
+    from radixserve.engine.tokenizer_manager import TokenizerManager
 
 T = TypeVar("T")
 JSON = "application/json"
@@ -27,8 +31,8 @@ _AT = re.compile(r" - at `\$\.?([^`]*)`$")
 
 @dataclass
 class ServerState:
-    tm: Any  # TokenizerManager
-    server_args: Any  # ServerArgs
+    tm: TokenizerManager
+    server_args: ServerArgs
     model_name: str
     metrics: Optional[ServerMetrics]
     chat: ServingChat

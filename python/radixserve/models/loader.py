@@ -18,6 +18,7 @@ from typing import Any, Optional
 import torch
 from tqdm import tqdm
 
+from radixserve.layers.linear import QUANT_TYPES
 from radixserve.models import gguf_loader
 from radixserve.models.config import ModelConfig, eos_ids, model_config_from_hf
 from radixserve.models.default_model import default_model_path
@@ -29,14 +30,13 @@ logger = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
-def resolve_dtype(name: str, native_kernels: bool) -> torch.dtype:
+def resolve_dtype(name: str) -> torch.dtype:
     """auto: float32. bfloat16 must be asked for.
 
     bfloat16 decodes faster here (23 vs 31 ms a token for the default model: decode streams the
     weights and bfloat16 halves them), but it changes the default model's answers: greedy chat
     output for "What is the capital of France?" is "The capital of France is Paris." in float32
     and unrelated French text in bfloat16, on the native kernels and the PyTorch path alike.
-    `native_kernels` is kept for a rule that picks bfloat16 once a model is known to hold up.
     """
     if name == "auto":
         return torch.float32
@@ -109,7 +109,7 @@ def load_model_config(
     resolve_model_class(config.architectures)  # unsupported architectures fail here, clearly
     if context_length is not None:
         config.context_len = context_length
-    config.dtype = resolve_dtype(dtype, native_kernels)
+    config.dtype = resolve_dtype(dtype)
     # auto on a quantized GGUF: keep the file's quantization (the native kernels read it);
     # float32/bfloat16 dequantise at load as before. Activations stay in config.dtype.
     # Causal LMs only: pooling heads load float weights.
@@ -196,7 +196,7 @@ def load_model(config: ModelConfig, weights_path: Optional[str] = None) -> Any:
             logger.info(
                 "GGUF tensor types %s: %s kept quantized, the others dequantised to %s",
                 types,
-                "/".join(t for t in gguf_loader.QUANT_TYPES if t in types) or "none",
+                "/".join(t for t in QUANT_TYPES if t in types) or "none",
                 str(config.dtype).replace("torch.", ""),
             )
         weights = gguf_loader.iter_gguf_weights(gguf_file, config, config.keep_quantized)

@@ -17,8 +17,8 @@ from litestar import Request, Response, post
 from radixserve.engine.io_struct import EngineError
 from radixserve.entrypoints.native.generate import GenerateReqInput, ServingGenerate
 from radixserve.entrypoints.native.sessions import seed_meta
-from radixserve.entrypoints.openai.serving_base import encode, error_body
 from radixserve.entrypoints.openapi import with_body
+from radixserve.entrypoints.serving_common import encode, error_body
 from radixserve.entrypoints.state import decode, get_state, json_response, unless_disconnected
 
 MAX_BATCH_REQUESTS = 256  # more is a 413: one call must not flood the waiting queue
@@ -53,7 +53,7 @@ async def run_entry(serving: ServingGenerate, tokenizer: Any, raw: Any) -> dict[
         greq = GenerateReqInput(text=entry.text, input_ids=entry.input_ids,
                                 sampling_params=entry.sampling_params, rid=entry.rid)  # fmt: skip
         reqs, _ = serving.build(greq)
-        if len(reqs) != 1:
+        if serving.num_choices(reqs) != 1:
             raise EngineError("n must be 1 in a /batch entry.", 400, "n")
         out = (await serving.collect(reqs))[0]
     except EngineError as e:

@@ -9,8 +9,8 @@ import msgspec
 from litestar import Request, Response, post
 
 from radixserve.engine.io_struct import EngineError
-from radixserve.entrypoints.openai.serving_base import encode
 from radixserve.entrypoints.openapi import with_body
+from radixserve.entrypoints.serving_common import encode
 from radixserve.entrypoints.state import decode, get_state, json_response
 
 

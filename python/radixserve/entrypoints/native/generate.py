@@ -14,11 +14,10 @@ import msgspec
 from radixserve.engine.io_struct import EngineError, GenerateOutput, GenerateRequest
 from radixserve.engine.sampling_params import SamplingParams, parse_sampling_params
 from radixserve.engine.session_protocol import SessionParams
-from radixserve.entrypoints.openai.serving_base import (
-    ServingBase,
+from radixserve.entrypoints.serving_common import (
+    ServingEngine,
     encode,
     error_body,
-    field_error,
     sse,
     sse_done,
 )
@@ -61,7 +60,7 @@ def _output(out: GenerateOutput, index: Optional[int] = None) -> dict[str, Any]:
     return d
 
 
-class ServingGenerate(ServingBase):
+class ServingGenerate(ServingEngine):
     def build(self, req: GenerateReqInput) -> tuple[list[GenerateRequest], bool]:
         """Internal requests (prompt-major, n per prompt) and whether the answer is a list."""
         if (req.text is None) == (req.input_ids is None):
@@ -79,7 +78,6 @@ class ServingGenerate(ServingBase):
                 if not p or not all(type(t) is int for t in p):
                     raise EngineError("input_ids must be a non-empty list of token ids or a "
                                       "list of such lists.", 400, "input_ids")  # fmt: skip
-                self.check_prompt_len(p)
             prompts = [(None, list(p)) for p in lists]
         if not prompts:
             raise EngineError("The batch is empty.", 400, "text")
@@ -91,12 +89,10 @@ class ServingGenerate(ServingBase):
         rids = [req.rid] if isinstance(req.rid, str) else list(req.rid or [])
         if rids and len(rids) != len(prompts):
             raise EngineError(f"rid has {len(rids)} ids for {len(prompts)} prompts.", 400, "rid")
-        if req.top_logprobs_num < 0:
-            raise EngineError("top_logprobs_num must be at least 0.", 400, "top_logprobs_num")
         out: list[GenerateRequest] = []
         for p, ((text, ids), sp_raw) in enumerate(zip(prompts, raw_list, strict=True)):
             params = self._params(sp_raw)
-            reqs = self.expand([(text, ids)], msgspec.structs.replace(params, n=1), params.n,
+            reqs = self.expand([(text, ids)], params, params.n,
                                rids[p] if rids else None, req.stream)  # fmt: skip
             for r in reqs:
                 r.return_logprob = req.return_logprob
@@ -105,15 +101,14 @@ class ServingGenerate(ServingBase):
                 r.return_text_in_logprobs = req.return_text_in_logprobs
                 r.session_params = session_params(req, len(prompts), params.n)
             out.extend(reqs)
-        return out, batched or len(out) > 1
+        return out, batched or self.num_choices(out) > 1
 
     def _params(self, raw: Optional[dict[str, Any]]) -> SamplingParams:
+        """Parsed, not checked: the engine checks them (request_state.prepare_request)."""
         try:
-            params = parse_sampling_params(raw)
-            params.verify(self.vocab_size)
+            return parse_sampling_params(raw)
         except ValueError as e:
-            raise field_error(e) from None
-        return params
+            raise EngineError(str(e), 400, "sampling_params") from None
 
     async def create(self, req: GenerateReqInput) -> bytes | AsyncIterator[bytes]:
         reqs, batched = self.build(req)

@@ -12,7 +12,7 @@ from litestar import Request, Response, get
 import radixserve
 from radixserve.engine.io_struct import EngineError, GenerateRequest
 from radixserve.engine.sampling_params import SamplingParams
-from radixserve.entrypoints.openai.serving_base import encode
+from radixserve.entrypoints.serving_common import encode
 from radixserve.entrypoints.state import get_state, json_response
 from radixserve.metrics import CONTENT_TYPE
 
@@ -34,7 +34,8 @@ async def _load(request: Request[Any, Any, Any]) -> dict[str, Any]:
 
 @get("/health")
 async def health(request: Request[Any, Any, Any]) -> Response[bytes]:
-    """Seed 003's shape: liveness plus the scheduler's load and prefix-cache figures."""
+    """Liveness plus the scheduler's load and prefix-cache figures (SGLang's /health is only
+    liveness; the figures save a monitor a second call to /get_load)."""
     alive = getattr(get_state(request).tm, "is_alive", None)
     if alive is not None and not alive():
         raise EngineError("The engine is not running (the scheduler process is gone).", 503)

@@ -7,8 +7,8 @@ from typing import Any
 from litestar import Request, Response, post, route
 
 from radixserve.entrypoints.native.generate import GenerateReqInput
-from radixserve.entrypoints.openai.protocol import DetokenizeRequest, TokenizeRequest
 from radixserve.entrypoints.openapi import with_body
+from radixserve.entrypoints.serving_tokenize import DetokenizeRequest, TokenizeRequest
 from radixserve.entrypoints.state import (
     decode,
     get_state,

@@ -16,8 +16,8 @@ from litestar import Request, Response, post
 
 from radixserve.engine.io_struct import EngineError, GenerateOutput, GenerateRequest
 from radixserve.engine.session_protocol import SessionParams
-from radixserve.entrypoints.openai.serving_base import encode
 from radixserve.entrypoints.openapi import with_body
+from radixserve.entrypoints.serving_common import encode
 from radixserve.entrypoints.state import decode, get_state, json_response, unless_disconnected
 
 
@@ -100,10 +100,7 @@ async def extend(request: Request[Any, Any, Any]) -> Response[bytes]:
         ids = list(req.input_ids or [])
         if not ids:
             raise EngineError("input_ids must not be empty.", 400, "input_ids")
-    serving.check_prompt_len(ids)
-    params = serving._params(req.sampling_params)
-    if params.n != 1:
-        raise EngineError("n must be 1 for /extend.", 400, "n")
+    params = serving._params(req.sampling_params)  # n = 1 and the length: the engine checks
     greq = GenerateRequest(rid=f"extend-{uuid.uuid4().hex}", input_ids=ids,
                            sampling_params=params,
                            session_params=SessionParams(rid=req.rid))  # fmt: skip

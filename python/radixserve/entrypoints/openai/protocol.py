@@ -37,17 +37,6 @@ class UsageInfo(msgspec.Struct, kw_only=True):
     prompt_tokens_details: Optional[PromptTokensDetails] = None
 
 
-class ErrorInfo(msgspec.Struct, kw_only=True):
-    message: str
-    type: str
-    param: Optional[str] = None
-    code: Optional[int] = None
-
-
-class ErrorResponse(msgspec.Struct, kw_only=True):
-    error: ErrorInfo
-
-
 class SamplingFields(msgspec.Struct, kw_only=True):
     """Sampling fields shared by chat and completions (OpenAI + SGLang extensions).
 
@@ -239,25 +228,3 @@ class ModelCard(msgspec.Struct, kw_only=True):
 class ModelList(msgspec.Struct, kw_only=True):
     data: list[ModelCard]
     object: Literal["list"] = "list"
-
-
-class TokenizeRequest(msgspec.Struct, kw_only=True):
-    prompt: Union[str, list[str]]
-    model: Optional[str] = None
-    add_special_tokens: bool = True
-
-
-class TokenizeResponse(msgspec.Struct, kw_only=True):
-    tokens: Any  # list[int], or list[list[int]] for a list of prompts
-    count: Any  # int, or list[int]
-    max_model_len: int
-
-
-class DetokenizeRequest(msgspec.Struct, kw_only=True):
-    tokens: list[Any]  # list[int] or list[list[int]]: checked by serving_tokenize
-    model: Optional[str] = None
-    skip_special_tokens: bool = True
-
-
-class DetokenizeResponse(msgspec.Struct, kw_only=True):
-    text: Any  # str, or list[str] for a list of token lists

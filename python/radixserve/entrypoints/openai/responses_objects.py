@@ -12,7 +12,7 @@ from typing import Any, Optional, Union
 import msgspec
 
 from radixserve.engine.io_struct import EngineError, GenerateOutput
-from radixserve.entrypoints.openai.serving_base import new_id
+from radixserve.entrypoints.serving_common import new_id
 
 _ROLES = ("user", "system", "developer", "assistant")
 

@@ -8,10 +8,10 @@ from litestar import Request, Response, delete, get, post
 
 from radixserve.engine.io_struct import EngineError
 from radixserve.entrypoints.openai.responses_objects import CreateResponseRequest, public
-from radixserve.entrypoints.openai.serving_base import encode
 from radixserve.entrypoints.openai.serving_responses import ServingResponses
 from radixserve.entrypoints.openai.store_services import get_services, list_page, page_args
 from radixserve.entrypoints.openapi import with_body
+from radixserve.entrypoints.serving_common import encode
 from radixserve.entrypoints.state import decode, json_response, respond, unless_disconnected
 
 

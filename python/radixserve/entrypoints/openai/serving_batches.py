@@ -16,7 +16,6 @@ from litestar import Request, Response, get, post
 from radixserve.engine.io_struct import EngineError
 from radixserve.entrypoints.openai import protocol
 from radixserve.entrypoints.openai.batch_runner import FINISHED, live_counts
-from radixserve.entrypoints.openai.serving_base import encode, error_body, new_id
 from radixserve.entrypoints.openai.serving_files import get_file
 from radixserve.entrypoints.openai.store_services import (
     get_services,
@@ -25,6 +24,7 @@ from radixserve.entrypoints.openai.store_services import (
     page_args,
 )
 from radixserve.entrypoints.openapi import with_body
+from radixserve.entrypoints.serving_common import encode, error_body, new_id
 from radixserve.entrypoints.state import ServerState, decode, get_state, json_response
 from radixserve.store import StoreFullError
 

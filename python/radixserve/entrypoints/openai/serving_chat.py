@@ -27,9 +27,14 @@ from radixserve.entrypoints.openai.protocol import (
     TokenLogprobInfo,
     TopLogprob,
 )
-from radixserve.entrypoints.openai.serving_base import (
-    MAX_TOP_LOGPROBS,
-    ServingBase,
+from radixserve.entrypoints.openai.serving_base import MAX_TOP_LOGPROBS, ServingBase
+from radixserve.entrypoints.openai.tool_support import (
+    ToolPlan,
+    plan_tools,
+    render_history,
+    template_reads_tools,
+)
+from radixserve.entrypoints.serving_common import (
     encode,
     error_body,
     finish_reason,
@@ -37,16 +42,12 @@ from radixserve.entrypoints.openai.serving_base import (
     sse,
     sse_done,
 )
-from radixserve.entrypoints.openai.tool_support import (
-    ToolPlan,
-    plan_tools,
-    render_history,
-    template_reads_tools,
-)
 from radixserve.parsers.reasoning import THINK_END
 
 
 class ServingChat(ServingBase):
+    prompt_param = "messages"  # the engine's prompt errors name the messages
+
     def messages(self, req: ChatCompletionRequest) -> list[dict[str, Any]]:
         """Plain {"role", "content"} dicts for the chat template (text parts joined)."""
         if not req.messages:
@@ -113,7 +114,6 @@ class ServingChat(ServingBase):
         except Exception as e:  # a template that rejects this conversation
             raise EngineError(f"Cannot apply the chat template: {e}", 400, "messages") from None
         ids = list(ids)
-        self.check_prompt_len(ids)
         params = self.sampling_params(req, req.max_completion_tokens or req.max_tokens)
         if plan.constraint is not None:  # tool_choice required / named: the call is forced
             params = msgspec.structs.replace(params, json_schema=plan.constraint, regex=None,
@@ -135,7 +135,7 @@ class ServingChat(ServingBase):
         reqs = await offload(self.build, req, plan) if long else self.build(req, plan)
         if req.stream:
             updates = await self.primed(self.stream_all(reqs))
-            return self._stream(req, updates, len(reqs), plan)
+            return self._stream(req, updates, self.num_choices(reqs), plan)
         finals = await self.collect(reqs)
         choices = []
         for i, out in enumerate(finals):

@@ -13,9 +13,8 @@ from radixserve.entrypoints.openai.protocol import (
     CompletionRequest,
     CompletionResponse,
 )
-from radixserve.entrypoints.openai.serving_base import (
-    MAX_TOP_LOGPROBS,
-    ServingBase,
+from radixserve.entrypoints.openai.serving_base import MAX_TOP_LOGPROBS, ServingBase
+from radixserve.entrypoints.serving_common import (
     encode,
     error_body,
     finish_reason,
@@ -32,6 +31,8 @@ def _is_ids(x: Any) -> bool:
 
 
 class ServingCompletions(ServingBase):
+    prompt_param = "prompt"
+
     def prompts(self, raw: str | list[Any]) -> list[Prompt]:
         """str | list[str] | list[int] | list[list[int]] -> (text, ids) pairs."""
         bad = EngineError("prompt must be a string, a list of strings, a list of token ids or "
@@ -43,11 +44,8 @@ class ServingCompletions(ServingBase):
         if all(isinstance(p, str) for p in raw):
             return [(p, None) for p in raw]
         if _is_ids(raw):
-            self.check_prompt_len(raw)
             return [(None, list(raw))]
         if all(_is_ids(p) for p in raw):
-            for p in raw:
-                self.check_prompt_len(p)
             return [(None, list(p)) for p in raw]
         raise bad
 
@@ -85,7 +83,7 @@ class ServingCompletions(ServingBase):
         reqs, echoes, firsts = self.build(req)
         if req.stream:
             updates = await self.primed(self.stream_all(reqs))
-            return self._stream(req, updates, len(reqs), echoes, firsts)
+            return self._stream(req, updates, self.num_choices(reqs), echoes, firsts)
         finals = await self.collect(reqs)
         choices = []
         for i, out in enumerate(finals):

@@ -14,7 +14,6 @@ from litestar import Request, Response, delete, get, post
 from litestar.response import Stream
 
 from radixserve.engine.io_struct import EngineError
-from radixserve.entrypoints.openai.serving_base import encode, new_id
 from radixserve.entrypoints.openai.store_services import (
     StoreServices,
     get_services,
@@ -22,6 +21,7 @@ from radixserve.entrypoints.openai.store_services import (
     not_found,
     page_args,
 )
+from radixserve.entrypoints.serving_common import encode, new_id
 from radixserve.entrypoints.state import json_response
 from radixserve.store import StoreFullError
 from radixserve.store.blobs import BlobWriter, TooLargeError

@@ -6,7 +6,7 @@ import time
 
 from radixserve.engine.io_struct import EngineError
 from radixserve.entrypoints.openai.protocol import ModelCard, ModelList
-from radixserve.entrypoints.openai.serving_base import encode
+from radixserve.entrypoints.serving_common import encode
 
 
 class ServingModels:

@@ -26,9 +26,9 @@ from radixserve.entrypoints.openai.responses_objects import (
     public,
     response_object,
 )
-from radixserve.entrypoints.openai.serving_base import encode, new_id
 from radixserve.entrypoints.openai.serving_chat import ServingChat
 from radixserve.entrypoints.openai.store_services import not_found
+from radixserve.entrypoints.serving_common import encode, new_id
 from radixserve.store import Store, StoreFullError
 
 logger = logging.getLogger("radixserve.responses")

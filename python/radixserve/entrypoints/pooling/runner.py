@@ -9,13 +9,16 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Optional
 
 from prometheus_client import Counter, Histogram
 
 from radixserve.engine.io_struct import EngineError, GenerateOutput, GenerateRequest
 from radixserve.engine.sampling_params import SamplingParams
 from radixserve.metrics import PREFIX, ServerMetrics
+
+if TYPE_CHECKING:
+    from radixserve.engine.tokenizer_manager import TokenizerManager
 
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -44,7 +47,7 @@ class PoolingMetrics:
         self.latency.labels(name, route).observe(seconds)
 
 
-async def _final(tm: Any, req: GenerateRequest) -> GenerateOutput:
+async def _final(tm: TokenizerManager, req: GenerateRequest) -> GenerateOutput:
     last: Optional[GenerateOutput] = None
     async for out in tm.generate(req):
         last = out
@@ -54,7 +57,7 @@ async def _final(tm: Any, req: GenerateRequest) -> GenerateOutput:
     return last
 
 
-async def run_all(tm: Any, reqs: list[GenerateRequest]) -> list[GenerateOutput]:
+async def run_all(tm: TokenizerManager, reqs: list[GenerateRequest]) -> list[GenerateOutput]:
     """Final outputs in order; on any failure the others are cancelled (and so aborted)."""
     tasks = [asyncio.ensure_future(_final(tm, r)) for r in reqs]
     try:

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import base64
 import struct
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from radixserve.engine.io_struct import EngineError, GenerateOutput
-from radixserve.entrypoints.openai.serving_base import encode
 from radixserve.entrypoints.pooling.inputs import as_prompt_list, check_truncate, prompt_ids
 from radixserve.entrypoints.pooling.protocol import EmbeddingRequest, EncodeReqInput
 from radixserve.entrypoints.pooling.runner import PoolingMetrics, Timer, pooling_request, run_all
+from radixserve.entrypoints.serving_common import encode
+
+if TYPE_CHECKING:
+    from radixserve.engine.tokenizer_manager import TokenizerManager
 
 NOT_EMBEDDING = ("This server serves a generative model: /v1/embeddings needs an embedding "
                  "model (start the server with --is-embedding, or serve a BERT model).")  # fmt: skip
@@ -40,7 +43,9 @@ def _b64(vec: list[float]) -> str:
 
 
 class ServingPooling:
-    def __init__(self, tm: Any, model_name: str, metrics: Optional[PoolingMetrics]) -> None:
+    def __init__(
+        self, tm: TokenizerManager, model_name: str, metrics: Optional[PoolingMetrics]
+    ) -> None:
         self.tm = tm
         self.model_name = model_name
         self.metrics = metrics

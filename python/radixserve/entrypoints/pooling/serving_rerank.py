@@ -8,11 +8,11 @@ import math
 from typing import Any
 
 from radixserve.engine.io_struct import EngineError
-from radixserve.entrypoints.openai.serving_base import encode
 from radixserve.entrypoints.pooling.inputs import check_ids
 from radixserve.entrypoints.pooling.protocol import RerankRequest
 from radixserve.entrypoints.pooling.runner import Timer, pooling_request, run_all
 from radixserve.entrypoints.pooling.serving_embedding import ServingPooling
+from radixserve.entrypoints.serving_common import encode
 
 NOT_RERANKER = ("/v1/rerank needs a cross-encoder (a sequence-classification model such as "
                 "BertForSequenceClassification); this server's model cannot rerank.")  # fmt: skip

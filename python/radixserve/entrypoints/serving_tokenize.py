@@ -1,17 +1,36 @@
-"""POST /v1/tokenize and /v1/detokenize (also served at /tokenize and /detokenize)."""
+"""POST /v1/tokenize and /v1/detokenize, also served at SGLang's /tokenize and /detokenize:
+one implementation and one request format for the OpenAI-style and the native routes."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional, Union
+
+import msgspec
 
 from radixserve.engine.io_struct import EngineError
-from radixserve.entrypoints.openai.protocol import (
-    DetokenizeRequest,
-    DetokenizeResponse,
-    TokenizeRequest,
-    TokenizeResponse,
-)
-from radixserve.entrypoints.openai.serving_base import encode
+from radixserve.entrypoints.serving_common import encode
+
+
+class TokenizeRequest(msgspec.Struct, kw_only=True):
+    prompt: Union[str, list[str]]
+    model: Optional[str] = None
+    add_special_tokens: bool = True
+
+
+class TokenizeResponse(msgspec.Struct, kw_only=True):
+    tokens: Any  # list[int], or list[list[int]] for a list of prompts
+    count: Any  # int, or list[int]
+    max_model_len: int
+
+
+class DetokenizeRequest(msgspec.Struct, kw_only=True):
+    tokens: list[Any]  # list[int] or list[list[int]]: checked by ServingTokenize.detokenize
+    model: Optional[str] = None
+    skip_special_tokens: bool = True
+
+
+class DetokenizeResponse(msgspec.Struct, kw_only=True):
+    text: Any  # str, or list[str] for a list of token lists
 
 
 class ServingTokenize:
