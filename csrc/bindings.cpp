@@ -250,7 +250,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("silu_and_mul", &radixserve::cpu::silu_and_mul, py::arg("out"), py::arg("x"),
         "out[N, I] = silu(x[:, :I]) * x[:, I:] for x [N, 2I].");
 
-  // ---- section: encoder ops (LayerNorm, GELU) for BERT-family pooling models ----
+  // ---- section: encoder ops (LayerNorm, GELU, attention) for BERT-family pooling models ----
   m.def(
       "layer_norm",
       [](const at::Tensor& out, const at::Tensor& x, std::optional<at::Tensor> residual,
@@ -261,6 +261,10 @@ PYBIND11_MODULE(_C, m) {
       py::arg("eps"), "out = layer_norm(x + residual) * weight + bias per row; residual may be None.");
   m.def("gelu", &radixserve::cpu::gelu, py::arg("out"), py::arg("x"),
         py::arg("tanh_approx") = false, "out = gelu(x) (erf form, or the tanh approximation).");
+  m.def("encoder_attention", &radixserve::cpu::encoder_attention, py::arg("out"), py::arg("q"),
+        py::arg("k"), py::arg("v"), py::arg("cu_seqlens"), py::arg("scale"),
+        "Bidirectional attention over packed sequences: q, k, v float32 [T, heads, head_dim], "
+        "sequence s = rows [cu_seqlens[s], cu_seqlens[s+1]); out [T, heads, head_dim].");
 
   // ---- section: linear ----
   m.def("pack_linear_weight", &radixserve::cpu::pack_linear_weight, py::arg("weight"),
