@@ -365,6 +365,19 @@ PYBIND11_MODULE(_C, m) {
           "rotary_embedding on CUDA tensors (in place).");
     m.def("silu_and_mul_cuda", &rc::silu_and_mul, py::arg("out"), py::arg("x"),
           "silu_and_mul on CUDA tensors.");
+    m.def(
+        "layer_norm_cuda",
+        [](const at::Tensor& out, const at::Tensor& x, std::optional<at::Tensor> residual,
+           const at::Tensor& weight, const at::Tensor& bias, double eps) {
+          rc::layer_norm(out, x, residual.value_or(at::Tensor()), weight, bias, eps);
+        },
+        py::arg("out"), py::arg("x"), py::arg("residual"), py::arg("weight"), py::arg("bias"),
+        py::arg("eps"), "layer_norm on CUDA tensors.");
+    m.def("gelu_cuda", &rc::gelu, py::arg("out"), py::arg("x"), py::arg("tanh_approx") = false,
+          "gelu on CUDA tensors.");
+    m.def("encoder_attention_cuda", &rc::encoder_attention, py::arg("out"), py::arg("q"),
+          py::arg("k"), py::arg("v"), py::arg("cu_seqlens"), py::arg("scale"),
+          "encoder_attention on CUDA tensors (float32, bfloat16 or float16).");
     m.def("greedy_sample_cuda", &rc::greedy_sample, py::arg("logits"),
           "First argmax of each row of float32 CUDA logits -> int64 [bs].");
     m.def("sample_cuda", &rc::sample, py::arg("logits"), py::arg("temperatures"),
