@@ -1,4 +1,5 @@
-"""/v1/embeddings (OpenAI), /encode and /classify (SGLang native).
+"""/v1/embeddings (OpenAI), and ServingPooling, the base of every pooling route's serving class
+(the native /encode and /classify: entrypoints/native/serving_encode.py).
 
 `dimensions` (Matryoshka-style): allowed when 1 <= dimensions <= the embedding size; the vector
 is truncated to its first `dimensions` values and L2-normalised again (when the model
@@ -13,15 +14,14 @@ import struct
 from typing import Any, Optional
 
 from radixserve.engine.io_struct import EngineError, GenerateOutput
+from radixserve.engine.offload import INLINE_CHARS, offload, text_size
 from radixserve.entrypoints.openai.serving_base import encode
 from radixserve.entrypoints.pooling.inputs import as_prompt_list, check_truncate, prompt_ids
-from radixserve.entrypoints.pooling.protocol import EmbeddingRequest, EncodeReqInput
+from radixserve.entrypoints.pooling.protocol import EmbeddingRequest
 from radixserve.entrypoints.pooling.runner import PoolingMetrics, Timer, pooling_request, run_all
 
 NOT_EMBEDDING = ("This server serves a generative model: /v1/embeddings needs an embedding "
                  "model (start the server with --is-embedding, or serve a BERT model).")  # fmt: skip
-NOT_CLASSIFIER = ("/classify needs a sequence-classification model (e.g. "
-                  "BertForSequenceClassification or LlamaForSequenceClassification).")  # fmt: skip
 CLASSIFIER_ONLY = ("This server serves a classification model: use /classify or /v1/rerank "
                    "for its logits (/encode also works).")  # fmt: skip
 
@@ -56,7 +56,12 @@ class ServingPooling:
                    truncate: Optional[int]) -> list[GenerateOutput]:  # fmt: skip
         check_truncate(truncate)
         tok = self.tm.tokenizer
-        ids = [prompt_ids(tok, self.cfg, p, param, truncate) for p in prompts]
+
+        def all_ids() -> list[list[int]]:
+            return [prompt_ids(tok, self.cfg, p, param, truncate) for p in prompts]
+
+        # Long texts are tokenized on the tokenizer thread, so the loop keeps serving others.
+        ids = await offload(all_ids) if text_size(prompts) >= INLINE_CHARS else all_ids()
         return await run_all(self.tm, [pooling_request(x) for x in ids])
 
     def _observe(self, route: str, outs: list[GenerateOutput], timer: Timer) -> None:
@@ -90,31 +95,3 @@ class ServingPooling:
         self._observe("/v1/embeddings", outs, timer)
         return encode({"object": "list", "data": data, "model": self.model_name,
                        "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})  # fmt: skip
-
-    async def native(self, req: EncodeReqInput, route: str) -> bytes:
-        """/encode (any pooling model) and /classify (classifiers): {embedding, meta_info}."""
-        timer = Timer()
-        if self._flag("is_generation", True):
-            raise EngineError(NOT_EMBEDDING.replace("/v1/embeddings", route), 400, "model")
-        if route == "/classify" and not self._flag("is_classifier", False):
-            raise EngineError(NOT_CLASSIFIER, 400, "model")
-        if (req.text is None) == (req.input_ids is None):
-            raise EngineError("Exactly one of text and input_ids must be given.", 400, "text")
-        if req.text is not None:
-            if not isinstance(req.text, (str, list)) or (
-                isinstance(req.text, list) and not all(isinstance(t, str) for t in req.text)
-            ):
-                raise EngineError("'text' must be a string or a list of strings.", 400, "text")
-            param, value = "text", req.text
-        else:
-            if not isinstance(req.input_ids, list) or not req.input_ids or isinstance(
-                req.input_ids[0], str
-            ):
-                raise EngineError("'input_ids' must be a list of token ids or of token-id "
-                                  "lists.", 400, "input_ids")  # fmt: skip
-            param, value = "input_ids", req.input_ids
-        prompts, batched = as_prompt_list(value, param)
-        outs = await self._run(prompts, param, req.truncate_prompt_tokens)
-        results = [{"embedding": o.pooled or [], "meta_info": o.meta_info()} for o in outs]
-        self._observe(route, outs, timer)
-        return encode(results if batched else results[0])
