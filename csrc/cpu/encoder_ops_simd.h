@@ -187,6 +187,36 @@ inline void weigh_values(const radixserve::cpu::EncoderAttendWork& w, int64_t i0
   }
 }
 
+// As weigh_values when head_dim is NV (<= 4) whole vectors: 2 query rows x every vector of a V
+// row per key, so each V load serves 2 FMAs and each broadcast NV (instead of 1 and 1).
+template <int NV>
+inline void weigh_values_wide(const radixserve::cpu::EncoderAttendWork& w, int64_t i0, int64_t i,
+                              int64_t nq, int64_t np, const float* inv_l) {
+  const int64_t end = std::min(i + kRows, nq);
+  for (int64_t r0 = i; r0 < end; r0 += 2) {
+    const bool two = r0 + 1 < end;
+    const float* p0 = w.scores + r0 * np;
+    const float* p1 = two ? p0 + np : p0;
+    VF a[NV], b[NV];
+    for (int c = 0; c < NV; ++c) a[c] = b[c] = vzero();
+    for (int64_t j = 0; j < w.n; ++j) {
+      const float* vr = w.v + j * w.v_stride;
+      const VF s0 = vset1(p0[j]), s1 = vset1(p1[j]);
+      for (int c = 0; c < NV; ++c) {
+        const VF vv = vload(vr + c * kLanes);
+        a[c] = vfma(s0, vv, a[c]);
+        b[c] = vfma(s1, vv, b[c]);
+      }
+    }
+    float* o0 = w.out + (i0 + r0) * w.out_stride;
+    for (int c = 0; c < NV; ++c) vstore(o0 + c * kLanes, vmul(a[c], vset1(inv_l[r0])));
+    if (two) {
+      float* o1 = o0 + w.out_stride;
+      for (int c = 0; c < NV; ++c) vstore(o1 + c * kLanes, vmul(b[c], vset1(inv_l[r0 + 1])));
+    }
+  }
+}
+
 // One (sequence, head): K transposed and pre-scaled once, then per block of queries the full
 // score rows, an exact softmax (max, exp, sum) and the weighted sum of V.
 void encoder_attend(const radixserve::cpu::EncoderAttendWork& w) {
@@ -202,7 +232,16 @@ void encoder_attend(const radixserve::cpu::EncoderAttendWork& w) {
     const int64_t nq = std::min(kEncoderQueryBlock, n - i0);
     for (int64_t i = 0; i < nq; i += kRows) score_rows(w, i0, i, nq, np);
     for (int64_t i = 0; i < nq; ++i) inv_l[i] = softmax_row(w.scores + i * np, n, np);
-    for (int64_t i = 0; i < nq; i += kRows) weigh_values(w, i0, i, nq, np, inv_l);
+    const int64_t vecs = w.head_dim % kLanes == 0 ? w.head_dim / kLanes : 0;
+    for (int64_t i = 0; i < nq; i += kRows) {
+      switch (vecs) {
+        case 1: weigh_values_wide<1>(w, i0, i, nq, np, inv_l); break;
+        case 2: weigh_values_wide<2>(w, i0, i, nq, np, inv_l); break;
+        case 3: weigh_values_wide<3>(w, i0, i, nq, np, inv_l); break;
+        case 4: weigh_values_wide<4>(w, i0, i, nq, np, inv_l); break;
+        default: weigh_values(w, i0, i, nq, np, inv_l);
+      }
+    }
   }
 }
 
