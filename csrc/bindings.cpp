@@ -250,7 +250,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("silu_and_mul", &radixserve::cpu::silu_and_mul, py::arg("out"), py::arg("x"),
         "out[N, I] = silu(x[:, :I]) * x[:, I:] for x [N, 2I].");
 
-  // ---- section: encoder ops (LayerNorm, GELU) for BERT-family pooling models ----
+  // ---- section: encoder ops (LayerNorm, GELU, attention) for BERT-family pooling models ----
   m.def(
       "layer_norm",
       [](const at::Tensor& out, const at::Tensor& x, std::optional<at::Tensor> residual,
@@ -261,6 +261,10 @@ PYBIND11_MODULE(_C, m) {
       py::arg("eps"), "out = layer_norm(x + residual) * weight + bias per row; residual may be None.");
   m.def("gelu", &radixserve::cpu::gelu, py::arg("out"), py::arg("x"),
         py::arg("tanh_approx") = false, "out = gelu(x) (erf form, or the tanh approximation).");
+  m.def("encoder_attention", &radixserve::cpu::encoder_attention, py::arg("out"), py::arg("q"),
+        py::arg("k"), py::arg("v"), py::arg("cu_seqlens"), py::arg("scale"),
+        "Bidirectional attention over packed sequences: q, k, v float32 [T, heads, head_dim], "
+        "sequence s = rows [cu_seqlens[s], cu_seqlens[s+1]); out [T, heads, head_dim].");
 
   // ---- section: linear ----
   m.def("pack_linear_weight", &radixserve::cpu::pack_linear_weight, py::arg("weight"),
@@ -361,6 +365,19 @@ PYBIND11_MODULE(_C, m) {
           "rotary_embedding on CUDA tensors (in place).");
     m.def("silu_and_mul_cuda", &rc::silu_and_mul, py::arg("out"), py::arg("x"),
           "silu_and_mul on CUDA tensors.");
+    m.def(
+        "layer_norm_cuda",
+        [](const at::Tensor& out, const at::Tensor& x, std::optional<at::Tensor> residual,
+           const at::Tensor& weight, const at::Tensor& bias, double eps) {
+          rc::layer_norm(out, x, residual.value_or(at::Tensor()), weight, bias, eps);
+        },
+        py::arg("out"), py::arg("x"), py::arg("residual"), py::arg("weight"), py::arg("bias"),
+        py::arg("eps"), "layer_norm on CUDA tensors.");
+    m.def("gelu_cuda", &rc::gelu, py::arg("out"), py::arg("x"), py::arg("tanh_approx") = false,
+          "gelu on CUDA tensors.");
+    m.def("encoder_attention_cuda", &rc::encoder_attention, py::arg("out"), py::arg("q"),
+          py::arg("k"), py::arg("v"), py::arg("cu_seqlens"), py::arg("scale"),
+          "encoder_attention on CUDA tensors (float32, bfloat16 or float16).");
     m.def("greedy_sample_cuda", &rc::greedy_sample, py::arg("logits"),
           "First argmax of each row of float32 CUDA logits -> int64 [bs].");
     m.def("sample_cuda", &rc::sample, py::arg("logits"), py::arg("temperatures"),

@@ -1,9 +1,12 @@
-// torch-facing LayerNorm and GELU: checks, parallel loops, portable row kernels.
+// torch-facing LayerNorm, GELU and encoder attention: checks, parallel loops, portable kernels.
 #include "cpu/encoder_ops.h"
 
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
+#include <vector>
 
 #include "cpu/bf16.h"
 #include "cpu/cpu_features.h"
@@ -43,6 +46,34 @@ void gelu_row(T* out, const T* x, int64_t n, bool tanh_approx) {
   }
 }
 
+// One query at a time: scores, exact softmax, weighted sum of V (the scratch's first row).
+void attend_generic(const EncoderAttendWork& w) {
+  float* s = w.scores;
+  for (int64_t i = 0; i < w.n; ++i) {
+    const float* q = w.q + i * w.q_stride;
+    float m = -std::numeric_limits<float>::infinity();
+    for (int64_t j = 0; j < w.n; ++j) {
+      const float* k = w.k + j * w.k_stride;
+      float dot = 0.0f;
+      for (int64_t d = 0; d < w.head_dim; ++d) dot += q[d] * k[d];
+      s[j] = dot * w.scale;
+      m = std::max(m, s[j]);
+    }
+    float l = 0.0f;
+    for (int64_t j = 0; j < w.n; ++j) {
+      s[j] = std::exp(s[j] - m);
+      l += s[j];
+    }
+    float* o = w.out + i * w.out_stride;
+    for (int64_t d = 0; d < w.head_dim; ++d) o[d] = 0.0f;
+    for (int64_t j = 0; j < w.n; ++j) {
+      const float* v = w.v + j * w.v_stride;
+      for (int64_t d = 0; d < w.head_dim; ++d) o[d] += s[j] * v[d];
+    }
+    for (int64_t d = 0; d < w.head_dim; ++d) o[d] /= l;
+  }
+}
+
 EncoderKernels kernels() {
   switch (active_isa()) {
     case Isa::kAvx512:
@@ -50,7 +81,8 @@ EncoderKernels kernels() {
     case Isa::kAvx2:
       return encoder_kernels_avx2();
     default:
-      return {&ln_row<float>, &ln_row<uint16_t>, &gelu_row<float>, &gelu_row<uint16_t>};
+      return {&ln_row<float>, &ln_row<uint16_t>, &gelu_row<float>, &gelu_row<uint16_t>,
+              &attend_generic};
   }
 }
 
@@ -131,6 +163,87 @@ void gelu(const at::Tensor& out, const at::Tensor& x, bool tanh_approx) {
         k.gelu_bf16(static_cast<uint16_t*>(op) + s, static_cast<const uint16_t*>(xp) + s, len,
                     tanh_approx);
       }
+    }
+  });
+}
+
+namespace {
+
+// q, k or v: float32 [T, heads, head_dim] on the CPU, head_dim contiguous.
+void check_qkv(const at::Tensor& t, const char* name, const at::Tensor& q) {
+  RS_CHECK(t.defined(), name, " must be a tensor");
+  RS_CHECK(t.device().is_cpu(), name, " must be on the CPU, got ", t.device());
+  RS_CHECK(t.dim() == 3, name, " must be [tokens, heads, head_dim], got shape ", t.sizes());
+  RS_CHECK(t.scalar_type() == at::kFloat, name, " must be float32, got ", t.scalar_type());
+  RS_CHECK(t.sizes() == q.sizes(), name, " must have the shape of q ", q.sizes(), ", got ",
+           t.sizes());
+  RS_CHECK(t.size(2) == 0 || t.stride(2) == 1, name, "'s last dimension must be contiguous");
+}
+
+// cu_seqlens as int64, after checking it partitions [0, total).
+std::vector<int64_t> check_cu_seqlens(const at::Tensor& cu, int64_t total) {
+  check_tensor(cu, "cu_seqlens", 1);
+  RS_CHECK(cu.scalar_type() == at::kInt || cu.scalar_type() == at::kLong,
+           "cu_seqlens must be int32 or int64, got ", cu.scalar_type());
+  RS_CHECK(cu.size(0) >= 1, "cu_seqlens needs at least one entry (0)");
+  const at::Tensor c = cu.to(at::kLong);
+  const int64_t* p = c.data_ptr<int64_t>();
+  std::vector<int64_t> out(p, p + c.size(0));
+  RS_CHECK(out.front() == 0, "cu_seqlens[0] must be 0, got ", out.front());
+  for (size_t s = 1; s < out.size(); ++s) {
+    RS_CHECK(out[s] >= out[s - 1], "cu_seqlens must be non-decreasing, got ", out[s - 1],
+             " then ", out[s], " at ", s);
+  }
+  RS_CHECK(out.back() == total, "cu_seqlens must end at the number of tokens ", total, ", got ",
+           out.back());
+  return out;
+}
+
+}  // namespace
+
+void encoder_attention(const at::Tensor& out, const at::Tensor& q, const at::Tensor& k,
+                       const at::Tensor& v, const at::Tensor& cu_seqlens, double scale) {
+  check_qkv(q, "q", q);
+  check_qkv(k, "k", q);
+  check_qkv(v, "v", q);
+  check_tensor(out, "out", 3);
+  RS_CHECK(out.scalar_type() == at::kFloat, "out must be float32, got ", out.scalar_type());
+  RS_CHECK(out.sizes() == q.sizes(), "out must have the shape of q ", q.sizes(), ", got ",
+           out.sizes());
+  RS_CHECK(std::isfinite(scale), "scale must be finite, got ", scale);
+  const int64_t heads = q.size(1), hd = q.size(2);
+  const std::vector<int64_t> cu = check_cu_seqlens(cu_seqlens, q.size(0));
+  const int64_t seqs = static_cast<int64_t>(cu.size()) - 1;
+  if (q.numel() == 0 || seqs == 0) return;
+  int64_t max_len = 0;
+  for (int64_t s = 0; s < seqs; ++s) max_len = std::max(max_len, cu[s + 1] - cu[s]);
+  const int64_t np = encoder_padded_len(max_len);
+  const EncoderKernels kern = kernels();
+  const float* qp = q.data_ptr<float>();
+  const float* kp = k.data_ptr<float>();
+  const float* vp = v.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  at::parallel_for(0, seqs * heads, 1, [&](int64_t w0, int64_t w1) {
+    std::vector<float> scratch((hd + kEncoderQueryBlock) * np);
+    for (int64_t item = w0; item < w1; ++item) {
+      const int64_t s = item / heads, h = item % heads, t0 = cu[s];
+      const int64_t n = cu[s + 1] - t0;
+      if (n == 0) continue;
+      EncoderAttendWork w{};
+      w.q = qp + t0 * q.stride(0) + h * q.stride(1);
+      w.k = kp + t0 * k.stride(0) + h * k.stride(1);
+      w.v = vp + t0 * v.stride(0) + h * v.stride(1);
+      w.out = op + (t0 * heads + h) * hd;
+      w.q_stride = q.stride(0);
+      w.k_stride = k.stride(0);
+      w.v_stride = v.stride(0);
+      w.out_stride = heads * hd;
+      w.n = n;
+      w.head_dim = hd;
+      w.scale = static_cast<float>(scale);
+      w.kt = scratch.data();
+      w.scores = scratch.data() + hd * np;
+      kern.attend_f32(w);
     }
   });
 }

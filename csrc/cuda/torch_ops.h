@@ -32,6 +32,14 @@ void rotary_embedding(const at::Tensor& positions, const at::Tensor& query,
                       bool is_neox);
 void silu_and_mul(const at::Tensor& out, const at::Tensor& x);
 
+// Encoder ops (torch_encoder_ops.cu), as radixserve::cpu's in csrc/cpu/encoder_ops.h;
+// encoder_attention also takes float16/bfloat16 and head_dim <= 256. residual may be undefined.
+void layer_norm(const at::Tensor& out, const at::Tensor& x, const at::Tensor& residual,
+                const at::Tensor& weight, const at::Tensor& bias, double eps);
+void gelu(const at::Tensor& out, const at::Tensor& x, bool tanh_approx);
+void encoder_attention(const at::Tensor& out, const at::Tensor& q, const at::Tensor& k,
+                       const at::Tensor& v, const at::Tensor& cu_seqlens, double scale);
+
 // logits float32 [bs, vocab] -> int64 [bs], the first argmax of each row.
 at::Tensor greedy_sample(const at::Tensor& logits);
 // As radixserve::cpu::sample: [next_token_ids] or, when top_logprobs >= 0, also

@@ -18,6 +18,7 @@ from litestar.exceptions import HTTPException
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from radixserve.engine.io_struct import EngineError
+from radixserve.entrypoints import pooling_routes
 from radixserve.entrypoints.access import access_guards
 from radixserve.entrypoints.native import batch, control, health, routes, sessions
 from radixserve.entrypoints.native.generate import ServingGenerate
@@ -27,7 +28,6 @@ from radixserve.entrypoints.openai.serving_chat import ServingChat
 from radixserve.entrypoints.openai.serving_completions import ServingCompletions
 from radixserve.entrypoints.openai.serving_models import ServingModels
 from radixserve.entrypoints.openapi import openapi_config
-from radixserve.entrypoints.pooling import routes as pooling_routes
 from radixserve.entrypoints.serving_common import encode, error_body
 from radixserve.entrypoints.serving_tokenize import ServingTokenize
 from radixserve.entrypoints.state import JSON, ServerState

@@ -1,7 +1,9 @@
-"""LayerNorm (with an optional fused residual add) and GELU for encoder (BERT-family) models.
+"""LayerNorm (with an optional fused residual add), GELU and bidirectional attention over packed
+sequences for encoder (BERT-family) models.
 
-The native kernels (`_C.layer_norm`, `_C.gelu`) run when the native backend is on and the
-module has them; the PyTorch references below define what they compute and back the tests.
+The native kernels (`_C.layer_norm`, `_C.gelu`, `_C.encoder_attention`) run when the native
+backend is on and the module has them; the PyTorch references below define what they compute
+and back the tests.
 """
 
 from __future__ import annotations
@@ -67,3 +69,38 @@ def gelu(x: torch.Tensor, tanh_approx: bool = False) -> torch.Tensor:
         native_ops().gelu(out, xc, tanh_approx)
         return out
     return gelu_ref(x, tanh_approx)
+
+
+def encoder_attention_ref(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lens: list[int], scale: float
+) -> torch.Tensor:
+    """torch SDPA per sequence (non-causal): q, k, v [T, heads, head_dim] -> [T, heads * head_dim]."""
+    t = q.shape[0]
+    if len(set(lens)) == 1:  # equal lengths: one batched call
+        bs, n = len(lens), lens[0]
+        qb, kb, vb = (x.reshape(bs, n, *x.shape[1:]).transpose(1, 2) for x in (q, k, v))
+        out = F.scaled_dot_product_attention(qb, kb, vb, scale=scale)
+        return out.transpose(1, 2).reshape(t, -1)
+    parts, s = [], 0
+    for n in lens:
+        qs, ks, vs = (x[s : s + n].transpose(0, 1) for x in (q, k, v))
+        parts.append(F.scaled_dot_product_attention(qs, ks, vs, scale=scale).transpose(0, 1))
+        s += n
+    return torch.cat(parts).reshape(t, -1)
+
+
+def encoder_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    lens: list[int],
+    cu_seqlens: torch.Tensor,
+    scale: float,
+) -> torch.Tensor:
+    """Every query attends to every key of its own sequence; sequences packed back to back
+    (`lens`, and `cu_seqlens` = [0, cumsum(lens)] for the kernel). Returns [T, heads * head_dim]."""
+    if _native_has("encoder_attention") and q.device.type == "cpu" and q.dtype == torch.float32:
+        out = torch.empty(q.shape, dtype=q.dtype)
+        native_ops().encoder_attention(out, q, k, v, cu_seqlens, scale)
+        return out.view(q.shape[0], -1)
+    return encoder_attention_ref(q, k, v, lens, scale)

@@ -3,9 +3,10 @@ rerankers), on the engine's packed ForwardBatch.
 
 Bidirectional attention over each sequence, post-LayerNorm blocks, GELU MLP, absolute position
 and token-type embeddings. LayerNorm (fused with the residual add) and GELU are native kernels
-(layers/encoder_ops.py); projections are the packed native Linear. Attention is torch SDPA
-(non-causal) per sequence: the native extend-attention kernel is causal-only and reads keys
-through the KV pool, which an encoder never needs (no KV is kept after the forward).
+(layers/encoder_ops.py); projections are the packed native Linear. Attention is the native
+bidirectional varlen kernel over the packed batch (`encoder_attention`, torch SDPA per sequence
+as the reference): the decoder's extend-attention kernel is causal-only and reads keys through
+the KV pool, which an encoder never needs (no KV is kept after the forward).
 Sequences are always whole (the scheduler never chunks an encoder prompt), so position j of a
 request is token j and `batch.positions` are the absolute position ids.
 """
@@ -15,11 +16,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from radixserve.forward_batch import ForwardBatch
-from radixserve.layers.encoder_ops import LayerNorm, gelu
+from radixserve.layers.encoder_ops import LayerNorm, encoder_attention, gelu
 from radixserve.layers.linear import Linear
 from radixserve.layers.pooler import normalize, pool
 from radixserve.models.config import ModelConfig
@@ -33,22 +33,12 @@ class BertSelfAttention(nn.Module):
         self.qkv_proj = Linear(cfg.hidden_size, 3 * cfg.hidden_size, bias=True)
         self.out_proj = Linear(cfg.hidden_size, cfg.hidden_size, bias=True)
         self.out_norm = LayerNorm(cfg.hidden_size, cfg.layer_norm_eps)
+        self.scale = self.head_dim**-0.5
 
-    def forward(self, h: torch.Tensor, lens: list[int]) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, lens: list[int], cu_seqlens: torch.Tensor) -> torch.Tensor:
         t = h.shape[0]
         q, k, v = self.qkv_proj(h).view(t, 3, self.num_heads, self.head_dim).unbind(1)
-        if len(set(lens)) == 1:  # equal lengths: one batched call
-            bs, n = len(lens), lens[0]
-            qb, kb, vb = (x.reshape(bs, n, self.num_heads, self.head_dim).transpose(1, 2)
-                          for x in (q, k, v))  # fmt: skip
-            out = F.scaled_dot_product_attention(qb, kb, vb).transpose(1, 2).reshape(t, -1)
-        else:
-            parts, s = [], 0
-            for n in lens:
-                qs, ks, vs = (x[s : s + n].transpose(0, 1) for x in (q, k, v))
-                parts.append(F.scaled_dot_product_attention(qs, ks, vs).transpose(0, 1))
-                s += n
-            out = torch.cat(parts).reshape(t, -1)
+        out = encoder_attention(q, k, v, lens, cu_seqlens, self.scale)
         return self.out_norm(self.out_proj(out), h)
 
 
@@ -61,8 +51,8 @@ class BertLayer(nn.Module):
         self.output_norm = LayerNorm(cfg.hidden_size, cfg.layer_norm_eps)
         self.tanh_gelu = cfg.hidden_act in ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
 
-    def forward(self, h: torch.Tensor, lens: list[int]) -> torch.Tensor:
-        h = self.attention(h, lens)
+    def forward(self, h: torch.Tensor, lens: list[int], cu_seqlens: torch.Tensor) -> torch.Tensor:
+        h = self.attention(h, lens, cu_seqlens)
         return self.output_norm(self.output(gelu(self.intermediate(h), self.tanh_gelu)), h)
 
 
@@ -90,12 +80,13 @@ class BertEncoder(nn.Module):
             types = torch.zeros_like(batch.input_ids)
         h = self.word_embeddings(batch.input_ids) + self.position_embeddings(batch.positions)
         h = self.embed_norm(h, self.token_type_embeddings(types))
+        starts = [0] * (len(lens) + 1)  # cu_seqlens: sequence i is rows [starts[i], starts[i+1])
+        for i, n in enumerate(lens):
+            starts[i + 1] = starts[i] + n
+        cu_seqlens = torch.tensor(starts, dtype=torch.int64)
         for layer in self.layers:
-            h = layer(h, lens)
-        starts = [0] * len(lens)
-        for i in range(1, len(lens)):
-            starts[i] = starts[i - 1] + lens[i - 1]
-        return h, starts, lens
+            h = layer(h, lens, cu_seqlens)
+        return h, starts[:-1], lens
 
 
 def _bert_name(name: str) -> str:

@@ -1,5 +1,7 @@
-"""Pooling route handlers (#8). Their serving objects are built on first use from the server
-state (engine, model name, metrics), so app.py only lists HANDLERS."""
+"""Pooling route handlers (#8): the OpenAI-style routes are served by
+entrypoints/openai/serving_{embedding,score,rerank}.py, /encode and /classify by
+entrypoints/native/serving_encode.py. Their serving objects are built on first use from the
+server state (engine, model name, metrics), so app.py only lists HANDLERS."""
 
 from __future__ import annotations
 
@@ -8,6 +10,10 @@ from typing import Any, Optional
 
 from litestar import Request, Response, post
 
+from radixserve.entrypoints.native.serving_encode import ServingEncode
+from radixserve.entrypoints.openai.serving_embedding import ServingEmbedding
+from radixserve.entrypoints.openai.serving_rerank import ServingRerank
+from radixserve.entrypoints.openai.serving_score import ServingScore
 from radixserve.entrypoints.openapi import with_body
 from radixserve.entrypoints.pooling.protocol import (
     EmbeddingRequest,
@@ -16,15 +22,13 @@ from radixserve.entrypoints.pooling.protocol import (
     ScoreRequest,
 )
 from radixserve.entrypoints.pooling.runner import PoolingMetrics
-from radixserve.entrypoints.pooling.serving_embedding import ServingPooling
-from radixserve.entrypoints.pooling.serving_rerank import ServingRerank
-from radixserve.entrypoints.pooling.serving_score import ServingScore
 from radixserve.entrypoints.state import decode, get_state, json_response, unless_disconnected
 
 
 @dataclass
 class PoolingServing:
-    pooling: ServingPooling
+    embedding: ServingEmbedding
+    encode: ServingEncode
     score: ServingScore
     rerank: ServingRerank
 
@@ -36,7 +40,9 @@ def serving(request: Request[Any, Any, Any]) -> PoolingServing:
         s = get_state(request)
         metrics = PoolingMetrics(s.metrics) if s.metrics is not None else None
         args = (s.tm, s.model_name, metrics)
-        found = PoolingServing(ServingPooling(*args), ServingScore(*args), ServingRerank(*args))
+        found = PoolingServing(
+            ServingEmbedding(*args), ServingEncode(*args), ServingScore(*args), ServingRerank(*args)
+        )
         app_state.pooling_serving = found
     return found
 
@@ -44,20 +50,20 @@ def serving(request: Request[Any, Any, Any]) -> PoolingServing:
 @post("/v1/embeddings", status_code=200, operation_class=with_body(EmbeddingRequest))
 async def embeddings(request: Request[Any, Any, Any]) -> Response[bytes]:
     req = decode(await request.body(), EmbeddingRequest)
-    return json_response(await unless_disconnected(request, serving(request).pooling.embeddings(req)))
+    return json_response(await unless_disconnected(request, serving(request).embedding.embeddings(req)))
 
 
 @post("/encode", status_code=200, operation_class=with_body(EncodeReqInput))
 async def encode_route(request: Request[Any, Any, Any]) -> Response[bytes]:
     req = decode(await request.body(), EncodeReqInput)
-    work = serving(request).pooling.native(req, "/encode")
+    work = serving(request).encode.encode(req, "/encode")
     return json_response(await unless_disconnected(request, work))
 
 
 @post(["/classify", "/v1/classify"], status_code=200, operation_class=with_body(EncodeReqInput))
 async def classify(request: Request[Any, Any, Any]) -> Response[bytes]:
     req = decode(await request.body(), EncodeReqInput)
-    work = serving(request).pooling.native(req, "/classify")
+    work = serving(request).encode.encode(req, "/classify")
     return json_response(await unless_disconnected(request, work))
 
 

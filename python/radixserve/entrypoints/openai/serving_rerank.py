@@ -7,11 +7,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from radixserve.engine.io_struct import EngineError
+from radixserve.engine.io_struct import EngineError, GenerateRequest
+from radixserve.engine.offload import INLINE_CHARS, offload, text_size
 from radixserve.entrypoints.pooling.inputs import check_ids
 from radixserve.entrypoints.pooling.protocol import RerankRequest
 from radixserve.entrypoints.pooling.runner import Timer, pooling_request, run_all
-from radixserve.entrypoints.pooling.serving_embedding import ServingPooling
+from radixserve.entrypoints.pooling.serving_pooling import ServingPooling
 from radixserve.entrypoints.serving_common import encode
 
 NOT_RERANKER = ("/v1/rerank needs a cross-encoder (a sequence-classification model such as "
@@ -40,15 +41,21 @@ class ServingRerank(ServingPooling):
             raise EngineError("'documents' contains an empty string.", 400, "documents")
         if req.top_n is not None and req.top_n < 1:
             raise EngineError("top_n must be >= 1.", 400, "top_n")
-        tok, cfg = self.tm.tokenizer, self.cfg
-        reqs = []
-        for doc in req.documents:
-            enc = tok(req.query, doc)
-            ids = check_ids(list(enc["input_ids"]), int(cfg.vocab_size), int(cfg.context_len),
-                            "documents")  # fmt: skip
-            types = enc.get("token_type_ids") if self._flag("is_encoder", False) else None
-            reqs.append(pooling_request(ids, list(types) if types is not None else None))
-        outs = await run_all(self.tm, reqs)
+        tok, cfg, query, docs = self.tm.tokenizer, self.cfg, req.query, req.documents
+
+        def pair_requests() -> list[GenerateRequest]:
+            reqs = []
+            for doc in docs:
+                enc = tok(query, doc)
+                ids = check_ids(list(enc["input_ids"]), int(cfg.vocab_size),
+                                int(cfg.context_len), "documents")  # fmt: skip
+                types = enc.get("token_type_ids") if self._flag("is_encoder", False) else None
+                reqs.append(pooling_request(ids, list(types) if types is not None else None))
+            return reqs
+
+        # Long inputs are tokenized on the tokenizer thread, so the loop keeps serving others.
+        big = len(query) * len(docs) + text_size(docs) >= INLINE_CHARS
+        outs = await run_all(self.tm, await offload(pair_requests) if big else pair_requests())
         results: list[dict[str, Any]] = []
         for i, out in enumerate(outs):
             item: dict[str, Any] = {"score": relevance(out.pooled or [0.0]), "index": i}

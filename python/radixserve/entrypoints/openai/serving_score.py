@@ -17,7 +17,7 @@ from radixserve.engine.io_struct import EngineError
 from radixserve.entrypoints.pooling.inputs import as_prompt_list, check_ids, tokenize
 from radixserve.entrypoints.pooling.protocol import ScoreRequest
 from radixserve.entrypoints.pooling.runner import Timer, run_all, score_request
-from radixserve.entrypoints.pooling.serving_embedding import ServingPooling
+from radixserve.entrypoints.pooling.serving_pooling import ServingPooling
 from radixserve.entrypoints.serving_common import encode
 
 NOT_GENERATIVE = ("/v1/score reads a generative model's next-token distribution; this server "
