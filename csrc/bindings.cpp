@@ -307,12 +307,13 @@ PYBIND11_MODULE(_C, m) {
                        const at::Tensor& top_ps, const at::Tensor& top_ks, const at::Tensor& min_ps,
                        const at::Tensor& seeds, const at::Tensor& steps, OptT frequency_penalties,
                        OptT presence_penalties, OptT repetition_penalties,
-                       OptT output_token_counts, OptT logit_bias, int64_t top_logprobs) {
+                       OptT output_token_counts, OptT logit_bias, int64_t top_logprobs,
+                       OptT token_bitmask) {
           return plain_errors([&] {
             return radixserve::cpu::sample(logits, temperatures, top_ps, top_ks, min_ps, seeds,
                                            steps, frequency_penalties, presence_penalties,
                                            repetition_penalties, output_token_counts, logit_bias,
-                                           top_logprobs);
+                                           top_logprobs, token_bitmask);
           });
         },
         py::arg("logits"), py::arg("temperatures"), py::arg("top_ps"), py::arg("top_ks"),
@@ -320,8 +321,20 @@ PYBIND11_MODULE(_C, m) {
         py::arg("frequency_penalties") = py::none(), py::arg("presence_penalties") = py::none(),
         py::arg("repetition_penalties") = py::none(), py::arg("output_token_counts") = py::none(),
         py::arg("logit_bias") = py::none(), py::arg("top_logprobs") = -1,
+        py::arg("token_bitmask") = py::none(),
         "Sample one token per row (see csrc/cpu/sampling.cpp for the exact definition). Returns "
-        "[next_ids] or, when top_logprobs >= 0, [next_ids, logprobs, top_vals, top_ids].");
+        "[next_ids] or, when top_logprobs >= 0, [next_ids, logprobs, top_vals, top_ids]. "
+        "token_bitmask: int32 [bs, ceil(vocab / 32)] grammar masks (bit set = token allowed).");
+    m.def(
+        "apply_token_bitmask_",
+        [plain_errors](const at::Tensor& logits, const at::Tensor& token_bitmask) {
+          plain_errors([&] {
+            radixserve::cpu::apply_token_bitmask_(logits, token_bitmask);
+            return 0;
+          });
+        },
+        py::arg("logits"), py::arg("token_bitmask"),
+        "In place: logits[r, t] = -inf where the packed int32 token_bitmask[r] clears bit t.");
     m.def(
         "sampling_uniforms",
         [plain_errors](const at::Tensor& seeds, const at::Tensor& steps) {
@@ -385,7 +398,10 @@ PYBIND11_MODULE(_C, m) {
           py::arg("steps"), py::arg("frequency_penalties") = py::none(),
           py::arg("presence_penalties") = py::none(), py::arg("repetition_penalties") = py::none(),
           py::arg("output_token_counts") = py::none(), py::arg("logit_bias") = py::none(),
-          py::arg("top_logprobs") = -1, "sample (the CPU sampler's definition) on CUDA tensors.");
+          py::arg("top_logprobs") = -1, py::arg("token_bitmask") = py::none(),
+          "sample (the CPU sampler's definition) on CUDA tensors.");
+    m.def("apply_token_bitmask_cuda", &rc::apply_token_bitmask_, py::arg("logits"),
+          py::arg("token_bitmask"), "apply_token_bitmask_ on CUDA tensors (in place).");
   }
 #else
   m.attr("has_cuda") = false;

@@ -2,7 +2,8 @@
 //
 // Per row (raw logits l, float32):
 //  1. penalties where count > 0, in this order: repetition (l > 0 ? l / r : l * r),
-//     frequency (l - f * count), presence (l - p); then l + logit_bias.
+//     frequency (l - f * count), presence (l - p); then l + logit_bias; then -inf where the
+//     row's packed token bitmask (a grammar's; bit t % 32 of word t / 32) clears token t.
 //  2. temperature 0: the token is argmax(l) (first maximum).
 //  3. otherwise z = l / T, m = max(z) (not finite: argmax(z)), e = exp(z - m) (float32),
 //     S = sum(e) in double. Order the tokens by (z descending, id ascending); the token at
@@ -87,6 +88,11 @@ void block_sums(const float* w, int64_t n, int64_t block, double* sums) {
   }
 }
 
+void row_apply_bitmask(const float* x, const int32_t* mask, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i)
+    out[i] = (static_cast<uint32_t>(mask[i >> 5]) >> (i & 31)) & 1u ? x[i] : kNegInf;
+}
+
 }  // namespace portable
 
 struct Ops {
@@ -96,16 +102,21 @@ struct Ops {
   double (*row_exp_sum)(const float*, float, float*, int64_t);
   int64_t (*row_gather_ge)(const float*, int64_t, float, int32_t*, float*);
   void (*block_sums)(const float*, int64_t, int64_t, double*);
+  void (*row_apply_bitmask)(const float*, const int32_t*, float*, int64_t);
 };
 
-constexpr Ops kPortable{portable::row_max,    portable::row_argmax,    portable::row_div,
-                        portable::row_exp_sum, portable::row_gather_ge, portable::block_sums};
+constexpr Ops kPortable{portable::row_max,       portable::row_argmax,
+                        portable::row_div,       portable::row_exp_sum,
+                        portable::row_gather_ge, portable::block_sums,
+                        portable::row_apply_bitmask};
 constexpr Ops kAvx512{sampling_avx512::row_max,       sampling_avx512::row_argmax,
                       sampling_avx512::row_div,       sampling_avx512::row_exp_sum,
-                      sampling_avx512::row_gather_ge, sampling_avx512::block_sums};
+                      sampling_avx512::row_gather_ge, sampling_avx512::block_sums,
+                      sampling_avx512::row_apply_bitmask};
 constexpr Ops kAvx2{sampling_avx2::row_max,       sampling_avx2::row_argmax,
                     sampling_avx2::row_div,       sampling_avx2::row_exp_sum,
-                    sampling_avx2::row_gather_ge, sampling_avx2::block_sums};
+                    sampling_avx2::row_gather_ge, sampling_avx2::block_sums,
+                    sampling_avx2::row_apply_bitmask};
 
 bool cpu_has(const char* isa) {
   __builtin_cpu_init();  // needed when called before the runtime's own initialisation
@@ -125,6 +136,17 @@ const Ops& active_ops() {
   if (g_isa == "avx512") return kAvx512;
   if (g_isa == "avx2") return kAvx2;
   return kPortable;
+}
+
+// True when the packed row allows every token of [0, vocab): such a row (a request without a
+// grammar) is skipped, so it costs one scan of its words, which stops at the first cleared bit.
+bool bitmask_allows_all(const int32_t* mask, int64_t vocab) {
+  const int64_t full = vocab / 32, rest = vocab % 32;
+  for (int64_t w = 0; w < full; ++w)
+    if (mask[w] != -1) return false;
+  if (rest == 0) return true;
+  const uint32_t need = (1u << rest) - 1u;
+  return (static_cast<uint32_t>(mask[full]) & need) == need;
 }
 
 uint64_t splitmix64(uint64_t x) {
@@ -280,10 +302,14 @@ int64_t kept_prefix(const Ops& ops, const float* z, const float* e, int64_t voca
   }
 }
 
+// mask: the row's packed token bitmask, or nullptr when it allows every token.
 int64_t sample_row(const Ops& ops, const float* raw, const int32_t* counts, const float* bias,
-                   int64_t vocab, const RowParams& p, Scratch& s) {
+                   const int32_t* mask, int64_t vocab, const RowParams& p, Scratch& s) {
   const float* l = raw;
-  if (counts != nullptr || bias != nullptr) {
+  if (mask != nullptr && counts == nullptr && bias == nullptr) {
+    ops.row_apply_bitmask(raw, mask, s.z.data(), vocab);  // the copy and the mask in one pass
+    l = s.z.data();
+  } else if (counts != nullptr || bias != nullptr) {
     float* w = s.z.data();
     std::copy(raw, raw + vocab, w);
     if (counts != nullptr) {
@@ -298,6 +324,7 @@ int64_t sample_row(const Ops& ops, const float* raw, const int32_t* counts, cons
     }
     if (bias != nullptr)
       for (int64_t i = 0; i < vocab; ++i) w[i] = w[i] + bias[i];
+    if (mask != nullptr) ops.row_apply_bitmask(w, mask, w, vocab);
     l = w;
   }
   if (p.temperature == 0.0f) return ops.row_argmax(l, vocab);
@@ -342,6 +369,17 @@ void logprobs_row(const Ops& ops, const float* raw, int64_t vocab, int64_t tok, 
   }
 }
 
+// A packed token bitmask: CPU int32 [bs, ceil(vocab / 32)].
+void check_bitmask(const at::Tensor& t, const char* op, int64_t bs, int64_t vocab) {
+  const int64_t words = (vocab + 31) / 32;
+  TORCH_CHECK_VALUE(t.device().is_cpu(), op, ": token_bitmask must be a CPU tensor");
+  TORCH_CHECK_VALUE(t.scalar_type() == at::kInt, op, ": token_bitmask must be int32, got ",
+                    t.scalar_type());
+  TORCH_CHECK_VALUE(t.dim() == 2 && t.size(0) == bs && t.size(1) == words, op,
+                    ": token_bitmask must have shape [", bs, ", ", words, "] (ceil(vocab / 32) ",
+                    "words per row), got ", t.sizes());
+}
+
 void check_vec(const at::Tensor& t, const char* name, at::ScalarType dtype, int64_t bs) {
   TORCH_CHECK_VALUE(t.device().is_cpu(), "sample: ", name, " must be a CPU tensor");
   TORCH_CHECK_VALUE(t.scalar_type() == dtype, "sample: ", name, " must be ", dtype, ", got ",
@@ -378,6 +416,27 @@ at::Tensor sampling_uniforms(const at::Tensor& seeds, const at::Tensor& steps) {
   return out;
 }
 
+void apply_token_bitmask_(const at::Tensor& logits, const at::Tensor& token_bitmask) {
+  TORCH_CHECK_VALUE(logits.device().is_cpu() && logits.scalar_type() == at::kFloat &&
+                        logits.dim() == 2 && logits.is_contiguous(),
+                    "apply_token_bitmask_: logits must be a contiguous float32 CPU tensor "
+                    "[bs, vocab], got ", logits.scalar_type(), " ", logits.sizes());
+  const int64_t bs = logits.size(0), vocab = logits.size(1);
+  check_bitmask(token_bitmask, "apply_token_bitmask_", bs, vocab);
+  const at::Tensor bitmask = token_bitmask.contiguous();
+  const int64_t words = (vocab + 31) / 32;
+  const Ops ops = active_ops();
+  float* lg = logits.data_ptr<float>();
+  const int32_t* bm = bitmask.data_ptr<int32_t>();
+  at::parallel_for(0, bs, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const int32_t* mask = bm + r * words;
+      if (!bitmask_allows_all(mask, vocab))
+        ops.row_apply_bitmask(lg + r * vocab, mask, lg + r * vocab, vocab);
+    }
+  });
+}
+
 std::string sampling_set_isa(const std::string& name) {
   const std::string want = name == "auto" ? best_isa() : name;
   TORCH_CHECK_VALUE(want == "avx512" || want == "avx2" || want == "generic",
@@ -395,7 +454,8 @@ std::vector<at::Tensor> sample(const at::Tensor& logits_in, const at::Tensor& te
                                const std::optional<at::Tensor>& presence_penalties,
                                const std::optional<at::Tensor>& repetition_penalties,
                                const std::optional<at::Tensor>& output_token_counts,
-                               const std::optional<at::Tensor>& logit_bias, int64_t top_logprobs) {
+                               const std::optional<at::Tensor>& logit_bias, int64_t top_logprobs,
+                               const std::optional<at::Tensor>& token_bitmask) {
   TORCH_CHECK_VALUE(logits_in.device().is_cpu(), "sample: logits must be a CPU tensor");
   TORCH_CHECK_VALUE(logits_in.scalar_type() == at::kFloat, "sample: logits must be float32, got ",
                     logits_in.scalar_type());
@@ -422,10 +482,13 @@ std::vector<at::Tensor> sample(const at::Tensor& logits_in, const at::Tensor& te
   if (output_token_counts)
     check_mat(*output_token_counts, "output_token_counts", at::kInt, bs, vocab);
   if (logit_bias) check_mat(*logit_bias, "logit_bias", at::kFloat, bs, vocab);
+  if (token_bitmask) check_bitmask(*token_bitmask, "sample", bs, vocab);
 
   const at::Tensor logits = logits_in.contiguous();
   const at::Tensor counts = output_token_counts ? output_token_counts->contiguous() : at::Tensor();
   const at::Tensor bias = logit_bias ? logit_bias->contiguous() : at::Tensor();
+  const at::Tensor bitmask = token_bitmask ? token_bitmask->contiguous() : at::Tensor();
+  const int64_t words = (vocab + 31) / 32;
   auto vec = [](const std::optional<at::Tensor>& t) {
     return t ? t->contiguous() : at::Tensor();
   };
@@ -471,6 +534,7 @@ std::vector<at::Tensor> sample(const at::Tensor& logits_in, const at::Tensor& te
   const float* lg = logits.data_ptr<float>();
   const int32_t* cnt = counts.defined() ? counts.data_ptr<int32_t>() : nullptr;
   const float* bi = bias.defined() ? bias.data_ptr<float>() : nullptr;
+  const int32_t* bm = bitmask.defined() ? bitmask.data_ptr<int32_t>() : nullptr;
   int64_t* out = next.data_ptr<int64_t>();
 
   // torch's own thread pool: a second OpenMP runtime beside torch's would oversubscribe the
@@ -480,8 +544,10 @@ std::vector<at::Tensor> sample(const at::Tensor& logits_in, const at::Tensor& te
     s.reserve(vocab);
     for (int64_t r = begin; r < end; ++r) {
       const float* raw = lg + r * vocab;
+      const int32_t* mask = bm ? bm + r * words : nullptr;
+      if (mask != nullptr && bitmask_allows_all(mask, vocab)) mask = nullptr;
       const int64_t tok = sample_row(ops, raw, cnt ? cnt + r * vocab : nullptr,
-                                     bi ? bi + r * vocab : nullptr, vocab, params[r], s);
+                                     bi ? bi + r * vocab : nullptr, mask, vocab, params[r], s);
       out[r] = tok;
       if (want_lp)
         logprobs_row(ops, raw, vocab, tok, n_top, s, lp.data_ptr<float>() + r,

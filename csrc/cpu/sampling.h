@@ -19,6 +19,8 @@ double sampling_uniform(uint64_t seed, uint64_t step);
 
 // Returns [next_token_ids int64 [bs]] or, when top_logprobs >= 0, also
 // [logprobs float32 [bs], top_vals float32 [bs, top_logprobs], top_ids int64 [bs, top_logprobs]].
+// token_bitmask: int32 [bs, ceil(vocab / 32)], bit t % 32 of word t / 32 set where the row's
+// grammar allows token t; rows that allow every token (free requests) are not touched.
 std::vector<at::Tensor> sample(const at::Tensor& logits, const at::Tensor& temperatures,
                                const at::Tensor& top_ps, const at::Tensor& top_ks,
                                const at::Tensor& min_ps, const at::Tensor& seeds,
@@ -27,7 +29,12 @@ std::vector<at::Tensor> sample(const at::Tensor& logits, const at::Tensor& tempe
                                const std::optional<at::Tensor>& presence_penalties,
                                const std::optional<at::Tensor>& repetition_penalties,
                                const std::optional<at::Tensor>& output_token_counts,
-                               const std::optional<at::Tensor>& logit_bias, int64_t top_logprobs);
+                               const std::optional<at::Tensor>& logit_bias, int64_t top_logprobs,
+                               const std::optional<at::Tensor>& token_bitmask);
+
+// logits[r, t] = -inf (in place) where token_bitmask[r] clears token t: the sampler's masking
+// step on its own (same row kernels, same ISA choice).
+void apply_token_bitmask_(const at::Tensor& logits, const at::Tensor& token_bitmask);
 
 // The uniforms of a batch (float64 [bs]) - the same numbers sample() draws with.
 at::Tensor sampling_uniforms(const at::Tensor& seeds, const at::Tensor& steps);

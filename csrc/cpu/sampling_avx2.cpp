@@ -143,4 +143,16 @@ void block_sums(const float* w, int64_t n, int64_t block, double* sums) {
   }
 }
 
+void row_apply_bitmask(const float* x, const int32_t* mask, float* out, int64_t n) {
+  // Eight tokens per step take one byte of their mask word; lane j keeps x when bit j is set.
+  const __m256i lane_bits = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+  const __m256 ninf = _mm256_set1_ps(kNegInf);
+  for (int64_t i = 0; i < n; i += 8) {
+    const uint32_t byte = (static_cast<uint32_t>(mask[i >> 5]) >> (i & 31)) & 0xffu;
+    const __m256i sel = _mm256_and_si256(_mm256_set1_epi32(static_cast<int>(byte)), lane_bits);
+    const __m256 keep = _mm256_castsi256_ps(_mm256_cmpeq_epi32(sel, lane_bits));
+    store8(out + i, _mm256_blendv_ps(ninf, load8(x + i, n - i, 0.0f), keep), n - i);
+  }
+}
+
 }  // namespace radixserve::cpu::sampling_avx2

@@ -119,4 +119,14 @@ void block_sums(const float* w, int64_t n, int64_t block, double* sums) {
   }
 }
 
+void row_apply_bitmask(const float* x, const int32_t* mask, float* out, int64_t n) {
+  // Sixteen tokens per step: their 16 mask bits are the lane mask of a load that fills -inf.
+  const __m512 ninf = _mm512_set1_ps(kNegInf);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 in_row = tail_mask(n - i);
+    const auto keep = static_cast<__mmask16>(static_cast<uint32_t>(mask[i >> 5]) >> (i & 31));
+    _mm512_mask_storeu_ps(out + i, in_row, _mm512_mask_loadu_ps(ninf, in_row & keep, x + i));
+  }
+}
+
 }  // namespace radixserve::cpu::sampling_avx512

@@ -20,6 +20,9 @@ int64_t row_gather_ge(const float* z, int64_t n, float thr, int32_t* ids, float*
 // Sums of consecutive blocks of `block` weights, each ((l0+l1)+(l2+l3))+((l4+l5)+(l6+l7)) in
 // double, lane l being the sequential sum of the block's elements j % 8 == l (block % 8 == 0).
 void block_sums(const float* w, int64_t n, int64_t block, double* sums);
+// out[i] = x[i] where bit i % 32 of mask[i / 32] is set (a packed token bitmask: the grammar
+// allows token i), -inf elsewhere; out may be x. mask holds ceil(n / 32) words.
+void row_apply_bitmask(const float* x, const int32_t* mask, float* out, int64_t n);
 
 }  // namespace radixserve::cpu::sampling_avx512
 
@@ -31,5 +34,6 @@ void row_div(const float* x, float t, float* out, int64_t n);
 double row_exp_sum(const float* z, float m, float* e, int64_t n);
 int64_t row_gather_ge(const float* z, int64_t n, float thr, int32_t* ids, float* next_max);
 void block_sums(const float* w, int64_t n, int64_t block, double* sums);
+void row_apply_bitmask(const float* x, const int32_t* mask, float* out, int64_t n);
 
 }  // namespace radixserve::cpu::sampling_avx2

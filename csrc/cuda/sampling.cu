@@ -1,6 +1,7 @@
 // Greedy and random sampling, one thread block per row, following the CPU sampler's definition
 // (csrc/cpu/sampling.cpp, steps 1-4) with the same uniform per (seed, step):
-//  1. penalties where count > 0 (repetition, frequency, presence), then + logit_bias;
+//  1. penalties where count > 0 (repetition, frequency, presence), then + logit_bias, then -inf
+//     where the packed token bitmask clears the token;
 //  2. temperature 0: first argmax;
 //  3. z = l / T, m = max z, e = exp(z - m), S = sum e (double). In the order (z desc, id asc)
 //     position j is kept while j < top_k, exclusive-prefix-mass < top_p * S and e >= min_p;
@@ -10,6 +11,7 @@
 // key of z finds the value where each cut falls (ties broken by id, as on the CPU). Sums run in a
 // different order than on the CPU, so a draw can differ when a boundary is within rounding.
 // A NaN logit counts as -inf here. UNTESTED ON HARDWARE: compile-checked with nvcc only.
+#include <algorithm>
 #include <climits>
 
 #include "cuda/sampling.cuh"
@@ -123,6 +125,22 @@ __device__ uint32_t bisect_max_key(Pred pred) {
   return lo;
 }
 
+__device__ __forceinline__ bool token_allowed(const int32_t* mask, int64_t i) {
+  return (static_cast<uint32_t>(mask[i >> 5]) >> (i & 31)) & 1u;
+}
+
+__global__ void apply_token_bitmask_kernel(float* __restrict__ logits,
+                                           const int32_t* __restrict__ token_bitmask,
+                                           int64_t vocab) {
+  const int64_t row = blockIdx.y;
+  const int32_t* mask = token_bitmask + row * ((vocab + 31) / 32);
+  float* l = logits + row * vocab;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < vocab;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    if (!token_allowed(mask, i)) l[i] = -INFINITY;
+  }
+}
+
 __global__ void greedy_kernel(const float* __restrict__ logits, int64_t vocab,
                               int64_t* __restrict__ out) {
   __shared__ Shared sh;
@@ -137,11 +155,12 @@ __global__ void sample_kernel(SamplingArgs a) {
   const int64_t V = a.vocab;
   const float* l = a.logits + row * V;
 
-  // Step 1: penalties and bias into the workspace row. Separate multiply and subtract (no FMA)
-  // round as the CPU does.
-  if (a.output_token_counts != nullptr || a.logit_bias != nullptr) {
+  // Step 1: penalties, bias and mask into the workspace row. Separate multiply and subtract (no
+  // FMA) round as the CPU does.
+  if (a.output_token_counts != nullptr || a.logit_bias != nullptr || a.token_bitmask != nullptr) {
     const int32_t* counts = a.output_token_counts ? a.output_token_counts + row * V : nullptr;
     const float* bias = a.logit_bias ? a.logit_bias + row * V : nullptr;
+    const int32_t* mask = a.token_bitmask ? a.token_bitmask + row * ((V + 31) / 32) : nullptr;
     const float rep = a.repetition_penalties ? a.repetition_penalties[row] : 1.0f;
     const float freq = a.frequency_penalties ? a.frequency_penalties[row] : 0.0f;
     const float pres = a.presence_penalties ? a.presence_penalties[row] : 0.0f;
@@ -154,6 +173,7 @@ __global__ void sample_kernel(SamplingArgs a) {
         x = __fsub_rn(x, pres);
       }
       if (bias != nullptr) x = __fadd_rn(x, bias[i]);
+      if (mask != nullptr && !token_allowed(mask, i)) x = -INFINITY;
       w[i] = x;
     }
     __syncthreads();  // the chunked passes below read other threads' entries
@@ -298,11 +318,23 @@ cudaError_t launch_greedy_sample(const float* logits, int64_t batch, int64_t voc
 cudaError_t launch_sample(const SamplingArgs& args, cudaStream_t stream) {
   if (args.batch == 0) return cudaSuccess;
   if (args.vocab <= 0 || args.vocab >= (int64_t{1} << 31)) return cudaErrorInvalidValue;
-  if ((args.output_token_counts != nullptr || args.logit_bias != nullptr) &&
+  if ((args.output_token_counts != nullptr || args.logit_bias != nullptr ||
+       args.token_bitmask != nullptr) &&
       args.workspace == nullptr) {
     return cudaErrorInvalidValue;
   }
   sample_kernel<<<static_cast<unsigned>(args.batch), kThreads, 0, stream>>>(args);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_apply_token_bitmask(float* logits, const int32_t* token_bitmask, int64_t batch,
+                                       int64_t vocab, cudaStream_t stream) {
+  if (batch == 0 || vocab == 0) return cudaSuccess;
+  if (batch > 65535 || vocab < 0) return cudaErrorInvalidValue;  // batch is grid.y
+  constexpr int kMaskThreads = 256;
+  const int64_t blocks = std::min<int64_t>((vocab + kMaskThreads - 1) / kMaskThreads, 64);
+  const dim3 grid(static_cast<unsigned>(blocks), static_cast<unsigned>(batch));
+  apply_token_bitmask_kernel<<<grid, kMaskThreads, 0, stream>>>(logits, token_bitmask, vocab);
   return cudaGetLastError();
 }
 

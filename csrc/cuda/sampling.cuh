@@ -26,7 +26,11 @@ struct SamplingArgs {
   const float* repetition_penalties = nullptr;  // [batch] or null
   const int32_t* output_token_counts = nullptr;  // [batch, vocab]; needed by any penalty
   const float* logit_bias = nullptr;             // [batch, vocab] or null
-  float* workspace = nullptr;  // [batch, vocab]: the penalised logits (needed with counts/bias)
+  // [batch, ceil(vocab / 32)] or null: packed grammar masks, bit t % 32 of word t / 32 set where
+  // token t is allowed; a cleared token's logit becomes -inf after the penalties and the bias.
+  const int32_t* token_bitmask = nullptr;
+  // [batch, vocab]: the penalised, biased, masked logits (needed with counts, bias or bitmask)
+  float* workspace = nullptr;
   int64_t* next_token_ids = nullptr;  // [batch] out
 };
 
@@ -35,5 +39,9 @@ cudaError_t launch_greedy_sample(const float* logits, int64_t batch, int64_t voc
                                  int64_t* next_token_ids, cudaStream_t stream);
 
 cudaError_t launch_sample(const SamplingArgs& args, cudaStream_t stream);
+
+// In place: logits[r, t] = -inf where token_bitmask[r] ([batch, ceil(vocab / 32)]) clears t.
+cudaError_t launch_apply_token_bitmask(float* logits, const int32_t* token_bitmask, int64_t batch,
+                                       int64_t vocab, cudaStream_t stream);
 
 }  // namespace radixserve::cuda

@@ -52,6 +52,9 @@ std::vector<at::Tensor> sample(const at::Tensor& logits, const at::Tensor& tempe
                                const std::optional<at::Tensor>& presence_penalties,
                                const std::optional<at::Tensor>& repetition_penalties,
                                const std::optional<at::Tensor>& output_token_counts,
-                               const std::optional<at::Tensor>& logit_bias, int64_t top_logprobs);
+                               const std::optional<at::Tensor>& logit_bias, int64_t top_logprobs,
+                               const std::optional<at::Tensor>& token_bitmask);
+// In place: logits[r, t] = -inf where the packed int32 token_bitmask[r] clears bit t.
+void apply_token_bitmask_(const at::Tensor& logits, const at::Tensor& token_bitmask);
 
 }  // namespace radixserve::cuda

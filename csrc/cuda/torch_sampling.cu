@@ -61,7 +61,30 @@ void check_ranges(const at::Tensor& temps, const at::Tensor& top_ps, const at::T
                     " in [0, 1], penalties finite, repetition penalty > 0)");
 }
 
+// A packed token bitmask: int32 [bs, ceil(vocab / 32)] on the logits' device.
+void check_bitmask(const at::Tensor& t, const at::Tensor& logits) {
+  check_cuda_tensor(t, "token_bitmask", 2);
+  check_same_device(t, "token_bitmask", logits);
+  check_dtype(t, "token_bitmask", at::kInt);
+  check_size(t, "token_bitmask", 0, logits.size(0));
+  check_size(t, "token_bitmask", 1, (logits.size(1) + 31) / 32);
+}
+
 }  // namespace
+
+void apply_token_bitmask_(const at::Tensor& logits, const at::Tensor& token_bitmask) {
+  check_cuda_tensor(logits, "logits", 2);
+  check_dtype(logits, "logits", at::kFloat);
+  check_bitmask(token_bitmask, logits);
+  TORCH_CHECK_VALUE(logits.size(0) <= 65535, "apply_token_bitmask_: at most 65535 rows, got ",
+                    logits.size(0));
+  const c10::cuda::CUDAGuard guard(logits.device());
+  check_launch(launch_apply_token_bitmask(logits.data_ptr<float>(),
+                                          token_bitmask.data_ptr<int32_t>(), logits.size(0),
+                                          logits.size(1),
+                                          c10::cuda::getCurrentCUDAStream(logits.device().index())),
+               "apply_token_bitmask_");
+}
 
 at::Tensor greedy_sample(const at::Tensor& logits) {
   check_cuda_tensor(logits, "logits", 2);
@@ -84,7 +107,8 @@ std::vector<at::Tensor> sample(const at::Tensor& logits, const at::Tensor& tempe
                                const std::optional<at::Tensor>& presence_penalties,
                                const std::optional<at::Tensor>& repetition_penalties,
                                const std::optional<at::Tensor>& output_token_counts,
-                               const std::optional<at::Tensor>& logit_bias, int64_t top_logprobs) {
+                               const std::optional<at::Tensor>& logit_bias, int64_t top_logprobs,
+                               const std::optional<at::Tensor>& token_bitmask) {
   check_cuda_tensor(logits, "logits", 2);
   check_dtype(logits, "logits", at::kFloat);
   const int64_t bs = logits.size(0), vocab = logits.size(1);
@@ -109,6 +133,7 @@ std::vector<at::Tensor> sample(const at::Tensor& logits, const at::Tensor& tempe
     check_vec(*repetition_penalties, "repetition_penalties", at::kFloat, bs, logits);
   if (output_token_counts) check_mat(*output_token_counts, "output_token_counts", at::kInt, logits);
   if (logit_bias) check_mat(*logit_bias, "logit_bias", at::kFloat, logits);
+  if (token_bitmask) check_bitmask(*token_bitmask, logits);
   const c10::cuda::CUDAGuard guard(logits.device());
   if (bs > 0) {
     check_ranges(temperatures, top_ps, top_ks, min_ps, frequency_penalties, presence_penalties,
@@ -132,7 +157,8 @@ std::vector<at::Tensor> sample(const at::Tensor& logits, const at::Tensor& tempe
   if (repetition_penalties) a.repetition_penalties = repetition_penalties->data_ptr<float>();
   if (output_token_counts) a.output_token_counts = output_token_counts->data_ptr<int32_t>();
   if (logit_bias) a.logit_bias = logit_bias->data_ptr<float>();
-  if (output_token_counts || logit_bias) {
+  if (token_bitmask) a.token_bitmask = token_bitmask->data_ptr<int32_t>();
+  if (output_token_counts || logit_bias || token_bitmask) {
     workspace = at::empty({bs, vocab}, logits.options());
     a.workspace = workspace.data_ptr<float>();
   }

@@ -82,6 +82,9 @@ class ServerArgs:
     # Structured output, tool calling, reasoning (issue #10)
     grammar_backend: str = "xgrammar"  # xgrammar | none (constraints are then refused)
     grammar_cache_size: int = 256  # compiled grammars kept (LRU)
+    # Jump-forward: text the grammar forces is appended in one extend step, not decoded token
+    # by token (constrained/jump_forward.py); --no-grammar-jump-forward turns it off.
+    grammar_jump_forward: bool = True
     tool_call_parser: Optional[str] = None  # hermes | qwen25 | llama3 | mistral | pythonic
     reasoning_parser: Optional[str] = None  # deepseek-r1 | qwen3
     # Pooling models (#8): serve a causal LM for last-token embeddings (BERT and

@@ -58,6 +58,8 @@ FLAG_HELP: dict[str, str] = {
     "batch_concurrency": "Batch lines in flight at once (they yield to online requests).",
     "grammar_backend": "Structured-output backend: xgrammar, or none (constraints refused).",
     "grammar_cache_size": "Compiled grammars kept (LRU).",
+    "grammar_jump_forward": "Append grammar-forced text in one extend step instead of decoding it "
+    "token by token (--no-grammar-jump-forward: decode it).",
     "tool_call_parser": "Tool-call format: hermes, qwen25, llama3, mistral or pythonic.",
     "reasoning_parser": "Reasoning-content format: deepseek-r1 or qwen3.",
     "is_embedding": "Serve a causal LM as a last-token embedding model.",

@@ -243,6 +243,7 @@ def _sample_cuda(logits: torch.Tensor, info, top_n: int = -1) -> list[torch.Tens
             )
         ),
         top_n,
+        token_bitmask=dev(getattr(info, "token_bitmask", None)),
     )
     return [r.cpu() for r in res]
 
@@ -281,6 +282,32 @@ def test_sample_cuda_matches_reference(
         assert torch.equal(top_ids, ref.top_logprobs_ids)
         torch.testing.assert_close(top_vals, ref.top_logprobs_vals, atol=1e-4, rtol=1e-4)
     assert mismatches <= max(1, rows // 50)
+
+
+@needs_cuda
+@pytest.mark.parametrize("vocab", [1, 33, 1001, 49157])
+def test_token_bitmask_cuda(vocab: int) -> None:
+    """The packed grammar mask on CUDA: in place, and inside the sampler (masked tokens are
+    never drawn; greedy rows pick the CPU reference's token)."""
+    from radixserve.layers.sampler import sample_ref, unpack_bitmask
+
+    ts = cpu_tests("test_sampling")
+    gen = torch.Generator().manual_seed(vocab)
+    logits = torch.randn(9, vocab, generator=gen) * 3
+    mask = ts.random_bitmask(9, vocab, gen)
+    allowed = unpack_bitmask(mask, vocab)
+    got = logits.cuda()
+    _C.apply_token_bitmask_cuda(got, mask.cuda())
+    assert torch.equal(got.cpu(), logits.masked_fill(~allowed, float("-inf")))
+    info = ts.make_info(9, vocab, gen, greedy_frac=0.5, penalties=True, bias=True)
+    info.token_bitmask = mask
+    next_ids = _sample_cuda(logits, info)[0]
+    assert bool((allowed.gather(1, next_ids[:, None])[:, 0] | ~allowed.any(dim=1)).all())
+    greedy = info.temperatures == 0
+    assert torch.equal(next_ids[greedy], sample_ref(logits, info).next_token_ids[greedy])
+    with pytest.raises(ValueError, match="token_bitmask"):
+        _C.apply_token_bitmask_cuda(got, mask[:, :1].contiguous().cuda() if vocab > 32 else
+                                    mask.long().cuda())  # fmt: skip
 
 
 @needs_cuda

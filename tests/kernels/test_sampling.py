@@ -10,7 +10,14 @@ import torch
 
 from radixserve import _C
 from radixserve.layers.backend import set_kernel_backend
-from radixserve.layers.sampler import Sampler, sample_native, sample_ref, uniform, uniforms
+from radixserve.layers.sampler import (
+    Sampler,
+    sample_native,
+    sample_ref,
+    uniform,
+    uniforms,
+    unpack_bitmask,
+)
 from radixserve.layers.sampling_info import SampleOutput, SamplingBatchInfo
 
 
@@ -80,6 +87,23 @@ def make_info(
     return info
 
 
+def random_bitmask(bs: int, vocab: int, gen: torch.Generator) -> torch.Tensor:
+    """Packed int32 [bs, ceil(vocab / 32)] masks: per row one of all ones (a free request),
+    random bits, or a grammar-like few allowed tokens (bits past vocab set at random too)."""
+    words = (vocab + 31) // 32
+    bits = torch.randint(-(2**31), 2**31, (bs, words), generator=gen, dtype=torch.int64)
+    mask = bits.to(torch.int32)
+    for r in range(bs):
+        kind = r % 3
+        if kind == 0:
+            mask[r] = -1
+        elif kind == 2:
+            mask[r] &= torch.randint(-(2**31), 2**31, (words,), generator=gen).to(torch.int32)
+            mask[r] &= torch.randint(-(2**31), 2**31, (words,), generator=gen).to(torch.int32)
+            mask[r, torch.rand(words, generator=gen) < 0.8] = 0
+    return mask
+
+
 def assert_same(a: SampleOutput, b: SampleOutput) -> None:
     assert torch.equal(a.next_token_ids, b.next_token_ids)
     if a.logprobs is None:
@@ -131,6 +155,57 @@ def test_native_matches_reference(
             logits = torch.round(logits)
         info = make_info(bs, vocab, gen, penalties=penalties, bias=bias, logprobs=[0, 3][:bs])
         assert_same(sample_ref(logits, info), sample_native(logits, info))
+
+
+@pytest.mark.parametrize("vocab", [1, 5, 31, 32, 33, 63, 100, 1001, 4099, 49157])
+def test_apply_token_bitmask_matches_reference(isa: str, vocab: int) -> None:
+    gen = torch.Generator().manual_seed(vocab)
+    logits = torch.randn(7, vocab, generator=gen)
+    mask = random_bitmask(7, vocab, gen)
+    want = logits.masked_fill(~unpack_bitmask(mask, vocab), float("-inf"))
+    got = logits.clone()
+    _C.apply_token_bitmask_(got, mask)
+    assert torch.equal(got, want)
+    assert torch.equal(got[0], logits[0])  # an all-ones row is left alone
+
+
+def test_apply_token_bitmask_rejects_bad_input() -> None:
+    logits = torch.randn(2, 40)
+    with pytest.raises(ValueError, match="token_bitmask must have shape"):
+        _C.apply_token_bitmask_(logits, torch.zeros(2, 1, dtype=torch.int32))
+    with pytest.raises(ValueError, match="int32"):
+        _C.apply_token_bitmask_(logits, torch.zeros(2, 2, dtype=torch.int64))
+    with pytest.raises(ValueError, match="logits"):
+        _C.apply_token_bitmask_(logits.double(), torch.zeros(2, 2, dtype=torch.int32))
+
+
+def test_unpack_bitmask_bit_order() -> None:
+    mask = torch.tensor([[1 - 2**31, 2], [0, -1]], dtype=torch.int32)  # bits 0 and 31; bit 33
+    allowed = unpack_bitmask(mask, 40)
+    assert allowed[0].nonzero().flatten().tolist() == [0, 31, 33]
+    assert allowed[1].nonzero().flatten().tolist() == list(range(32, 40))
+
+
+@pytest.mark.parametrize(
+    "bs,vocab,penalties,bias",
+    [(1, 1, False, False), (6, 33, True, True), (9, 95, False, True), (12, 4099, True, False),
+     (6, 3001, False, False), (4, 49157, True, True)],
+)  # fmt: skip
+def test_token_bitmask_matches_reference(
+    isa: str, bs: int, vocab: int, penalties: bool, bias: bool
+) -> None:
+    """The grammar mask inside the sampler: after penalties and bias, before temperature and
+    truncation; masked tokens are never drawn."""
+    for trial in range(3):
+        gen = torch.Generator().manual_seed(7000 + 10 * vocab + trial)
+        logits = torch.randn(bs, vocab, generator=gen) * 3
+        info = make_info(bs, vocab, gen, penalties=penalties, bias=bias, logprobs=[0, 2][:bs])
+        info.token_bitmask = random_bitmask(bs, vocab, gen)
+        out = sample_native(logits, info)
+        assert_same(sample_ref(logits, info), out)
+        allowed = unpack_bitmask(info.token_bitmask, vocab)
+        picked = allowed.gather(1, out.next_token_ids[:, None])[:, 0]
+        assert bool((picked | ~allowed.any(dim=1)).all())
 
 
 def test_greedy_fast_path(isa: str) -> None:
@@ -255,6 +330,8 @@ def _bad_cases() -> list[tuple[str, dict[str, object]]]:
         ),
         ("logit_bias", {"logit_bias": torch.zeros(2, 9)}),
         ("output_token_counts", {"output_token_counts": torch.zeros(2, 10)}),
+        ("token_bitmask", {"token_bitmask": torch.zeros(2, 2, dtype=torch.int32)}),
+        ("token_bitmask", {"token_bitmask": torch.zeros(2, 1, dtype=torch.int64)}),
         ("exceeds", {"return_logprob": True, "top_logprobs_nums": [11]}),
         ("is_all_greedy", {"is_all_greedy": True}),
     ]

@@ -39,10 +39,6 @@ class GrammarMatcher(ABC):
         """Advance by one sampled token; False if the grammar rejects it."""
 
     @abstractmethod
-    def fill_bitmask(self, bitmask: torch.Tensor, row: int) -> None:
-        """Write the allowed-token bitmask of the next position into bitmask[row]."""
-
-    @abstractmethod
     def is_terminated(self) -> bool:
         """True once the grammar accepted a stop token (nothing more may follow)."""
 
@@ -56,7 +52,9 @@ class GrammarMatcher(ABC):
 
 
 class GrammarBackend(ABC):
-    """Compiles GrammarKeys for one tokenizer and applies bitmasks to logit rows."""
+    """Compiles GrammarKeys for one tokenizer and fills packed token bitmasks (int32
+    [rows, ceil(vocab / 32)], bit t % 32 of word t // 32 set where token t is allowed), which
+    the sampler applies (layers/sampler.py)."""
 
     name: str = "base"
 
@@ -69,9 +67,7 @@ class GrammarBackend(ABC):
         """A fresh matcher at the start of the compiled grammar."""
 
     @abstractmethod
-    def allocate_bitmask(self, rows: int) -> torch.Tensor:
-        """A bitmask buffer for `rows` rows of the vocabulary."""
-
-    @abstractmethod
-    def apply_bitmask(self, logits: torch.Tensor, bitmask: torch.Tensor, rows: list[int]) -> None:
-        """Set logits[r, t] = -inf where bitmask[r] forbids t, for each r in rows (in place)."""
+    def fill_bitmasks(self, matchers: list[GrammarMatcher], bitmask: torch.Tensor,
+                      rows: list[int]) -> None:
+        """Write the next-token bitmask of matchers[i] into bitmask[rows[i]], all in one call
+        (other rows are left as they are)."""

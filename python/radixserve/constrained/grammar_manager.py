@@ -2,11 +2,14 @@
 
 - add(req): a constrained request waits here (not in the batch) while its grammar compiles on
   the cache's thread; ready() hands it to the waiting queue with a fresh matcher.
-- apply(batch, info): for the constrained rows only, fill the bitmask and turn it into -inf
-  entries of the batch's logit_bias, which the sampler adds after the penalties and before
-  temperature / top-k / top-p. A batch without constrained rows is left untouched.
+- apply(batch, info): fill the packed token bitmasks of all constrained rows in one backend
+  call into a reused buffer (other rows allow everything) and hand it to the sampler as
+  info.token_bitmask; the native sampler masks only the constrained rows, after the penalties
+  and the bias and before temperature / top-k / top-p. A batch without constrained rows gets
+  no bitmask at all.
 - accept(req, token): advance the matcher after sampling; the stop token is allowed only where
   the grammar can end, and a terminated grammar finishes the request.
+- after_sample(req, tokenizer): jump-forward (constrained/jump_forward.py) when enabled.
 
 Retraction needs nothing: a retracted request keeps its output tokens (it is recomputed from
 prompt + output), so its matcher is already at the right place.
@@ -23,6 +26,7 @@ import torch
 
 from radixserve.constrained.base import GrammarBackend, constraint_key
 from radixserve.constrained.grammar_cache import GrammarCache
+from radixserve.constrained.jump_forward import jump_forward
 from radixserve.engine.finish_reason import FinishReason
 from radixserve.layers.sampling_info import SamplingBatchInfo
 
@@ -40,10 +44,12 @@ def make_backend(name: str, tokenizer: Any, vocab_size: int, stop_ids: list[int]
 
 
 class GrammarManager:
-    def __init__(self, backend: GrammarBackend, cache_size: int) -> None:
+    def __init__(self, backend: GrammarBackend, cache_size: int, jump_forward: bool = False) -> None:
         self.backend = backend
         self.cache = GrammarCache(backend, cache_size)
         self.pending: list[tuple[Any, Future[Any]]] = []  # (Req, compile future)
+        self.jump_forward = jump_forward
+        self._bitmask = torch.empty(0, dtype=torch.int32)  # grown on demand, reused each step
 
     @staticmethod
     def is_constrained(req: Any) -> bool:
@@ -88,12 +94,23 @@ class GrammarManager:
                 and r.grammar_after is None and not r.grammar.is_terminated()]  # fmt: skip
         if not rows:
             return
-        bitmask = self.backend.allocate_bitmask(len(batch))
-        for i in rows:
-            batch[i].grammar.fill_bitmask(bitmask, i)
-        if info.logit_bias is None:
-            info.logit_bias = torch.zeros(len(batch), vocab_size, dtype=torch.float32)
-        self.backend.apply_bitmask(info.logit_bias, bitmask, rows)
+        words = (vocab_size + 31) // 32
+        if self._bitmask.shape[0] < len(batch) or self._bitmask.shape[1] != words:
+            self._bitmask = torch.empty(max(len(batch), 2 * self._bitmask.shape[0]), words,
+                                        dtype=torch.int32)  # fmt: skip
+        bitmask = self._bitmask[: len(batch)]
+        bitmask.fill_(-1)  # free rows allow every token (the sampler skips them)
+        self.backend.fill_bitmasks([batch[i].grammar for i in rows], bitmask, rows)
+        info.token_bitmask = bitmask
+
+    def after_sample(self, req: Any, tokenizer: Any) -> int:
+        """Once a sampled token is accepted and checked: jump over forced text (when enabled;
+        not with logprobs, which forced tokens would not have). Returns the tokens gained."""
+        m = req.grammar
+        if (self.jump_forward and m is not None and req.grammar_after is None
+                and not req.finished and not req.return_logprob and not m.is_terminated()):
+            return jump_forward(req, tokenizer)  # fmt: skip
+        return 0
 
     @staticmethod
     def accept(req: Any, token: int, tokenizer: Any) -> None:

@@ -94,9 +94,6 @@ class XGrammarMatcher(GrammarMatcher):
     def accept_token(self, token: int) -> bool:
         return bool(self._m.accept_token(token))
 
-    def fill_bitmask(self, bitmask: torch.Tensor, row: int) -> None:
-        self._m.fill_next_token_bitmask(bitmask, row)
-
     def is_terminated(self) -> bool:
         return bool(self._m.is_terminated())
 
@@ -120,6 +117,8 @@ class XGrammarBackend(GrammarBackend):
         # Our own LRU (grammar_cache.py) holds compiled grammars; xgrammar's cache would be a
         # second, unbounded copy.
         self._compiler = xgr.GrammarCompiler(info, max_threads=1, cache_enabled=False)
+        # Fills the masks of all constrained rows of a step in one call (its own threads).
+        self._batch = xgr.BatchGrammarMatcher(max_threads="auto")
 
     def compile(self, key: GrammarKey) -> Any:
         grammar = build_grammar(key)
@@ -131,8 +130,8 @@ class XGrammarBackend(GrammarBackend):
     def matcher(self, compiled: Any) -> GrammarMatcher:
         return XGrammarMatcher(self._xgr.GrammarMatcher(compiled))
 
-    def allocate_bitmask(self, rows: int) -> torch.Tensor:
-        return self._xgr.allocate_token_bitmask(rows, self.vocab_size)  # type: ignore[no-any-return]
-
-    def apply_bitmask(self, logits: torch.Tensor, bitmask: torch.Tensor, rows: list[int]) -> None:
-        self._xgr.apply_token_bitmask_inplace(logits, bitmask, indices=rows)
+    def fill_bitmasks(self, matchers: list[GrammarMatcher], bitmask: torch.Tensor,
+                      rows: list[int]) -> None:
+        inner = [m._m for m in matchers if isinstance(m, XGrammarMatcher)]
+        assert len(inner) == len(matchers), "matchers of another backend"
+        self._batch.batch_fill_next_token_bitmask(inner, bitmask, indices=rows)

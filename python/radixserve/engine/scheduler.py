@@ -75,7 +75,9 @@ class Scheduler:
         pooling = bool(getattr(runner, "is_pooling", False))  # pooling models sample nothing
         backend = None if pooling else make_backend(
             args.grammar_backend, self.tokenizer, self.vocab_size, self.eos_token_ids)
-        self.grammar = GrammarManager(backend, args.grammar_cache_size) if backend else None
+        self.grammar = GrammarManager(
+            backend, args.grammar_cache_size, jump_forward=args.grammar_jump_forward
+        ) if backend else None
         # Encoders (#8) run whole prompts (never chunked), so chunked_prefill_size does not
         # apply: a step holds up to max_prefill_tokens, and at least the longest prompt.
         self.is_encoder = bool(getattr(cfg, "is_encoder", False))
@@ -94,6 +96,7 @@ class Scheduler:
             "num_spec_accepted_tokens": 0,
             # Overlap scheduling: decode steps launched before the previous step was processed.
             "num_lookahead_steps": 0,
+            "num_jump_forward_tokens": 0,  # grammar-forced tokens fed in one extend (#10)
         }
         self.sessions = SessionManager(  # sessions and /extend conversations
             kv, self.context_len, getattr(self.tokenizer, "bos_token_id", None),
@@ -202,7 +205,7 @@ class Scheduler:
             self.waiting.extend(ready)
             updates.extend(self._finish_aborted(r, msg) for r, msg in failed)
         self._make_room_for_decodes()
-        reserved = len(self.running) + sum(headroom(r, self.new_token_ratio) for r in self.running)
+        reserved = self._decode_tokens() + sum(headroom(r, self.new_token_ratio) for r in self.running)
         free = self.args.max_running_requests - len(self.running) - (1 if self.chunked else 0)
         order_waiting(self.waiting, self.args.schedule_policy, self.kv)
         plan = plan_prefill(
@@ -235,7 +238,7 @@ class Scheduler:
         if not batch:
             return updates
         for r in self.running:
-            r.extend_len = 1
+            r.extend_len = r.seq_len - r.kv_len  # 1, or more after a grammar jump-forward
         self.inflight = InflightStep(batch)
         slots = self.kv.alloc(sum(r.extend_len for r in batch))
         if slots is None:  # accounting is conservative, so this means a bug, not a full pool
@@ -298,9 +301,13 @@ class Scheduler:
             updates.append(up)
         return updates
 
+    def _decode_tokens(self) -> int:
+        """KV slots the running requests need this step: one each, plus forced tokens."""
+        return sum(r.seq_len - r.kv_len for r in self.running)
+
     def _make_room_for_decodes(self) -> None:
         """Every running request needs one slot this step: evict, then retract the newest."""
-        while self.running and self.kv.available() + self.kv.evictable() < len(self.running):
+        while self.running and self.kv.available() + self.kv.evictable() < self._decode_tokens():
             victim = max(self.running, key=lambda r: r.arrival)
             self.running.remove(victim)
             self.kv.release(victim)
@@ -340,6 +347,8 @@ class Scheduler:
                     req.top_logprobs.append(top_v[i][:k])
                     req.top_ids.append(top_i[i][:k])
             req.check_finished(self.tokenizer)
+            if req.grammar is not None and self.grammar is not None:
+                self.stats["num_jump_forward_tokens"] += self.grammar.after_sample(req, self.tokenizer)
             if req.finished:
                 self.kv.release(req)
                 self.stats["num_finished_reqs"] += 1

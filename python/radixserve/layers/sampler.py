@@ -4,7 +4,8 @@ Both implementations follow one definition (spelled out in csrc/cpu/sampling.cpp
 the same token for the same (seed, step):
 
 1. penalties on tokens with count > 0: repetition (l > 0 ? l / r : l * r), then frequency
-   (l - f * count), then presence (l - p); then l + logit_bias (-inf masks a token).
+   (l - f * count), then presence (l - p); then l + logit_bias (-inf masks a token); then -inf
+   where the packed token_bitmask (a grammar's, bit t % 32 of word t // 32) clears token t.
 2. temperature 0: argmax (first maximum).
 3. z = l / T, e = exp(z - max z); tokens ordered by (z desc, id asc); position j is kept while
    j < top_k, exclusive-cumsum(e) < top_p * sum(e) (when top_p < 1) and e >= min_p (when
@@ -85,6 +86,12 @@ def check_inputs(logits: torch.Tensor, info: SamplingBatchInfo) -> None:
             raise ValueError(
                 f"{name} must be {dtype} [{bs}, {vocab}], got {mat.dtype} {tuple(mat.shape)}"
             )
+    mask = info.token_bitmask
+    words = (vocab + 31) // 32
+    if mask is not None and (mask.shape != (bs, words) or mask.dtype != torch.int32):
+        raise ValueError(
+            f"token_bitmask must be torch.int32 [{bs}, {words}], got {mask.dtype} {tuple(mask.shape)}"
+        )
     pens = (info.frequency_penalties, info.presence_penalties, info.repetition_penalties)
     if any(p is not None for p in pens) and info.output_token_counts is None:
         raise ValueError("penalties need output_token_counts")
@@ -120,8 +127,15 @@ def _top_n(info: SamplingBatchInfo) -> int:
     return max(nums)
 
 
+def unpack_bitmask(bitmask: torch.Tensor, vocab: int) -> torch.Tensor:
+    """A packed int32 token bitmask [bs, ceil(vocab / 32)] -> bool [bs, vocab] (True: allowed)."""
+    shifts = torch.arange(32, dtype=torch.int32)
+    bits = (bitmask[:, :, None] >> shifts) & 1
+    return bits.reshape(bitmask.shape[0], -1)[:, :vocab].bool()
+
+
 def penalised_logits(logits: torch.Tensor, info: SamplingBatchInfo) -> torch.Tensor:
-    """Step 1: penalties (tokens with count > 0) then logit bias."""
+    """Step 1: penalties (tokens with count > 0), logit bias, then the grammar masks."""
     out = logits
     counts = info.output_token_counts
     if counts is not None:
@@ -135,6 +149,9 @@ def penalised_logits(logits: torch.Tensor, info: SamplingBatchInfo) -> torch.Ten
             out = torch.where(seen, out - info.presence_penalties[:, None], out)
     if info.logit_bias is not None:
         out = out + info.logit_bias
+    if info.token_bitmask is not None:
+        allowed = unpack_bitmask(info.token_bitmask, logits.shape[1])
+        out = out.masked_fill(~allowed, float("-inf"))
     return out
 
 
@@ -235,6 +252,7 @@ def sample_native(logits: torch.Tensor, info: SamplingBatchInfo) -> SampleOutput
         info.output_token_counts,
         info.logit_bias,
         _top_n(info),
+        token_bitmask=info.token_bitmask,
     )
     out = SampleOutput(next_token_ids=res[0])
     if len(res) == 4:

@@ -32,6 +32,10 @@ class SamplingBatchInfo:
     output_token_counts: Optional[torch.Tensor] = None
     # Additive bias (logit_bias, and -inf on stop tokens before min_new_tokens); None if unused.
     logit_bias: Optional[torch.Tensor] = None  # [bs, vocab] float32
+    # Grammar masks (constrained decoding), packed: bit t % 32 of word t // 32 is set where
+    # token t is allowed; rows of free requests are all ones (the sampler skips them). None
+    # when no request of the batch is constrained.
+    token_bitmask: Optional[torch.Tensor] = None  # [bs, ceil(vocab / 32)] int32
     # Logprobs: rows that want them and how many top alternatives (0: just the chosen token).
     return_logprob: bool = False
     top_logprobs_nums: Optional[list[int]] = None

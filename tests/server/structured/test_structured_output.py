@@ -168,3 +168,60 @@ def test_bad_constraints_are_400(grammar_server: Server, field: str, value: str)
                          "response_format": bad_fmt})  # fmt: skip
     assert r.status_code == 400 and r.json()["error"]["param"] == "response_format", r.text
     assert httpx.get(grammar_server.url + "/health", timeout=30).status_code == 200
+
+
+LONG_KEYS = {
+    "type": "object",
+    "properties": {
+        "customer_account_identifier": {"type": "integer", "minimum": 0, "maximum": 9999},
+        "preferred_contact_channel": {"enum": ["electronic_mail", "telephone_call"]},
+        "has_outstanding_support_tickets": {"type": "boolean"},
+    },
+    "required": ["customer_account_identifier", "preferred_contact_channel",
+                 "has_outstanding_support_tickets"],
+    "additionalProperties": False,
+}  # fmt: skip
+
+
+def _jumped(server: Server) -> int:
+    return int(httpx.get(server.url + "/get_load", timeout=30).json()["num_jump_forward_tokens"])
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.8])
+def test_jump_forward_validates_and_streams_alike(grammar_server: Server,
+                                                  temperature: float) -> None:  # fmt: skip
+    """Jump-forward is on by default: forced key names arrive several tokens per step, the
+    output validates, and the stream reassembles to the non-streamed text and token ids."""
+    params = {"json_schema": json.dumps(LONG_KEYS), "max_new_tokens": 120,
+              "temperature": temperature, "sampling_seed": 5}  # fmt: skip
+    body = {"text": "Customer record:", "sampling_params": params}
+    before = _jumped(grammar_server)
+    r = httpx.post(grammar_server.url + "/generate", json=body, timeout=300)
+    assert r.status_code == 200, r.text
+    full = r.json()
+    jsonschema.validate(json.loads(full["text"]), LONG_KEYS)
+    assert full["meta_info"]["finish_reason"]["type"] == "stop"
+    assert _jumped(grammar_server) > before
+    chunks = []
+    with httpx.stream("POST", grammar_server.url + "/generate", json={**body, "stream": True},
+                      timeout=300) as s:  # fmt: skip
+        for line in s.iter_lines():
+            if line.startswith("data: ") and line != "data: [DONE]":
+                chunks.append(json.loads(line[6:]))
+    assert chunks[-1]["text"] == full["text"]
+    assert chunks[-1]["output_ids"] == full["output_ids"]
+    counts = [c["meta_info"]["completion_tokens"] for c in chunks]
+    assert max(b - a for a, b in zip(counts, counts[1:], strict=False)) > 1  # a jump in one chunk
+
+
+@pytest.mark.slow
+def test_jump_forward_off_still_validates(tmp_path: Any) -> None:
+    from tests.server.spawn import spawn_server
+
+    with spawn_server(tmp_path, ["--no-grammar-jump-forward"]) as srv:
+        body = {"text": "Customer record:", "sampling_params": {
+            "json_schema": json.dumps(LONG_KEYS), "max_new_tokens": 120, "temperature": 0}}
+        r = httpx.post(srv.url + "/generate", json=body, timeout=300)
+        assert r.status_code == 200, r.text
+        jsonschema.validate(json.loads(r.json()["text"]), LONG_KEYS)
+        assert _jumped(srv) == 0
