@@ -14,6 +14,7 @@ from radixserve.args_help import FLAG_HELP, check_reliability_args
 
 DTYPES = ("auto", "float32", "bfloat16")
 SCHEDULE_POLICIES = ("lpm", "fcfs")
+CHUNKED_PREFILL_POLICIES = ("fair", "fcfs")
 BACKENDS = ("native", "torch")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 # Issue #10: structured output, tool calling, reasoning.
@@ -49,6 +50,9 @@ class ServerArgs:
     max_running_requests: int = 64
     max_prefill_tokens: int = 8192
     chunked_prefill_size: int = 512
+    # How a step's prefill budget is shared (engine/schedule_policy.py): fair (no prompt holds
+    # the whole budget while others wait) or fcfs (the unfinished chunk first, then in order).
+    chunked_prefill_policy: str = "fair"
     page_size: int = 1
     schedule_policy: str = "lpm"
     disable_radix_cache: bool = False
@@ -110,6 +114,7 @@ class ServerArgs:
 
         choice("dtype", DTYPES)
         choice("schedule_policy", SCHEDULE_POLICIES)
+        choice("chunked_prefill_policy", CHUNKED_PREFILL_POLICIES)
         choice("attention_backend", BACKENDS)
         choice("kernel_backend", BACKENDS)
         choice("log_level", LOG_LEVELS)

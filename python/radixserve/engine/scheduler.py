@@ -191,8 +191,9 @@ class Scheduler:
         free = self.args.max_running_requests - len(self.running) - (1 if self.chunked else 0)
         order_waiting(self.waiting, self.args.schedule_policy, self.kv)
         plan = plan_prefill(
-            self.waiting, self.chunked, self.kv, self.budget, reserved, free, self.new_token_ratio
-        )
+            self.waiting, self.chunked, self.kv, self.budget, reserved, free, self.new_token_ratio,
+            fair=self.args.chunked_prefill_policy == "fair",
+        )  # fmt: skip
         if plan.stalled is not None and not self.running:
             # Nothing else will free memory: this sequence can never fit.
             self.chunked = None
