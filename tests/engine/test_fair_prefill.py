@@ -97,3 +97,28 @@ def test_fair_interleaves_short_prompts_with_a_long_chunk(policy: str) -> None:
     busy = [n for n in prefill if n > 0]
     assert all(n == BUDGET for n in busy[:-1])
 
+
+def test_cold_shared_prefix_is_shared_after_one_prefill() -> None:
+    """Requests prefilled together on a prefix nobody cached yet: once their prompts are in,
+    their rows hold the same slots for it, so their decodes form one cascade group."""
+    from radixserve.engine.cascade import shared_prefix_groups
+
+    s = make(num_slots=2048, context=512, chunked_prefill_size=512)
+    system = prompts(1, seed=6, shared=100)[0][:100]
+    ps = [system + tail for tail in prompts(4, seed=7)]
+    for i, p in enumerate(ps):
+        submit(s, f"r{i}", p, max_new=6)
+    s.step()  # one step prefills all four (their prompts fit the budget)
+    assert len(s.running) == 4 and not s.waiting
+    rows = torch.stack([s.kv.req_to_token[r.req_pool_idx, :100] for r in s.running])
+    assert bool((rows == rows[0]).all())  # one copy of the prefix's KV
+    groups = shared_prefix_groups(s.running, s.kv.req_to_token, 64)
+    assert groups is not None and groups.group_ids.tolist() == [0, 0, 0, 0]
+    assert int(groups.prefix_lens[0]) >= 100
+    out = {}
+    while not s.is_idle():
+        for up in s.step():
+            out.setdefault(up.rid, []).extend(up.new_ids)
+    for i, p in enumerate(ps):
+        assert out[f"r{i}"] == expected(p, 6)
+    assert all_free(s)

@@ -309,6 +309,12 @@ class Scheduler:
             if req.kv_len < req.seq_len:  # an unfinished chunk: nothing sampled
                 self.kv.cache_unfinished(req)
                 continue
+            if was_prefill:
+                # The prompt goes into the radix tree now, not at the end: requests admitted
+                # later match it, and ones prefilled in the same step (a cold shared system
+                # prompt) get its slots in place of their copies, so decode shares them
+                # (cascade groups need shared slots).
+                self.kv.cache_unfinished(req)
             if was_prefill and req.num_retractions == 0 and not req.output_ids:
                 self.stats["num_prompt_tokens"] += len(req.origin_input_ids)
                 self.stats["num_cached_tokens"] += req.cached_tokens
