@@ -81,7 +81,7 @@ def plan_prefill(
     never prefills more than the budget either way, and the decodes always run with it.
     """
     plan = PrefillPlan(budget=budget, reserved=reserved)
-    share = budget // 2 if fair else budget  # a chunk's budget while others wait
+    share = max(budget // 2, 1) if fair else budget  # a chunk's budget while others wait
     if chunked is not None:
         want = chunked.seq_len - chunked.kv_len
         take = min(want, share if waiting else budget)
@@ -129,7 +129,7 @@ def _admit(
             kv.release(req)
             break
         if take < want and pos + 1 < len(waiting):
-            take = min(take, max(share, 1))  # a new chunk, others behind it: its share
+            take = min(take, share)  # a new chunk, others behind it: its share
         need = plan.reserved + take + headroom(req, ratio)
         if need > kv.available() + kv.evictable():
             # Does not fit now; keep the order (no overtaking) so large requests cannot starve.
