@@ -66,7 +66,7 @@ class ServerArgs:
     # cached system prompt) once for all of them, when it is at least cascade_min_prefix long.
     disable_cascade_attention: bool = False
     cascade_min_prefix: int = 256
-    # Speculative decoding: None or "NGRAM" (prompt-lookup drafts, greedy requests only).
+    # Speculative decoding: None or "NGRAM" (prompt-lookup drafts; greedy and sampled requests).
     speculative_algorithm: Optional[str] = None
     speculative_num_draft_tokens: int = 4
 
