@@ -1,7 +1,8 @@
 """Offline throughput with a shared system prompt, cascade attention on and off.
 
 N requests = one shared prefix (e.g. a 1,025-token system prompt, already in the radix cache
-from an earlier request, as on a server that has seen it) + a few distinct tokens each; greedy,
+from an earlier request, as on a server that has seen it; `--cold`: not cached, the burst
+arrives on it) + a few distinct tokens each; greedy,
 ignore_eos. Runs the same prompts through radixserve.Engine with `--disable-cascade-attention`
 and without, checks that the outputs are identical, and prints one JSON line.
 
@@ -42,8 +43,8 @@ def run(
     log(f"starting engine (cascade {'on' if cascade else 'off'})")
     with Engine(args.model_path, **kw) as eng:
         params = {"max_new_tokens": args.output_len, "ignore_eos": True, "temperature": 0.0}
-        # The system prompt reaches the radix cache first (a server that has served it before).
-        eng.generate(input_ids=shared, sampling_params={**params, "max_new_tokens": 1})
+        if not args.cold:  # the system prompt is cached already (a server that has seen it)
+            eng.generate(input_ids=shared, sampling_params={**params, "max_new_tokens": 1})
         before = eng.get_load()
         start = time.perf_counter()
         outs = eng.generate(input_ids=prompts, sampling_params=params)
@@ -96,8 +97,9 @@ def run_in_process(
             for up in sched.step():
                 outputs.setdefault(up.rid, []).extend(up.new_ids)
 
-    submit("warm", shared, 1)
-    drain()
+    if not args.cold:
+        submit("warm", shared, 1)
+        drain()
     before = dict(sched.stats)
     for i, p in enumerate(prompts):
         submit(f"r{i}", p, args.output_len)
@@ -129,6 +131,9 @@ def main() -> None:
     p.add_argument("--order", default="off,on", help="which runs, in order: off,on")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
+        "--cold", action="store_true", help="no warm-up: the burst arrives on an uncached prefix"
+    )
+    p.add_argument(
         "--in-process", action="store_true", help="1 thread in this process, thread CPU time"
     )
     args = p.parse_args()
@@ -150,6 +155,7 @@ def main() -> None:
         "shared_len": args.shared_len,
         "distinct_len": args.distinct_len,
         "output_len": args.output_len,
+        "cold": args.cold,
         "dtype": args.dtype,
         "cpu": platform.processor() or platform.machine(),
         "threads": 1 if args.in_process else (args.num_threads or os.cpu_count()),

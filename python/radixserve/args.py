@@ -14,6 +14,7 @@ from radixserve.args_help import FLAG_HELP, check_reliability_args
 
 DTYPES = ("auto", "float32", "bfloat16")
 SCHEDULE_POLICIES = ("lpm", "fcfs")
+CHUNKED_PREFILL_POLICIES = ("fair", "fcfs")
 BACKENDS = ("native", "torch")
 ATTENTION_BACKENDS = ("native", "torch", "flashinfer")
 DEVICES = ("auto", "cpu", "cuda")
@@ -51,6 +52,9 @@ class ServerArgs:
     max_running_requests: int = 64
     max_prefill_tokens: int = 8192
     chunked_prefill_size: int = 512
+    # How a step's prefill budget is shared (engine/schedule_policy.py): fair (no prompt holds
+    # the whole budget while others wait) or fcfs (the unfinished chunk first, then in order).
+    chunked_prefill_policy: str = "fair"
     page_size: int = 1
     schedule_policy: str = "lpm"
     disable_radix_cache: bool = False
@@ -65,7 +69,7 @@ class ServerArgs:
     # cached system prompt) once for all of them, when it is at least cascade_min_prefix long.
     disable_cascade_attention: bool = False
     cascade_min_prefix: int = 256
-    # Speculative decoding: None or "NGRAM" (prompt-lookup drafts, greedy requests only).
+    # Speculative decoding: None or "NGRAM" (prompt-lookup drafts; greedy and sampled requests).
     speculative_algorithm: Optional[str] = None
     speculative_num_draft_tokens: int = 4
     # GPU serving (engine/cuda_graph.py, engine/overlap.py): decode replays CUDA graphs captured
@@ -122,6 +126,7 @@ class ServerArgs:
 
         choice("dtype", DTYPES)
         choice("schedule_policy", SCHEDULE_POLICIES)
+        choice("chunked_prefill_policy", CHUNKED_PREFILL_POLICIES)
         choice("attention_backend", ATTENTION_BACKENDS)
         choice("device", DEVICES)
         choice("kernel_backend", BACKENDS)

@@ -31,6 +31,7 @@ FLAG_HELP: dict[str, str] = {
     "max_prefill_tokens": "Most prompt tokens prefilled in one step.",
     "chunked_prefill_size": "Longest prefill chunk, in tokens.",
     "page_size": "KV page size in tokens (only 1 is supported by the scheduler).",
+    "chunked_prefill_policy": "Sharing of a step's prefill budget: fair (round-robin) or fcfs.",
     "schedule_policy": "Order of waiting requests: lpm (longest prefix match) or fcfs.",
     "disable_radix_cache": "Do not reuse KV of shared prefixes.",
     "stream_interval": "Stream an update every this many tokens.",
@@ -65,7 +66,7 @@ FLAG_HELP: dict[str, str] = {
     "is_embedding": "Serve a causal LM as a last-token embedding model.",
     "disable_cascade_attention": "Turn off cascade attention (shared-prefix KV read once per decode batch).",
     "cascade_min_prefix": "Shortest shared prefix (tokens) that decodes with cascade attention.",
-    "speculative_algorithm": "Speculative decoding: NGRAM (prompt lookup, greedy requests).",
+    "speculative_algorithm": "Speculative decoding: NGRAM (prompt lookup; greedy and sampled requests).",
     "speculative_num_draft_tokens": "Draft tokens proposed per speculative verify step.",
 }
 

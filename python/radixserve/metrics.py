@@ -83,6 +83,19 @@ class ServerMetrics:
             labels, registry=r,
         )  # fmt: skip
 
+        # Speculative decoding (counts since the scheduler's last start; 0 when not speculating).
+        self.spec_draft_tokens = Gauge(
+            PREFIX + "spec_draft_tokens", "Speculative draft tokens proposed", labels, registry=r
+        )
+        self.spec_accepted_tokens = Gauge(
+            PREFIX + "spec_accepted_tokens", "Speculative draft tokens accepted", labels,
+            registry=r,
+        )  # fmt: skip
+        self.spec_accept_rate = Gauge(
+            PREFIX + "spec_accept_rate", "Accepted / proposed speculative draft tokens",
+            labels, registry=r,
+        )  # fmt: skip
+
     def count_request(self, route: str, status: int) -> None:
         self.requests.labels(route, str(status)).inc()
 
@@ -95,6 +108,11 @@ class ServerMetrics:
         self.cache_hit_rate.labels(m).set(load.get("cache_hit_rate", 0.0))
         self.step_errors.labels(m).set(load.get("num_step_errors", 0))
         self.restarts.labels(m).set(load.get("num_scheduler_restarts", 0))
+        drafts = load.get("num_spec_draft_tokens", 0)
+        accepted = load.get("num_spec_accepted_tokens", 0)
+        self.spec_draft_tokens.labels(m).set(drafts)
+        self.spec_accepted_tokens.labels(m).set(accepted)
+        self.spec_accept_rate.labels(m).set(accepted / drafts if drafts else 0.0)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

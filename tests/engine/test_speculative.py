@@ -1,12 +1,15 @@
-"""N-gram speculative decoding: proposals, and greedy outputs token for token equal to plain
-decoding (tiny random Llama and the default model)."""
+"""N-gram speculative decoding: proposals, greedy outputs token for token equal to plain
+decoding (tiny random Llama and the default model), and sampled outputs with the same
+distribution as plain sampling (tiny random Llama; the exact test is test_spec_sampling.py)."""
 
 from __future__ import annotations
 
 import random
+from collections import Counter
 from typing import Any
 
 import pytest
+from scipy.stats import chi2_contingency
 
 from radixserve.engine.engine import Engine
 from radixserve.engine.speculative.ngram import propose_ngram
@@ -41,12 +44,15 @@ def run(path: str | None, spec: bool, prompts: list[list[int]], new: int, **kw: 
         # (prompt + continuation + prompt) make the n-gram drafts right some of the time.
         prompts = [p + first + p for p in prompts[:1]] + prompts
         outs = eng.generate(input_ids=prompts, sampling_params=params)
-        # A sampled request alongside greedy ones: it does not speculate, but runs.
+        # A sampled request alongside a greedy one: it speculates by rejection sampling (its
+        # tokens differ from plain sampling's; the greedy one's must not).
         sampled = eng.generate(
             input_ids=prompts[:2],
             sampling_params=[{**params, "temperature": 0.8, "sampling_seed": 3}, params],
         )
-        return [first] + [o["output_ids"] for o in outs + sampled], outs, eng.get_load()
+        assert len(sampled[0]["output_ids"]) == new
+        greedy = [first] + [o["output_ids"] for o in [*outs, sampled[1]]]
+        return greedy, outs, eng.get_load()
 
 
 def test_ngram_greedy_identical_tiny(tiny_llama_dir: str) -> None:
@@ -82,3 +88,44 @@ def test_ngram_greedy_identical_default_model() -> None:
     assert on == off
     assert load["num_spec_draft_tokens"] > 0
     assert load["num_spec_accepted_tokens"] > 0
+
+
+def test_ngram_sampling_same_distribution_tiny(tiny_llama_dir: str) -> None:
+    """Many seeded sampled requests on a prompt whose drafts are often right: the joint law of
+    the tokens after the first (the first comes from the prefill, not a verify step) is the
+    same with and without speculation (chi-square test of homogeneity, fixed seeds)."""
+    n, new = 400, 4
+    counts: list[Counter[tuple[int, ...]]] = []
+    for spec in (True, False):
+        extra: dict[str, Any] = {"speculative_algorithm": "NGRAM"} if spec else {}
+        with Engine(
+            tiny_llama_dir, dtype="float32", num_threads=1, max_total_tokens=8192,
+            speculative_num_draft_tokens=3, **extra,
+        ) as eng:  # fmt: skip
+            greedy = {"max_new_tokens": 8, "temperature": 0.0, "ignore_eos": True}
+            cont = eng.generate(input_ids=BASE, sampling_params=greedy)["output_ids"]
+            prompt = BASE + cont + BASE  # drafts: the greedy continuation
+            params = [
+                {"max_new_tokens": new, "temperature": 1.0, "top_k": 3, "top_p": 0.95,
+                 "ignore_eos": True, "sampling_seed": seed}
+                for seed in range(n)
+            ]  # fmt: skip
+            outs = eng.generate(input_ids=[prompt] * n, sampling_params=params)
+            load = eng.get_load()
+        assert all(len(o["output_ids"]) == new for o in outs)
+        if spec:
+            assert 0 < load["num_spec_accepted_tokens"] < load["num_spec_draft_tokens"]
+            metas = [o["meta_info"] for o in outs if o["meta_info"].get("spec_verify_ct")]
+            assert metas and all(
+                m["spec_accept_rate"] == m["spec_accepted_tokens"] / m["spec_draft_tokens"]
+                for m in metas
+            )
+            assert sum(m["spec_accepted_tokens"] for m in metas) == load["num_spec_accepted_tokens"]
+        counts.append(Counter(tuple(o["output_ids"][:3]) for o in outs))
+    cells = sorted(set(counts[0]) | set(counts[1]))
+    big = [c for c in cells if counts[0][c] + counts[1][c] >= 10]
+    table = [[cnt[c] for c in big] + [n - sum(cnt[c] for c in big)] for cnt in counts]
+    if table[0][-1] + table[1][-1] == 0:
+        table = [row[:-1] for row in table]
+    assert len(table[0]) >= 3  # a spread of outcomes, not a near point mass
+    assert chi2_contingency(table).pvalue > 1e-3, table

@@ -82,7 +82,8 @@ class FakeTokenizerManager:
     async def get_load(self) -> dict[str, Any]:
         return {"num_running_reqs": len(self.running), "num_waiting_reqs": 0,
                 "num_used_tokens": 0, "token_usage": 0.0, "cache_hit_rate": 0.25,
-                "num_aborted": len(self.aborted)}  # fmt: skip
+                "num_aborted": len(self.aborted), "num_spec_draft_tokens": 8,
+                "num_spec_accepted_tokens": 2}  # fmt: skip
 
     def model_info(self) -> dict[str, Any]:
         return {"model_path": "fake/model", "is_generation": True, "tokenizer_path": "fake/model",

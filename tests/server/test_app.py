@@ -253,6 +253,9 @@ def test_metrics(client: TestClient[Any]) -> None:
     assert ttft[0].value == 1
     hit = fams["radixserve:cache_hit_rate"].samples[0].value
     assert hit == 0.25
+    spec = {n: fams["radixserve:" + n].samples[0].value
+            for n in ("spec_draft_tokens", "spec_accepted_tokens", "spec_accept_rate")}  # fmt: skip
+    assert spec == {"spec_draft_tokens": 8, "spec_accepted_tokens": 2, "spec_accept_rate": 0.25}
 
 
 def test_health_503_when_engine_is_gone(client: TestClient[Any], tm: FakeTokenizerManager) -> None:

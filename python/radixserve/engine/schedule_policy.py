@@ -74,23 +74,59 @@ def plan_prefill(
     reserved: int,
     free_req_slots: int,
     ratio: float,
+    fair: bool = False,
 ) -> PrefillPlan:
     """Continue the chunked request, then admit waiting requests in order while they fit.
 
     `reserved` is what the running decodes need (this step's tokens plus their headroom);
     `free_req_slots` is how many more requests may run. Admitted requests leave `waiting`.
+    One prompt at a time is unfinished (chunked); prompts admitted next to it go in whole.
+
+    fcfs: the chunk takes what it wants of the budget first, so a long prompt holds every
+    step's whole budget until it is in, and the queue behind it waits (head-of-line blocking).
+    fair: while other prompts wait, a chunk (continued or new) is given half the budget; the
+    rest admits waiting prompts in order, and what they leave goes back to the chunk. A step
+    never prefills more than the budget either way, and the decodes always run with it.
     """
     plan = PrefillPlan(budget=budget, reserved=reserved)
+    share = max(budget // 2, 1) if fair else budget  # a chunk's budget while others wait
     if chunked is not None:
-        take = min(chunked.seq_len - chunked.kv_len, plan.budget)
+        want = chunked.seq_len - chunked.kv_len
+        take = min(want, share if waiting else budget)
         if plan.reserved + take > kv.available() + kv.evictable():
             plan.stalled = chunked  # wait for decodes to free memory
             return plan
         plan.add(chunked, take)
-        if plan.chunked is not None:
+        if plan.chunked is not None and not fair:
             return plan  # the whole budget went to the chunk
+    admitted = _admit(plan, waiting, kv, free_req_slots, ratio, share, fair)
+    chunk = plan.chunked
+    if fair and chunk is not None and plan.budget > 0:
+        # The budget the queue did not use goes back to the chunk.
+        more = min(chunk.seq_len - chunk.kv_len - chunk.extend_len, plan.budget)
+        if plan.reserved + more <= kv.available() + kv.evictable():
+            chunk.extend_len += more
+            plan.budget -= more
+            plan.reserved += more
+            if chunk.kv_len + chunk.extend_len >= chunk.seq_len:
+                plan.chunked = None
+    for _ in admitted:  # the admitted requests are the front of the queue, in order
+        waiting.popleft()
+    return plan
+
+
+def _admit(
+    plan: PrefillPlan,
+    waiting: deque[Req],
+    kv: KVManager,
+    free_req_slots: int,
+    ratio: float,
+    share: int,
+    fair: bool,
+) -> list[Req]:
+    """Admit waiting requests in order into the plan's budget; returns the admitted ones."""
     admitted: list[Req] = []
-    for req in waiting:
+    for pos, req in enumerate(waiting):
         if plan.budget <= 0 or free_req_slots <= 0 or kv.free_rows() == 0:
             break
         if not kv.admit(req):
@@ -100,6 +136,8 @@ def plan_prefill(
         if take < want and plan.chunked is not None:
             kv.release(req)
             break
+        if take < want and pos + 1 < len(waiting):
+            take = min(take, share)  # a new chunk, others behind it: its share
         need = plan.reserved + take + headroom(req, ratio)
         if need > kv.available() + kv.evictable():
             # Does not fit now; keep the order (no overtaking) so large requests cannot starve.
@@ -109,8 +147,6 @@ def plan_prefill(
         admitted.append(req)
         free_req_slots -= 1
         plan.reserved += headroom(req, ratio)
-        if plan.chunked is not None:
-            break
-    for _ in admitted:  # the admitted requests are the front of the queue, in order
-        waiting.popleft()
-    return plan
+        if plan.chunked is req and not fair:
+            break  # fcfs: the chunk ends the step's admissions
+    return admitted

@@ -209,8 +209,9 @@ class Scheduler:
         free = self.args.max_running_requests - len(self.running) - (1 if self.chunked else 0)
         order_waiting(self.waiting, self.args.schedule_policy, self.kv)
         plan = plan_prefill(
-            self.waiting, self.chunked, self.kv, self.budget, reserved, free, self.new_token_ratio
-        )
+            self.waiting, self.chunked, self.kv, self.budget, reserved, free, self.new_token_ratio,
+            fair=self.args.chunked_prefill_policy == "fair",
+        )  # fmt: skip
         if plan.stalled is not None and not self.running:
             # Nothing else will free memory: this sequence can never fit.
             self.chunked = None
@@ -333,6 +334,12 @@ class Scheduler:
             if req.kv_len < req.seq_len:  # an unfinished chunk: nothing sampled
                 self.kv.cache_unfinished(req)
                 continue
+            if was_prefill:
+                # The prompt goes into the radix tree now, not at the end: requests admitted
+                # later match it, and ones prefilled in the same step (a cold shared system
+                # prompt) get its slots in place of their copies, so decode shares them
+                # (cascade groups need shared slots).
+                self.kv.cache_unfinished(req)
             if was_prefill and req.num_retractions == 0 and not req.output_ids:
                 self.stats["num_prompt_tokens"] += len(req.origin_input_ids)
                 self.stats["num_cached_tokens"] += req.cached_tokens

@@ -175,8 +175,8 @@ def _kept_weights(z: torch.Tensor, e: torch.Tensor, info: SamplingBatchInfo) -> 
     return torch.where(keep_ids, e, torch.zeros_like(e)).double()
 
 
-def _draw(w: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """Step 4: inverse CDF in token-id order with the two-level block sums."""
+def draw(w: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Step 4: inverse CDF in token-id order with the two-level block sums (u float64 [bs])."""
     bs, vocab = w.shape
     pad = (-vocab) % SAMPLE_BLOCK
     wp = F.pad(w, (0, pad))
@@ -202,6 +202,20 @@ def _draw(w: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     return last_pos.gather(1, pos[:, None])[:, 0]
 
 
+def sampling_weights(pen: torch.Tensor, info: SamplingBatchInfo) -> tuple[torch.Tensor, torch.Tensor]:
+    """Step 3 on penalised logits: (float64 weights [bs, vocab], 0 off the kept tokens; the
+    row maxima of z). A row's distribution is its weights over their sum; rows whose max is
+    not finite (everything masked) have no distribution (the sampler takes the argmax)."""
+    temps = info.temperatures
+    z = pen / torch.where(temps > 0, temps, torch.ones_like(temps))[:, None]
+    m = z.max(dim=-1).values
+    e = torch.exp(z - m[:, None])
+    truncated = (info.top_ks < pen.shape[1]) | (info.top_ps < 1) | (info.min_ps > 0)
+    if not bool(truncated.any()):
+        return e.double(), m
+    return torch.where(truncated[:, None], _kept_weights(z, e, info), e.double()), m
+
+
 def sample_ref(logits: torch.Tensor, info: SamplingBatchInfo) -> SampleOutput:
     """The plain-PyTorch definition of the sampler (see the module docstring)."""
     check_inputs(logits, info)
@@ -211,13 +225,9 @@ def sample_ref(logits: torch.Tensor, info: SamplingBatchInfo) -> SampleOutput:
         next_ids = greedy
     else:
         temps = info.temperatures
-        z = pen / torch.where(temps > 0, temps, torch.ones_like(temps))[:, None]
-        m = z.max(dim=-1).values
-        e = torch.exp(z - m[:, None])
-        truncated = (info.top_ks < pen.shape[1]) | (info.top_ps < 1) | (info.min_ps > 0)
-        w = torch.where(truncated[:, None], _kept_weights(z, e, info), e.double())
-        sampled = _draw(w, uniforms(info.seeds, info.steps))
-        sampled = torch.where(torch.isfinite(m), sampled, z.argmax(dim=-1))
+        w, m = sampling_weights(pen, info)
+        sampled = draw(w, uniforms(info.seeds, info.steps))
+        sampled = torch.where(torch.isfinite(m), sampled, pen.argmax(dim=-1))
         next_ids = torch.where(temps == 0, greedy, sampled)
     out = SampleOutput(next_token_ids=next_ids)
     n = _top_n(info)

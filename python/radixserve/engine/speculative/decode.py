@@ -1,15 +1,17 @@
 """One speculative decode step: n-gram drafts for the running requests, verified in one forward.
 
 Each eligible request feeds its last token plus up to k draft tokens (an extend of 1 + k
-tokens, causal over its KV); the logits at those 1 + k positions give the greedy token after
-each prefix, so the drafts are accepted while they equal those tokens, and one more token (the
-model's own after the last accepted draft) always comes for free. The output is therefore
-token for token what plain greedy decoding produces. KV slots of rejected drafts are freed at
-once; the accepted drafts' KV is already in place.
+tokens, causal over its KV); the logits at those 1 + k positions give the target distribution
+after each prefix. Greedy requests accept the drafts while they equal the argmax, then take the
+model's own token after the last accepted draft: token for token what plain greedy decoding
+produces. Sampled requests accept by rejection sampling against the sampler's distribution
+(rejection.py), which keeps plain sampling's distribution. Either way one more token than the
+accepted drafts comes from the step. KV slots of rejected drafts are freed at once; the
+accepted drafts' KV is already in place.
 
-No step speculates while a running request wants logprobs. Eligible: greedy requests without penalties, logit bias or a pending min_new_tokens
-(the sampler would change their logits). Others (sampled requests included: no rejection
-sampling here) decode one token in the same forward, through the normal sampler.
+No step speculates while a running request wants logprobs or has a grammar. Eligible:
+requests without penalties, logit bias or a pending min_new_tokens (their sampler inputs change
+per position). Others decode one token in the same forward, through the normal sampler.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch
 from radixserve.engine.request import Req
 from radixserve.engine.schedule_batch import build_forward_batch, build_sampling_info
 from radixserve.engine.speculative.ngram import propose_ngram
+from radixserve.engine.speculative.rejection import expand_info, verify_sampled
 from radixserve.engine.step_guard import InflightStep
 
 if TYPE_CHECKING:
@@ -31,8 +34,7 @@ if TYPE_CHECKING:
 def eligible(req: Req) -> bool:
     p = req.params
     return (
-        p.is_greedy
-        and not req.return_logprob
+        not req.return_logprob
         and not p.logit_bias
         and p.frequency_penalty == 0.0
         and p.presence_penalty == 0.0
@@ -94,33 +96,59 @@ class NgramSpeculator:
             info = build_sampling_info([batch[i] for i in plain], sched.vocab_size)
             res = sched.runner.sample(logits[[first_row[i] for i in plain]], info)
             sampled = dict(zip(plain, res.next_token_ids.tolist(), strict=True))
-        greedy = logits.argmax(dim=-1).tolist()
+        verified = self._verify(sched, batch, first_row, logits)
         sched.inflight = None
         sched.stats["num_forward_steps"] += 1
-        return self._finish(sched, batch, first_row, greedy, sampled)
+        return self._finish(sched, batch, verified, sampled)
+
+    @staticmethod
+    def _verify(
+        sched: Scheduler, batch: list[Req], first_row: list[int], logits: torch.Tensor
+    ) -> dict[int, tuple[list[int], int]]:
+        """New tokens and accepted-draft count of every drafting request (index in batch)."""
+        out: dict[int, tuple[list[int], int]] = {}
+        rand: list[int] = []
+        for i, r in enumerate(batch):
+            if not r.draft_ids:
+                continue
+            if not r.params.is_greedy:
+                rand.append(i)
+                continue
+            lo = first_row[i]
+            model = logits[lo : lo + len(r.draft_ids) + 1].argmax(dim=-1).tolist()
+            a = 0
+            while a < len(r.draft_ids) and r.draft_ids[a] == model[a]:
+                a += 1
+            out[i] = (model[: a + 1], a)  # accepted drafts (equal to the model's) + one more
+        if rand:
+            reqs = [batch[i] for i in rand]
+            drafts = [r.draft_ids for r in reqs]
+            info = expand_info(
+                build_sampling_info(reqs, sched.vocab_size), [len(d) for d in drafts]
+            )
+            rows = [
+                row for i in rand for row in range(first_row[i], first_row[i] + batch[i].extend_len)
+            ]
+            results = verify_sampled(logits[rows], info, drafts)
+            out.update(zip(rand, results, strict=True))
+        return out
 
     def _finish(
         self,
         sched: Scheduler,
         batch: list[Req],
-        first_row: list[int],
-        greedy: list[int],
+        verified: dict[int, tuple[list[int], int]],
         sampled: dict[int, int],
     ) -> list[ipc.ReqUpdate]:
         updates = []
         for i, req in enumerate(batch):
-            d = req.draft_ids
-            if d:
-                model = greedy[first_row[i] : first_row[i] + len(d) + 1]
-                a = 0
-                while a < len(d) and d[a] == model[a]:
-                    a += 1
-                new = model[: a + 1]  # accepted drafts (equal to the model's) + one more
+            if i in verified:
+                new, accepted = verified[i]
                 req.spec_verify_ct += 1
-                req.spec_draft_tokens += len(d)
-                req.spec_accepted_tokens += a
-                sched.stats["num_spec_draft_tokens"] += len(d)
-                sched.stats["num_spec_accepted_tokens"] += a
+                req.spec_draft_tokens += len(req.draft_ids)
+                req.spec_accepted_tokens += accepted
+                sched.stats["num_spec_draft_tokens"] += len(req.draft_ids)
+                sched.stats["num_spec_accepted_tokens"] += accepted
             else:
                 new = [sampled[i]]
             appended = 0
