@@ -10,6 +10,7 @@ import pytest
 
 from radixserve.engine import ipc
 from radixserve.engine.detokenizer import IncrementalDetokenizer, held_back_for_stop
+from radixserve.engine.finish_reason import FinishReason
 from radixserve.engine.io_struct import GenerateRequest
 from radixserve.engine.request_state import ReqState
 from radixserve.engine.sampling_params import SamplingParams
@@ -96,7 +97,7 @@ def test_stream_holds_back_and_trims_stop(tok: Any, no_trim: bool) -> None:
     for i, t in enumerate(ids):
         text = tok.decode(ids[: i + 1])
         done = "END" in text
-        reason = {"type": "stop", "matched": "END"} if done else None
+        reason = FinishReason(type="stop", matched="END") if done else None
         up = ipc.ReqUpdate("r", [t], done, reason, 2, 0)
         out = state.apply(up)
         streamed.append(out.delta_text)
