@@ -187,7 +187,7 @@ def test_jump_forward_output_validates_in_fewer_steps(backend: XGrammarBackend, 
         mgr = GrammarManager(backend, cache_size=4, jump_forward=jump)
         req = ready_req(mgr, real_req(tokenizer, f"j{jump}", json_schema=json.dumps(RECORD)))
         steps[jump] = decode_steps(mgr, req, tokenizer, seed)
-        assert req.finish_reason == {"type": "stop", "matched": tokenizer.eos_token_id}
+        assert req.finish_reason == FinishReason(type="stop", matched=tokenizer.eos_token_id)
         text = tokenizer.decode(req.output_ids[:-1])
         jsonschema.validate(json.loads(text), RECORD)
         outs[jump] = (text, len(req.output_ids))
@@ -223,11 +223,11 @@ def test_jump_forward_stops_inside_forced_text(backend: XGrammarBackend, tokeniz
     mgr = GrammarManager(backend, cache_size=4, jump_forward=True)
     req = ready_req(mgr, real_req(tokenizer, "s", json_schema=schema, stop="priority"))
     decode_steps(mgr, req, tokenizer)
-    assert req.finish_reason == {"type": "stop", "matched": "priority"}
+    assert req.finish_reason == FinishReason(type="stop", matched="priority")
     assert tokenizer.decode(req.output_ids).count("priority") == 1
     req = ready_req(mgr, real_req(tokenizer, "l", max_new=4, json_schema=schema))
     decode_steps(mgr, req, tokenizer)
-    assert req.finish_reason == {"type": "length", "length": 4} and len(req.output_ids) == 4
+    assert req.finish_reason == FinishReason(type="length", length=4) and len(req.output_ids) == 4
 
 
 def test_jump_forward_skips_logprob_requests(backend: XGrammarBackend, tokenizer: Any) -> None:

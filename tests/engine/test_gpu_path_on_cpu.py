@@ -194,7 +194,7 @@ def test_overlap_gives_plain_loop_tokens_and_frees_kv(radix: bool) -> None:
         for i, p in enumerate(ps):
             if i != 3:
                 assert out[f"r{i}"].new_ids == expected(p, 3 + i)
-        assert out["r3"].finish_reason["type"] == "stop" and out["r3"].new_ids[-1] == EOS
+        assert out["r3"].finish_reason is not None and out["r3"].finish_reason.type == "stop" and out["r3"].new_ids[-1] == EOS
         assert (s.stats["num_lookahead_steps"] > 0) == overlap
         assert all_free(s)
     assert results[True] == results[False]
