@@ -20,6 +20,7 @@ from radixserve.layers.backend import native_ops, set_kernel_backend
 from radixserve.layers.linear import Linear
 from radixserve.layers.sampling_info import SampleOutput, SamplingBatchInfo
 from radixserve.models.config import ModelConfig
+from radixserve.models.gguf_loader import release_gguf_readers
 from radixserve.models.loader import load_model, load_model_config
 from radixserve.models.tokenizer import load_tokenizer
 
@@ -78,6 +79,7 @@ class ModelRunner:
             self.model_config.chat_template = getattr(self.tokenizer, "chat_template", None)
         self.model: Any = load_model(self.model_config)
         self._post_load(self.model)
+        release_gguf_readers()  # everything is loaded: the parsed GGUF is garbage now
 
         self.max_total_tokens = self._kv_pool_size()
         self.req_to_token_pool = ReqToTokenPool(
