@@ -244,8 +244,12 @@ torch::Tensor quant_linear(const torch::Tensor& x, const torch::Tensor& packed,
   pick_kernels(&gemv, &gemm);
   const bool decode = m <= kGemvMaxRows;
   static thread_local ActivationBuffers buffers;
-  prepare_activations(&p, &buffers, int16_activations(),
-                      decode && gemv != quant::quant_gemv_generic);
+  // Integer dots for the decode rows, except Q8_0 at M = 1: there the fp32 kernel on the same
+  // rounded x' streamed faster (LM head 2.8 vs 4.5 ms, one thread, benchmarks/results/
+  // linear_quant.md), while Q4 and Q8_0 at M >= 2 gain from the integer dots.
+  const bool integer_decode = decode && gemv != quant::quant_gemv_generic &&
+                              !(p.type == quant::kQ8_0 && m == 1);
+  prepare_activations(&p, &buffers, int16_activations(), integer_decode);
   if (decode) {
     // Each thread streams a contiguous run of weight rows once.
     const int64_t items = (h.n + kGemvChunk - 1) / kGemvChunk;
