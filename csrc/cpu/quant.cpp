@@ -244,11 +244,7 @@ torch::Tensor quant_linear(const torch::Tensor& x, const torch::Tensor& packed,
   pick_kernels(&gemv, &gemm);
   const bool decode = m <= kGemvMaxRows;
   static thread_local ActivationBuffers buffers;
-  // Integer dots for the decode rows, except Q8_0 at M = 1: there the fp32 kernel on the same
-  // rounded x' streamed faster (LM head 2.8 vs 4.5 ms, one thread, benchmarks/results/
-  // linear_quant.md), while Q4 and Q8_0 at M >= 2 gain from the integer dots.
-  const bool integer_decode = decode && gemv != quant::quant_gemv_generic &&
-                              !(p.type == quant::kQ8_0 && m == 1);
+  const bool integer_decode = decode && gemv != quant::quant_gemv_generic;
   prepare_activations(&p, &buffers, int16_activations(), integer_decode);
   if (decode) {
     // Each thread streams a contiguous run of weight rows once.
