@@ -14,6 +14,7 @@
 #include "cpu/encoder_ops.h"
 #include "cpu/norm.h"
 #include "cpu/quant.h"
+#include "cpu/decoder.h"
 #include "cpu/rope.h"
 #include "cpu/sampling.h"
 // ---- includes: cuda kernels ----
@@ -285,8 +286,31 @@ PYBIND11_MODULE(_C, m) {
         py::arg("packed"), "packed weight -> float32 [N, K]");
   m.def("quant_weight_info", &radixserve::cpu::quant_weight_info, py::arg("packed"),
         "(qtype, N, K) of a packed weight");
+  m.def("set_quant_activations", &radixserve::cpu::set_quant_activations, py::arg("mode"),
+        "quant_linear activations: 'int16' per 32-block (default) or 'fp32'");
+  m.def("quant_activations", &radixserve::cpu::quant_activations,
+        "quant_linear's activation rounding now: 'int16' or 'fp32'");
   m.def("quant_linear_isa", &radixserve::cpu::quant_linear_isa,
         "kernel build quant_linear() uses now");
+
+  // ---- section: the decode layer loop in one call (models/llama.py's fused decode) ----
+  py::class_<radixserve::cpu::DecoderStack>(
+      m, "DecoderStack", "A Llama-family decoder stack's decode step in one native call")
+      .def(py::init<int64_t, int64_t, int64_t, double, torch::Tensor, bool>(),
+           py::arg("num_heads"), py::arg("num_kv_heads"), py::arg("head_dim"),
+           py::arg("rms_eps"), py::arg("cos_sin_cache"), py::arg("is_neox"))
+      .def("add_layer", &radixserve::cpu::DecoderStack::add_layer, py::arg("input_norm"),
+           py::arg("post_attention_norm"), py::arg("qkv"), py::arg("qkv_quant"),
+           py::arg("qkv_bias"), py::arg("o"), py::arg("o_quant"), py::arg("gate_up"),
+           py::arg("gate_up_quant"), py::arg("down"), py::arg("down_quant"),
+           py::arg("sliding_window"), "append a layer (packed weights, as the Linears hold)")
+      .def_property_readonly("num_layers", &radixserve::cpu::DecoderStack::num_layers)
+      .def("decode", &radixserve::cpu::DecoderStack::decode, py::arg("h"), py::arg("positions"),
+           py::arg("k_caches"), py::arg("v_caches"), py::arg("out_cache_loc"),
+           py::arg("req_to_token"), py::arg("req_pool_indices"), py::arg("seq_lens"),
+           py::call_guard<py::gil_scoped_release>(),
+           "embeddings [B, H] -> (h, residual) after the last layer, one decode token per "
+           "request");
 
   // ---- section: sampling ----
   {

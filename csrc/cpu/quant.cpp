@@ -4,6 +4,8 @@
 #include "cpu/quant.h"
 
 #include <algorithm>
+#include <atomic>
+#include <cstring>
 #include <cmath>
 #include <cstdlib>
 #include <string>
@@ -26,18 +28,17 @@ constexpr int64_t kHeaderBytes = 64;
 // read once); more rows take the prefill kernel (an fp32 tile per 32 output columns, reused by
 // every row). Chosen with benchmarks/kernels/bench_linear.py (benchmarks/results/linear_quant.md).
 constexpr int64_t kGemvMaxRows = 5;
-// Decode with int16 activations (exact madd dot products; 1.4x faster for Q4_1 at M=1 here)
-// only when RADIXSERVE_QUANT_INT16=1: their rounding (2^-16 of a block's max) makes a token's
-// logits depend on whether it ran in a decode or a prefill, enough to flip near-tied greedy
-// choices between identical requests (two n=2 greedy completions of the default model
-// differed). The default fp32-activation kernels differ between the paths only by fp32
-// summation order.
-bool int16_decode() {
-  static const bool on = [] {
-    const char* v = std::getenv("RADIXSERVE_QUANT_INT16");
-    return v != nullptr && std::string(v) == "1";
-  }();
-  return on;
+// Activation rounding (quant_kernels.h): 1 = int16 per 32-block (default), 0 = fp32 as given.
+// The first read takes RADIXSERVE_QUANT_ACTIVATIONS=fp32|int16; set_quant_activations() after.
+std::atomic<int> g_int16_activations{-1};
+bool int16_activations() {
+  int v = g_int16_activations.load(std::memory_order_relaxed);
+  if (v < 0) {
+    const char* env = std::getenv("RADIXSERVE_QUANT_ACTIVATIONS");
+    v = env != nullptr && std::string(env) == "fp32" ? 0 : 1;
+    g_int16_activations.store(v, std::memory_order_relaxed);
+  }
+  return v == 1;
 }
 constexpr int64_t kGemvChunk = 16;  // output columns per decode work item
 constexpr int64_t kRowChunk = 96;   // activation rows per prefill work item (as gemm.cpp)
@@ -101,36 +102,73 @@ void repack_block(QType t, const uint8_t* src, uint8_t* row, int64_t kb, int64_t
               quant::qs_bytes(t));
 }
 
-// Decode activations: per 32-block fp32 sums (Q4 offsets), int16 values and their scales.
-void quantize_activations(quant::QuantProblem* p, std::vector<float>* xsum,
-                          std::vector<float>* xscale, std::vector<int16_t>* xq, bool want_int16) {
-  const int64_t m = p->M, kb = p->KB;
+// Per-call activation buffers, reused by the calling thread (quant_linear runs them before its
+// parallel region).
+struct ActivationBuffers {
+  std::vector<float> xsum, xscale, xdq;
+  std::vector<int16_t> xq;
+};
+
+// Fills p->xsum and, with int16 activations, either p->xq/xscale (integer decode kernels) or
+// p->x = x' = sx * xq (fp32 prefill and portable kernels): the same rounded values either way.
+void prepare_activations(quant::QuantProblem* p, ActivationBuffers* buf, bool int16,
+                         bool integer_decode) {
+  const int64_t m = p->M, kb = p->KB, k = p->K;
   p->ldxs = (kb + quant::kScaleVec - 1) / quant::kScaleVec * quant::kScaleVec;
-  xsum->assign(static_cast<size_t>(m * p->ldxs), 0.f);
-  if (want_int16) {
-    xscale->assign(static_cast<size_t>(m * p->ldxs), 0.f);
-    xq->assign(static_cast<size_t>(m * p->K), 0);
+  buf->xsum.assign(static_cast<size_t>(m * p->ldxs), 0.f);
+  p->xsum = buf->xsum.data();
+  if (!int16) {
+    for (int64_t r = 0; r < m; ++r)
+      for (int64_t b = 0; b < kb; ++b) {
+        const float* xb = p->x + r * p->ldx + b * kQK;
+        float s = 0.f;
+        for (int i = 0; i < kQK; ++i) s += xb[i];
+        buf->xsum[r * p->ldxs + b] = s;
+      }
+    return;
   }
+  if (integer_decode) {
+    buf->xscale.assign(static_cast<size_t>(m * p->ldxs), 0.f);
+    buf->xq.resize(static_cast<size_t>(m * k));
+  } else {
+    buf->xdq.resize(static_cast<size_t>(m * k));
+  }
+  float* xsum = buf->xsum.data();
+  float* xscale = buf->xscale.data();
+  float* xdq = buf->xdq.data();
+  int16_t* xq = buf->xq.data();
+  const float* x = p->x;
+  const int64_t ldx = p->ldx, ldxs = p->ldxs;
+#pragma omp parallel for schedule(static) if (m >= 64)
   for (int64_t r = 0; r < m; ++r)
     for (int64_t b = 0; b < kb; ++b) {
-      const float* xb = p->x + r * p->ldx + b * kQK;
-      float s = 0.f, amax = 0.f;
-      for (int i = 0; i < kQK; ++i) {
-        s += xb[i];
-        amax = std::max(amax, std::abs(xb[i]));
-      }
-      (*xsum)[r * p->ldxs + b] = s;
-      if (!want_int16) continue;
+      const float* xb = x + r * ldx + b * kQK;
+      float amax = 0.f;
+      for (int i = 0; i < kQK; ++i) amax = std::max(amax, std::abs(xb[i]));
       const float sx = amax / 32767.f;
       const float inv = amax > 0.f ? 32767.f / amax : 0.f;
-      (*xscale)[r * p->ldxs + b] = sx;
-      int16_t* q = xq->data() + r * p->K + b * kQK;
-      for (int i = 0; i < kQK; ++i) q[i] = static_cast<int16_t>(std::nearbyint(xb[i] * inv));
+      int16_t q[kQK];
+      int sum = 0;
+      for (int i = 0; i < kQK; ++i) {
+        const float v = xb[i] * inv;  // |v| <= 32767 up to rounding; halves round away from 0
+        const int qi = static_cast<int>(v + (v >= 0.f ? 0.5f : -0.5f));
+        q[i] = static_cast<int16_t>(std::min(32767, std::max(-32767, qi)));
+        sum += q[i];
+      }
+      xsum[r * ldxs + b] = sx * static_cast<float>(sum);
+      if (integer_decode) {
+        xscale[r * ldxs + b] = sx;
+        std::memcpy(xq + r * k + b * kQK, q, sizeof(q));
+      } else {
+        for (int i = 0; i < kQK; ++i) xdq[r * k + b * kQK + i] = sx * static_cast<float>(q[i]);
+      }
     }
-  p->xsum = xsum->data();
-  if (want_int16) {
-    p->xscale = xscale->data();
-    p->xq = xq->data();
+  if (integer_decode) {
+    p->xq = xq;
+    p->xscale = xscale;
+  } else {
+    p->x = xdq;
+    p->ldx = k;
   }
 }
 
@@ -205,10 +243,9 @@ torch::Tensor quant_linear(const torch::Tensor& x, const torch::Tensor& packed,
   quant::QuantGemmFn gemm;
   pick_kernels(&gemv, &gemm);
   const bool decode = m <= kGemvMaxRows;
-  std::vector<float> xsum, xscale;
-  std::vector<int16_t> xq;
-  quantize_activations(&p, &xsum, &xscale, &xq,
-                       decode && int16_decode() && gemv != quant::quant_gemv_generic);
+  static thread_local ActivationBuffers buffers;
+  const bool integer_decode = decode && gemv != quant::quant_gemv_generic;
+  prepare_activations(&p, &buffers, int16_activations(), integer_decode);
   if (decode) {
     // Each thread streams a contiguous run of weight rows once.
     const int64_t items = (h.n + kGemvChunk - 1) / kGemvChunk;
@@ -265,6 +302,14 @@ std::tuple<std::string, int64_t, int64_t> quant_weight_info(const torch::Tensor&
   const Header h = read_header(packed, "quant_weight_info");
   return {qtype_name(static_cast<QType>(h.qtype)), h.n, h.k};
 }
+
+void set_quant_activations(const std::string& mode) {
+  RS_CHECK(mode == "int16" || mode == "fp32",
+           "set_quant_activations: mode must be 'int16' or 'fp32', got '", mode, "'");
+  g_int16_activations.store(mode == "int16" ? 1 : 0, std::memory_order_relaxed);
+}
+
+std::string quant_activations() { return int16_activations() ? "int16" : "fp32"; }
 
 std::string quant_linear_isa() {
   quant::QuantGemvFn gemv;

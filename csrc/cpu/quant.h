@@ -1,6 +1,7 @@
 // Linear layers on GGUF-quantized weights (Q4_0, Q4_1, Q8_0) kept quantized: the GGUF blocks are
 // repacked once at load (layout: quant_kernels.h) and multiplied by kernels that dequantise in
-// registers (decode) or one fp32 tile at a time (prefill). Activations and sums are fp32.
+// registers (decode) or one fp32 tile at a time (prefill). Activations are rounded to int16 per
+// 32-block by default (set_quant_activations); sums are fp32.
 #pragma once
 
 #include <torch/extension.h>
@@ -26,6 +27,11 @@ torch::Tensor dequantize_quant_weight(const torch::Tensor& packed);
 
 // (qtype, N, K) of a packed weight.
 std::tuple<std::string, int64_t, int64_t> quant_weight_info(const torch::Tensor& packed);
+
+// How quant_linear rounds activations (quant_kernels.h): "int16" per 32-block (the default) or
+// "fp32" (as given). Process-wide.
+void set_quant_activations(const std::string& mode);
+std::string quant_activations();
 
 // The kernel build quant_linear() uses now: "avx512", "avx2" or "generic".
 std::string quant_linear_isa();

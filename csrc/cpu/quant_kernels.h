@@ -11,10 +11,15 @@
 // order: byte j of a 4-bit block holds weight j (low nibble) and weight j + 16 (high nibble).
 // The row sizes equal GGUF's (18, 20, 34 bytes per block): only the scales move.
 //
-// Decode activations: x is also given as int16 per 32-block (xq = round(x / sx), sx =
-// max|x| / 32767, relative error <= 2^-16 of the block's largest value: 128x finer than bf16),
-// so the decode kernels multiply 16-bit integers exactly (madd) and scale each block's integer
-// sum by d * sx once. The Q4 offsets use the exact fp32 block sums of x.
+// Activations (default, `int16`): quant_linear first rounds x per 32-block to int16
+// (sx = max|x| / 32767, xq = round(x / sx): relative error <= 2^-16 of the block's largest value,
+// 128x finer than bf16), and every kernel multiplies the same rounded values x' = sx * xq: the
+// decode kernels exactly in integers (madd, one fp32 scale d * sx per block), the prefill and
+// portable kernels in fp32 on x'. So decode and prefill of one token differ only in fp32
+// summation order, as with fp32 activations. The Q4 offsets use the block sums of x'
+// (sx * sum(xq)). With `fp32` activations (set_quant_activations) x is used as given and the
+// offsets use its exact block sums. (int8 activations, as llama.cpp's q8 dot products, moved
+// the default model's logits by up to 0.76 against the dequantised fp32 model; int16 by 1.6e-2.)
 #pragma once
 
 #include <cmath>
@@ -36,11 +41,11 @@ inline int64_t row_bytes(QType t, int64_t kb) { return kb * (scale_bytes(t) + qs
 inline int64_t qs_offset(QType t, int64_t kb) { return kb * scale_bytes(t); }
 
 struct QuantProblem {
-  const float* x = nullptr;  // [M, K] fp32 activations, row stride ldx
+  const float* x = nullptr;  // [M, K] fp32 activations (x' in int16 mode), row stride ldx
   int64_t ldx = 0;
-  const int16_t* xq = nullptr;  // [M, K] int16 activations per block (decode), or null
+  const int16_t* xq = nullptr;  // [M, K] int16 activations (integer decode), or null
   const float* xscale = nullptr;  // [M, ldxs] their per-block scales sx (zero past KB)
-  // [M, ldxs] per-block sums of x (zero past KB), for the Q4 offset term.
+  // [M, ldxs] per-block sums of x (of x' in int16 mode; zero past KB), for the Q4 offset term.
   const float* xsum = nullptr;
   int64_t ldxs = 0;
   const uint8_t* w = nullptr;  // packed rows (layout above)
@@ -52,7 +57,7 @@ struct QuantProblem {
 };
 
 // Decode: output columns [n0, n1) for all M rows; each weight row is read once and dequantised
-// in registers (sum_b d_b * dot(q_b, x_b) + m_b * sum(x_b)). The vector builds need xq.
+// in registers (sum_b d_b * dot(q_b, x_b) + m_b * sum(x_b)); integer dots when xq is set.
 using QuantGemvFn = void (*)(const QuantProblem&, int64_t n0, int64_t n1);
 // Prefill: output columns [n0, n0 + 32) (clipped to N), rows [m0, m1): the 32 weight rows are
 // dequantised to an fp32 [K][32] tile once, then multiplied like the fp32 gemm.

@@ -4,12 +4,12 @@
 // algorithm: decode is bound by memory, not by vector width). Include only from those files.
 //
 // Decode (few rows): per weight row and 8 blocks, the fp16 scales are converted by one vector
-// instruction. Default, fp32 activations: a block's 32 quants become 4 fp32 vectors, multiplied
-// with x, and the block's sum is scaled by d. Opt-in int16 activations (RADIXSERVE_QUANT_INT16=1,
-// see quant.cpp): a block's 32 quants become two vectors of 16 int16 (4-bit: bytes widened,
-// then masked / shifted; 8-bit: sign-extended), multiplied exactly with the int16 activations
-// (madd), and the block's integer sum is scaled by d * sx; Q4 offsets add m * sum(x of the
-// block) from the exact fp32 block sums.
+// instruction. Default, int16 activations: a block's 32 quants become two vectors of 16 int16
+// (4-bit: bytes widened, then masked / shifted; 8-bit: sign-extended), multiplied exactly with
+// the int16 activations (madd), and the block's integer sum is scaled by d * sx in one
+// conversion and FMA.
+// Q4 offsets add m * sum(x' of the block). fp32 activations (set_quant_activations("fp32")):
+// a block's 32 quants become 4 fp32 vectors, multiplied with x, and the block's sum is scaled by d.
 // Prefill: 32 weight rows are dequantised to an fp32 [K][32] tile once (d * q + m by one FMA),
 // then 6-row x 16-column register tiles stream it, as the fp32 gemm does.
 #pragma once
@@ -33,16 +33,27 @@ inline float hsum(__m256 a) {
 }
 
 // The 32 quants of a block as two vectors of 16 int16: weights 0..15 and 16..31.
+// Byte j of a 4-bit block holds weight j (low nibble) and weight j + 16 (high nibble).
 template <QType T>
-inline void block_q16(const uint8_t* qs, __m256i* lo, __m256i* hi) {
+inline void block_words(const uint8_t* qs, __m256i* lo, __m256i* hi) {
   if (T == kQ8_0) {
     *lo = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs)));
     *hi = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs + 16)));
-  } else {  // byte j: weight j in the low nibble, weight j + 16 in the high one
-    const __m256i bytes = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs)));
+  } else {
+    const __m256i bytes =
+        _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs)));
     *lo = _mm256_and_si256(bytes, _mm256_set1_epi16(0xf));
     *hi = _mm256_srli_epi16(bytes, 4);
   }
+}
+
+// Exact integer dot of a block's quants with 32 int16 activations, as 8 fp32 partial sums
+// (madd: int16 pairs summed into int32; |sum| <= 32 * 128 * 32767 fits).
+inline __m256 block_dot_i16(__m256i lo, __m256i hi, const int16_t* x) {
+  const __m256i* xv = reinterpret_cast<const __m256i*>(x);
+  const __m256i s = _mm256_add_epi32(_mm256_madd_epi16(lo, _mm256_loadu_si256(xv)),
+                                     _mm256_madd_epi16(hi, _mm256_loadu_si256(xv + 1)));
+  return _mm256_cvtepi32_ps(s);
 }
 
 // The 32 quants of a block as 4 fp32 vectors (weights 0-7, 8-15, 16-23, 24-31). 4-bit: bytes
@@ -84,16 +95,20 @@ inline void load_scales(const uint8_t* row, int64_t kb, int64_t b0, __m256* d, _
   if (T == kQ8_0) *m = _mm256_setzero_ps();
 }
 
-// acc[r] += (d * sx[r]) * dot(q, xq[r]) over block b, for MR activation rows from m0: the
-// integer dot is exact (madd: int16 pairs summed into int32), one conversion per block.
-template <int MR>
-inline void block_dot(const QuantProblem& p, __m256i lo, __m256i hi, const float* dsx, int64_t b,
-                      int64_t m0, __m256* acc) {
-  for (int r = 0; r < MR; ++r) {
-    const __m256i* x = reinterpret_cast<const __m256i*>(p.xq + (m0 + r) * p.K + b * kQK);
-    const __m256i s = _mm256_add_epi32(_mm256_madd_epi16(lo, _mm256_loadu_si256(x)),
-                                       _mm256_madd_epi16(hi, _mm256_loadu_si256(x + 1)));
-    acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_broadcast_ss(dsx + r * kScaleVec), acc[r]);
+// int16 activations, block b of NC weight rows and MR activation rows from m0:
+// acc[c][r] += (d_c * sx_r) * dot(q_c, xq_r), with ds[c][r][j] = d_c * sx_r of block b0 + j.
+template <QType T, int NC, int MR>
+inline void block_dot(const QuantProblem& p, const uint8_t* const* qs, const float* ds, int64_t b,
+                      int64_t j, int64_t m0, __m256 (*acc)[MR]) {
+  constexpr int64_t kQs = T == kQ8_0 ? 32 : 16;
+  for (int c = 0; c < NC; ++c) {
+    __m256i lo, hi;
+    block_words<T>(qs[c] + b * kQs, &lo, &hi);
+    for (int r = 0; r < MR; ++r) {
+      const __m256 s = block_dot_i16(lo, hi, p.xq + (m0 + r) * p.K + b * kQK);
+      const __m256 scale = _mm256_broadcast_ss(ds + (c * MR + r) * kScaleVec + j);
+      acc[c][r] = _mm256_fmadd_ps(s, scale, acc[c][r]);
+    }
   }
 }
 
@@ -149,63 +164,76 @@ inline void gemv_column_f32(const QuantProblem& p, int64_t n, int64_t m0) {
         hsum(_mm256_add_ps(acc0[r], acc1[r])) + (T != kQ8_0 ? hsum(macc[r]) : 0.f) + bias;
 }
 
-// Output column n for activation rows [m0, m0 + MR), int16 activations (p.xq).
-template <QType T, int MR>
-inline void gemv_column(const QuantProblem& p, int64_t n, int64_t m0) {
-  constexpr int64_t kQs = T == kQ8_0 ? 32 : 16;
-  const uint8_t* row = p.w + n * p.row_bytes;
-  const uint8_t* qs = row + qs_offset(T, p.KB);
-  __m256 acc0[MR], acc1[MR], macc[MR];  // two chains over even/odd blocks, the offset term
-  for (int r = 0; r < MR; ++r) acc0[r] = acc1[r] = macc[r] = _mm256_setzero_ps();
-  alignas(32) float dsx[MR * kScaleVec];  // d * sx of 8 blocks, per activation row
+// Output columns [n, n + NC) for activation rows [m0, m0 + MR), int16 activations (p.xq).
+template <QType T, int NC, int MR>
+inline void gemv_columns(const QuantProblem& p, int64_t n, int64_t m0) {
+  const uint8_t* row[NC];
+  const uint8_t* qs[NC];
+  // Two chains over even/odd blocks, and the offset term.
+  __m256 acc0[NC][MR], acc1[NC][MR], macc[NC][MR];
+  for (int c = 0; c < NC; ++c) {
+    row[c] = p.w + (n + c) * p.row_bytes;
+    qs[c] = row[c] + qs_offset(T, p.KB);
+    for (int r = 0; r < MR; ++r) acc0[c][r] = acc1[c][r] = macc[c][r] = _mm256_setzero_ps();
+  }
+  alignas(32) float ds[NC * MR * kScaleVec];  // d * sx of 8 blocks, per column and row
   for (int64_t b0 = 0; b0 < p.KB; b0 += kScaleVec) {
-    __m256 dv, mv;
-    load_scales<T>(row, p.KB, b0, &dv, &mv);
-    for (int r = 0; r < MR; ++r) {
-      const int64_t at = (m0 + r) * p.ldxs + b0;
-      _mm256_store_ps(dsx + r * kScaleVec, _mm256_mul_ps(dv, _mm256_loadu_ps(p.xscale + at)));
-      if (T != kQ8_0) macc[r] = _mm256_fmadd_ps(mv, _mm256_loadu_ps(p.xsum + at), macc[r]);
+    for (int c = 0; c < NC; ++c) {
+      __m256 dv, mv;
+      load_scales<T>(row[c], p.KB, b0, &dv, &mv);
+      for (int r = 0; r < MR; ++r) {
+        const int64_t at = (m0 + r) * p.ldxs + b0;
+        _mm256_store_ps(ds + (c * MR + r) * kScaleVec,
+                        _mm256_mul_ps(dv, _mm256_loadu_ps(p.xscale + at)));
+        if (T != kQ8_0) macc[c][r] = _mm256_fmadd_ps(mv, _mm256_loadu_ps(p.xsum + at), macc[c][r]);
+      }
     }
     const int64_t nb = p.KB - b0 < kScaleVec ? p.KB - b0 : kScaleVec;
     int64_t j = 0;
     for (; j + 1 < nb; j += 2) {
-      __m256i lo, hi;
-      block_q16<T>(qs + (b0 + j) * kQs, &lo, &hi);
-      block_dot<MR>(p, lo, hi, dsx + j, b0 + j, m0, acc0);
-      block_q16<T>(qs + (b0 + j + 1) * kQs, &lo, &hi);
-      block_dot<MR>(p, lo, hi, dsx + j + 1, b0 + j + 1, m0, acc1);
+      block_dot<T, NC, MR>(p, qs, ds, b0 + j, j, m0, acc0);
+      block_dot<T, NC, MR>(p, qs, ds, b0 + j + 1, j + 1, m0, acc1);
     }
-    if (j < nb) {
-      __m256i lo, hi;
-      block_q16<T>(qs + (b0 + j) * kQs, &lo, &hi);
-      block_dot<MR>(p, lo, hi, dsx + j, b0 + j, m0, acc0);
-    }
+    if (j < nb) block_dot<T, NC, MR>(p, qs, ds, b0 + j, j, m0, acc0);
   }
-  const float bias = p.bias ? p.bias[n] : 0.f;
-  for (int r = 0; r < MR; ++r)
-    p.out[(m0 + r) * p.N + n] =
-        hsum(_mm256_add_ps(acc0[r], acc1[r])) + (T != kQ8_0 ? hsum(macc[r]) : 0.f) + bias;
+  const float bias[NC] = {};
+  for (int c = 0; c < NC; ++c)
+    for (int r = 0; r < MR; ++r)
+      p.out[(m0 + r) * p.N + n + c] = hsum(_mm256_add_ps(acc0[c][r], acc1[c][r])) +
+                                      (T != kQ8_0 ? hsum(macc[c][r]) : 0.f) +
+                                      (p.bias ? p.bias[n + c] : bias[c]);
+}
+
+// Columns [n0, n1) for activation rows [m0, m0 + MR), int16 activations.
+// One weight row at a time: interleaving 4 rows (NC = 4) won in cache but lost from DRAM
+// (Q4_1 down [576, 1536]: 105 vs 45 us), where one sequential stream suits the prefetchers.
+template <QType T, int MR>
+inline void gemv_int16(const QuantProblem& p, int64_t n0, int64_t n1, int64_t m0) {
+  constexpr int NC = 1;
+  int64_t n = n0;
+  for (; n + NC <= n1; n += NC) gemv_columns<T, NC, MR>(p, n, m0);
+  for (; n < n1; ++n) gemv_columns<T, 1, MR>(p, n, m0);
 }
 
 template <QType T>
 void gemv_typed(const QuantProblem& p, int64_t n0, int64_t n1) {
   for (int64_t m0 = 0; m0 < p.M; m0 += 4) {
     const int64_t rows = p.M - m0 < 4 ? p.M - m0 : 4;
-    for (int64_t n = n0; n < n1; ++n) {
-      if (p.xq == nullptr) {
-        switch (rows) {
-          case 1: gemv_column_f32<T, 1>(p, n, m0); break;
-          case 2: gemv_column_f32<T, 2>(p, n, m0); break;
-          case 3: gemv_column_f32<T, 3>(p, n, m0); break;
-          default: gemv_column_f32<T, 4>(p, n, m0); break;
-        }
-        continue;
-      }
+    if (p.xq != nullptr) {
       switch (rows) {
-        case 1: gemv_column<T, 1>(p, n, m0); break;
-        case 2: gemv_column<T, 2>(p, n, m0); break;
-        case 3: gemv_column<T, 3>(p, n, m0); break;
-        default: gemv_column<T, 4>(p, n, m0); break;
+        case 1: gemv_int16<T, 1>(p, n0, n1, m0); break;
+        case 2: gemv_int16<T, 2>(p, n0, n1, m0); break;
+        case 3: gemv_int16<T, 3>(p, n0, n1, m0); break;
+        default: gemv_int16<T, 4>(p, n0, n1, m0); break;
+      }
+      continue;
+    }
+    for (int64_t n = n0; n < n1; ++n) {
+      switch (rows) {
+        case 1: gemv_column_f32<T, 1>(p, n, m0); break;
+        case 2: gemv_column_f32<T, 2>(p, n, m0); break;
+        case 3: gemv_column_f32<T, 3>(p, n, m0); break;
+        default: gemv_column_f32<T, 4>(p, n, m0); break;
       }
     }
   }

@@ -1,14 +1,11 @@
 """Quantized linear (GGUF Q4_0 / Q4_1 / Q8_0 kept quantized) against gguf's own dequantize
-followed by an fp64 matmul, on every kernel build this CPU runs. The opt-in int16-activation
-decode kernels (RADIXSERVE_QUANT_INT16=1, run in a subprocess below) round x per 32-block; the
-check allows exactly that rounding's error bound (the default fp32 kernels stay far inside it)."""
+followed by an fp64 matmul, on every kernel build this CPU runs, with both activation modes:
+`int16` (default) rounds x per 32-block first, so the reference multiplies the same rounded x'
+(computed here in PyTorch); `fp32` uses x as given."""
 
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import numpy as np
@@ -36,6 +33,26 @@ def isa(request: pytest.FixtureRequest) -> Iterator[str]:
     _C.set_isa("auto")
 
 
+@pytest.fixture(params=["int16", "fp32"])
+def act(request: pytest.FixtureRequest) -> Iterator[str]:
+    _C.set_quant_activations(request.param)
+    yield request.param
+    _C.set_quant_activations("int16")
+
+
+def round_int16(x: torch.Tensor) -> torch.Tensor:
+    """x' = sx * round(x / sx) per 32-block, sx = max|x| / 32767 (halves away from zero), in
+    fp32 exactly as quant_linear's int16 mode computes it."""
+    m, k = x.shape
+    xb = x.float().reshape(m, k // 32, 32)
+    amax = xb.abs().amax(-1, keepdim=True)
+    sx = amax / 32767
+    inv = torch.where(amax > 0, 32767 / amax, torch.zeros_like(amax))
+    v = xb * inv
+    q = torch.trunc(v + torch.where(v >= 0, 0.5, -0.5)).clamp(-32767, 32767)
+    return (sx * q).reshape(m, k)
+
+
 def make_weight(qtype: str, n: int, k: int, seed: int) -> tuple[QuantizedWeight, torch.Tensor]:
     """A random GGUF weight and its dequantised values (gguf's reference)."""
     rng = np.random.default_rng(seed)
@@ -51,29 +68,30 @@ def check(qtype: str, m: int, n: int, k: int, with_bias: bool, seed: int) -> Non
     qw, w = make_weight(qtype, n, k, seed)
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(m, k, generator=g)
+    x[0, 32:64] = 0.0  # an all-zero activation block (sx = 0)
     b = torch.randn(n, generator=g) if with_bias else None
     out = _C.quant_linear(x, qw.pack(), b)
     assert out.dtype == torch.float32 and out.shape == (m, n)
-    ref = x.double() @ w.double().T + (0 if b is None else b.double())
-    # Decode rounds x to int16 per 32-block (error <= max|x_block| / 65534 per element): allow
-    # that bound exactly, plus fp32 accumulation slack.
-    amax = x.double().abs().reshape(m, k // 32, 32).amax(-1)
-    wabs = w.double().abs().reshape(n, k // 32, 32).sum(-1)
-    bound = amax @ wabs.T / 65534 + 2e-5 * math.sqrt(k) + 1e-4 * ref.abs()
+    xr = round_int16(x) if _C.quant_activations() == "int16" else x
+    ref = xr.double() @ w.double().T + (0 if b is None else b.double())
+    # The same numbers in another order: fp32 accumulation slack only.
+    bound = 2e-5 * math.sqrt(k) + 1e-4 * ref.abs()
     err = (out.double() - ref).abs()
     assert (err <= bound).all(), f"max excess {(err - bound).max().item()} at M={m}"
 
 
 @pytest.mark.parametrize("qtype", QTYPES)
 @pytest.mark.parametrize("n,k", SHAPES)
-def test_quant_linear_matches_dequantised_matmul(isa: str, qtype: str, n: int, k: int) -> None:
+def test_quant_linear_matches_dequantised_matmul(
+    isa: str, act: str, qtype: str, n: int, k: int
+) -> None:
     ms = MS if n * k < 100_000 else ([1, 5] if isa == "generic" else [1, 3, 5, 17, 100])
     for i, m in enumerate(ms):
         check(qtype, m, n, k, with_bias=i % 2 == 0, seed=1000 * n + 10 * k + m)
 
 
 @pytest.mark.parametrize("qtype", QTYPES)
-def test_every_row_count_up_to_300(isa: str, qtype: str) -> None:
+def test_every_row_count_up_to_300(isa: str, act: str, qtype: str) -> None:
     if isa == "generic":
         pytest.skip("the portable kernel has one code path for every M")
     for m in list(range(1, 18)) + [31, 96, 97, 193, 300]:
@@ -97,7 +115,7 @@ def test_bfloat16_activations_and_bias() -> None:
     b = torch.randn(40).bfloat16()
     out = _C.quant_linear(x, qw.pack(), b)
     assert out.dtype == torch.bfloat16
-    ref = x.double() @ w.double().T + b.double()
+    ref = round_int16(x.float()).double() @ w.double().T + b.double()
     torch.testing.assert_close(out.double(), ref, rtol=1 / 64, atol=1e-2)
 
 
@@ -129,8 +147,8 @@ def test_linear_layer_packs_quantized_parts() -> None:
     layer.post_load()
     assert layer.quant_packed is not None and layer.weight.numel() == 0
     x = torch.randn(5, 96)
-    ref = torch.nn.functional.linear(x, torch.cat([wa, wb]), layer.bias)
-    torch.testing.assert_close(layer(x), ref, rtol=1e-3, atol=5e-3)  # int16 decode activations
+    ref = torch.nn.functional.linear(round_int16(x), torch.cat([wa, wb]), layer.bias)
+    torch.testing.assert_close(layer(x), ref, rtol=1e-4, atol=1e-4)  # int16 activations
     # Mixed types fall back to a dequantised float weight.
     c, wc = make_weight("Q8_0", 32, 96, seed=4)
     mixed = Linear(96, 96)
@@ -141,12 +159,23 @@ def test_linear_layer_packs_quantized_parts() -> None:
     torch.testing.assert_close(mixed.weight.data, torch.cat([wa, wc]))
 
 
-def test_int16_activation_decode_in_subprocess() -> None:
-    """The RADIXSERVE_QUANT_INT16=1 decode kernels (the flag is read once per process)."""
-    if os.environ.get("RADIXSERVE_QUANT_INT16") == "1":
-        pytest.skip("already running with int16 activations")
-    env = {**os.environ, "RADIXSERVE_QUANT_INT16": "1"}
-    cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", __file__]
-    cmd += ["-k", "every_row_count or (matches_dequantised and 576)"]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+def test_int16_activations_decode_equals_prefill() -> None:
+    """int16 mode: a decode (integer dots) and a prefill (fp32 tile on x') of the same rows give
+    the same values up to fp32 order, and they stay within the int16 rounding of the fp32 mode."""
+    qw, w = make_weight("Q4_1", 96, 576, seed=11)
+    packed = qw.pack()
+    x = torch.randn(8, 576)
+    decode = torch.cat([_C.quant_linear(x[i : i + 1], packed, None) for i in range(8)])
+    prefill = _C.quant_linear(x, packed, None)  # M = 8: the prefill kernel
+    torch.testing.assert_close(decode, prefill, rtol=1e-5, atol=1e-4)
+    _C.set_quant_activations("fp32")
+    try:
+        exact = _C.quant_linear(x, packed, None)
+    finally:
+        _C.set_quant_activations("int16")
+    # Rounding error per element <= max|x_block| / 65534; summed against |w|.
+    amax = x.abs().reshape(8, 18, 32).amax(-1).double()
+    bound = amax @ w.double().abs().reshape(96, 18, 32).sum(-1).T / 65534 + 1e-4
+    assert ((decode.double() - exact.double()).abs() <= bound).all()
+    with pytest.raises(ValueError, match="int16"):
+        _C.set_quant_activations("int8")

@@ -28,6 +28,7 @@ from radixserve.layers.linear import Linear
 from radixserve.layers.rotary import RotaryEmbedding
 from radixserve.layers.sampling_info import SampleOutput, SamplingBatchInfo
 from radixserve.models.config import ModelConfig
+from radixserve.models.gguf_loader import release_gguf_readers
 from radixserve.models.loader import load_model, load_model_config
 from radixserve.models.tokenizer import load_tokenizer
 
@@ -97,6 +98,7 @@ class ModelRunner:
         if self.device.type != "cpu":  # quantized weights are read by the CPU kernels only
             self.model_config.keep_quantized = False
         self.model: Any = self._place(load_model(self.model_config))
+        release_gguf_readers()  # everything is loaded: the parsed GGUF is garbage now
 
         self.max_total_tokens = self._kv_pool_size()
         self.req_to_token_pool = ReqToTokenPool(

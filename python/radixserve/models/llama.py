@@ -8,7 +8,7 @@ Checkpoint weights use Hugging Face names; q/k/v and gate/up are stacked into fu
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Optional, Union
+from typing import Any, Optional, Union, cast
 
 import torch
 import torch.nn.functional as F
@@ -17,8 +17,9 @@ from torch import nn
 from radixserve.forward_batch import ForwardBatch
 from radixserve.layers.activation import silu_and_mul
 from radixserve.layers.attention.base import AttentionBackend
-from radixserve.layers.backend import native_ops
-from radixserve.layers.linear import Linear, QuantizedWeight
+from radixserve.layers.attention.native_backend import NativeBackend
+from radixserve.layers.backend import native_ops, use_native
+from radixserve.layers.linear import TORCH_FP32_MIN_ROWS, Linear, QuantizedWeight
 from radixserve.layers.logits import LogitsProcessor, logits_indices
 from radixserve.layers.norm import RMSNorm
 from radixserve.layers.rotary import RotaryEmbedding
@@ -112,7 +113,11 @@ class LlamaDecoderLayer(nn.Module):
 class LlamaModel(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        # Uninitialised: the checkpoint fills it (a random init would write, and keep resident,
+        # vocab x hidden floats that a quantized embedding then drops).
+        self.embed_tokens = nn.Embedding(
+            cfg.vocab_size, cfg.hidden_size, _weight=torch.empty(cfg.vocab_size, cfg.hidden_size)
+        )
         self.embed_tokens.weight.requires_grad_(False)
         self.layers = nn.ModuleList([LlamaDecoderLayer(cfg, i) for i in range(cfg.num_layers)])
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
@@ -130,6 +135,43 @@ class LlamaForCausalLM(nn.Module):
         self.attn_backend: Optional[AttentionBackend] = None  # set by the ModelRunner
         # A quantized token embedding (GGUF kept quantized): packed rows, looked up natively.
         self.embed_packed: Optional[torch.Tensor] = None
+        # Decode steps run the layer loop in one native call (_C.DecoderStack: the same kernels
+        # on the same values as the per-op layers, without ~30 Python ops per layer). False
+        # keeps the per-op path, the reference.
+        self.fused_decode = True
+        self._decoder_stack: Optional[Any] = None  # built on the first fused decode
+        self._stack_has_fp32 = False  # it holds a non-quantized fp32 projection
+        self._stack_key: Optional[torch.Tensor] = None  # layer 0's packed qkv when built
+
+    def _fused_decoder(self, batch: ForwardBatch, h: torch.Tensor) -> Optional[Any]:
+        """The native DecoderStack when this decode step can take it, else None."""
+        backend = self.attn_backend
+        if not (
+            self.fused_decode
+            and batch.is_decode
+            and batch.cascade is None
+            and use_native()
+            and isinstance(backend, NativeBackend)
+            and h.device.type == "cpu"
+            and backend.kv_pool.dtype == h.dtype
+        ):
+            return None
+        # Built once; again if the Linears were repacked (post_load after a backend switch).
+        key = _packed(_decoder_layers(self)[0].self_attn.qkv_proj)
+        if self._decoder_stack is None or key is None or key[0] is not self._stack_key:
+            self._stack_key = None if key is None else key[0]
+            self._decoder_stack = _build_decoder_stack(self, backend.sliding_windows) or False
+            self._stack_has_fp32 = any(
+                m.packed is not None and m.weight.dtype == torch.float32
+                for m in self.model.layers.modules()
+                if isinstance(m, Linear)
+            )
+        if self._decoder_stack is False:
+            return None
+        # fp32 projections of many rows run in torch on the per-op path (Linear._torch_is_faster).
+        if self._stack_has_fp32 and h.shape[0] >= TORCH_FP32_MIN_ROWS:
+            return None
+        return self._decoder_stack
 
     def forward(self, batch: ForwardBatch) -> torch.Tensor:
         """Final-normed hidden states [n, H] at the batch's logits positions."""
@@ -148,8 +190,22 @@ class LlamaForCausalLM(nn.Module):
         else:
             h = F.embedding(batch.input_ids, self.model.embed_tokens.weight)
         residual: Optional[torch.Tensor] = None
-        for layer in self.model.layers:
-            h, residual = layer(batch.positions, h, residual, batch, self.attn_backend)
+        stack = self._fused_decoder(batch, h)
+        if stack is not None:
+            pool = self.attn_backend.kv_pool
+            h, residual = stack.decode(
+                h,
+                batch.positions,
+                pool.k_buffers,
+                pool.v_buffers,
+                batch.out_cache_loc,
+                self.attn_backend.req_to_token,
+                batch.req_pool_indices,
+                batch.seq_lens,
+            )
+        else:
+            for layer in self.model.layers:
+                h, residual = layer(batch.positions, h, residual, batch, self.attn_backend)
         assert residual is not None
         # Only the rows that produce logits need the final norm.
         idx = logits_indices(batch)
@@ -256,6 +312,61 @@ class LlamaForCausalLM(nn.Module):
         if not isinstance(module, Linear) or not target.endswith(".weight"):
             raise ValueError(f"checkpoint tensor {name!r} is quantized but {target} is no Linear")
         module.load_quantized(0 if rows is None else rows[0], w)
+
+
+def _decoder_layers(model: LlamaForCausalLM) -> list[LlamaDecoderLayer]:
+    return [cast(LlamaDecoderLayer, layer) for layer in model.model.layers]
+
+
+def _packed(linear: Linear) -> Optional[tuple[torch.Tensor, bool]]:
+    """(packed weight, is quantized) of a Linear on the native kernels, or None (torch)."""
+    if linear.quant_packed is not None:
+        return linear.quant_packed, True
+    if linear.packed is not None:
+        return linear.packed, False
+    return None
+
+
+def _build_decoder_stack(model: LlamaForCausalLM, windows: list[int]) -> Optional[Any]:
+    """The layers' packed weights in a _C.DecoderStack, or None where a layer needs the per-op
+    path (per-head q/k norms, a projection left to torch, an older _C)."""
+    ops = native_ops()
+    layers = _decoder_layers(model)
+    if not hasattr(ops, "DecoderStack") or not layers:
+        return None
+    first = layers[0].self_attn
+    rotary = first.rotary
+    stack = ops.DecoderStack(
+        first.num_heads,
+        first.num_kv_heads,
+        first.head_dim,
+        layers[0].input_layernorm.eps,
+        rotary.cos_sin_cache,
+        rotary.is_neox,
+    )
+    for layer, window in zip(layers, windows, strict=True):
+        attn, mlp = layer.self_attn, layer.mlp
+        projections = [
+            _packed(m) for m in (attn.qkv_proj, attn.o_proj, mlp.gate_up_proj, mlp.down_proj)
+        ]
+        if attn.q_norm is not None or any(p is None for p in projections):
+            return None
+        (qkv, qkv_q), (o, o_q), (gu, gu_q), (down, down_q) = projections  # type: ignore[misc]
+        stack.add_layer(
+            layer.input_layernorm.weight,
+            layer.post_attention_layernorm.weight,
+            qkv,
+            qkv_q,
+            attn.qkv_proj.bias,
+            o,
+            o_q,
+            gu,
+            gu_q,
+            down,
+            down_q,
+            window,
+        )
+    return stack
 
 
 class MistralForCausalLM(LlamaForCausalLM):

@@ -1,0 +1,98 @@
+// DecoderStack: the per-op decode layer loop of models/llama.py, transcribed op for op.
+#include "cpu/decoder.h"
+
+#include <cmath>
+
+#include "cpu/activation.h"
+#include "cpu/attention.h"
+#include "cpu/gemm.h"
+#include "cpu/kernel_checks.h"
+#include "cpu/norm.h"
+#include "cpu/quant.h"
+#include "cpu/rope.h"
+
+namespace radixserve::cpu {
+
+torch::Tensor PackedLinear::operator()(const torch::Tensor& x) const {
+  return quant ? quant_linear(x, packed, bias) : radixserve::cpu::linear(x, packed, bias);
+}
+
+DecoderStack::DecoderStack(int64_t num_heads, int64_t num_kv_heads, int64_t head_dim,
+                           double rms_eps, torch::Tensor cos_sin_cache, bool is_neox)
+    : num_heads_(num_heads),
+      num_kv_heads_(num_kv_heads),
+      head_dim_(head_dim),
+      eps_(rms_eps),
+      scale_(1.0 / std::sqrt(static_cast<double>(head_dim))),
+      cos_sin_cache_(std::move(cos_sin_cache)),
+      is_neox_(is_neox) {
+  RS_CHECK(num_heads > 0 && num_kv_heads > 0 && head_dim > 0 && num_heads % num_kv_heads == 0,
+           "DecoderStack: bad head counts ", num_heads, "/", num_kv_heads, " x ", head_dim);
+}
+
+void DecoderStack::add_layer(torch::Tensor input_norm, torch::Tensor post_attention_norm,
+                             torch::Tensor qkv, bool qkv_quant,
+                             std::optional<torch::Tensor> qkv_bias, torch::Tensor o, bool o_quant,
+                             torch::Tensor gate_up, bool gate_up_quant, torch::Tensor down,
+                             bool down_quant, int64_t sliding_window) {
+  DecoderLayerWeights w;
+  w.input_norm = std::move(input_norm);
+  w.post_attention_norm = std::move(post_attention_norm);
+  w.qkv = {std::move(qkv), qkv_quant, std::move(qkv_bias)};
+  w.o = {std::move(o), o_quant, std::nullopt};
+  w.gate_up = {std::move(gate_up), gate_up_quant, std::nullopt};
+  w.down = {std::move(down), down_quant, std::nullopt};
+  w.sliding_window = sliding_window;
+  layers_.push_back(std::move(w));
+}
+
+std::tuple<torch::Tensor, torch::Tensor> DecoderStack::decode(
+    torch::Tensor h, const torch::Tensor& positions, const std::vector<torch::Tensor>& k_caches,
+    const std::vector<torch::Tensor>& v_caches, const torch::Tensor& out_cache_loc,
+    const torch::Tensor& req_to_token, const torch::Tensor& req_pool_indices,
+    const torch::Tensor& seq_lens) const {
+  const int64_t n = num_layers();
+  RS_CHECK(n > 0, "DecoderStack.decode: no layers");
+  RS_CHECK(static_cast<int64_t>(k_caches.size()) == n && static_cast<int64_t>(v_caches.size()) == n,
+           "DecoderStack.decode: need one k and one v cache per layer (", n, "), got ",
+           k_caches.size(), " and ", v_caches.size());
+  check_tensor(h, "h", 2);
+  const int64_t t = h.size(0);
+  const int64_t q_size = num_heads_ * head_dim_, kv_size = num_kv_heads_ * head_dim_;
+  torch::Tensor residual;
+  for (int64_t i = 0; i < n; ++i) {
+    const DecoderLayerWeights& w = layers_[i];
+    // input_layernorm: the first layer's residual is the embedding; later ones add first.
+    if (i == 0) {
+      residual = h;
+      h = torch::empty_like(residual);
+      rms_norm(h, residual, w.input_norm, eps_);
+    } else {
+      fused_add_rms_norm(h, residual, w.input_norm, eps_);
+    }
+    // Attention.
+    const torch::Tensor qkv = w.qkv(h);
+    torch::Tensor q = qkv.narrow(1, 0, q_size).contiguous();
+    torch::Tensor k = qkv.narrow(1, q_size, kv_size).contiguous();
+    const torch::Tensor v = qkv.narrow(1, q_size + kv_size, kv_size)
+                                .reshape({t, num_kv_heads_, head_dim_})
+                                .contiguous();
+    rotary_embedding(positions, q, k, head_dim_, cos_sin_cache_, is_neox_);
+    const torch::Tensor q3 = q.view({t, num_heads_, head_dim_});
+    const torch::Tensor k3 = k.view({t, num_kv_heads_, head_dim_});
+    store_kv(k_caches[i], v_caches[i], out_cache_loc, k3, v);
+    const torch::Tensor attn = torch::empty_like(q3);
+    decode_attention(attn, q3, k_caches[i], v_caches[i], req_to_token, req_pool_indices,
+                     seq_lens, scale_, w.sliding_window);
+    h = w.o(attn.view({t, q_size}));
+    // post_attention_layernorm, MLP.
+    fused_add_rms_norm(h, residual, w.post_attention_norm, eps_);
+    const torch::Tensor gate_up = w.gate_up(h);
+    const torch::Tensor act = torch::empty({t, gate_up.size(1) / 2}, gate_up.options());
+    silu_and_mul(act, gate_up);
+    h = w.down(act);
+  }
+  return {h, residual};
+}
+
+}  // namespace radixserve::cpu
