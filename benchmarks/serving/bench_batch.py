@@ -72,6 +72,8 @@ async def online(url: str, n: int, concurrency: int, max_tokens: int,
         elapsed = time.perf_counter() - start
     ttfts = [r[0] for r in results]
     tokens = sum(r[1] for r in results)
+    log(f"  {n} requests: {tokens / elapsed:.1f} tok/s, TTFT p50 {pct(ttfts, 0.5) * 1e3:.0f} ms, "
+        f"p99 {pct(ttfts, 0.99) * 1e3:.0f} ms, max {max(ttfts) * 1e3:.0f} ms, load {machine_load()}")
     return {"requests": n, "concurrency": concurrency, "seconds": round(elapsed, 2), "ttfts": ttfts,
             "req_per_s": round(n / elapsed, 2), "output_tok_per_s": round(tokens / elapsed, 1),
             "ttft_p50_ms": round(pct(ttfts, 0.5) * 1e3, 1),
@@ -139,6 +141,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         during[-1]["batch_running"] = not waiter.done()
     batch = await waiter
     elapsed = time.perf_counter() - start
+    log(f"  batch {batch['status']}: {batch['request_counts']} in {elapsed:.1f} s")
     loads["after_batch"] = machine_load()
     preempted = (await server_load(args.url)).get("num_preemptions", 0) - preempted
     log("idle probe again")
