@@ -28,8 +28,9 @@ def log(msg: str) -> None:
     print(f"[bench_batch] {msg}", file=sys.stderr, flush=True)
 
 
-def body(i: int, max_tokens: int) -> dict[str, Any]:
-    return {"messages": [{"role": "user", "content": f"Tell me a fact about the number {i}."}],
+def body(i: int, max_tokens: int, salt: str = "") -> dict[str, Any]:
+    text = f"Tell me a {salt}fact about the number {i}."
+    return {"messages": [{"role": "user", "content": text}],
             "max_tokens": max_tokens, "ignore_eos": True, "temperature": 0}  # fmt: skip
 
 
@@ -80,9 +81,10 @@ async def online(url: str, n: int, concurrency: int, max_tokens: int,
             "ttft_p99_ms": round(pct(ttfts, 0.99) * 1e3, 1)}  # fmt: skip
 
 
-async def start_batch(url: str, n: int, max_tokens: int) -> str:
+async def start_batch(url: str, n: int, max_tokens: int, salt: str = "") -> str:
+    """`salt` changes every prompt (a second batch finds no whole prompt in the cache)."""
     lines = [json.dumps({"custom_id": f"req-{i}", "method": "POST", "url": "/v1/chat/completions",
-                         "body": body(i, max_tokens)}) for i in range(n)]  # fmt: skip
+                         "body": body(i, max_tokens, salt)}) for i in range(n)]  # fmt: skip
     async with httpx.AsyncClient(base_url=url, timeout=None) as client:
         files = {"file": ("bench.jsonl", "\n".join(lines).encode())}
         fid = (await client.post("/v1/files", files=files, data={"purpose": "batch"})).json()["id"]
@@ -117,7 +119,8 @@ def merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
-    """idle probe, online run, batch (probes while it runs), idle probe again: the probes
+    """idle probe, online run, the same requests as a batch (throughput), a second batch with
+    probes while it runs (TTFT; the batch pauses for them), idle probe again: the idle probes
     before and after bracket the machine's load drift around the during-batch probes."""
     probe = {"n": args.probe_requests, "conc": args.probe_concurrency, "tok": args.max_tokens}
     loads = {"start": machine_load()}
@@ -127,10 +130,17 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     log(f"online: {args.num_lines} requests at concurrency {args.concurrency}")
     on = await online(args.url, args.num_lines, args.concurrency, args.max_tokens)
     loads["after_online"] = machine_load()
-    log(f"batch: {args.num_lines} lines")
+    log(f"batch alone: {args.num_lines} lines")
+    start = time.perf_counter()
+    batch_id = await start_batch(args.url, args.num_lines, args.max_tokens, salt="batch ")
+    batch = await wait_batch(args.url, batch_id)
+    elapsed = time.perf_counter() - start
+    log(f"  batch {batch['status']}: {batch['request_counts']} in {elapsed:.1f} s")
+    loads["after_batch"] = machine_load()
+    log(f"batch with probes: {args.num_lines} lines")
     preempted = (await server_load(args.url)).get("num_preemptions", 0)
     start = time.perf_counter()
-    batch_id = await start_batch(args.url, args.num_lines, args.max_tokens)
+    batch_id = await start_batch(args.url, args.num_lines, args.max_tokens, salt="probed ")
     waiter = asyncio.create_task(wait_batch(args.url, batch_id))
     during = []
     for _ in range(args.probe_rounds):
@@ -139,10 +149,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             break
         during.append(await online(args.url, probe["n"], probe["conc"], probe["tok"], next(probes)))
         during[-1]["batch_running"] = not waiter.done()
-    batch = await waiter
-    elapsed = time.perf_counter() - start
-    log(f"  batch {batch['status']}: {batch['request_counts']} in {elapsed:.1f} s")
-    loads["after_batch"] = machine_load()
+    probed = await waiter
+    probed_seconds = time.perf_counter() - start
+    log(f"  batch {probed['status']}: {probed['request_counts']} in {probed_seconds:.1f} s")
+    loads["after_probed_batch"] = machine_load()
     preempted = (await server_load(args.url)).get("num_preemptions", 0) - preempted
     log("idle probe again")
     idle.append(await online(args.url, probe["n"], probe["conc"], probe["tok"], next(probes)))
@@ -157,7 +167,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "batch_completed": done, "batch_seconds": round(elapsed, 2),
         "batch_req_per_s": round(done / elapsed, 2), "batch_output_tok_per_s": round(batch_tok_s, 1),
         "batch_vs_online": round(batch_tok_s / on["output_tok_per_s"], 3),
-        "preemptions_during_batch": preempted, "online": on,
+        "probed_batch_status": probed["status"], "probed_batch_seconds": round(probed_seconds, 2),
+        "preemptions_during_probed_batch": preempted, "online": on,
         "probe_idle": idle_all, "probe_during_batch": during_all,
         "p99_during_vs_idle": round(during_all["ttft_p99_ms"] / idle_all["ttft_p99_ms"], 3),
         "p50_during_vs_idle": round(during_all["ttft_p50_ms"] / idle_all["ttft_p50_ms"], 3),
