@@ -124,6 +124,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     before and after bracket the machine's load drift around the during-batch probes."""
     probe = {"n": args.probe_requests, "conc": args.probe_concurrency, "tok": args.max_tokens}
     loads = {"start": machine_load()}
+    if args.warmup_requests:  # not counted: the first requests after a start are slow
+        log(f"warm-up: {args.warmup_requests} requests")
+        await online(args.url, args.warmup_requests, probe["conc"], probe["tok"], 2 * PROBE_PROMPTS)
     log(f"idle probe: {probe}")
     probes = iter(range(PROBE_PROMPTS, 10 * PROBE_PROMPTS, args.probe_requests))
     idle = [await online(args.url, probe["n"], probe["conc"], probe["tok"], next(probes))]
@@ -186,4 +189,5 @@ if __name__ == "__main__":
     p.add_argument("--probe-concurrency", type=int, default=4)
     p.add_argument("--probe-delay", type=float, default=5.0)
     p.add_argument("--probe-rounds", type=int, default=2, help="probes while the batch runs")
+    p.add_argument("--warmup-requests", type=int, default=8, help="sent first, not counted")
     print(json.dumps(asyncio.run(main(p.parse_args()))))
