@@ -65,8 +65,9 @@ def preempt_for_online(
     order up to the prefill token budget; it fits when there are request slots and rows for it
     and the KV pool holds its uncached tokens plus decode headroom for everything running.
     A background chunk in progress is retracted whenever there is online work, as it would
-    otherwise run in that step (and take its prefill budget first). `retract` takes a request out of `running`
-    (or out of the chunk), frees its KV and queues it again. Returns how many were retracted.
+    otherwise run in that step (and take its prefill budget first). `retract` takes a request
+    out of `running` (or out of the chunk), frees its KV and queues it again. Returns how many
+    were retracted.
     """
     online = [r for r in waiting if not r.background]
     chunk_online = chunked is not None and not chunked.background
