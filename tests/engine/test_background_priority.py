@@ -37,12 +37,14 @@ class Recorder:
     def __init__(self, s: Scheduler) -> None:
         self.s = s
         self.sizes: list[int] = []
+        self.tokens: list[int] = []  # tokens fed by every forward
         self.ids: dict[str, list[int]] = {}
         self.finished: dict[str, int] = {}  # rid -> finished updates seen
         forward = s.runner.forward
 
         def recording_forward(fb: Any) -> Any:
             self.sizes.append(int(fb.batch_size))
+            self.tokens.append(int(fb.input_ids.numel()))
             return forward(fb)
 
         s.runner.forward = recording_forward
@@ -188,3 +190,19 @@ def test_grace_period_after_online_work() -> None:
     rec.drain()
     assert rec.ids["bg0"] == expected(line, 4)
     assert s.poll_timeout_ms() == 1000 and all_free(s)
+
+
+def test_background_only_steps_prefill_about_one_decode_batch() -> None:
+    s = make(chunked_prefill_size=64)  # 16 request slots: background steps prefill <= 16
+    rec = Recorder(s)
+    lines = prompts(6, seed=19)
+    for i, p in enumerate(lines):
+        submit(s, f"bg{i}", p, 4, background=True)
+    fed: list[int] = []  # prompt tokens of each step: its tokens less one per decode
+    while not s.is_idle():
+        decodes = len(s.running)
+        rec.step()
+        fed.append(rec.tokens[-1] - decodes)
+    assert max(fed) <= 16 < sum(len(p) for p in lines)
+    check_exact(rec, lines, 4)
+    assert all_free(s)

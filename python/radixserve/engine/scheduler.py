@@ -39,6 +39,7 @@ from radixserve.engine.schedule_policy import (
     INIT_NEW_TOKEN_RATIO,
     MIN_NEW_TOKEN_RATIO,
     NEW_TOKEN_RATIO_DECAY,
+    background_prefill_budget,
     has_online_work,
     headroom,
     order_waiting,
@@ -218,8 +219,11 @@ class Scheduler:
         reserved = len(self.running) + sum(headroom(r, self.new_token_ratio) for r in self.running)
         free = self.args.max_running_requests - len(self.running) - (1 if self.chunked else 0)
         order_waiting(self.waiting, self.args.schedule_policy, self.kv)
+        budget = self.budget
+        if not online and not self.is_encoder:
+            budget = background_prefill_budget(budget, self.args.max_running_requests)
         plan = plan_prefill(
-            self.waiting, self.chunked, self.kv, self.budget, reserved, free,
+            self.waiting, self.chunked, self.kv, budget, reserved, free,
             self.new_token_ratio, online_only=online,
         )  # fmt: skip
         if plan.stalled is not None and not self.running:
