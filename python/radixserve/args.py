@@ -86,7 +86,6 @@ class ServerArgs:
     data_dir: Optional[str] = None  # None: $XDG_DATA_HOME/radixserve or ~/.local/share/radixserve
     max_file_size: int = 200 * 1024 * 1024  # bytes of one uploaded file
     batch_concurrency: int = 128  # batch lines in flight at once (they yield to online requests)
-    online_grace_period: float = 0.25  # seconds batch lines keep yielding after online work
     # Reliability and limits (see args_help.py for what each does)
     restart_on_crash: bool = True
     request_timeout: Optional[float] = None
@@ -146,8 +145,6 @@ class ServerArgs:
             raise ValueError(f"--context-length must be >= 1, got {self.context_length}")
         if self.session_idle_timeout < 0:
             raise ValueError(f"--session-idle-timeout must be >= 0, got {self.session_idle_timeout}")
-        if not 0 <= self.online_grace_period <= 60:
-            raise ValueError(f"--online-grace-period must be in [0, 60], got {self.online_grace_period}")
         if not 0 < self.port < 65536:
             raise ValueError(f"--port must be in 1..65535, got {self.port}")
         check_reliability_args(self)

@@ -53,8 +53,6 @@ FLAG_HELP: dict[str, str] = {
     "max_file_size": "Largest uploaded file, in bytes.",
     "batch_concurrency": "Batch lines in flight at once; they run only while no online request "
     "waits or runs (online requests preempt them).",
-    "online_grace_period": "Seconds after the last online request ran during which batch lines "
-    "still wait (the next online request is often about to arrive); 0: none.",
     "grammar_backend": "Structured-output backend: xgrammar, or none (constraints refused).",
     "grammar_cache_size": "Compiled grammars kept (LRU).",
     "tool_call_parser": "Tool-call format: hermes, qwen25, llama3, mistral or pythonic.",

@@ -14,13 +14,7 @@ from radixserve.engine.sampling_params import SamplingParams
 from radixserve.engine.schedule_policy import headroom
 from radixserve.engine.scheduler import Scheduler
 
-from .test_scheduler_logic import all_free, expected, prompts
-from .test_scheduler_logic import make as make_scheduler
-
-
-def make(**kw: Any) -> Scheduler:
-    """No grace period (steps come back to back here); test_grace_period sets one."""
-    return make_scheduler(online_grace_period=0.0, **kw)
+from .test_scheduler_logic import all_free, expected, make, prompts
 
 
 def submit(s: Scheduler, rid: str, ids: list[int], max_new: int, background: bool) -> None:
@@ -37,14 +31,12 @@ class Recorder:
     def __init__(self, s: Scheduler) -> None:
         self.s = s
         self.sizes: list[int] = []
-        self.tokens: list[int] = []  # tokens fed by every forward
         self.ids: dict[str, list[int]] = {}
         self.finished: dict[str, int] = {}  # rid -> finished updates seen
         forward = s.runner.forward
 
         def recording_forward(fb: Any) -> Any:
             self.sizes.append(int(fb.batch_size))
-            self.tokens.append(int(fb.input_ids.numel()))
             return forward(fb)
 
         s.runner.forward = recording_forward
@@ -166,43 +158,4 @@ def test_queued_batch_lines_wait_for_online_work() -> None:
     for i, p in enumerate(online):
         assert rec.ids[f"on{i}"] == expected(p, 5)
     check_exact(rec, lines, 5)
-    assert all_free(s)
-
-
-def test_grace_period_after_online_work() -> None:
-    s = make()
-    rec = Recorder(s)
-    s.args.online_grace_period = 60.0
-    online_prompt, line = prompts(2, seed=18)
-    submit(s, "on", online_prompt, 3, background=False)
-    rec.step()
-    submit(s, "bg0", line, 4, background=True)
-    rec.steps_until("on", False)
-    forwards = len(rec.sizes)
-    for _ in range(5):  # the batch line waits: no forward, and the event loop may block
-        assert rec.step() == [] and not s.is_idle()
-        assert 0 < s.poll_timeout_ms() <= 60_000
-    assert len(rec.sizes) == forwards
-    submit(s, "on2", online_prompt, 3, background=False)
-    assert s.poll_timeout_ms() == 0
-    rec.steps_until("on2", False)
-    s.args.online_grace_period = 0.0  # the grace period is over
-    rec.drain()
-    assert rec.ids["bg0"] == expected(line, 4)
-    assert s.poll_timeout_ms() == 1000 and all_free(s)
-
-
-def test_background_only_steps_prefill_about_one_decode_batch() -> None:
-    s = make(chunked_prefill_size=64)  # 16 request slots: background steps prefill <= 16
-    rec = Recorder(s)
-    lines = prompts(6, seed=19)
-    for i, p in enumerate(lines):
-        submit(s, f"bg{i}", p, 4, background=True)
-    fed: list[int] = []  # prompt tokens of each step: its tokens less one per decode
-    while not s.is_idle():
-        decodes = len(s.running)
-        rec.step()
-        fed.append(rec.tokens[-1] - decodes)
-    assert max(fed) <= 16 < sum(len(p) for p in lines)
-    check_exact(rec, lines, 4)
     assert all_free(s)

@@ -13,8 +13,7 @@ background decodes sit that step out, keeping their KV; and an online request th
 fit (request slots, req_to_token rows, KV) preempts background work, newest first: it is
 retracted, i.e. its KV goes back to the radix tree and it is recomputed later from prompt +
 output so far (nothing generated is lost or sent twice). With no online work, background
-requests get the whole engine, in steps whose prefill is capped near one decode batch so that
-an online arrival never waits behind a long step.
+requests get the whole engine.
 """
 
 from __future__ import annotations
@@ -44,15 +43,6 @@ def order_waiting(waiting: list[Req], policy: str, kv: KVManager) -> None:
 
 def headroom(req: Req, ratio: float) -> int:
     return int(min(req.remaining_new_tokens(), HEADROOM_CLIP) * ratio)
-
-
-def background_prefill_budget(budget: int, max_running: int) -> int:
-    """Prefill tokens of a step with only background work: about one decode batch's worth.
-    A forward cannot be interrupted, so an online request arriving during a background step
-    waits for it; a step prefilling a whole wave of new batch lines (512 tokens next to 64
-    decodes) would be several decode steps long. Spreading the wave costs no throughput
-    here: every step still carries the full decode batch."""
-    return min(budget, max_running)
 
 
 def has_online_work(waiting: list[Req], running: list[Req], chunked: Req | None) -> bool:

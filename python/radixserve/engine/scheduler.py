@@ -10,7 +10,6 @@ check finish; send all updates of the step in one message.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import random
 import threading
@@ -39,7 +38,6 @@ from radixserve.engine.schedule_policy import (
     INIT_NEW_TOKEN_RATIO,
     MIN_NEW_TOKEN_RATIO,
     NEW_TOKEN_RATIO_DECAY,
-    background_prefill_budget,
     has_online_work,
     headroom,
     order_waiting,
@@ -96,7 +94,6 @@ class Scheduler:
             args.session_idle_timeout,
         )  # fmt: skip
         self.inflight: Optional[InflightStep] = None  # what the current step touched
-        self.last_online_step = float("-inf")  # when a step last ran an online request
         self.speculator = (
             NgramSpeculator(args.speculative_num_draft_tokens)
             if args.speculative_algorithm == "NGRAM"
@@ -142,21 +139,6 @@ class Scheduler:
     def is_idle(self) -> bool:
         compiling = self.grammar is not None and bool(self.grammar.pending)
         return not self.waiting and not self.running and self.chunked is None and not compiling
-
-    def online_grace_left(self) -> float:
-        """Seconds background work still waits after the last online step: a client usually
-        sends its next request right after a reply, and a background step started in that gap
-        would delay it by a whole step."""
-        return self.args.online_grace_period - (time.monotonic() - self.last_online_step)
-
-    def poll_timeout_ms(self) -> int:
-        """How long the event loop may block waiting for messages before the next step."""
-        if self.is_idle():
-            return 1000
-        compiling = self.grammar is not None and bool(self.grammar.pending)
-        if compiling or has_online_work(self.waiting, self.running, self.chunked):
-            return 0
-        return max(0, math.ceil(self.online_grace_left() * 1000))
 
     def flush_cache(self) -> bool:
         if not self.is_idle() or self.sessions.sessions:  # open sessions hold locked KV
@@ -209,8 +191,6 @@ class Scheduler:
             updates.extend(self._finish_aborted(r, msg) for r, msg in failed)
         self._make_room_for_decodes()
         online = has_online_work(self.waiting, self.running, self.chunked)
-        if not online and self.online_grace_left() > 0:
-            return updates  # background work waits: the next online request may be close
         if online:
             self.stats["num_preemptions"] += preempt_for_online(
                 self.waiting, self.running, self.chunked, self.kv,
@@ -219,11 +199,8 @@ class Scheduler:
         reserved = len(self.running) + sum(headroom(r, self.new_token_ratio) for r in self.running)
         free = self.args.max_running_requests - len(self.running) - (1 if self.chunked else 0)
         order_waiting(self.waiting, self.args.schedule_policy, self.kv)
-        budget = self.budget
-        if not online and not self.is_encoder:
-            budget = background_prefill_budget(budget, self.args.max_running_requests)
         plan = plan_prefill(
-            self.waiting, self.chunked, self.kv, budget, reserved, free,
+            self.waiting, self.chunked, self.kv, self.budget, reserved, free,
             self.new_token_ratio, online_only=online,
         )  # fmt: skip
         if plan.stalled is not None and not self.running:
@@ -251,8 +228,6 @@ class Scheduler:
                 return updates + spec
         # Background decodes sit out a step with online work (they keep their KV).
         online_step = any(not r.background for r in (*plan.reqs, *self.running))
-        if online_step:
-            self.last_online_step = time.monotonic()
         decoding = [r for r in self.running if not r.background or not online_step]
         batch = plan.reqs + decoding
         if not batch:
@@ -484,8 +459,8 @@ def event_loop(sched: Scheduler, recv: zmq.Socket, send: zmq.Socket) -> None:
     poller.register(recv, zmq.POLLIN)
     while True:
         updates: list[ipc.ReqUpdate] = []
-        # Block only when idle (or while background work waits); otherwise just drain.
-        timeout = sched.poll_timeout_ms()
+        # Block only when idle; with work, just drain what has arrived.
+        timeout = 1000 if sched.is_idle() else 0
         while poller.poll(timeout):
             timeout = 0
             msg = ipc.to_scheduler_decoder.decode(recv.recv())
