@@ -1,5 +1,7 @@
 """Batch API vs online: the same chat requests as one batch and online at concurrency 64,
-and online time to first token while a batch runs vs when the server is idle.
+and online time to first token while a batch runs vs when the server is idle (probes of
+--probe-requests streaming requests at --probe-concurrency: one before and one after the batch,
+--probe-rounds while it runs).
 
 Needs a running server (with its --data-dir); prints one JSON line of results.
 
@@ -12,19 +14,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from typing import Any
 
 import httpx
 
+PROBE_PROMPTS = 1_000_000  # probe prompts are numbered from here: none repeats a batch line
+
 
 def log(msg: str) -> None:
     print(f"[bench_batch] {msg}", file=sys.stderr, flush=True)
 
 
-def body(i: int, max_tokens: int) -> dict[str, Any]:
-    return {"messages": [{"role": "user", "content": f"Tell me a fact about the number {i}."}],
+def body(i: int, max_tokens: int, salt: str = "") -> dict[str, Any]:
+    text = f"Tell me a {salt}fact about the number {i}."
+    return {"messages": [{"role": "user", "content": text}],
             "max_tokens": max_tokens, "ignore_eos": True, "temperature": 0}  # fmt: skip
 
 
@@ -52,7 +58,9 @@ async def one_online(client: httpx.AsyncClient, i: int, max_tokens: int) -> tupl
     return ttft, tokens
 
 
-async def online(url: str, n: int, concurrency: int, max_tokens: int) -> dict[str, Any]:
+async def online(url: str, n: int, concurrency: int, max_tokens: int,
+                 first: int = 0) -> dict[str, Any]:  # fmt: skip
+    """n streaming requests for prompts first.. at `concurrency`."""
     sem = asyncio.Semaphore(concurrency)
     async with httpx.AsyncClient(base_url=url, timeout=None) as client:
 
@@ -61,19 +69,22 @@ async def online(url: str, n: int, concurrency: int, max_tokens: int) -> dict[st
                 return await one_online(client, i, max_tokens)
 
         start = time.perf_counter()
-        results = await asyncio.gather(*(run(i) for i in range(n)))
+        results = await asyncio.gather(*(run(first + i) for i in range(n)))
         elapsed = time.perf_counter() - start
     ttfts = [r[0] for r in results]
     tokens = sum(r[1] for r in results)
-    return {"requests": n, "concurrency": concurrency, "seconds": round(elapsed, 2),
+    log(f"  {n} requests: {tokens / elapsed:.1f} tok/s, TTFT p50 {pct(ttfts, 0.5) * 1e3:.0f} ms, "
+        f"p99 {pct(ttfts, 0.99) * 1e3:.0f} ms, max {max(ttfts) * 1e3:.0f} ms, load {machine_load()}")
+    return {"requests": n, "concurrency": concurrency, "seconds": round(elapsed, 2), "ttfts": ttfts,
             "req_per_s": round(n / elapsed, 2), "output_tok_per_s": round(tokens / elapsed, 1),
             "ttft_p50_ms": round(pct(ttfts, 0.5) * 1e3, 1),
             "ttft_p99_ms": round(pct(ttfts, 0.99) * 1e3, 1)}  # fmt: skip
 
 
-async def start_batch(url: str, n: int, max_tokens: int) -> str:
+async def start_batch(url: str, n: int, max_tokens: int, salt: str = "") -> str:
+    """`salt` changes every prompt (a second batch finds no whole prompt in the cache)."""
     lines = [json.dumps({"custom_id": f"req-{i}", "method": "POST", "url": "/v1/chat/completions",
-                         "body": body(i, max_tokens)}) for i in range(n)]  # fmt: skip
+                         "body": body(i, max_tokens, salt)}) for i in range(n)]  # fmt: skip
     async with httpx.AsyncClient(base_url=url, timeout=None) as client:
         files = {"file": ("bench.jsonl", "\n".join(lines).encode())}
         fid = (await client.post("/v1/files", files=files, data={"purpose": "batch"})).json()["id"]
@@ -91,26 +102,80 @@ async def wait_batch(url: str, batch_id: str) -> dict[str, Any]:
             await asyncio.sleep(0.5)
 
 
+async def server_load(url: str) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=url, timeout=None) as client:
+        return dict((await client.get("/get_load")).json())
+
+
+def machine_load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    ttfts = [t for r in runs for t in r["ttfts"]]
+    return {"requests": len(ttfts), "ttft_p50_ms": round(pct(ttfts, 0.5) * 1e3, 1),
+            "ttft_p90_ms": round(pct(ttfts, 0.9) * 1e3, 1),
+            "ttft_p99_ms": round(pct(ttfts, 0.99) * 1e3, 1)}  # fmt: skip
+
+
 async def main(args: argparse.Namespace) -> dict[str, Any]:
+    """idle probe, online run, the same requests as a batch (throughput), a second batch with
+    probes while it runs (TTFT; the batch pauses for them), idle probe again: the idle probes
+    before and after bracket the machine's load drift around the during-batch probes."""
     probe = {"n": args.probe_requests, "conc": args.probe_concurrency, "tok": args.max_tokens}
+    loads = {"start": machine_load()}
+    if args.warmup_requests:  # not counted: the first requests after a start are slow
+        log(f"warm-up: {args.warmup_requests} requests")
+        await online(args.url, args.warmup_requests, probe["conc"], probe["tok"], 2 * PROBE_PROMPTS)
     log(f"idle probe: {probe}")
-    idle = await online(args.url, probe["n"], probe["conc"], probe["tok"])
+    probes = iter(range(PROBE_PROMPTS, 10 * PROBE_PROMPTS, args.probe_requests))
+    idle = [await online(args.url, probe["n"], probe["conc"], probe["tok"], next(probes))]
     log(f"online: {args.num_lines} requests at concurrency {args.concurrency}")
     on = await online(args.url, args.num_lines, args.concurrency, args.max_tokens)
-    log(f"batch: {args.num_lines} lines")
+    loads["after_online"] = machine_load()
+    log(f"batch alone: {args.num_lines} lines")
     start = time.perf_counter()
-    batch_id = await start_batch(args.url, args.num_lines, args.max_tokens)
-    waiter = asyncio.create_task(wait_batch(args.url, batch_id))
-    await asyncio.sleep(args.probe_delay)  # let the batch fill the engine first
-    during = await online(args.url, probe["n"], probe["conc"], probe["tok"])
-    batch = await waiter
+    batch_id = await start_batch(args.url, args.num_lines, args.max_tokens, salt="batch ")
+    batch = await wait_batch(args.url, batch_id)
     elapsed = time.perf_counter() - start
+    log(f"  batch {batch['status']}: {batch['request_counts']} in {elapsed:.1f} s")
+    loads["after_batch"] = machine_load()
+    log(f"batch with probes: {args.num_lines} lines")
+    preempted = (await server_load(args.url)).get("num_preemptions", 0)
+    start = time.perf_counter()
+    batch_id = await start_batch(args.url, args.num_lines, args.max_tokens, salt="probed ")
+    waiter = asyncio.create_task(wait_batch(args.url, batch_id))
+    during = []
+    for _ in range(args.probe_rounds):
+        await asyncio.sleep(args.probe_delay)  # let the batch fill the engine first
+        if waiter.done():
+            break
+        during.append(await online(args.url, probe["n"], probe["conc"], probe["tok"], next(probes)))
+        during[-1]["batch_running"] = not waiter.done()
+    probed = await waiter
+    probed_seconds = time.perf_counter() - start
+    log(f"  batch {probed['status']}: {probed['request_counts']} in {probed_seconds:.1f} s")
+    loads["after_probed_batch"] = machine_load()
+    preempted = (await server_load(args.url)).get("num_preemptions", 0) - preempted
+    log("idle probe again")
+    idle.append(await online(args.url, probe["n"], probe["conc"], probe["tok"], next(probes)))
+    loads["end"] = machine_load()
     done = batch["request_counts"]["completed"]
+    batch_tok_s = done * args.max_tokens / elapsed
+    idle_all, during_all = merge(idle), merge(during)
+    for r in (on, *idle, *during):
+        del r["ttfts"]
     return {
         "num_lines": args.num_lines, "max_tokens": args.max_tokens, "batch_status": batch["status"],
-        "batch_seconds": round(elapsed, 2), "batch_req_per_s": round(done / elapsed, 2),
-        "batch_output_tok_per_s": round(done * args.max_tokens / elapsed, 1),
-        "online": on, "probe_idle": idle, "probe_during_batch": during,
+        "batch_completed": done, "batch_seconds": round(elapsed, 2),
+        "batch_req_per_s": round(done / elapsed, 2), "batch_output_tok_per_s": round(batch_tok_s, 1),
+        "batch_vs_online": round(batch_tok_s / on["output_tok_per_s"], 3),
+        "probed_batch_status": probed["status"], "probed_batch_seconds": round(probed_seconds, 2),
+        "preemptions_during_probed_batch": preempted, "online": on,
+        "probe_idle": idle_all, "probe_during_batch": during_all,
+        "p99_during_vs_idle": round(during_all["ttft_p99_ms"] / idle_all["ttft_p99_ms"], 3),
+        "p50_during_vs_idle": round(during_all["ttft_p50_ms"] / idle_all["ttft_p50_ms"], 3),
+        "probe_runs": {"idle": idle, "during_batch": during}, "load_average_1m": loads,
     }  # fmt: skip
 
 
@@ -123,4 +188,6 @@ if __name__ == "__main__":
     p.add_argument("--probe-requests", type=int, default=32)
     p.add_argument("--probe-concurrency", type=int, default=4)
     p.add_argument("--probe-delay", type=float, default=5.0)
+    p.add_argument("--probe-rounds", type=int, default=2, help="probes while the batch runs")
+    p.add_argument("--warmup-requests", type=int, default=8, help="sent first, not counted")
     print(json.dumps(asyncio.run(main(p.parse_args()))))

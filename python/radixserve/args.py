@@ -101,7 +101,7 @@ class ServerArgs:
     # Durable store: files, batches, stored responses (issue #9)
     data_dir: Optional[str] = None  # None: $XDG_DATA_HOME/radixserve or ~/.local/share/radixserve
     max_file_size: int = 200 * 1024 * 1024  # bytes of one uploaded file
-    batch_concurrency: int = 16  # batch lines in flight at once (they yield to online requests)
+    batch_concurrency: int = 128  # batch lines in flight at once (they yield to online requests)
     # Reliability and limits (see args_help.py for what each does)
     restart_on_crash: bool = True
     request_timeout: Optional[float] = None

@@ -56,7 +56,8 @@ FLAG_HELP: dict[str, str] = {
     "session_idle_timeout": "Close sessions idle for this many seconds (0: never).",
     "data_dir": "Folder of the durable store: files, batches, stored responses.",
     "max_file_size": "Largest uploaded file, in bytes.",
-    "batch_concurrency": "Batch lines in flight at once (they yield to online requests).",
+    "batch_concurrency": "Batch lines in flight at once; they run only while no online request "
+    "waits or runs (online requests preempt them).",
     "grammar_backend": "Structured-output backend: xgrammar, or none (constraints refused).",
     "grammar_cache_size": "Compiled grammars kept (LRU).",
     "grammar_jump_forward": "Append grammar-forced text in one extend step instead of decoding it "

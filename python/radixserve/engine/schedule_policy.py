@@ -6,6 +6,14 @@ costs more than it saves and the order falls back to FCFS. Admission keeps KV ac
 a request is admitted only if the pool (free + evictable slots) holds its uncached prompt
 plus decode headroom for it and for everything already running. Retraction is the safety net
 when that estimate is too optimistic.
+
+Background (batch API) requests yield to online ones. They wait behind every online request;
+a step that has online work (an online prefill or decode) runs only online requests, so the
+background decodes sit that step out, keeping their KV; and an online request that does not
+fit (request slots, req_to_token rows, KV) preempts background work, newest first: it is
+retracted, i.e. its KV goes back to the radix tree and it is recomputed later from prompt +
+output so far (nothing generated is lost or sent twice). With no online work, background
+requests get the whole engine.
 """
 
 from __future__ import annotations
@@ -44,6 +52,65 @@ def headroom(req: Req, ratio: float) -> int:
     return int(min(req.remaining_new_tokens(), HEADROOM_CLIP) * ratio)
 
 
+def has_online_work(waiting: deque[Req], running: list[Req], chunked: Req | None) -> bool:
+    return any(not r.background for r in (*waiting, *running, *([chunked] if chunked else [])))
+
+
+def preempt_for_online(
+    waiting: deque[Req],
+    running: list[Req],
+    chunked: Req | None,
+    kv: KVManager,
+    max_running: int,
+    budget: int,
+    ratio: float,
+    retract: Callable[[Req], None],
+) -> int:
+    """Retract background requests, newest first, until the online work of the next step fits.
+
+    That work is the online chunk being prefilled, then the waiting online requests in queue
+    order up to the prefill token budget; it fits when there are request slots and rows for it
+    and the KV pool holds its uncached tokens plus decode headroom for everything running.
+    A background chunk in progress is retracted whenever there is online work, as it would
+    otherwise run in that step (and take its prefill budget first). `retract` takes a request
+    out of `running` (or out of the chunk), frees its KV and queues it again. Returns how many
+    were retracted.
+    """
+    online = [r for r in waiting if not r.background]
+    chunk_online = chunked is not None and not chunked.background
+    retracted = 0
+    if chunked is not None and chunked.background and has_online_work(waiting, running, None):
+        retract(chunked)
+        chunked = None
+        retracted += 1
+    if not online and not chunk_online:
+        return retracted
+    tokens = reserve = n_new = 0  # prefill tokens, their decode headroom, new requests
+    if chunk_online:
+        assert chunked is not None
+        tokens = min(chunked.seq_len - chunked.kv_len, budget)
+    for req in online:
+        if tokens >= budget:
+            break
+        fill = req.fill_ids
+        tokens += min(len(fill) - kv.match(fill[:-1])[0], budget - tokens)
+        reserve += headroom(req, ratio)
+        n_new += 1
+    while True:
+        background = [r for r in running if r.background]
+        in_use = len(running) + (1 if chunked is not None else 0)
+        reserved = len(running) + sum(headroom(r, ratio) for r in running)
+        fits = (
+            max_running - in_use >= n_new
+            and kv.free_rows() >= n_new
+            and reserved + tokens + reserve <= kv.available() + kv.evictable()
+        )
+        if fits or not background:
+            return retracted
+        retract(max(background, key=lambda r: r.arrival))
+        retracted += 1
+
+
 @dataclass
 class PrefillPlan:
     """The prefill part of one step: (request, tokens fed) pairs and what is left over."""
@@ -75,12 +142,15 @@ def plan_prefill(
     free_req_slots: int,
     ratio: float,
     fair: bool = False,
+    online_only: bool = False,
 ) -> PrefillPlan:
     """Continue the chunked request, then admit waiting requests in order while they fit.
 
     `reserved` is what the running decodes need (this step's tokens plus their headroom);
-    `free_req_slots` is how many more requests may run. Admitted requests leave `waiting`.
-    One prompt at a time is unfinished (chunked); prompts admitted next to it go in whole.
+    `free_req_slots` is how many more requests may run; `online_only` admits no background
+    request (online work exists, so it would sit the step out anyway). Admitted requests
+    leave `waiting`. One prompt at a time is unfinished (chunked); prompts admitted next to it
+    go in whole.
 
     fcfs: the chunk takes what it wants of the budget first, so a long prompt holds every
     step's whole budget until it is in, and the queue behind it waits (head-of-line blocking).
@@ -99,7 +169,7 @@ def plan_prefill(
         plan.add(chunked, take)
         if plan.chunked is not None and not fair:
             return plan  # the whole budget went to the chunk
-    admitted = _admit(plan, waiting, kv, free_req_slots, ratio, share, fair)
+    admitted = _admit(plan, waiting, kv, free_req_slots, ratio, share, fair, online_only)
     chunk = plan.chunked
     if fair and chunk is not None and plan.budget > 0:
         # The budget the queue did not use goes back to the chunk.
@@ -123,12 +193,15 @@ def _admit(
     ratio: float,
     share: int,
     fair: bool,
+    online_only: bool,
 ) -> list[Req]:
     """Admit waiting requests in order into the plan's budget; returns the admitted ones."""
     admitted: list[Req] = []
     for pos, req in enumerate(waiting):
         if plan.budget <= 0 or free_req_slots <= 0 or kv.free_rows() == 0:
             break
+        if online_only and req.background:
+            break  # background requests are queued after every online one
         if not kv.admit(req):
             break
         want = req.seq_len - req.kv_len

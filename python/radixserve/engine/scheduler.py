@@ -41,9 +41,11 @@ from radixserve.engine.schedule_policy import (
     INIT_NEW_TOKEN_RATIO,
     MIN_NEW_TOKEN_RATIO,
     NEW_TOKEN_RATIO_DECAY,
+    has_online_work,
     headroom,
     order_waiting,
     plan_prefill,
+    preempt_for_online,
 )
 from radixserve.engine.session import SessionManager
 from radixserve.engine.speculative.decode import NgramSpeculator
@@ -85,6 +87,7 @@ class Scheduler:
             self.budget = max(args.max_prefill_tokens, self.context_len)
         self.stats = {
             "num_retractions": 0,
+            "num_preemptions": 0,  # background requests retracted for online ones
             "num_prompt_tokens": 0,
             "num_cached_tokens": 0,
             "num_generated_tokens": 0,
@@ -205,12 +208,18 @@ class Scheduler:
             self.waiting.extend(ready)
             updates.extend(self._finish_aborted(r, msg) for r, msg in failed)
         self._make_room_for_decodes()
+        online = has_online_work(self.waiting, self.running, self.chunked)
+        if online:
+            self.stats["num_preemptions"] += preempt_for_online(
+                self.waiting, self.running, self.chunked, self.kv,
+                self.args.max_running_requests, self.budget, self.new_token_ratio, self._retract,
+            )  # fmt: skip
         reserved = self._decode_tokens() + sum(headroom(r, self.new_token_ratio) for r in self.running)
         free = self.args.max_running_requests - len(self.running) - (1 if self.chunked else 0)
         order_waiting(self.waiting, self.args.schedule_policy, self.kv)
         plan = plan_prefill(
             self.waiting, self.chunked, self.kv, self.budget, reserved, free, self.new_token_ratio,
-            fair=self.args.chunked_prefill_policy == "fair",
+            fair=self.args.chunked_prefill_policy == "fair", online_only=online,
         )  # fmt: skip
         if plan.stalled is not None and not self.running:
             # Nothing else will free memory: this sequence can never fit.
@@ -235,10 +244,13 @@ class Scheduler:
             spec = self.speculator.step(self)
             if spec is not None:
                 return updates + spec
-        batch = plan.reqs + self.running
+        # Background decodes sit out a step with online work (they keep their KV).
+        online_step = any(not r.background for r in (*plan.reqs, *self.running))
+        decoding = [r for r in self.running if not r.background or not online_step]
+        batch = plan.reqs + decoding
         if not batch:
             return updates
-        for r in self.running:
+        for r in decoding:
             r.extend_len = r.seq_len - r.kv_len  # 1, or more after a grammar jump-forward
         self.inflight = InflightStep(batch)
         slots = self.kv.alloc(sum(r.extend_len for r in batch))
@@ -307,16 +319,25 @@ class Scheduler:
         return sum(r.seq_len - r.kv_len for r in self.running)
 
     def _make_room_for_decodes(self) -> None:
-        """Every running request needs one slot this step: evict, then retract the newest."""
+        """Every running request needs its slots this step: evict, then retract the newest
+        (background requests first)."""
         while self.running and self.kv.available() + self.kv.evictable() < self._decode_tokens():
-            victim = max(self.running, key=lambda r: r.arrival)
-            self.running.remove(victim)
-            self.kv.release(victim)
-            victim.reset_for_retract()
-            self.waiting.appendleft(victim)
+            victim = max(self.running, key=lambda r: (r.background, r.arrival))
+            self._retract(victim)
             self.stats["num_retractions"] += 1
             self.new_token_ratio = min(1.0, self.new_token_ratio + 0.1)
             logger.info("KV pool full: retracted %s (%d running)", victim.rid, len(self.running))
+
+    def _retract(self, req: Req) -> None:
+        """Take a running request (or the chunk) out, give back its KV (its computed prefix
+        stays in the radix tree) and queue it again; it is recomputed from prompt + output."""
+        if req is self.chunked:
+            self.chunked = None
+        else:
+            self.running.remove(req)
+        self.kv.release(req)
+        req.reset_for_retract()
+        self.waiting.appendleft(req)
 
     def _process_results(self, batch: list[Req], sample: SampleOutput) -> list[ipc.ReqUpdate]:
         ids = sample.next_token_ids.tolist()
@@ -365,6 +386,8 @@ class Scheduler:
             if req.finished or (req.stream and new >= req.stream_interval):
                 updates.append(self._update(req))
         keep = {id(r) for r in still_running}
+        sat_out = {id(r) for r in self.running} - {id(r) for r in batch}
+        keep |= sat_out  # running requests that were not in this step (background yielding)
         self.running = [r for r in self.running if id(r) in keep] + [
             r for r in still_running if id(r) not in running_ids
         ]

@@ -7,8 +7,9 @@ twice (it finished but was not yet committed at the crash) still appears once. E
 idempotent: validating -> in_progress -> finalizing -> completed (or failed, cancelling ->
 cancelled, expired) can be redone from whatever state the store holds.
 
-Lines run with the BACKGROUND flag set, so the scheduler admits online requests first, and
-at most `concurrency` lines (over all batches) are in flight.
+Lines run with the BACKGROUND flag set: the scheduler runs them only in steps with no online
+work and preempts them for online requests (engine/schedule_policy.py), so `concurrency`
+(lines in flight over all batches) can be high enough to fill an idle engine.
 """
 
 from __future__ import annotations
