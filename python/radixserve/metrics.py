@@ -9,7 +9,7 @@ cache hit rate) are gauges refreshed from `TokenizerManager.get_load()` at scrap
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Optional
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -117,8 +117,8 @@ class ServerMetrics:
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
-    def tracker(self) -> RequestTracker:
-        return RequestTracker(self)
+    def tracker(self, start: Optional[float] = None) -> RequestTracker:
+        return RequestTracker(self, start)
 
 
 class RequestTracker:
@@ -126,9 +126,9 @@ class RequestTracker:
 
     __slots__ = ("_m", "_start", "_last", "_tokens")
 
-    def __init__(self, metrics: ServerMetrics) -> None:
+    def __init__(self, metrics: ServerMetrics, start: Optional[float] = None) -> None:
         self._m = metrics
-        self._start = self._last = time.perf_counter()
+        self._start = self._last = time.perf_counter() if start is None else start
         self._tokens = 0
 
     def update(self, completion_tokens: int) -> None:

@@ -169,6 +169,11 @@ def test_bad_input_is_400_envelope(client: TestClient[Any], path: str, body: Any
         ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "top_p": 1.5},
          "top_p"),
         ("/v1/completions", {"prompt": "x", "n": 129}, "n"),
+        # Nothing is sized by n before the engine checks it (the fuzzer's MemoryError).
+        ("/v1/completions", {"prompt": "x", "n": 2**33}, "n"),
+        ("/v1/completions", {"prompt": "x", "n": 2**33, "echo": True}, "n"),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "n": 2**33},
+         "n"),
         ("/v1/completions", {"prompt": "x" * 100}, "prompt"),
         ("/generate", {"text": "x", "sampling_params": {"min_p": 2}}, "min_p"),
     ],

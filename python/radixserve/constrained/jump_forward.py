@@ -7,8 +7,10 @@ tokenized together with the token sampled last, which is not yet fed to the mode
 computed in the next step, and it has not been streamed yet), so the two may merge into the
 tokens the tokenizer would produce for the joined text (`{` + `"name":"` -> `{"`, `name`, ...).
 The last of those tokens is left to the model: it may merge with the free text after the
-forced part (`":"` + `Alice` -> `":"Alice`). A jump therefore saves (tokens - 1) decode steps
-and is skipped when that is zero.
+forced part (`":"` + `Alice` -> `":"Alice`). A jump therefore saves (tokens - 1) decode steps.
+It is skipped when that is under MIN_GAIN: a jump turns the whole batch's step into an extend
+(slower kernels than a pure decode), which a single saved step does not pay back (the
+content-heavy `record` schema ran slower with one-token jumps: benchmarks/results/structured.md).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from __future__ import annotations
 from typing import Any
 
 from radixserve.constrained.base import GrammarMatcher
+
+MIN_GAIN = 2  # decode steps a jump must save
 
 
 def plan_jump(matcher: GrammarMatcher, last_token: int, tokenizer: Any) -> list[int]:
@@ -28,8 +32,8 @@ def plan_jump(matcher: GrammarMatcher, last_token: int, tokenizer: Any) -> list[
     if not head or "\ufffd" in head:  # a partial UTF-8 sequence: no text to join with
         return []
     tokens = list(tokenizer.encode(head + forced, add_special_tokens=False))[:-1]
-    if len(tokens) <= 1:
-        return []  # nothing beyond (a re-spelling of) the last token
+    if len(tokens) - 1 < MIN_GAIN:
+        return []  # too little beyond (a re-spelling of) the last token
     return tokens
 
 

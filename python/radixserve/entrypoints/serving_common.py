@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any, Optional
@@ -17,7 +18,7 @@ import msgspec
 
 from radixserve.engine.io_struct import EngineError, GenerateOutput, GenerateRequest
 from radixserve.engine.sampling_params import SamplingParams
-from radixserve.metrics import ServerMetrics
+from radixserve.metrics import RequestTracker, ServerMetrics
 
 if TYPE_CHECKING:
     from radixserve.engine.tokenizer_manager import TokenizerManager
@@ -128,12 +129,16 @@ class ServingEngine:
         """tm.generate (updates of the request's n samples) with metrics per sample; aborts the
         request if the consumer leaves before every sample finished."""
         n = req.sampling_params.n
-        trackers = [self.metrics.tracker() for _ in range(n)] if self.metrics is not None else []
-        last: list[Optional[GenerateOutput]] = [None] * n
+        # Per sample, created as outputs arrive (`n` is checked by the engine, not before this).
+        start = time.perf_counter()
+        trackers: dict[int, RequestTracker] = {}
+        last: dict[int, GenerateOutput] = {}
         try:
             async for out in self.tm.generate(req):
                 last[out.index] = out
-                if trackers:
+                if self.metrics is not None:
+                    if out.index not in trackers:
+                        trackers[out.index] = self.metrics.tracker(start)
                     trackers[out.index].update(out.completion_tokens)
                 yield out
         except EngineError as e:
@@ -141,12 +146,12 @@ class ServingEngine:
                 raise
             raise EngineError(e.message, e.status, self.prompt_param) from None
         finally:
-            if not all(o is not None and o.finished for o in last):
+            if len(last) < n or not all(o.finished for o in last.values()):
                 self.tm.abort(req.rid)
-            for tracker, final in zip(trackers, last, strict=False):
-                if final is not None:
-                    reason = final.finish_reason.type if final.finish_reason else "abort"
-                    tracker.finish(final.prompt_tokens, final.cached_tokens, reason)
+            for index, tracker in trackers.items():
+                final = last[index]
+                reason = final.finish_reason.type if final.finish_reason else "abort"
+                tracker.finish(final.prompt_tokens, final.cached_tokens, reason)
 
     async def stream_all(
         self, reqs: list[GenerateRequest]
@@ -193,13 +198,13 @@ class ServingEngine:
 
     async def collect(self, reqs: list[GenerateRequest]) -> list[GenerateOutput]:
         """The final output of every choice, in order."""
-        finals: list[Optional[GenerateOutput]] = [None] * self.num_choices(reqs)
+        # Filled as outputs arrive: `n` is checked by the engine, not before this runs.
+        finals: dict[int, GenerateOutput] = {}
         async for i, out in self.stream_all(reqs):
             finals[i] = out
-        missing = [i for i, f in enumerate(finals) if f is None]
-        if missing:
+        if len(finals) != self.num_choices(reqs):
             raise EngineError("The engine returned no output.", 500)
-        return finals  # type: ignore[return-value]
+        return [finals[i] for i in range(len(finals))]
 
     @staticmethod
     async def primed(

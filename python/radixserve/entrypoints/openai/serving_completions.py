@@ -68,15 +68,15 @@ class ServingCompletions(ServingBase):
             prompts, params, req.n, req.rid, req.stream, logprobs=want_lp,
             top_logprobs=req.logprobs or 0, logprob_start_len=0 if req.echo and want_lp else -1,
         )  # fmt: skip
-        echoes: list[str] = []
+        echoes: list[str] = []  # per prompt: choice i echoes prompt i // n
         firsts: list[int] = []
         if req.echo:
             for text, ids in prompts:
                 echo = text if text is not None else str(self.tm.tokenizer.decode(ids))
-                echoes.extend([echo] * req.n)
+                echoes.append(echo)
                 if want_lp:
                     first = ids if ids is not None else list(self.tm.tokenizer.encode(echo))
-                    firsts.extend([int(first[0]) if first else 0] * req.n)
+                    firsts.append(int(first[0]) if first else 0)
         return reqs, echoes, firsts
 
     async def create(self, req: CompletionRequest) -> bytes | AsyncIterator[bytes]:
@@ -88,12 +88,12 @@ class ServingCompletions(ServingBase):
         choices = []
         for i, out in enumerate(finals):
             reason, matched = finish_reason(out)
-            text = (echoes[i] if echoes else "") + out.text
+            text = (echoes[i // req.n] if echoes else "") + out.text
             logprobs = None
             if req.logprobs is not None:
-                logprobs = self._logprobs(out, 0, len(echoes[i]) if echoes else 0)
+                logprobs = self._logprobs(out, 0, len(echoes[i // req.n]) if echoes else 0)
                 if echoes:
-                    logprobs = self._with_prompt(out, firsts[i], logprobs)
+                    logprobs = self._with_prompt(out, firsts[i // req.n], logprobs)
             choices.append(CompletionChoice(index=i, text=text, logprobs=logprobs,
                                             finish_reason=reason, matched_stop=matched))  # fmt: skip
         resp = CompletionResponse(id=new_id("cmpl-"), model=self.model_name, choices=choices,
@@ -119,16 +119,16 @@ class ServingCompletions(ServingBase):
                 text = out.delta_text
                 echo_now = not echoed[i]
                 if echo_now:
-                    text, echoed[i] = echoes[i] + text, True
+                    text, echoed[i] = echoes[i // req.n] + text, True
                 if not text and reason is None:
                     continue
                 logprobs = None
                 if req.logprobs is not None:
-                    base = (len(echoes[i]) if echoes else 0) + len(out.text) - len(out.delta_text)
+                    base = (len(echoes[i // req.n]) if echoes else 0) + len(out.text) - len(out.delta_text)
                     logprobs = self._logprobs(out, sent_lp[i], base)
                     sent_lp[i] = out.completion_tokens
                     if echo_now and echoes:
-                        logprobs = self._with_prompt(out, firsts[i], logprobs)
+                        logprobs = self._with_prompt(out, firsts[i // req.n], logprobs)
                 yield chunk(CompletionChoice(index=i, text=text, logprobs=logprobs,
                                              finish_reason=reason, matched_stop=matched))  # fmt: skip
             if req.stream_options is not None and req.stream_options.include_usage:
