@@ -100,12 +100,10 @@ class TokenizerManager:
         self._tasks = [loop.create_task(self._recv_loop()), loop.create_task(self._watchdog())]
 
     def _spawn(self) -> Any:
-        # The scheduler's OpenMP workers wait passively (sleep) between kernels unless the user
-        # chose otherwise: spinning workers that the OS deschedules on a busy host stall every
-        # parallel kernel that follows (1-user TPOT 190-200 ms spinning vs 45 ms passive at load
-        # 12 on 2 cores; benchmarks/results/peers_default_model.md). Read when the child starts.
-        if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
-            os.environ["OMP_WAIT_POLICY"] = "passive"
+        # OpenMP keeps its own wait policy (workers spin briefly, then sleep): on a quiet host
+        # forcing OMP_WAIT_POLICY=passive doubled 1-user TPOT (17 ms vs 8.5 ms, default model),
+        # while on a host with more busy threads than cores passive wins (45 vs 190 ms at load
+        # 12 on 2 cores). benchmarks/results/peers_default_model.md; README "Shared hosts".
         proc = mp.get_context("spawn").Process(
             target=run_scheduler_process,
             args=(self.server_args, *self._addrs),
