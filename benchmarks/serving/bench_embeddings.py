@@ -21,13 +21,12 @@ import importlib.util
 import os
 import platform
 import random
-import socket
-import subprocess
 import sys
 import time
 from typing import Any
 
 import httpx
+from server_util import cpu_flags, start_server
 
 
 def minilm_path() -> str:
@@ -98,35 +97,6 @@ def short_latency(url: str, n: int) -> tuple[float, float, float, str]:
     return times[n // 2] * 1e3, times[n * 9 // 10] * 1e3, within / max(total, 1.0), median_le
 
 
-def start_server(model: str, threads: int) -> tuple[subprocess.Popen[bytes], str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "radixserve.serve", "--model-path", model, "--port", str(port),
-           "--log-level", "warning", "--num-threads", str(threads)]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            if httpx.get(url + "/health", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    proc.kill()
-    raise SystemExit("server did not start")
-
-
-def cpu_flags() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next(line for line in f if line.startswith("flags")).split()
-    except (OSError, StopIteration):
-        return "unknown"
-    keep = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile")
-    return " ".join(f for f in keep if f in flags) or "none of avx2/avx512"
-
-
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--model-path", default=None)
@@ -152,7 +122,7 @@ def main() -> None:
                                args.tokens, 0)  # fmt: skip
     rows: list[tuple[str, float]] = []
     load_before = os.getloadavg()
-    proc, url = start_server(model, args.num_threads)
+    proc, url = start_server(["--model-path", model, "--num-threads", str(args.num_threads)])
     try:
         asyncio.run(http_run(url, sentences[:8], 4))  # warm-up
         for c in (1, 32):

@@ -23,15 +23,14 @@ import concurrent.futures
 import json
 import os
 import platform
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from typing import Any, Optional
 
 import httpx
 import jsonschema
+from server_util import cpu_flags, start_server
 
 SCHEMAS: dict[str, dict[str, Any]] = {
     "record": {
@@ -61,6 +60,10 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "additionalProperties": False,
     },
 }  # fmt: skip
+
+
+# What both servers of a run get (the structured server keeps a small KV pool).
+COMMON = ["--max-total-tokens", "16384"]
 
 
 def one(url: str, schema: Optional[str], max_tokens: int, seed: int) -> dict[str, Any]:
@@ -130,34 +133,6 @@ def compile_times() -> dict[str, float]:
     return {"compile_cold_ms": 1000 * cold, "compile_cached_ms": 1000 * cached}
 
 
-def start_server(extra: list[str]) -> tuple[subprocess.Popen[bytes], str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "radixserve.serve", "--port", str(port),
-                             "--max-total-tokens", "16384", "--log-level", "warning",
-                             *extra])  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            if httpx.get(url + "/health", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    proc.kill()
-    raise SystemExit("server did not start")
-
-
-def cpu_flags() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            flags = next(ln for ln in f if ln.startswith("flags")).split()
-    except (OSError, StopIteration):
-        return "unknown"
-    return " ".join(f for f in ("avx2", "fma", "avx512f", "avx512bw", "avx512_bf16") if f in flags)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--requests", type=int, default=4, help="requests per case and round "
@@ -175,7 +150,7 @@ def main() -> None:
     }  # fmt: skip
     if not args.no_compile:
         result.update(compile_times())
-    servers = [start_server(["--no-grammar-jump-forward"]), start_server([])]
+    servers = [start_server([*COMMON, "--no-grammar-jump-forward"]), start_server(COMMON)]
     plain, jump = servers[0][1], servers[1][1]
     cases = [("free", plain, None), ("record", plain, "record"), ("record+jf", jump, "record"),
              ("heavy", plain, "heavy"), ("heavy+jf", jump, "heavy")]  # fmt: skip

@@ -1,0 +1,43 @@
+"""What the HTTP benchmarks share: start a radixserve server on a free port, and the CPU flags
+a results file names."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+
+
+def start_server(args: list[str]) -> tuple[subprocess.Popen[bytes], str]:
+    """`python -m radixserve.serve <args>` on a free port; returns it and its URL once /health
+    answers 200 (up to 5 minutes)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "radixserve.serve", "--port", str(port), "--log-level",
+           "warning", *args]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            if httpx.get(url + "/health", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    proc.kill()
+    raise SystemExit("server did not start")
+
+
+def cpu_flags() -> str:
+    """The SIMD flags that pick a kernel build (avx2 / avx512...) from /proc/cpuinfo."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = next(ln for ln in f if ln.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return "unknown"
+    keep = ("avx2", "fma", "avx512f", "avx512bw", "avx512_bf16", "amx_tile")
+    return " ".join(f for f in keep if f in flags) or "none of avx2/avx512"
