@@ -149,3 +149,7 @@ def test_metrics_count_pooling(url: str, tmp_path: Path) -> None:
     assert 'radixserve:num_pooling_requests_total{' in text and 'route="/v1/embeddings"' in text
     assert "radixserve:pooling_request_latency_seconds_bucket" in text
     assert "radixserve:pooling_prompt_tokens_total" in text
+    # The server-side time of whole requests, by route (bench_embeddings reads it).
+    count = next(line for line in text.splitlines() if line.startswith(
+        'radixserve:http_request_duration_seconds_count{route="/v1/embeddings"}'))
+    assert float(count.rsplit(" ", 1)[1]) >= 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Optional
@@ -107,21 +108,25 @@ def _server_error(request: Request[Any, Any, Any], exc: Exception) -> Response[b
 
 
 def _metrics_middleware(app: ASGIApp) -> ASGIApp:
-    """Counts responses of matched routes by route template and status; errors raised before
-    a route's middleware runs (404, 405) are counted by the exception handlers."""
+    """Counts responses of matched routes by route template and status, and times each from
+    its arrival here to its last body message sent; errors raised before a route's middleware
+    runs (404, 405) are counted by the exception handlers."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
             await app(scope, receive, send)
             return
         scope[_COUNTED] = True  # type: ignore[literal-required]
+        arrival = time.perf_counter()
 
         async def counting_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                state = scope["app"].state.server
-                if state.metrics is not None:
-                    state.metrics.count_request(_route(scope), message["status"])
+            state = scope["app"].state.server
+            if message["type"] == "http.response.start" and state.metrics is not None:
+                state.metrics.count_request(_route(scope), message["status"])
             await send(message)
+            done = message["type"] == "http.response.body" and not message.get("more_body")
+            if done and state.metrics is not None:
+                state.metrics.observe_duration(_route(scope), time.perf_counter() - arrival)
 
         await app(scope, receive, counting_send)
 
