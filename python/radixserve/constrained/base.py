@@ -8,9 +8,10 @@ scheduler only calls the methods below, so xgrammar and other engines are interc
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-import torch
+if TYPE_CHECKING:  # the HTTP process checks constraints without loading torch
+    import torch
 
 # The SamplingParams fields that carry a constraint, in the order they are looked up.
 CONSTRAINT_KINDS = ("json_schema", "regex", "ebnf", "structural_tag")
