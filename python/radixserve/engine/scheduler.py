@@ -455,6 +455,8 @@ def _model_info(s: Scheduler) -> dict[str, Any]:
 
 def run_scheduler_process(args: ServerArgs, in_addr: str, out_addr: str) -> None:
     """Entry point of the spawned process."""
+    from radixserve.engine.model_runner import trim_heap
+
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s [scheduler] %(levelname)s %(message)s"
     )
@@ -471,6 +473,7 @@ def run_scheduler_process(args: ServerArgs, in_addr: str, out_addr: str) -> None
         random.seed(args.random_seed)
         torch.manual_seed(args.random_seed)
         sched = build_scheduler(args)
+        trim_heap()  # what loading and the grammar backend's set-up freed
     except Exception as e:
         send.send(ipc.encode(ipc.SchedulerFailed(f"{type(e).__name__}: {e}")))
         logger.error("scheduler failed to start:\n%s", traceback.format_exc())
