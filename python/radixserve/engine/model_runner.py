@@ -12,7 +12,6 @@ CPU-simulated only in this project (benchmarks/results/gpu.md).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from radixserve.args import ServerArgs
 from radixserve.cache.memory_pool import KVPool, ReqToTokenPool
 from radixserve.device import cuda_kernels_built, resolve_device, stage_batch
 from radixserve.engine.cuda_graph import DecodeGraphRunner, graph_batch_sizes
+from radixserve.engine.heap import trim_heap
 from radixserve.forward_batch import ForwardBatch
 from radixserve.layers.attention import create_attention_backend, native_attention_available
 from radixserve.layers.backend import native_ops, set_kernel_backend
@@ -83,17 +83,6 @@ def one_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
-
-
-def trim_heap() -> None:
-    """Hand the heap's free pages back to the OS (glibc's malloc_trim; a no-op elsewhere).
-    Loading copies each weight on its way to the packed form, and glibc keeps the freed
-    copies mapped: 73 MiB of the default model's scheduler process."""
-    try:
-        malloc_trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):  # not glibc
-        return
-    malloc_trim(0)
 
 
 class ModelRunner:
