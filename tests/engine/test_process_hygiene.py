@@ -43,3 +43,28 @@ def test_engine_shutdown_leaks_no_semaphore(tiny_llama_dir: str) -> None:
     """)
     assert r.returncode == 0, r.stderr
     assert "leaked" not in r.stderr, r.stderr
+
+
+def test_http_side_never_imports_torch() -> None:
+    """The HTTP process (serve, the TokenizerManager's module, the app, the default model's
+    tokenizer) runs without torch: ~200 MB and seconds of start-up (only the scheduler
+    process runs the model). The first grammar check imports xgrammar, which brings torch
+    along: the second line shows that the check sees torch when it is there."""
+    from radixserve.models.tokenizer import load_tokenizer
+
+    load_tokenizer(None)  # builds the cached tokenizer on a fresh machine (that path needs torch)
+    r = run("""
+        import sys
+        import radixserve.serve
+        from radixserve.engine import tokenizer_manager
+        from radixserve.entrypoints.app import create_app
+        from radixserve.models.tokenizer import load_tokenizer
+        tok = load_tokenizer(None)
+        assert tok.decode(tok.encode("Hello world")) == "Hello world"
+        print(sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "xgrammar")))
+        from radixserve.engine.sampling_params import SamplingParams
+        SamplingParams(regex="[a-z]+").verify()
+        print("torch" in sys.modules)
+    """)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n")[:2] == ["[]", "True"], r.stdout

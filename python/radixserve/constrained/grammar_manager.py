@@ -24,7 +24,7 @@ from typing import Any, Optional
 
 import torch
 
-from radixserve.constrained.base import GrammarBackend, constraint_key
+from radixserve.constrained.base import GrammarBackend, LazyGrammarBackend, constraint_key
 from radixserve.constrained.grammar_cache import GrammarCache
 from radixserve.constrained.jump_forward import jump_forward
 from radixserve.engine.finish_reason import FinishReason
@@ -39,7 +39,9 @@ def make_backend(name: str, tokenizer: Any, vocab_size: int, stop_ids: list[int]
     if name == "xgrammar":
         from radixserve.constrained.xgrammar_backend import XGrammarBackend
 
-        return XGrammarBackend(tokenizer, vocab_size, stop_ids)
+        return LazyGrammarBackend(
+            name, lambda: XGrammarBackend(tokenizer, vocab_size, stop_ids)
+        )
     raise ValueError(f"unknown grammar backend {name!r}")
 
 

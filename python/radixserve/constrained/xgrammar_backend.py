@@ -7,9 +7,10 @@ whitespace forever, since a grammar can always continue with more of it; small m
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 from radixserve.constrained.base import (
     GrammarBackend,

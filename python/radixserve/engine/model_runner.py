@@ -11,8 +11,10 @@ CPU-simulated only in this project (benchmarks/results/gpu.md).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Optional
 
 import torch
@@ -21,6 +23,7 @@ from radixserve.args import ServerArgs
 from radixserve.cache.memory_pool import KVPool, ReqToTokenPool
 from radixserve.device import cuda_kernels_built, resolve_device, stage_batch
 from radixserve.engine.cuda_graph import DecodeGraphRunner, graph_batch_sizes
+from radixserve.engine.heap import trim_heap
 from radixserve.forward_batch import ForwardBatch
 from radixserve.layers.attention import create_attention_backend, native_attention_available
 from radixserve.layers.backend import native_ops, set_kernel_backend
@@ -68,6 +71,20 @@ def available_memory_bytes() -> int:
     return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
 
 
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Weight loading on one thread (torch and the OpenMP kernels of radixserve._C alike). Its
+    copies and packs are small memory-bound steps: on a loaded 2-core host an OpenMP team of
+    two took 20 ms per Q4_1 pack (0.1 ms alone) and 55 ms per torch.cat of a fused weight
+    (0.5 ms), every barrier waiting for a descheduled worker: seconds of start-up."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 class ModelRunner:
     def __init__(self, server_args: ServerArgs, mirror_req_to_token: bool = False) -> None:
         """`mirror_req_to_token`: on the CPU, keep a separate device table fed only by the
@@ -97,8 +114,10 @@ class ModelRunner:
         self.tokenizer: Any = load_tokenizer(self.model_config.path, server_args.tokenizer_path)
         if self.device.type != "cpu":  # quantized weights are read by the CPU kernels only
             self.model_config.keep_quantized = False
-        self.model: Any = self._place(load_model(self.model_config))
+        with one_thread():
+            self.model: Any = self._place(load_model(self.model_config))
         release_gguf_readers()  # everything is loaded: the parsed GGUF is garbage now
+        trim_heap()
 
         self.max_total_tokens = self._kv_pool_size()
         self.req_to_token_pool = ReqToTokenPool(
@@ -286,9 +305,12 @@ class ModelRunner:
         new.context_len = old.context_len
         if self.device.type != "cpu":
             new.keep_quantized = False
-        model = self._place(load_model(new))
+        with one_thread():
+            model = self._place(load_model(new))
         model.attn_backend = self.attn_backend
         self.model = model
+        release_gguf_readers()
+        trim_heap()
         if self.graph_runner is not None:  # the graphs recorded the old weights' addresses
             self.graph_runner = self._make_graph_runner()
         self.model_config.path = new.path

@@ -28,7 +28,6 @@ from radixserve.engine.io_struct import EngineError, GenerateOutput, GenerateReq
 from radixserve.engine.limits import Deadline, check_queue
 from radixserve.engine.offload import INLINE_CHARS, offload
 from radixserve.engine.request_state import ModelConfigView, ReqState, prepare_request
-from radixserve.engine.scheduler import run_scheduler_process
 from radixserve.engine.session_protocol import SessionCtlReq, rejected
 
 logger = logging.getLogger("radixserve.tokenizer_manager")
@@ -36,8 +35,18 @@ logger = logging.getLogger("radixserve.tokenizer_manager")
 _QUERY_TIMEOUT = 10.0
 
 
+def _scheduler_main(server_args: ServerArgs, in_addr: str, out_addr: str) -> None:
+    """The scheduler process's entry point. The scheduler module (torch, the model code) is
+    imported here, in the spawned process only: the HTTP process never loads torch."""
+    from radixserve.engine.scheduler import run_scheduler_process
+
+    run_scheduler_process(server_args, in_addr, out_addr)
+
+
 class TokenizerManager:
     def __init__(self, server_args: ServerArgs) -> None:
+        """Spawns the scheduler process first, so that it loads the model while this process
+        loads the tokenizer (and the caller builds its app): the two start-ups overlap."""
         from radixserve.models.default_model import default_model_path
         from radixserve.models.tokenizer import load_tokenizer
 
@@ -45,7 +54,6 @@ class TokenizerManager:
         if server_args.model_path is None:
             server_args.model_path = str(default_model_path())
         self.model_path: str = server_args.model_path
-        self.tokenizer: Any = load_tokenizer(self.model_path, server_args.tokenizer_path)
         self.model_config: Optional[ModelConfigView] = None
         self.info: dict[str, Any] = {}
         self.states: dict[str, ReqState] = {}
@@ -55,23 +63,29 @@ class TokenizerManager:
         self._queries: dict[int, asyncio.Future[Any]] = {}
         self._query_ids = itertools.count()
         self._tasks: list[asyncio.Task[None]] = []
-        self._tmpdir: Optional[str] = None
-        self._ctx: Optional[zmq.asyncio.Context] = None
-        self._send: Any = None
-        self._recv: Any = None
-        self._addrs: tuple[str, str] = ("", "")
         self._ready = asyncio.Event()  # set by the receive loop when a (re)started scheduler is up
         self.num_restarts = 0
+        # Bound before the spawn: a scheduler that fails at once still finds its reader. The
+        # asyncio sockets attach to the event loop that first awaits them (start()).
+        self._tmpdir: Optional[str]
+        self._tmpdir, in_addr, out_addr = ipc.new_ipc_addresses()
+        self._ctx: Optional[zmq.asyncio.Context] = zmq.asyncio.Context()
+        self._send: Any = ipc.make_socket(self._ctx, zmq.PUSH, in_addr, bind=True)
+        self._recv: Any = ipc.make_socket(self._ctx, zmq.PULL, out_addr, bind=True)
+        self._addrs: tuple[str, str] = (in_addr, out_addr)
+        self._spawn()
+        try:
+            self.tokenizer: Any = load_tokenizer(self.model_path, server_args.tokenizer_path)
+        except BaseException:
+            self.shutdown()
+            raise
 
     # -- life cycle -----------------------------------------------------------------------
     async def start(self) -> None:
-        """Spawn the scheduler process and wait until its model is loaded."""
-        self._tmpdir, in_addr, out_addr = ipc.new_ipc_addresses()
-        self._ctx = zmq.asyncio.Context()
-        self._send = ipc.make_socket(self._ctx, zmq.PUSH, in_addr, bind=True)
-        self._recv = ipc.make_socket(self._ctx, zmq.PULL, out_addr, bind=True)
-        self._addrs = (in_addr, out_addr)
-        proc = self._spawn()
+        """Wait until the scheduler process (spawned by __init__) has loaded its model."""
+        proc = self.proc
+        if proc is None or self._recv is None:
+            raise RuntimeError("the engine was shut down before it started")
         timeout = max(60.0, self.server_args.watchdog_timeout)
         start = time.monotonic()
         next_log = start + 10.0
@@ -95,7 +109,7 @@ class TokenizerManager:
                 next_log = now + 10.0
         self.info = msg.info
         self.model_config = ModelConfigView(msg.info)
-        logger.info("scheduler ready in %.1f s", time.monotonic() - start)
+        logger.info("scheduler ready %.1f s after start() was called", time.monotonic() - start)
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._recv_loop()), loop.create_task(self._watchdog())]
 
@@ -105,7 +119,7 @@ class TokenizerManager:
         # while on a host with more busy threads than cores passive wins (45 vs 190 ms at load
         # 12 on 2 cores). benchmarks/results/peers_default_model.md; README "Shared hosts".
         proc = mp.get_context("spawn").Process(
-            target=run_scheduler_process,
+            target=_scheduler_main,
             args=(self.server_args, *self._addrs),
             name="radixserve-scheduler",
             daemon=True,

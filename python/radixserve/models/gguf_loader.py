@@ -18,6 +18,7 @@ import torch
 
 from radixserve.layers.linear import QUANT_TYPES, QuantizedWeight
 from radixserve.models.config import ModelConfig
+from radixserve.models.gguf_file import GGUFFile
 
 # GGUF general.architecture -> Hugging Face architecture.
 GGUF_ARCHS = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}
@@ -44,39 +45,22 @@ _BLOCK = re.compile(r"^blk\.(\d+)\.([a-z_]+)\.(weight|bias)$")
 
 
 @functools.lru_cache(maxsize=2)
-def open_gguf(path: str) -> Any:
-    """A memory-mapped gguf.GGUFReader (parsing the metadata takes seconds: done once per file)."""
-    from gguf import GGUFReader
-
+def open_gguf(path: str) -> GGUFFile:
+    """The file's metadata and memory-mapped tensors, parsed once per file."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"GGUF file not found: {path}")
-    return GGUFReader(path)
+    return GGUFFile(path)
 
 
 def release_gguf_readers() -> None:
-    """Drop the cached readers once loading is over: their parsed metadata (the tokenizer's
-    arrays as numpy objects) held ~220 MB of the default model's scheduler."""
+    """Drop the cached readers (and their file mappings) once loading is over."""
     open_gguf.cache_clear()
 
 
 def gguf_metadata(path: str, keys_prefix: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Scalar and string metadata (the big tokenizer arrays are skipped)."""
-    reader = open_gguf(path)
-    out: dict[str, Any] = {}
-    for key, fld in reader.fields.items():
-        if key.startswith(
-            (
-                "tokenizer.ggml.tokens",
-                "tokenizer.ggml.merges",
-                "tokenizer.ggml.token_type",
-                "tokenizer.ggml.scores",
-            )
-        ):
-            continue
-        if keys_prefix and not key.startswith(keys_prefix):
-            continue
-        out[key] = fld.contents()
-    return out
+    """Scalar, string and small-array metadata (the big tokenizer arrays are never decoded)."""
+    meta = open_gguf(path).metadata
+    return {k: v for k, v in meta.items() if not keys_prefix or k.startswith(keys_prefix)}
 
 
 def gguf_model_config(path: str) -> ModelConfig:

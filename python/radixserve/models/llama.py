@@ -266,7 +266,7 @@ class LlamaForCausalLM(nn.Module):
                 target = ".".join(parts[:-2] + [fused, parts[-1]])
                 rows = (start, size)
             if isinstance(tensor, QuantizedWeight):
-                self._load_quantized(name, target, rows, tensor)
+                self._load_quantized(name, params.get(target), target, rows, tensor)
                 seen.add(name)
                 continue
             param = params.get(target)
@@ -288,11 +288,16 @@ class LlamaForCausalLM(nn.Module):
             raise ValueError(f"checkpoint is missing tensors: {', '.join(missing[:5])}{more}")
 
     def _load_quantized(
-        self, name: str, target: str, rows: Optional[tuple[int, int]], w: QuantizedWeight
+        self,
+        name: str,
+        param: Optional[nn.Parameter],
+        target: str,
+        rows: Optional[tuple[int, int]],
+        w: QuantizedWeight,
     ) -> None:
         """A GGUF weight kept quantized: a Linear's rows, or the token embedding (and with tied
-        embeddings the LM head too: both use the one packed copy)."""
-        param = dict(self.named_parameters()).get(target)
+        embeddings the LM head too: both use the one packed copy). `param`: the parameter
+        named `target` before loading began (only its shape is read)."""
         expected = None if param is None else tuple(param.shape)
         if rows is not None and expected is not None:
             expected = (rows[1], expected[1])
