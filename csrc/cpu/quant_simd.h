@@ -7,7 +7,10 @@
 // instruction. Default, int16 activations: a block's 32 quants become two vectors of 16 int16
 // (4-bit: bytes widened, then masked / shifted; 8-bit: sign-extended), multiplied exactly with
 // the int16 activations (madd), and the block's integer sum is scaled by d * sx in one
-// conversion and FMA.
+// conversion and FMA. A row's block scales (times sx) are staged first, then one flat loop over
+// its blocks; 8 rows' sums are reduced together. At K = 576 (18 blocks a row) the per-row work
+// around the dots was about half the time; this layout took Q4_1 M=1 from ~9 to ~13 GB/s on one
+// AVX2 core (benchmarks/results/linear_quant.md).
 // Q4 offsets add m * sum(x' of the block). fp32 activations (set_quant_activations("fp32")):
 // a block's 32 quants become 4 fp32 vectors, multiplied with x, and the block's sum is scaled by d.
 // Prefill: 32 weight rows are dequantised to an fp32 [K][32] tile once (d * q + m by one FMA),
@@ -76,40 +79,24 @@ inline void block_q(const uint8_t* qs, __m256* q) {
 }
 
 // Scales d and offsets m (Q4_0: -8 d; Q8_0: 0) of blocks [b0, b0 + 8) of a row, zero past kb.
+// One unaligned 16-byte load each, also for a last, partial group: the bytes past the row's d
+// (or m) array are its m or qs bytes, still inside the row, and are masked off. (Gathering a tail
+// through a stack array cost a failed store-to-load forward per row, a large part of the per-row
+// cost at K = 576.)
 template <QType T>
 inline void load_scales(const uint8_t* row, int64_t kb, int64_t b0, __m256* d, __m256* m) {
-  if (b0 + kScaleVec <= kb) {
-    *d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * b0)));
-    if (T == kQ4_1)
-      *m = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * (kb + b0))));
-  } else {
-    alignas(16) uint16_t dh[kScaleVec] = {0}, mh[kScaleVec] = {0};
-    for (int64_t b = b0; b < kb; ++b) {
-      dh[b - b0] = detail::load_u16(row + 2 * b);
-      if (T == kQ4_1) mh[b - b0] = detail::load_u16(row + 2 * (kb + b));
-    }
-    *d = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(dh)));
-    if (T == kQ4_1) *m = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(mh)));
+  *d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * b0)));
+  if (T == kQ4_1)
+    *m = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * (kb + b0))));
+  if (b0 + kScaleVec > kb) {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256 keep = _mm256_castsi256_ps(
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(kb - b0)), lane));
+    *d = _mm256_and_ps(*d, keep);
+    if (T == kQ4_1) *m = _mm256_and_ps(*m, keep);
   }
   if (T == kQ4_0) *m = _mm256_mul_ps(*d, _mm256_set1_ps(-8.f));
   if (T == kQ8_0) *m = _mm256_setzero_ps();
-}
-
-// int16 activations, block b of NC weight rows and MR activation rows from m0:
-// acc[c][r] += (d_c * sx_r) * dot(q_c, xq_r), with ds[c][r][j] = d_c * sx_r of block b0 + j.
-template <QType T, int NC, int MR>
-inline void block_dot(const QuantProblem& p, const uint8_t* const* qs, const float* ds, int64_t b,
-                      int64_t j, int64_t m0, __m256 (*acc)[MR]) {
-  constexpr int64_t kQs = T == kQ8_0 ? 32 : 16;
-  for (int c = 0; c < NC; ++c) {
-    __m256i lo, hi;
-    block_words<T>(qs[c] + b * kQs, &lo, &hi);
-    for (int r = 0; r < MR; ++r) {
-      const __m256 s = block_dot_i16(lo, hi, p.xq + (m0 + r) * p.K + b * kQK);
-      const __m256 scale = _mm256_broadcast_ss(ds + (c * MR + r) * kScaleVec + j);
-      acc[c][r] = _mm256_fmadd_ps(s, scale, acc[c][r]);
-    }
-  }
 }
 
 // fp32 activations: acc[r] += d * dot(q, x[r]) over block b (q converted to fp32 vectors).
@@ -164,55 +151,90 @@ inline void gemv_column_f32(const QuantProblem& p, int64_t n, int64_t m0) {
         hsum(_mm256_add_ps(acc0[r], acc1[r])) + (T != kQ8_0 ? hsum(macc[r]) : 0.f) + bias;
 }
 
-// Output columns [n, n + NC) for activation rows [m0, m0 + MR), int16 activations (p.xq).
-template <QType T, int NC, int MR>
-inline void gemv_columns(const QuantProblem& p, int64_t n, int64_t m0) {
-  const uint8_t* row[NC];
-  const uint8_t* qs[NC];
-  // Two chains over even/odd blocks, and the offset term.
-  __m256 acc0[NC][MR], acc1[NC][MR], macc[NC][MR];
-  for (int c = 0; c < NC; ++c) {
-    row[c] = p.w + (n + c) * p.row_bytes;
-    qs[c] = row[c] + qs_offset(T, p.KB);
-    for (int r = 0; r < MR; ++r) acc0[c][r] = acc1[c][r] = macc[c][r] = _mm256_setzero_ps();
-  }
-  alignas(32) float ds[NC * MR * kScaleVec];  // d * sx of 8 blocks, per column and row
-  for (int64_t b0 = 0; b0 < p.KB; b0 += kScaleVec) {
-    for (int c = 0; c < NC; ++c) {
-      __m256 dv, mv;
-      load_scales<T>(row[c], p.KB, b0, &dv, &mv);
-      for (int r = 0; r < MR; ++r) {
-        const int64_t at = (m0 + r) * p.ldxs + b0;
-        _mm256_store_ps(ds + (c * MR + r) * kScaleVec,
-                        _mm256_mul_ps(dv, _mm256_loadu_ps(p.xscale + at)));
-        if (T != kQ8_0) macc[c][r] = _mm256_fmadd_ps(mv, _mm256_loadu_ps(p.xsum + at), macc[c][r]);
-      }
-    }
-    const int64_t nb = p.KB - b0 < kScaleVec ? p.KB - b0 : kScaleVec;
-    int64_t j = 0;
-    for (; j + 1 < nb; j += 2) {
-      block_dot<T, NC, MR>(p, qs, ds, b0 + j, j, m0, acc0);
-      block_dot<T, NC, MR>(p, qs, ds, b0 + j + 1, j + 1, m0, acc1);
-    }
-    if (j < nb) block_dot<T, NC, MR>(p, qs, ds, b0 + j, j, m0, acc0);
-  }
-  const float bias[NC] = {};
-  for (int c = 0; c < NC; ++c)
-    for (int r = 0; r < MR; ++r)
-      p.out[(m0 + r) * p.N + n + c] = hsum(_mm256_add_ps(acc0[c][r], acc1[c][r])) +
-                                      (T != kQ8_0 ? hsum(macc[c][r]) : 0.f) +
-                                      (p.bias ? p.bias[n + c] : bias[c]);
+// Lane n of the result = sum of the lanes of a[n] (8 dot products reduced at once).
+inline __m256 hsum8x8(const __m256* a) {
+  const __m256 t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
+  const __m256 t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
+  const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+  return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
 }
 
-// Columns [n0, n1) for activation rows [m0, m0 + MR), int16 activations.
-// One weight row at a time: interleaving 4 rows (NC = 4) won in cache but lost from DRAM
-// (Q4_1 down [576, 1536]: 105 vs 45 us), where one sequential stream suits the prefetchers.
+// int16 decode: blocks whose scales d * sx are staged at once, and how far ahead of the block
+// being multiplied the weight stream is prefetched (bytes; measured 5-10% faster from DRAM than
+// the hardware prefetcher alone on the AVX2 EPYC, benchmarks/results/linear_quant.md).
+constexpr int64_t kStageBlocks = 32;
+constexpr int64_t kPrefetchBytes = 2048;
+
+// int16 activations, one block of one weight row against MR activation rows:
+// acc[r] += (d * sx_r) * dot(q, xq_r), with the scale at ds[r * kStageBlocks + j].
+template <QType T, int MR>
+inline void block_dot_rows(const QuantProblem& p, const uint8_t* q, const float* ds, int64_t j,
+                           int64_t b, int64_t m0, __m256* acc) {
+  __m256i lo, hi;
+  block_words<T>(q, &lo, &hi);
+  for (int r = 0; r < MR; ++r) {
+    const __m256 s = block_dot_i16(lo, hi, p.xq + (m0 + r) * p.K + b * kQK);
+    acc[r] = _mm256_fmadd_ps(s, _mm256_broadcast_ss(ds + r * kStageBlocks + j), acc[r]);
+  }
+}
+
+// int16 activations: weight row n against activation rows [m0, m0 + MR). tot[r] gets 8 lanes
+// whose sum is out[m0 + r][n] without the bias. The row is read once, front to back: the scales
+// of up to 32 blocks (times each activation row's sx) are staged first, then a flat loop over
+// the blocks with two accumulator chains (even / odd blocks) hides the FMA latency.
+template <QType T, int MR>
+inline void gemv_row_i16(const QuantProblem& p, int64_t n, int64_t m0, __m256* tot) {
+  constexpr int64_t kQs = T == kQ8_0 ? 32 : 16;
+  const uint8_t* row = p.w + n * p.row_bytes;
+  const uint8_t* qs = row + qs_offset(T, p.KB);
+  __m256 acc0[MR], acc1[MR], macc[MR];
+  for (int r = 0; r < MR; ++r) acc0[r] = acc1[r] = macc[r] = _mm256_setzero_ps();
+  alignas(32) float ds[MR * kStageBlocks];
+  for (int64_t c0 = 0; c0 < p.KB; c0 += kStageBlocks) {
+    const int64_t c1 = p.KB < c0 + kStageBlocks ? p.KB : c0 + kStageBlocks;
+    for (int64_t b0 = c0; b0 < c1; b0 += kScaleVec) {
+      __m256 dv, mv;
+      load_scales<T>(row, p.KB, b0, &dv, &mv);
+      for (int r = 0; r < MR; ++r) {
+        const int64_t at = (m0 + r) * p.ldxs + b0;
+        _mm256_store_ps(ds + r * kStageBlocks + (b0 - c0),
+                        _mm256_mul_ps(dv, _mm256_loadu_ps(p.xscale + at)));
+        if (T != kQ8_0) macc[r] = _mm256_fmadd_ps(mv, _mm256_loadu_ps(p.xsum + at), macc[r]);
+      }
+    }
+    int64_t b = c0;
+    for (; b + 2 <= c1; b += 2) {
+      _mm_prefetch(reinterpret_cast<const char*>(qs + b * kQs + kPrefetchBytes), _MM_HINT_T0);
+      block_dot_rows<T, MR>(p, qs + b * kQs, ds, b - c0, b, m0, acc0);
+      block_dot_rows<T, MR>(p, qs + (b + 1) * kQs, ds, b + 1 - c0, b + 1, m0, acc1);
+    }
+    if (b < c1) block_dot_rows<T, MR>(p, qs + b * kQs, ds, b - c0, b, m0, acc0);
+  }
+  for (int r = 0; r < MR; ++r) tot[r] = _mm256_add_ps(_mm256_add_ps(acc0[r], acc1[r]), macc[r]);
+}
+
+// Columns [n0, n1) for activation rows [m0, m0 + MR), int16 activations. One weight row at a
+// time (interleaving 2-4 rows won in cache but lost from DRAM for rows of 1 KB and more: one
+// sequential stream suits the prefetchers); 8 rows' sums are reduced and stored together.
 template <QType T, int MR>
 inline void gemv_int16(const QuantProblem& p, int64_t n0, int64_t n1, int64_t m0) {
-  constexpr int NC = 1;
+  __m256 tot[8][MR];
   int64_t n = n0;
-  for (; n + NC <= n1; n += NC) gemv_columns<T, NC, MR>(p, n, m0);
-  for (; n < n1; ++n) gemv_columns<T, 1, MR>(p, n, m0);
+  for (; n + 8 <= n1; n += 8) {
+    for (int c = 0; c < 8; ++c) gemv_row_i16<T, MR>(p, n + c, m0, tot[c]);
+    for (int r = 0; r < MR; ++r) {
+      __m256 col[8];
+      for (int c = 0; c < 8; ++c) col[c] = tot[c][r];
+      __m256 o = hsum8x8(col);
+      if (p.bias) o = _mm256_add_ps(o, _mm256_loadu_ps(p.bias + n));
+      _mm256_storeu_ps(p.out + (m0 + r) * p.N + n, o);
+    }
+  }
+  for (; n < n1; ++n) {
+    gemv_row_i16<T, MR>(p, n, m0, tot[0]);
+    for (int r = 0; r < MR; ++r)
+      p.out[(m0 + r) * p.N + n] = hsum(tot[0][r]) + (p.bias ? p.bias[n] : 0.f);
+  }
 }
 
 template <QType T>

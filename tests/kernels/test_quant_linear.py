@@ -21,8 +21,10 @@ from radixserve.layers.linear import Linear, QuantizedWeight
 ISAS = ["generic"] + [isa for isa in ("avx2", "avx512") if _C.cpu_features()[isa]]
 QTYPES = ["Q4_0", "Q4_1", "Q8_0"]
 # (N, K): a partial 16-column chunk and 32-column tile, K/32 below, at and past a multiple of 8
-# blocks (scale vectors with a tail), and the default model's shapes.
-SHAPES = [(7, 32), (45, 96), (33, 288), (100, 544), (576, 576), (1536, 576), (576, 1536)]
+# blocks (scale vectors with a tail), past the decode kernel's 32-block scale staging (33 blocks:
+# a second stage of one block), 8-row output groups with a tail, and the default model's shapes.
+SHAPES = [(7, 32), (45, 96), (33, 288), (100, 544), (19, 1056), (576, 576), (1536, 576),
+          (576, 1536)]
 MS = [1, 2, 3, 4, 5, 7, 16, 17, 64, 100, 300]
 
 
