@@ -10,8 +10,9 @@ accepted drafts comes from the step. KV slots of rejected drafts are freed at on
 accepted drafts' KV is already in place.
 
 No step speculates while a running request wants logprobs or has a grammar. Eligible:
-requests without penalties, logit bias or a pending min_new_tokens (their sampler inputs change
-per position). Others decode one token in the same forward, through the normal sampler.
+requests without a pending min_new_tokens (their stop-token bias changes per position);
+penalties count the drafts before each position (rejection.py). Others decode one token in the
+same forward, through the normal sampler.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import torch
 from radixserve.engine.request import Req
 from radixserve.engine.schedule_batch import build_forward_batch, build_sampling_info
 from radixserve.engine.speculative.ngram import propose_ngram
-from radixserve.engine.speculative.rejection import expand_info, verify_sampled
+from radixserve.engine.speculative.rejection import verify_drafts
 from radixserve.engine.step_guard import InflightStep
 
 if TYPE_CHECKING:
@@ -32,15 +33,7 @@ if TYPE_CHECKING:
 
 
 def eligible(req: Req) -> bool:
-    p = req.params
-    return (
-        not req.return_logprob
-        and not p.logit_bias
-        and p.frequency_penalty == 0.0
-        and p.presence_penalty == 0.0
-        and p.repetition_penalty == 1.0
-        and len(req.output_ids) >= req.min_new_tokens
-    )
+    return not req.return_logprob and len(req.output_ids) >= req.min_new_tokens
 
 
 class NgramSpeculator:
@@ -105,33 +98,16 @@ class NgramSpeculator:
     def _verify(
         sched: Scheduler, batch: list[Req], first_row: list[int], logits: torch.Tensor
     ) -> dict[int, tuple[list[int], int]]:
-        """New tokens and accepted-draft count of every drafting request (index in batch)."""
-        out: dict[int, tuple[list[int], int]] = {}
-        rand: list[int] = []
-        for i, r in enumerate(batch):
-            if not r.draft_ids:
-                continue
-            if not r.params.is_greedy:
-                rand.append(i)
-                continue
-            lo = first_row[i]
-            model = logits[lo : lo + len(r.draft_ids) + 1].argmax(dim=-1).tolist()
-            a = 0
-            while a < len(r.draft_ids) and r.draft_ids[a] == model[a]:
-                a += 1
-            out[i] = (model[: a + 1], a)  # accepted drafts (equal to the model's) + one more
-        if rand:
-            reqs = [batch[i] for i in rand]
-            drafts = [r.draft_ids for r in reqs]
-            info = expand_info(
-                build_sampling_info(reqs, sched.vocab_size), [len(d) for d in drafts]
-            )
-            rows = [
-                row for i in rand for row in range(first_row[i], first_row[i] + batch[i].extend_len)
-            ]
-            results = verify_sampled(logits[rows], info, drafts)
-            out.update(zip(rand, results, strict=True))
-        return out
+        """New tokens and accepted-draft count of every drafting request (index in batch),
+        greedy and sampled alike, in one verify call."""
+        drafting = [i for i, r in enumerate(batch) if r.draft_ids]
+        reqs = [batch[i] for i in drafting]
+        rows = [
+            row for i in drafting for row in range(first_row[i], first_row[i] + batch[i].extend_len)
+        ]
+        info = build_sampling_info(reqs, sched.vocab_size)
+        results = verify_drafts(logits[rows], info, [r.draft_ids for r in reqs])
+        return dict(zip(drafting, results, strict=True))
 
     def _finish(
         self,
