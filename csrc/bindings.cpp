@@ -411,6 +411,11 @@ PYBIND11_MODULE(_C, m) {
           py::arg("k_cache"), py::arg("v_cache"), py::arg("req_to_token"),
           py::arg("req_pool_indices"), py::arg("seq_lens"), py::arg("scale"),
           py::arg("sliding_window") = -1, "decode_attention on CUDA tensors.");
+    m.def("cascade_decode_attention_cuda", &rc::cascade_decode_attention, py::arg("out"),
+          py::arg("q"), py::arg("k_cache"), py::arg("v_cache"), py::arg("req_to_token"),
+          py::arg("req_pool_indices"), py::arg("seq_lens"), py::arg("group_ids"),
+          py::arg("group_prefix_lens"), py::arg("scale"), py::arg("sliding_window") = -1,
+          "cascade_decode_attention on CUDA tensors.");
     m.def("extend_attention_cuda", &rc::extend_attention, py::arg("out"), py::arg("q"),
           py::arg("k_cache"), py::arg("v_cache"), py::arg("req_to_token"),
           py::arg("req_pool_indices"), py::arg("seq_lens"), py::arg("extend_seq_lens"),
