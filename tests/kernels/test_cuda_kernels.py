@@ -54,7 +54,10 @@ def test_cuda_bindings_match_the_build() -> None:
     if _C.has_cuda:
         assert torch.version.cuda is not None
         assert {
-            "store_kv_cuda", "decode_attention_cuda", "cascade_decode_attention_cuda", "sample_cuda"
+            "store_kv_cuda",
+            "decode_attention_cuda",
+            "cascade_decode_attention_cuda",
+            "sample_cuda",
         } <= names
     else:
         assert names == set()
