@@ -21,7 +21,7 @@ reproducible, with the same distribution as plain sampling (not the same tokens)
 
 Two implementations of one definition: `_C.verify_drafts` (csrc/cpu/sampling.h, every position
 of every request in one native call) and `verify_ref` here in PyTorch, which the tests hold the
-native one to and which runs for device logits and --kernel-backend torch.
+native one to and which runs under --kernel-backend torch.
 """
 
 from __future__ import annotations
@@ -181,7 +181,9 @@ def verify_native(
 def verify_drafts(
     logits: torch.Tensor, info: SamplingBatchInfo, drafts: Sequence[Sequence[int]]
 ) -> Verified:
-    """Per request: (new tokens, drafts accepted); the native kernel for host logits."""
-    if use_native() and logits.device.type == "cpu":
-        return verify_native(logits, info, drafts)
-    return verify_ref(logits, info, drafts)
+    """Per request: (new tokens, drafts accepted). The rows are verified on the host (device
+    logits are copied: `info` lives there), natively unless --kernel-backend torch."""
+    host = logits.cpu()
+    if use_native():
+        return verify_native(host, info, drafts)
+    return verify_ref(host, info, drafts)
