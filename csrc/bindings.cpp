@@ -350,6 +350,29 @@ PYBIND11_MODULE(_C, m) {
         "[next_ids] or, when top_logprobs >= 0, [next_ids, logprobs, top_vals, top_ids]. "
         "token_bitmask: int32 [bs, ceil(vocab / 32)] grammar masks (bit set = token allowed).");
     m.def(
+        "verify_drafts",
+        [plain_errors](const at::Tensor& logits, const at::Tensor& temperatures,
+                       const at::Tensor& top_ps, const at::Tensor& top_ks, const at::Tensor& min_ps,
+                       const at::Tensor& seeds, const at::Tensor& steps,
+                       const at::Tensor& draft_ids, const at::Tensor& num_drafts,
+                       OptT frequency_penalties, OptT presence_penalties,
+                       OptT repetition_penalties, OptT output_token_counts, OptT logit_bias) {
+          return plain_errors([&] {
+            return radixserve::cpu::verify_drafts(
+                logits, temperatures, top_ps, top_ks, min_ps, seeds, steps, draft_ids,
+                num_drafts, frequency_penalties, presence_penalties, repetition_penalties,
+                output_token_counts, logit_bias);
+          });
+        },
+        py::arg("logits"), py::arg("temperatures"), py::arg("top_ps"), py::arg("top_ks"),
+        py::arg("min_ps"), py::arg("seeds"), py::arg("steps"), py::arg("draft_ids"),
+        py::arg("num_drafts"), py::arg("frequency_penalties") = py::none(),
+        py::arg("presence_penalties") = py::none(), py::arg("repetition_penalties") = py::none(),
+        py::arg("output_token_counts") = py::none(), py::arg("logit_bias") = py::none(),
+        "Speculative verification of n-gram drafts (see csrc/cpu/sampling.h): logits "
+        "[sum(1 + num_drafts), vocab], one parameter row per request. Returns [accepted, "
+        "next_token] (int64 [n]).");
+    m.def(
         "apply_token_bitmask_",
         [plain_errors](const at::Tensor& logits, const at::Tensor& token_bitmask) {
           plain_errors([&] {
@@ -388,6 +411,11 @@ PYBIND11_MODULE(_C, m) {
           py::arg("k_cache"), py::arg("v_cache"), py::arg("req_to_token"),
           py::arg("req_pool_indices"), py::arg("seq_lens"), py::arg("scale"),
           py::arg("sliding_window") = -1, "decode_attention on CUDA tensors.");
+    m.def("cascade_decode_attention_cuda", &rc::cascade_decode_attention, py::arg("out"),
+          py::arg("q"), py::arg("k_cache"), py::arg("v_cache"), py::arg("req_to_token"),
+          py::arg("req_pool_indices"), py::arg("seq_lens"), py::arg("group_ids"),
+          py::arg("group_prefix_lens"), py::arg("scale"), py::arg("sliding_window") = -1,
+          "cascade_decode_attention on CUDA tensors.");
     m.def("extend_attention_cuda", &rc::extend_attention, py::arg("out"), py::arg("q"),
           py::arg("k_cache"), py::arg("v_cache"), py::arg("req_to_token"),
           py::arg("req_pool_indices"), py::arg("seq_lens"), py::arg("extend_seq_lens"),

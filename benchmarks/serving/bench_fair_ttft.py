@@ -55,6 +55,15 @@ def run(
     clock = 0.0
     arrival: dict[str, float] = {}
     stamps: dict[str, list[float]] = {}
+    fed: list[int] = []  # tokens of each forward (prefill + decode rows)
+    forward = sched.runner.forward
+
+    def counting_forward(fb: Any) -> Any:
+        fed.append(int(fb.input_ids.shape[0]))
+        return forward(fb)
+
+    sched.runner.forward = counting_forward  # type: ignore[method-assign]
+    timeline: list[tuple[int, float]] = []  # (tokens fed, step CPU s) while the burst waits
 
     def submit(rid: str, ids: list[int], n: int) -> None:
         params = SamplingParams(max_new_tokens=n, temperature=0.0, ignore_eos=True)
@@ -85,7 +94,9 @@ def run(
     for rid, p in burst:
         submit(rid, p, args.output_len)
     while any(not stamps[rid] for rid, _ in burst):
+        t0, n0 = clock, len(fed)
         step()
+        timeline.append((sum(fed[n0:]), round(clock - t0, 3)))
     burst_end = clock
     burst_steps = sched.stats["num_forward_steps"] - steps0
     while not sched.is_idle():
@@ -111,6 +122,8 @@ def run(
         "burst_itl_p99_s": round(pct(itl_burst, 99), 3),
         "burst_prefill_steps": burst_steps,
         "burst_prefill_cpu_s": round(burst_end - burst_start, 3),
+        "ttft_sorted_s": sorted(round(t, 2) for t in ttft),
+        "burst_timeline": timeline,
         "total_cpu_s": round(clock, 3),
     }
     if workload["long"]:

@@ -302,44 +302,119 @@ int64_t kept_prefix(const Ops& ops, const float* z, const float* e, int64_t voca
   }
 }
 
+// Step 1 for one token: the penalties of a token generated `count` times.
+inline float penalise(float x, int32_t count, const RowParams& p) {
+  if (count <= 0) return x;
+  if (p.rep != 1.0f) x = x > 0.0f ? x / p.rep : x * p.rep;
+  x = x - p.freq * static_cast<float>(count);
+  x = x - p.pres;
+  return x;
+}
+
+// Step 1 for one row: the penalised logits, `raw` itself when nothing applies, else s.z.
 // mask: the row's packed token bitmask, or nullptr when it allows every token.
-int64_t sample_row(const Ops& ops, const float* raw, const int32_t* counts, const float* bias,
-                   const int32_t* mask, int64_t vocab, const RowParams& p, Scratch& s) {
-  const float* l = raw;
+const float* penalised_row(const Ops& ops, const float* raw, const int32_t* counts,
+                           const float* bias, const int32_t* mask, int64_t vocab,
+                           const RowParams& p, Scratch& s) {
   if (mask != nullptr && counts == nullptr && bias == nullptr) {
     ops.row_apply_bitmask(raw, mask, s.z.data(), vocab);  // the copy and the mask in one pass
-    l = s.z.data();
-  } else if (counts != nullptr || bias != nullptr) {
-    float* w = s.z.data();
-    std::copy(raw, raw + vocab, w);
-    if (counts != nullptr) {
-      for (int64_t i = 0; i < vocab; ++i) {
-        if (counts[i] <= 0) continue;
-        float x = w[i];
-        if (p.rep != 1.0f) x = x > 0.0f ? x / p.rep : x * p.rep;
-        x = x - p.freq * static_cast<float>(counts[i]);
-        x = x - p.pres;
-        w[i] = x;
-      }
-    }
-    if (bias != nullptr)
-      for (int64_t i = 0; i < vocab; ++i) w[i] = w[i] + bias[i];
-    if (mask != nullptr) ops.row_apply_bitmask(w, mask, w, vocab);
-    l = w;
+    return s.z.data();
   }
-  if (p.temperature == 0.0f) return ops.row_argmax(l, vocab);
+  if (counts == nullptr && bias == nullptr) return raw;
+  float* w = s.z.data();
+  std::copy(raw, raw + vocab, w);
+  if (counts != nullptr)
+    for (int64_t i = 0; i < vocab; ++i) w[i] = penalise(w[i], counts[i], p);
+  if (bias != nullptr)
+    for (int64_t i = 0; i < vocab; ++i) w[i] = w[i] + bias[i];
+  if (mask != nullptr) ops.row_apply_bitmask(w, mask, w, vocab);
+  return w;
+}
+
+// Steps 2-3 for one row of penalised logits l (l may be s.z).
+struct RowDist {
+  int64_t argmax;  // >= 0: no distribution (temperature 0, or no finite logit): this token
+  bool dense;      // every token kept: weights s.e[0:vocab] summing to `total`
+  int64_t cut;     // else the kept tokens s.cands[0:cut], sorted by id
+  double total;    // dense rows only
+};
+
+RowDist row_distribution(const Ops& ops, const float* l, int64_t vocab, const RowParams& p,
+                         Scratch& s) {
+  if (p.temperature == 0.0f) return {ops.row_argmax(l, vocab), false, 0, 0.0};
   float* z = s.z.data();
   ops.row_div(l, p.temperature, z, vocab);
   const float m = ops.row_max(z, vocab);
-  if (!std::isfinite(m)) return ops.row_argmax(z, vocab);
+  if (!std::isfinite(m)) return {ops.row_argmax(z, vocab), false, 0, 0.0};
   float* e = s.e.data();
   const double S = ops.row_exp_sum(z, m, e, vocab);
   const bool truncated = p.top_k < vocab || p.top_p < 1.0f || p.min_p > 0.0f;
-  if (!truncated) return draw_dense(ops, e, vocab, p.u, s);
+  if (!truncated) return {-1, true, vocab, S};
   const int64_t cut = kept_prefix(ops, z, e, vocab, m, S, p, s);
   std::sort(s.cands.begin(), s.cands.begin() + cut,
             [](const Cand& a, const Cand& b) { return a.id < b.id; });
-  return draw_sparse(e, s.cands.data(), cut, p.u);
+  return {-1, false, cut, 0.0};
+}
+
+// Step 4 with uniform u over a row's distribution (weights s.e, zeros included).
+int64_t draw_row(const Ops& ops, const RowDist& d, int64_t vocab, double u, Scratch& s) {
+  if (d.dense) return draw_dense(ops, s.e.data(), vocab, u, s);
+  return draw_sparse(s.e.data(), s.cands.data(), d.cut, u);
+}
+
+int64_t sample_row(const Ops& ops, const float* raw, const int32_t* counts, const float* bias,
+                   const int32_t* mask, int64_t vocab, const RowParams& p, Scratch& s) {
+  const float* l = penalised_row(ops, raw, counts, bias, mask, vocab, p, s);
+  const RowDist d = row_distribution(ops, l, vocab, p, s);
+  return d.argmax >= 0 ? d.argmax : draw_row(ops, d, vocab, p.u, s);
+}
+
+// One request's verify rows (see verify_drafts in sampling.h); returns the accepted count and
+// writes the token after them to *next.
+int64_t verify_request(const Ops& ops, const float* raw, int64_t vocab, const int32_t* counts,
+                       const float* bias, const int64_t* drafts, int64_t k, RowParams p,
+                       uint64_t seed, uint64_t step, Scratch& s, int64_t* next) {
+  for (int64_t j = 0;; ++j) {
+    const float* row = raw + j * vocab;
+    p.u = sampling_uniform(seed, step + j);
+    const float* l = penalised_row(ops, row, counts, bias, nullptr, vocab, p, s);
+    if (counts != nullptr) {
+      // Drafts 0..j-1 count as generated at position j: redo their logits with those counts.
+      for (int64_t a = 0; a < j; ++a) {
+        const int64_t t = drafts[a];
+        int32_t extra = 0;
+        for (int64_t b = 0; b < j; ++b) extra += drafts[b] == t;
+        s.z[t] = penalise(row[t], counts[t] + extra, p) + (bias != nullptr ? bias[t] : 0.0f);
+      }
+    }
+    const RowDist d = row_distribution(ops, l, vocab, p, s);
+    if (j == k) {  // every draft accepted: the sampler's own token at this step
+      *next = d.argmax >= 0 ? d.argmax : draw_row(ops, d, vocab, p.u, s);
+      return k;
+    }
+    const int64_t t = drafts[j];
+    if (d.argmax >= 0) {  // greedy (or nothing finite): accept exactly the argmax
+      if (t == d.argmax) continue;
+      *next = d.argmax;
+      return j;
+    }
+    // p(t) = w[t] / sum(w) over the kept tokens.
+    double kept_total = d.total;
+    bool kept = d.dense;
+    if (!d.dense) {
+      kept_total = 0.0;
+      for (int64_t i = 0; i < d.cut; ++i) {
+        kept_total += s.e[s.cands[i].id];
+        kept = kept || s.cands[i].id == t;
+      }
+    }
+    const double p_t = kept ? static_cast<double>(s.e[t]) / kept_total : 0.0;
+    if (sampling_uniform(seed ^ kAcceptSalt, step + j) < p_t) continue;
+    // Rejected: draw from the residual max(0, p - 1{t}), that is p without t, renormalised.
+    if (kept) s.e[t] = 0.0f;
+    *next = draw_row(ops, d, vocab, p.u, s);
+    return j;
+  }
 }
 
 // Step 5 for one row: chosen-token logprob and the top-n (logit desc, id asc).
@@ -380,22 +455,106 @@ void check_bitmask(const at::Tensor& t, const char* op, int64_t bs, int64_t voca
                     "words per row), got ", t.sizes());
 }
 
-void check_vec(const at::Tensor& t, const char* name, at::ScalarType dtype, int64_t bs) {
-  TORCH_CHECK_VALUE(t.device().is_cpu(), "sample: ", name, " must be a CPU tensor");
-  TORCH_CHECK_VALUE(t.scalar_type() == dtype, "sample: ", name, " must be ", dtype, ", got ",
+void check_vec(const at::Tensor& t, const char* name, at::ScalarType dtype, int64_t bs,
+               const char* op = "sample") {
+  TORCH_CHECK_VALUE(t.device().is_cpu(), op, ": ", name, " must be a CPU tensor");
+  TORCH_CHECK_VALUE(t.scalar_type() == dtype, op, ": ", name, " must be ", dtype, ", got ",
                     t.scalar_type());
-  TORCH_CHECK_VALUE(t.dim() == 1 && t.size(0) == bs, "sample: ", name, " must have shape [",
+  TORCH_CHECK_VALUE(t.dim() == 1 && t.size(0) == bs, op, ": ", name, " must have shape [",
                     bs, "], got ", t.sizes());
 }
 
 void check_mat(const at::Tensor& t, const char* name, at::ScalarType dtype, int64_t bs,
-               int64_t vocab) {
-  TORCH_CHECK_VALUE(t.device().is_cpu(), "sample: ", name, " must be a CPU tensor");
-  TORCH_CHECK_VALUE(t.scalar_type() == dtype, "sample: ", name, " must be ", dtype, ", got ",
+               int64_t vocab, const char* op = "sample") {
+  TORCH_CHECK_VALUE(t.device().is_cpu(), op, ": ", name, " must be a CPU tensor");
+  TORCH_CHECK_VALUE(t.scalar_type() == dtype, op, ": ", name, " must be ", dtype, ", got ",
                     t.scalar_type());
-  TORCH_CHECK_VALUE(t.dim() == 2 && t.size(0) == bs && t.size(1) == vocab, "sample: ", name,
+  TORCH_CHECK_VALUE(t.dim() == 2 && t.size(0) == bs && t.size(1) == vocab, op, ": ", name,
                     " must have shape [", bs, ", ", vocab, "], got ", t.sizes());
 }
+
+// The inputs sample() and verify_drafts() share, checked, made contiguous, one RowParams per
+// row (u left 0: the callers draw with their own steps).
+struct SamplerInputs {
+  int64_t bs, vocab;
+  at::Tensor logits, counts_t, bias_t;
+  std::vector<RowParams> params;
+
+  SamplerInputs(const char* op, const at::Tensor& logits_in, const at::Tensor& temperatures,
+                const at::Tensor& top_ps, const at::Tensor& top_ks, const at::Tensor& min_ps,
+                const at::Tensor& seeds, const at::Tensor& steps,
+                const std::optional<at::Tensor>& frequency_penalties,
+                const std::optional<at::Tensor>& presence_penalties,
+                const std::optional<at::Tensor>& repetition_penalties,
+                const std::optional<at::Tensor>& output_token_counts,
+                const std::optional<at::Tensor>& logit_bias, bool params_per_request = false) {
+    TORCH_CHECK_VALUE(logits_in.device().is_cpu(), op, ": logits must be a CPU tensor");
+    TORCH_CHECK_VALUE(logits_in.scalar_type() == at::kFloat, op, ": logits must be float32, got ",
+                      logits_in.scalar_type());
+    TORCH_CHECK_VALUE(logits_in.dim() == 2 && logits_in.size(1) > 0, op,
+                      ": logits must have shape [bs, vocab] with vocab > 0, got ",
+                      logits_in.sizes());
+    // One parameter row per logits row, or (params_per_request) per request of several rows.
+    bs = params_per_request ? temperatures.size(0) : logits_in.size(0);
+    vocab = logits_in.size(1);
+    TORCH_CHECK_VALUE(vocab < (int64_t{1} << 31), op, ": vocab too large");
+    check_vec(temperatures, "temperatures", at::kFloat, bs, op);
+    check_vec(top_ps, "top_ps", at::kFloat, bs, op);
+    check_vec(top_ks, "top_ks", at::kInt, bs, op);
+    check_vec(min_ps, "min_ps", at::kFloat, bs, op);
+    check_vec(seeds, "seeds", at::kLong, bs, op);
+    check_vec(steps, "steps", at::kLong, bs, op);
+    const bool any_pen = frequency_penalties || presence_penalties || repetition_penalties;
+    TORCH_CHECK_VALUE(!any_pen || output_token_counts, op,
+                      ": penalties need output_token_counts");
+    if (frequency_penalties)
+      check_vec(*frequency_penalties, "frequency_penalties", at::kFloat, bs, op);
+    if (presence_penalties) check_vec(*presence_penalties, "presence_penalties", at::kFloat, bs, op);
+    if (repetition_penalties)
+      check_vec(*repetition_penalties, "repetition_penalties", at::kFloat, bs, op);
+    if (output_token_counts)
+      check_mat(*output_token_counts, "output_token_counts", at::kInt, bs, vocab, op);
+    if (logit_bias) check_mat(*logit_bias, "logit_bias", at::kFloat, bs, vocab, op);
+
+    logits = logits_in.contiguous();
+    counts_t = output_token_counts ? output_token_counts->contiguous() : at::Tensor();
+    bias_t = logit_bias ? logit_bias->contiguous() : at::Tensor();
+    auto vec = [](const std::optional<at::Tensor>& t) {
+      return t ? t->contiguous() : at::Tensor();
+    };
+    const at::Tensor freq = vec(frequency_penalties), pres = vec(presence_penalties),
+                     rep = vec(repetition_penalties);
+    const at::Tensor temps = temperatures.contiguous(), tps = top_ps.contiguous(),
+                     tks = top_ks.contiguous(), mps = min_ps.contiguous();
+    params.resize(bs);
+    for (int64_t r = 0; r < bs; ++r) {
+      RowParams& p = params[r];
+      p.temperature = temps.data_ptr<float>()[r];
+      p.top_p = tps.data_ptr<float>()[r];
+      p.min_p = mps.data_ptr<float>()[r];
+      const int64_t k = tks.data_ptr<int32_t>()[r];
+      p.freq = freq.defined() ? freq.data_ptr<float>()[r] : 0.0f;
+      p.pres = pres.defined() ? pres.data_ptr<float>()[r] : 0.0f;
+      p.rep = rep.defined() ? rep.data_ptr<float>()[r] : 1.0f;
+      p.u = 0.0;
+      TORCH_CHECK_VALUE(std::isfinite(p.temperature) && p.temperature >= 0.0f, op,
+                        ": temperatures must be finite and >= 0, got ", p.temperature, " in row ",
+                        r);
+      TORCH_CHECK_VALUE(p.top_p > 0.0f && p.top_p <= 1.0f, op, ": top_ps must be in (0, 1], got ",
+                        p.top_p, " in row ", r);
+      TORCH_CHECK_VALUE(p.min_p >= 0.0f && p.min_p <= 1.0f, op,
+                        ": min_ps must be in [0, 1], got ", p.min_p, " in row ", r);
+      TORCH_CHECK_VALUE(k >= 1, op, ": top_ks must be >= 1, got ", k, " in row ", r);
+      TORCH_CHECK_VALUE(p.rep > 0.0f && std::isfinite(p.rep), op,
+                        ": repetition_penalties must be > 0, got ", p.rep, " in row ", r);
+      TORCH_CHECK_VALUE(std::isfinite(p.freq) && std::isfinite(p.pres), op,
+                        ": frequency/presence penalties must be finite (row ", r, ")");
+      p.top_k = std::min(k, vocab);
+    }
+  }
+  const int32_t* counts() const { return counts_t.defined() ? counts_t.data_ptr<int32_t>() : nullptr; }
+  const float* bias() const { return bias_t.defined() ? bias_t.data_ptr<float>() : nullptr; }
+};
 
 }  // namespace
 
@@ -456,73 +615,18 @@ std::vector<at::Tensor> sample(const at::Tensor& logits_in, const at::Tensor& te
                                const std::optional<at::Tensor>& output_token_counts,
                                const std::optional<at::Tensor>& logit_bias, int64_t top_logprobs,
                                const std::optional<at::Tensor>& token_bitmask) {
-  TORCH_CHECK_VALUE(logits_in.device().is_cpu(), "sample: logits must be a CPU tensor");
-  TORCH_CHECK_VALUE(logits_in.scalar_type() == at::kFloat, "sample: logits must be float32, got ",
-                    logits_in.scalar_type());
-  TORCH_CHECK_VALUE(logits_in.dim() == 2 && logits_in.size(1) > 0,
-                    "sample: logits must have shape [bs, vocab] with vocab > 0, got ",
-                    logits_in.sizes());
-  const int64_t bs = logits_in.size(0), vocab = logits_in.size(1);
-  TORCH_CHECK_VALUE(vocab < (int64_t{1} << 31), "sample: vocab too large");
-  check_vec(temperatures, "temperatures", at::kFloat, bs);
-  check_vec(top_ps, "top_ps", at::kFloat, bs);
-  check_vec(top_ks, "top_ks", at::kInt, bs);
-  check_vec(min_ps, "min_ps", at::kFloat, bs);
-  check_vec(seeds, "seeds", at::kLong, bs);
-  check_vec(steps, "steps", at::kLong, bs);
+  const SamplerInputs in("sample", logits_in, temperatures, top_ps, top_ks, min_ps, seeds, steps,
+                         frequency_penalties, presence_penalties, repetition_penalties,
+                         output_token_counts, logit_bias);
+  const int64_t bs = in.bs, vocab = in.vocab;
   TORCH_CHECK_VALUE(top_logprobs <= vocab, "sample: top_logprobs (", top_logprobs,
                     ") exceeds the vocabulary size ", vocab);
-  const bool any_pen = frequency_penalties || presence_penalties || repetition_penalties;
-  TORCH_CHECK_VALUE(!any_pen || output_token_counts,
-                    "sample: penalties need output_token_counts");
-  if (frequency_penalties) check_vec(*frequency_penalties, "frequency_penalties", at::kFloat, bs);
-  if (presence_penalties) check_vec(*presence_penalties, "presence_penalties", at::kFloat, bs);
-  if (repetition_penalties)
-    check_vec(*repetition_penalties, "repetition_penalties", at::kFloat, bs);
-  if (output_token_counts)
-    check_mat(*output_token_counts, "output_token_counts", at::kInt, bs, vocab);
-  if (logit_bias) check_mat(*logit_bias, "logit_bias", at::kFloat, bs, vocab);
   if (token_bitmask) check_bitmask(*token_bitmask, "sample", bs, vocab);
-
-  const at::Tensor logits = logits_in.contiguous();
-  const at::Tensor counts = output_token_counts ? output_token_counts->contiguous() : at::Tensor();
-  const at::Tensor bias = logit_bias ? logit_bias->contiguous() : at::Tensor();
   const at::Tensor bitmask = token_bitmask ? token_bitmask->contiguous() : at::Tensor();
   const int64_t words = (vocab + 31) / 32;
-  auto vec = [](const std::optional<at::Tensor>& t) {
-    return t ? t->contiguous() : at::Tensor();
-  };
-  const at::Tensor freq = vec(frequency_penalties), pres = vec(presence_penalties),
-                   rep = vec(repetition_penalties);
-  const at::Tensor temps = temperatures.contiguous(), tps = top_ps.contiguous(),
-                   tks = top_ks.contiguous(), mps = min_ps.contiguous();
+  std::vector<RowParams> params = in.params;
   const at::Tensor us = sampling_uniforms(seeds, steps);
-
-  std::vector<RowParams> params(bs);
-  for (int64_t r = 0; r < bs; ++r) {
-    RowParams& p = params[r];
-    p.temperature = temps.data_ptr<float>()[r];
-    p.top_p = tps.data_ptr<float>()[r];
-    p.min_p = mps.data_ptr<float>()[r];
-    const int64_t k = tks.data_ptr<int32_t>()[r];
-    p.freq = freq.defined() ? freq.data_ptr<float>()[r] : 0.0f;
-    p.pres = pres.defined() ? pres.data_ptr<float>()[r] : 0.0f;
-    p.rep = rep.defined() ? rep.data_ptr<float>()[r] : 1.0f;
-    p.u = us.data_ptr<double>()[r];
-    TORCH_CHECK_VALUE(std::isfinite(p.temperature) && p.temperature >= 0.0f,
-                      "sample: temperatures must be finite and >= 0, got ", p.temperature,
-                      " in row ", r);
-    TORCH_CHECK_VALUE(p.top_p > 0.0f && p.top_p <= 1.0f, "sample: top_ps must be in (0, 1], got ",
-                      p.top_p, " in row ", r);
-    TORCH_CHECK_VALUE(p.min_p >= 0.0f && p.min_p <= 1.0f, "sample: min_ps must be in [0, 1], got ",
-                      p.min_p, " in row ", r);
-    TORCH_CHECK_VALUE(k >= 1, "sample: top_ks must be >= 1, got ", k, " in row ", r);
-    TORCH_CHECK_VALUE(p.rep > 0.0f && std::isfinite(p.rep),
-                      "sample: repetition_penalties must be > 0, got ", p.rep, " in row ", r);
-    TORCH_CHECK_VALUE(std::isfinite(p.freq) && std::isfinite(p.pres),
-                      "sample: frequency/presence penalties must be finite (row ", r, ")");
-    p.top_k = std::min(k, vocab);
-  }
+  for (int64_t r = 0; r < bs; ++r) params[r].u = us.data_ptr<double>()[r];
 
   at::Tensor next = at::empty({bs}, at::kLong);
   const bool want_lp = top_logprobs >= 0;
@@ -531,9 +635,9 @@ std::vector<at::Tensor> sample(const at::Tensor& logits_in, const at::Tensor& te
   at::Tensor top_vals = at::empty({want_lp ? bs : 0, n_top}, at::kFloat);
   at::Tensor top_ids = at::empty({want_lp ? bs : 0, n_top}, at::kLong);
   const Ops ops = active_ops();
-  const float* lg = logits.data_ptr<float>();
-  const int32_t* cnt = counts.defined() ? counts.data_ptr<int32_t>() : nullptr;
-  const float* bi = bias.defined() ? bias.data_ptr<float>() : nullptr;
+  const float* lg = in.logits.data_ptr<float>();
+  const int32_t* cnt = in.counts();
+  const float* bi = in.bias();
   const int32_t* bm = bitmask.defined() ? bitmask.data_ptr<int32_t>() : nullptr;
   int64_t* out = next.data_ptr<int64_t>();
 
@@ -557,6 +661,57 @@ std::vector<at::Tensor> sample(const at::Tensor& logits_in, const at::Tensor& te
   });
   if (!want_lp) return {next};
   return {next, lp, top_vals, top_ids};
+}
+
+std::vector<at::Tensor> verify_drafts(const at::Tensor& logits_in, const at::Tensor& temperatures,
+                                      const at::Tensor& top_ps, const at::Tensor& top_ks,
+                                      const at::Tensor& min_ps, const at::Tensor& seeds,
+                                      const at::Tensor& steps, const at::Tensor& draft_ids,
+                                      const at::Tensor& num_drafts,
+                                      const std::optional<at::Tensor>& frequency_penalties,
+                                      const std::optional<at::Tensor>& presence_penalties,
+                                      const std::optional<at::Tensor>& repetition_penalties,
+                                      const std::optional<at::Tensor>& output_token_counts,
+                                      const std::optional<at::Tensor>& logit_bias) {
+  constexpr const char* op = "verify_drafts";
+  const SamplerInputs in(op, logits_in, temperatures, top_ps, top_ks, min_ps, seeds, steps,
+                         frequency_penalties, presence_penalties, repetition_penalties,
+                         output_token_counts, logit_bias, /*params_per_request=*/true);
+  const int64_t n = in.bs, vocab = in.vocab;
+  check_vec(num_drafts, "num_drafts", at::kLong, n, op);
+  const at::Tensor nd = num_drafts.contiguous();
+  const int64_t* k = nd.data_ptr<int64_t>();
+  std::vector<int64_t> first_row(n + 1, 0), first_draft(n + 1, 0);
+  for (int64_t i = 0; i < n; ++i) {
+    TORCH_CHECK_VALUE(k[i] >= 0, op, ": num_drafts must be >= 0, got ", k[i], " in row ", i);
+    first_row[i + 1] = first_row[i] + k[i] + 1;
+    first_draft[i + 1] = first_draft[i] + k[i];
+  }
+  TORCH_CHECK_VALUE(in.logits.size(0) == first_row[n], op, ": logits must have sum(1 + num_drafts) = ",
+                    first_row[n], " rows, got ", in.logits.size(0));
+  check_vec(draft_ids, "draft_ids", at::kLong, first_draft[n], op);
+  const at::Tensor drafts = draft_ids.contiguous();
+  const int64_t* d = drafts.data_ptr<int64_t>();
+  for (int64_t j = 0; j < first_draft[n]; ++j)
+    TORCH_CHECK_VALUE(d[j] >= 0 && d[j] < vocab, op, ": draft_ids must be in [0, ", vocab,
+                      "), got ", d[j]);
+  const at::Tensor sd = seeds.contiguous(), st = steps.contiguous();
+  at::Tensor accepted = at::empty({n}, at::kLong), next = at::empty({n}, at::kLong);
+  const Ops ops = active_ops();
+  const float* lg = in.logits.data_ptr<float>();
+  const int32_t* cnt = in.counts();
+  const float* bi = in.bias();
+  at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
+    thread_local Scratch s;
+    s.reserve(vocab);
+    for (int64_t i = begin; i < end; ++i)
+      accepted.data_ptr<int64_t>()[i] = verify_request(
+          ops, lg + first_row[i] * vocab, vocab, cnt ? cnt + i * vocab : nullptr,
+          bi ? bi + i * vocab : nullptr, d + first_draft[i], k[i], in.params[i],
+          static_cast<uint64_t>(sd.data_ptr<int64_t>()[i]),
+          static_cast<uint64_t>(st.data_ptr<int64_t>()[i]), s, next.data_ptr<int64_t>() + i);
+  });
+  return {accepted, next};
 }
 
 }  // namespace radixserve::cpu

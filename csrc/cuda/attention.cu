@@ -55,9 +55,9 @@ __global__ void __launch_bounds__(kWarps* kWarpSize)
 
   // Keys any row of this block may see: [lo, hi); with splits, this block's share of them.
   int64_t hi = prefix + last_row / group + 1;
-  int64_t lo = 0;
+  int64_t lo = decode && args.key_begin != nullptr ? args.key_begin[b] : 0;
   if (args.sliding_window > 0) {
-    lo = max(int64_t{0}, prefix + first_row / group - args.sliding_window + 1);
+    lo = max(lo, prefix + first_row / group - args.sliding_window + 1);
   }
   if (args.num_splits > 1) {
     const int64_t per_split = (hi - lo + args.num_splits - 1) / args.num_splits;
@@ -166,8 +166,9 @@ __global__ void __launch_bounds__(kWarps* kWarpSize)
     if (row >= num_rows) break;
     const int64_t token = ext_start + row / group;
     const int64_t head = static_cast<int64_t>(kv_head) * group + row % group;
-    if (args.num_splits > 1) {  // unnormalised partial result, combined by combine_splits
-      const int64_t part = (token * args.num_q_heads + head) * args.num_splits + split;
+    if (args.partial_ml != nullptr) {  // unnormalised partial result, merged by combine_partials
+      const int stride = args.partial_stride > 0 ? args.partial_stride : args.num_splits;
+      const int64_t part = (token * args.num_q_heads + head) * stride + split;
       if (lane == 0) {
         args.partial_ml[part * 2] = m[r];
         args.partial_ml[part * 2 + 1] = l[r];
@@ -240,8 +241,10 @@ __global__ void combine_splits_kernel(T* __restrict__ out, const float* __restri
     float num = 0.0f;
     float den = 0.0f;
     for (int s = 0; s < num_splits; ++s) {
-      // A split that saw no key has m = -inf and weight 0.
+      // A split that saw no key has m = -inf and weight 0 (its acc is not read: a cascade
+      // state nobody wrote holds only m = -inf, l = 0).
       const float w = m_max == -INFINITY ? 0.0f : expf(ml[s * 2] - m_max);
+      if (w == 0.0f) continue;
       num += w * partial_acc[(query_head * num_splits + s) * head_dim + d];
       den += w * ml[s * 2 + 1];
     }
@@ -285,26 +288,49 @@ int choose_decode_splits(int64_t batch, int num_kv_heads, int group, int64_t max
   return static_cast<int>(std::max<int64_t>(1, std::min({want, by_length, int64_t{16}})));
 }
 
-cudaError_t launch_decode_attention(DType dtype, const AttentionArgs& args, cudaStream_t stream) {
+cudaError_t launch_combine_partials(DType dtype, void* out, const float* partial_acc,
+                                    const float* partial_ml, int64_t rows, int num_parts,
+                                    int head_dim, cudaStream_t stream) {
+  if (rows == 0) return cudaSuccess;
+  if (num_parts < 1 || head_dim <= 0 || head_dim > 1024) return cudaErrorInvalidValue;
+  return dispatch_dtype(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    combine_splits_kernel<T><<<static_cast<unsigned>(rows), head_dim, 0, stream>>>(
+        static_cast<T*>(out), partial_acc, partial_ml, num_parts, head_dim);
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t launch_decode_partials(DType dtype, const AttentionArgs& args, cudaStream_t stream) {
   AttentionArgs decode = args;
   decode.extend_seq_lens = nullptr;
   decode.extend_start_loc = nullptr;
-  if (decode.num_splits < 1 ||
-      (decode.num_splits > 1 && (decode.partial_acc == nullptr || decode.partial_ml == nullptr))) {
+  const int stride = decode.partial_stride > 0 ? decode.partial_stride : decode.num_splits;
+  if (decode.num_splits < 1 || stride < decode.num_splits || decode.partial_acc == nullptr ||
+      decode.partial_ml == nullptr) {
     return cudaErrorInvalidValue;
   }
   // One row per warp: a decode block holds only the query heads of one KV group.
   const int group = args.num_kv_heads > 0 ? args.num_q_heads / args.num_kv_heads : 0;
-  cudaError_t err = launch_attention<1>(dtype, decode, group, stream);
-  if (err != cudaSuccess || decode.num_splits == 1 || decode.batch == 0) return err;
-  return dispatch_dtype(dtype, [&](auto tag) {
-    using T = decltype(tag);
-    combine_splits_kernel<T>
-        <<<static_cast<unsigned>(decode.batch * decode.num_q_heads), decode.head_dim, 0, stream>>>(
-            static_cast<T*>(decode.out), decode.partial_acc, decode.partial_ml,
-            decode.num_splits, decode.head_dim);
-    return cudaGetLastError();
-  });
+  return launch_attention<1>(dtype, decode, group, stream);
+}
+
+cudaError_t launch_decode_attention(DType dtype, const AttentionArgs& args, cudaStream_t stream) {
+  AttentionArgs decode = args;
+  decode.partial_stride = 0;
+  if (decode.num_splits == 1) {  // normalised output straight from the attention kernel
+    decode.partial_acc = nullptr;
+    decode.partial_ml = nullptr;
+    const int group = args.num_kv_heads > 0 ? args.num_q_heads / args.num_kv_heads : 0;
+    decode.extend_seq_lens = nullptr;
+    decode.extend_start_loc = nullptr;
+    return launch_attention<1>(dtype, decode, group, stream);
+  }
+  cudaError_t err = launch_decode_partials(dtype, decode, stream);
+  if (err != cudaSuccess) return err;
+  return launch_combine_partials(dtype, decode.out, decode.partial_acc, decode.partial_ml,
+                                 decode.batch * decode.num_q_heads, decode.num_splits,
+                                 decode.head_dim, stream);
 }
 
 cudaError_t launch_extend_attention(DType dtype, const AttentionArgs& args, cudaStream_t stream) {
@@ -314,6 +340,9 @@ cudaError_t launch_extend_attention(DType dtype, const AttentionArgs& args, cuda
   const int group = args.num_kv_heads > 0 ? args.num_q_heads / args.num_kv_heads : 0;
   AttentionArgs extend = args;
   extend.num_splits = 1;  // many query rows already give enough blocks
+  extend.partial_acc = nullptr;
+  extend.partial_ml = nullptr;
+  extend.key_begin = nullptr;
   // Extend lengths live on the device; num_tokens bounds each of them (blocks past a request's
   // own length exit at once), which avoids a host sync to find the longest.
   return launch_attention<4>(dtype, extend, args.num_tokens * group, stream);

@@ -46,6 +46,13 @@ struct AttentionArgs {
   int num_splits = 1;
   float* partial_acc = nullptr;
   float* partial_ml = nullptr;
+  // Decode with partial results only (launch_decode_partials): slots per (query, head) in the
+  // partial buffers, >= num_splits (split s writes slot s; the cascade prefix pass fills the
+  // others); 0 means num_splits.
+  int partial_stride = 0;
+  // Decode only: request b attends the keys from key_begin[b] on (null: from 0). The cascade
+  // suffix pass starts after the shared prefix that its prefix pass attends.
+  const int64_t* key_begin = nullptr;
 };
 
 // A split count for decode: enough blocks for about two per SM, at most 16 splits, and no split
@@ -58,6 +65,16 @@ inline bool is_supported_head_dim(int head_dim) {
 }
 
 cudaError_t launch_decode_attention(DType dtype, const AttentionArgs& args, cudaStream_t stream);
+
+// The split decode pass alone: unnormalised partial states (max, sum, acc) of split s into slot
+// s of partial_ml / partial_acc (partial_stride slots per query head, both pointers required).
+cudaError_t launch_decode_partials(DType dtype, const AttentionArgs& args, cudaStream_t stream);
+
+// out[row] = merge of the num_parts partial states of each of `rows` query heads: sum_s w_s
+// acc_s / sum_s w_s l_s, w_s = exp(m_s - max m); a state with m = -inf (no key) weighs 0.
+cudaError_t launch_combine_partials(DType dtype, void* out, const float* partial_acc,
+                                    const float* partial_ml, int64_t rows, int num_parts,
+                                    int head_dim, cudaStream_t stream);
 cudaError_t launch_extend_attention(DType dtype, const AttentionArgs& args, cudaStream_t stream);
 
 }  // namespace radixserve::cuda

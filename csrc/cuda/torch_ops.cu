@@ -11,6 +11,7 @@
 
 #include "cuda/activation.cuh"
 #include "cuda/attention.cuh"
+#include "cuda/cascade_attention.cuh"
 #include "cuda/norm.cuh"
 #include "cuda/rope.cuh"
 #include "cuda/torch_checks.h"
@@ -140,6 +141,81 @@ void decode_attention(const at::Tensor& out, const at::Tensor& q, const at::Tens
   }
   check_launch(launch_decode_attention(float_dtype(q, "q"), a, current_stream(q)),
                "decode_attention");
+}
+
+void cascade_decode_attention(const at::Tensor& out, const at::Tensor& q,
+                              const at::Tensor& k_cache, const at::Tensor& v_cache,
+                              const at::Tensor& req_to_token, const at::Tensor& req_pool_indices,
+                              const at::Tensor& seq_lens, const at::Tensor& group_ids,
+                              const at::Tensor& group_prefix_lens, double scale,
+                              int64_t sliding_window) {
+  constexpr const char* op = "cascade_decode_attention";
+  AttentionArgs a = attention_args(op, out, q, k_cache, v_cache, req_to_token, req_pool_indices,
+                                   seq_lens, scale, sliding_window);
+  check_size(q, "q", 0, a.batch);
+  check_cuda_tensor(group_ids, "group_ids", 1);
+  check_cuda_tensor(group_prefix_lens, "group_prefix_lens", 1);
+  check_same_device(group_ids, "group_ids", q);
+  check_same_device(group_prefix_lens, "group_prefix_lens", q);
+  check_dtype(group_ids, "group_ids", at::kLong);
+  check_dtype(group_prefix_lens, "group_prefix_lens", at::kLong);
+  check_size(group_ids, "group_ids", 0, a.batch);
+  const int64_t num_groups = group_prefix_lens.size(0);
+  TORCH_CHECK_VALUE(num_groups <= 65535, op, ": at most 65535 groups, got ", num_groups);
+  // As on the CPU: a sliding window (or no group) is plain decode attention.
+  if (sliding_window > 0 || num_groups == 0 || a.batch == 0) {
+    decode_attention(out, q, k_cache, v_cache, req_to_token, req_pool_indices, seq_lens, scale,
+                     sliding_window);
+    return;
+  }
+  const c10::cuda::CUDAGuard guard(q.device());
+  int sm_count = 1;
+  check_launch(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, q.get_device()),
+               op);
+  const int group = a.num_q_heads / a.num_kv_heads;
+  const int suffix_splits =
+      choose_decode_splits(a.batch, a.num_kv_heads, group, a.max_context, sm_count);
+  // The prefix pass has num_groups x kv heads x (about batch / num_groups x group rows) blocks.
+  const int rows_per_group = static_cast<int>((a.batch + num_groups - 1) / num_groups) * group;
+  const int prefix_splits =
+      choose_decode_splits(num_groups, a.num_kv_heads, rows_per_group, a.max_context, sm_count);
+  const int stride = suffix_splits + prefix_splits;
+  const auto float_opts = q.options().dtype(at::kFloat);
+  at::Tensor partial_acc = at::empty({a.batch, a.num_q_heads, stride, a.head_dim}, float_opts);
+  at::Tensor partial_ml = at::empty({a.batch, a.num_q_heads, stride, 2}, float_opts);
+  // Prefix slots of requests outside every group stay empty (m = -inf, l = 0: weight 0).
+  at::Tensor prefix_ml = partial_ml.narrow(2, suffix_splits, prefix_splits);
+  prefix_ml.select(3, 0).fill_(-INFINITY);
+  prefix_ml.select(3, 1).zero_();
+  // The groups on the device, with no host sync: rows sorted by group (stable, so a group's
+  // first member comes first; -1 rows lead), offsets from the counts.
+  const at::Tensor order = group_ids.argsort(/*stable=*/true);
+  at::Tensor counts = at::empty({num_groups + 1}, group_ids.options()).zero_();
+  counts.scatter_add_(0, group_ids.add(1), group_ids.new_ones({a.batch}));
+  at::Tensor starts = at::empty({num_groups + 2}, group_ids.options()).zero_();
+  starts.narrow(0, 1, num_groups + 1).copy_(counts.cumsum(0));
+  const at::Tensor key_begin =
+      group_prefix_lens.index_select(0, group_ids.clamp_min(0)).masked_fill(group_ids.lt(0), 0);
+
+  const DType dtype = float_dtype(q, "q");
+  const cudaStream_t stream = current_stream(q);
+  AttentionArgs parts = a;
+  parts.num_splits = suffix_splits;
+  parts.partial_stride = stride;
+  parts.partial_acc = partial_acc.data_ptr<float>();
+  parts.partial_ml = partial_ml.data_ptr<float>();
+  parts.key_begin = key_begin.data_ptr<int64_t>();
+  check_launch(launch_decode_partials(dtype, parts, stream), op);
+  CascadeGroups groups;
+  groups.member_order = order.data_ptr<int64_t>();
+  groups.group_start = starts.data_ptr<int64_t>() + 1;  // group g: [starts[g + 1], starts[g + 2])
+  groups.prefix_lens = group_prefix_lens.data_ptr<int64_t>();
+  groups.num_groups = num_groups;
+  groups.prefix_splits = prefix_splits;
+  check_launch(launch_cascade_prefix(dtype, parts, groups, suffix_splits, stream), op);
+  check_launch(launch_combine_partials(dtype, a.out, parts.partial_acc, parts.partial_ml,
+                                       a.batch * a.num_q_heads, stride, a.head_dim, stream),
+               op);
 }
 
 void extend_attention(const at::Tensor& out, const at::Tensor& q, const at::Tensor& k_cache,

@@ -18,6 +18,14 @@ void decode_attention(const at::Tensor& out, const at::Tensor& q, const at::Tens
                       const at::Tensor& v_cache, const at::Tensor& req_to_token,
                       const at::Tensor& req_pool_indices, const at::Tensor& seq_lens,
                       double scale, int64_t sliding_window);
+// cascade_decode_attention of csrc/cpu/cascade_attention.h on CUDA tensors. Group ids, prefix
+// lengths and slots are trusted on the device (the CPU op checks them; that needs the values).
+void cascade_decode_attention(const at::Tensor& out, const at::Tensor& q,
+                              const at::Tensor& k_cache, const at::Tensor& v_cache,
+                              const at::Tensor& req_to_token, const at::Tensor& req_pool_indices,
+                              const at::Tensor& seq_lens, const at::Tensor& group_ids,
+                              const at::Tensor& group_prefix_lens, double scale,
+                              int64_t sliding_window);
 void extend_attention(const at::Tensor& out, const at::Tensor& q, const at::Tensor& k_cache,
                       const at::Tensor& v_cache, const at::Tensor& req_to_token,
                       const at::Tensor& req_pool_indices, const at::Tensor& seq_lens,

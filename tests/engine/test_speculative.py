@@ -129,3 +129,26 @@ def test_ngram_sampling_same_distribution_tiny(tiny_llama_dir: str) -> None:
         table = [row[:-1] for row in table]
     assert len(table[0]) >= 3  # a spread of outcomes, not a near point mass
     assert chi2_contingency(table).pvalue > 1e-3, table
+
+
+def test_ngram_greedy_with_penalties_identical_tiny(tiny_llama_dir: str) -> None:
+    """Penalised greedy requests speculate too (the drafts before a position count for its
+    penalties) and still produce plain greedy decoding's tokens."""
+    params = {
+        "max_new_tokens": NEW, "temperature": 0.0, "ignore_eos": True,
+        "repetition_penalty": 1.3, "frequency_penalty": 0.4, "presence_penalty": 0.2,
+    }  # fmt: skip
+    outs, loads = [], []
+    for spec in (True, False):
+        extra: dict[str, Any] = {"speculative_algorithm": "NGRAM"} if spec else {}
+        with Engine(
+            tiny_llama_dir, dtype="float32", num_threads=1, max_total_tokens=8192,
+            speculative_num_draft_tokens=3, **extra,
+        ) as eng:  # fmt: skip
+            # The penalised continuation of BASE, then BASE again: drafts copy that continuation.
+            first = eng.generate(input_ids=BASE, sampling_params=params)["output_ids"]
+            prompt = BASE + first + BASE
+            outs.append(eng.generate(input_ids=prompt, sampling_params=params)["output_ids"])
+            loads.append(eng.get_load())
+    assert outs[0] == outs[1]
+    assert loads[0]["num_spec_accepted_tokens"] > 0 and loads[1]["num_spec_draft_tokens"] == 0

@@ -53,7 +53,12 @@ def test_cuda_bindings_match_the_build() -> None:
     assert isinstance(_C.has_cuda, bool)
     if _C.has_cuda:
         assert torch.version.cuda is not None
-        assert {"store_kv_cuda", "decode_attention_cuda", "sample_cuda"} <= names
+        assert {
+            "store_kv_cuda",
+            "decode_attention_cuda",
+            "cascade_decode_attention_cuda",
+            "sample_cuda",
+        } <= names
     else:
         assert names == set()
 
@@ -84,6 +89,30 @@ def test_decode_attention_cuda(dtype: torch.dtype) -> None:
             k, v = p.kv(b)
             ref = ta.ref_attend(q[b : b + 1], k, v, torch.tensor([n - 1]), scale, window)[0]
             close(out[b], ref)
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cascade_decode_attention_cuda(dtype: torch.dtype) -> None:
+    """Shared-prefix groups (shuffled members, ungrouped rows, empty suffixes) against the
+    PyTorch reference and the CUDA plain decode kernel."""
+    tc = cpu_tests("test_cascade_attention")
+    for groups, hq, hkv, d in tc.CASES:
+        if d not in HEAD_DIMS:
+            continue
+        g = torch.Generator().manual_seed(hash((str(groups), hq, d)) % 2**31)
+        p = tc.SharedPaged(groups, hkv, d, dtype, g)
+        q = torch.randn(p.seq_lens.shape[0], hq, d, generator=g).to(dtype)
+        scale = 1.0 / math.sqrt(d)
+        dev = [t.cuda() for t in p.args()]
+        out = torch.full_like(q, float("nan")).cuda()
+        _C.cascade_decode_attention_cuda(
+            out, q.cuda(), *dev, p.group_ids.cuda(), p.group_prefix_lens.cuda(), scale
+        )
+        plain = torch.full_like(q, float("nan")).cuda()
+        _C.decode_attention_cuda(plain, q.cuda(), *dev, scale)
+        close(out, tc.ref_decode(p, q, scale))
+        close(out, plain.cpu())
 
 
 @needs_cuda

@@ -95,8 +95,9 @@ class ModelRunner:
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         if self.device.type != "cpu":
-            # Cascade decode has a CPU kernel only, and its groups would keep decode batches
-            # out of the CUDA graphs: the scheduler (same args object) forms no groups.
+            # Cascade groups would keep decode batches out of the CUDA graphs, and the CUDA
+            # cascade kernel is untested on hardware: the scheduler (same args object) forms
+            # no groups.
             server_args.disable_cascade_attention = True
         self.kernel_backend = self._pick_kernel_backend(server_args.kernel_backend, self.device)
         set_kernel_backend(self.kernel_backend)

@@ -10,12 +10,14 @@ accepted drafts comes from the step. KV slots of rejected drafts are freed at on
 accepted drafts' KV is already in place.
 
 No step speculates while a running request wants logprobs or has a grammar. Eligible:
-requests without penalties, logit bias or a pending min_new_tokens (their sampler inputs change
-per position). Others decode one token in the same forward, through the normal sampler.
+requests without a pending min_new_tokens (their stop-token bias changes per position);
+penalties count the drafts before each position (rejection.py). Others decode one token in the
+same forward, through the normal sampler.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Optional
 
 import torch
@@ -23,24 +25,42 @@ import torch
 from radixserve.engine.request import Req
 from radixserve.engine.schedule_batch import build_forward_batch, build_sampling_info
 from radixserve.engine.speculative.ngram import propose_ngram
-from radixserve.engine.speculative.rejection import expand_info, verify_sampled
+from radixserve.engine.speculative.rejection import verify_drafts
 from radixserve.engine.step_guard import InflightStep
+from radixserve.forward_batch import ForwardBatch
 
 if TYPE_CHECKING:
     from radixserve.engine import ipc
     from radixserve.engine.scheduler import Scheduler
 
 
-def eligible(req: Req) -> bool:
-    p = req.params
-    return (
-        not req.return_logprob
-        and not p.logit_bias
-        and p.frequency_penalty == 0.0
-        and p.presence_penalty == 0.0
-        and p.repetition_penalty == 1.0
-        and len(req.output_ids) >= req.min_new_tokens
+def as_decode_rows(fb: ForwardBatch) -> ForwardBatch:
+    """The verify extend as a decode batch of one row per token: row t of request b is a decode
+    of b at position p_t with seq_len p_t + 1. Every layer stores all rows' KV before any row
+    attends, so each row sees its request's earlier tokens and the drafts before it (causal),
+    exactly as the extend would; the step then runs through the decode path (the fused native
+    DecoderStack), where a 1 + k token extend took the per-op path at several times the cost
+    of a decode step."""
+    n = int(fb.input_ids.shape[0])
+    seq_lens = fb.positions + 1
+    seq_list = seq_lens.tolist()
+    return replace(
+        fb,
+        req_pool_indices=fb.req_pool_indices.repeat_interleave(fb.extend_seq_lens),
+        seq_lens=seq_lens,
+        extend_prefix_lens=fb.positions.clone(),
+        extend_seq_lens=torch.ones(n, dtype=torch.int64),
+        extend_start_loc=torch.arange(n, dtype=torch.int64),
+        is_decode=True,
+        seq_lens_list=seq_list,
+        extend_seq_lens_list=[1] * n,
+        extend_prefix_lens_list=[s - 1 for s in seq_list],
+        cascade=None,
     )
+
+
+def eligible(req: Req) -> bool:
+    return not req.return_logprob and len(req.output_ids) >= req.min_new_tokens
 
 
 class NgramSpeculator:
@@ -78,7 +98,7 @@ class NgramSpeculator:
                 r.extend_len = 1
             return None
         sched.inflight = InflightStep(batch, slots)  # a failing verify step frees these slots
-        fb = build_forward_batch(batch, slots, sched.kv)
+        fb = as_decode_rows(build_forward_batch(batch, slots, sched.kv))
         rows: list[int] = []  # logits rows: every position of a drafting request, else the last
         first_row: list[int] = []
         offset = 0
@@ -105,33 +125,16 @@ class NgramSpeculator:
     def _verify(
         sched: Scheduler, batch: list[Req], first_row: list[int], logits: torch.Tensor
     ) -> dict[int, tuple[list[int], int]]:
-        """New tokens and accepted-draft count of every drafting request (index in batch)."""
-        out: dict[int, tuple[list[int], int]] = {}
-        rand: list[int] = []
-        for i, r in enumerate(batch):
-            if not r.draft_ids:
-                continue
-            if not r.params.is_greedy:
-                rand.append(i)
-                continue
-            lo = first_row[i]
-            model = logits[lo : lo + len(r.draft_ids) + 1].argmax(dim=-1).tolist()
-            a = 0
-            while a < len(r.draft_ids) and r.draft_ids[a] == model[a]:
-                a += 1
-            out[i] = (model[: a + 1], a)  # accepted drafts (equal to the model's) + one more
-        if rand:
-            reqs = [batch[i] for i in rand]
-            drafts = [r.draft_ids for r in reqs]
-            info = expand_info(
-                build_sampling_info(reqs, sched.vocab_size), [len(d) for d in drafts]
-            )
-            rows = [
-                row for i in rand for row in range(first_row[i], first_row[i] + batch[i].extend_len)
-            ]
-            results = verify_sampled(logits[rows], info, drafts)
-            out.update(zip(rand, results, strict=True))
-        return out
+        """New tokens and accepted-draft count of every drafting request (index in batch),
+        greedy and sampled alike, in one verify call."""
+        drafting = [i for i, r in enumerate(batch) if r.draft_ids]
+        reqs = [batch[i] for i in drafting]
+        rows = [
+            row for i in drafting for row in range(first_row[i], first_row[i] + batch[i].extend_len)
+        ]
+        info = build_sampling_info(reqs, sched.vocab_size)
+        results = verify_drafts(logits[rows], info, [r.draft_ids for r in reqs])
+        return dict(zip(drafting, results, strict=True))
 
     def _finish(
         self,

@@ -1,7 +1,9 @@
 """Attention through the native kernels: _C.store_kv, _C.decode_attention, _C.extend_attention.
 
 On a CUDA KV pool the same calls go to their `_cuda` twins (csrc/cuda/attention.cu, compile-checked
-only in this project); cascade decode exists for the CPU only.
+only in this project). Cascade decode runs on the CPU only: its CUDA twin
+(cascade_decode_attention_cuda) is compile-checked but unused, as CUDA runs form no groups
+(model_runner.py).
 """
 
 from __future__ import annotations
