@@ -102,6 +102,7 @@ class ServerArgs:
     data_dir: Optional[str] = None  # None: $XDG_DATA_HOME/radixserve or ~/.local/share/radixserve
     max_file_size: int = 200 * 1024 * 1024  # bytes of one uploaded file
     batch_concurrency: int = 128  # batch lines in flight at once (they yield to online requests)
+    background_prefill_size: int = 64  # prefill tokens of a step that runs only batch lines
     # Reliability and limits (see args_help.py for what each does)
     restart_on_crash: bool = True
     request_timeout: Optional[float] = None
@@ -138,7 +139,8 @@ class ServerArgs:
             choice("reasoning_parser", REASONING_PARSERS)
         positive = ("max_running_requests", "max_prefill_tokens", "chunked_prefill_size",
                     "page_size", "stream_interval", "max_payload_size",
-                    "max_file_size", "batch_concurrency", "grammar_cache_size")
+                    "max_file_size", "batch_concurrency", "background_prefill_size",
+                    "grammar_cache_size")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")

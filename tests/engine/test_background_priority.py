@@ -159,3 +159,41 @@ def test_queued_batch_lines_wait_for_online_work() -> None:
         assert rec.ids[f"on{i}"] == expected(p, 5)
     check_exact(rec, lines, 5)
     assert all_free(s)
+
+
+def test_batch_only_steps_prefill_at_most_the_background_size() -> None:
+    s = make(num_slots=2048, chunked_prefill_size=64, background_prefill_size=8)
+    tokens: list[int] = []
+    forward = s.runner.forward
+
+    def counting_forward(fb: Any) -> Any:
+        tokens.append(int(fb.input_ids.numel()))
+        return forward(fb)
+
+    s.runner.forward = counting_forward
+    rec = Recorder(s)
+    lines = prompts(10, seed=18, shared=20)  # 21-59 tokens each: most are chunked at 8
+    for i, p in enumerate(lines):
+        submit(s, f"bg{i}", p, 6, background=True)
+    prefilled = []
+    while not s.is_idle():
+        decodes = len(s.running)  # a batch-only step decodes every running line
+        rec.step()
+        prefilled.append(tokens[-1] - decodes)
+    assert max(prefilled) == 8, "batch-only steps prefill up to the background size, no more"
+    check_exact(rec, lines, 6)
+    # An online prompt still gets the whole chunked-prefill budget next to running lines.
+    for i, p in enumerate(lines):
+        submit(s, f"bg{i}", p, 30, background=True)
+    rec.ids.clear()
+    rec.finished.clear()
+    for _ in range(12):
+        rec.step()
+    online_prompt = prompts(1, seed=19, shared=30)[0]  # 31+ tokens: more than 8, within 64
+    submit(s, "on", online_prompt, 4, background=False)
+    assert rec.steps_until("on", True) == 1
+    assert tokens[-1] == len(online_prompt), "the whole online prompt, alone, in one step"
+    rec.drain()
+    assert rec.ids["on"] == expected(online_prompt, 4)
+    check_exact(rec, lines, 30)
+    assert all_free(s)

@@ -13,7 +13,10 @@ background decodes sit that step out, keeping their KV; and an online request th
 fit (request slots, req_to_token rows, KV) preempts background work, newest first: it is
 retracted, i.e. its KV goes back to the radix tree and it is recomputed later from prompt +
 output so far (nothing generated is lost or sent twice). With no online work, background
-requests get the whole engine.
+requests get the whole engine, except that such a step prefills at most
+--background-prefill-size tokens: a forward cannot be interrupted, so an online request that
+arrives meanwhile waits for it, and one step prefilling a whole wave of new lines (512 tokens
+next to the decodes) costs as much as several decode steps.
 """
 
 from __future__ import annotations
@@ -50,6 +53,13 @@ def order_waiting(waiting: deque[Req], policy: str, kv: KVManager) -> None:
 
 def headroom(req: Req, ratio: float) -> int:
     return int(min(req.remaining_new_tokens(), HEADROOM_CLIP) * ratio)
+
+
+def background_prefill_budget(budget: int, background_size: int) -> int:
+    """Prefill tokens of a step with only background work. Spreading a wave of new lines
+    over more steps costs little throughput: every step still carries all running decodes,
+    and on the CPU a forward's cost grows with its tokens, not its count."""
+    return max(1, min(budget, background_size))
 
 
 def has_online_work(waiting: deque[Req], running: list[Req], chunked: Req | None) -> bool:

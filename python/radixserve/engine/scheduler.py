@@ -41,6 +41,7 @@ from radixserve.engine.schedule_policy import (
     INIT_NEW_TOKEN_RATIO,
     MIN_NEW_TOKEN_RATIO,
     NEW_TOKEN_RATIO_DECAY,
+    background_prefill_budget,
     has_online_work,
     headroom,
     order_waiting,
@@ -217,8 +218,11 @@ class Scheduler:
         reserved = self._decode_tokens() + sum(headroom(r, self.new_token_ratio) for r in self.running)
         free = self.args.max_running_requests - len(self.running) - (1 if self.chunked else 0)
         order_waiting(self.waiting, self.args.schedule_policy, self.kv)
+        budget = self.budget
+        if not online and not self.is_encoder:  # encoders take whole prompts: no smaller cap
+            budget = background_prefill_budget(budget, self.args.background_prefill_size)
         plan = plan_prefill(
-            self.waiting, self.chunked, self.kv, self.budget, reserved, free, self.new_token_ratio,
+            self.waiting, self.chunked, self.kv, budget, reserved, free, self.new_token_ratio,
             fair=self.args.chunked_prefill_policy == "fair", online_only=online,
         )  # fmt: skip
         if plan.stalled is not None and not self.running:
@@ -233,7 +237,7 @@ class Scheduler:
             plan.chunked = plan.stalled  # still unfinished; retried next step
         if not plan.reqs and not self.running and self.waiting:
             # Nothing runs: admit the head without decode headroom, or reject what cannot fit.
-            plan = plan_prefill(self.waiting, None, self.kv, self.budget, 0, 1, 0.0)
+            plan = plan_prefill(self.waiting, None, self.kv, budget, 0, 1, 0.0)
             if not plan.reqs:
                 head = self.waiting.popleft()
                 updates.append(self._finish_aborted(head, "the prompt does not fit in the KV pool"))
