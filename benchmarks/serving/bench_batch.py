@@ -126,6 +126,27 @@ def merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "ttft_max_ms": round(max(ttfts) * 1e3, 1) if ttfts else float("nan")}  # fmt: skip
 
 
+async def compare_throughput(args: argparse.Namespace) -> dict[str, Any]:
+    """The requests online at --concurrency, then the same ones as a batch, nothing else running."""
+    log(f"online: {args.num_lines} requests at concurrency {args.concurrency}")
+    on = await online(args.url, args.num_lines, args.concurrency, args.max_tokens)
+    del on["ttfts"]
+    log(f"batch alone: {args.num_lines} lines")
+    start = time.perf_counter()
+    batch_id = await start_batch(args.url, args.num_lines, args.max_tokens, salt="batch ")
+    batch = await wait_batch(args.url, batch_id)
+    elapsed = time.perf_counter() - start
+    log(f"  batch {batch['status']}: {batch['request_counts']} in {elapsed:.1f} s")
+    done = batch["request_counts"]["completed"]
+    batch_tok_s = done * args.max_tokens / elapsed
+    return {
+        "batch_status": batch["status"], "batch_completed": done,
+        "batch_seconds": round(elapsed, 2), "batch_req_per_s": round(done / elapsed, 2),
+        "batch_output_tok_per_s": round(batch_tok_s, 1),
+        "batch_vs_online": round(batch_tok_s / on["output_tok_per_s"], 3), "online": on,
+    }  # fmt: skip
+
+
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     """idle probe, online run, the same requests as a batch (throughput), a second batch with
     probes while it runs (TTFT; the batch pauses for them), idle probe again: the idle probes
@@ -140,16 +161,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     idle_rounds_before = (args.probe_rounds + 1) // 2
     idle = [await online(args.url, probe["n"], probe["conc"], probe["tok"], next(probes))
             for _ in range(idle_rounds_before)]  # fmt: skip
-    log(f"online: {args.num_lines} requests at concurrency {args.concurrency}")
-    on = await online(args.url, args.num_lines, args.concurrency, args.max_tokens)
-    loads["after_online"] = machine_load()
-    log(f"batch alone: {args.num_lines} lines")
-    start = time.perf_counter()
-    batch_id = await start_batch(args.url, args.num_lines, args.max_tokens, salt="batch ")
-    batch = await wait_batch(args.url, batch_id)
-    elapsed = time.perf_counter() - start
-    log(f"  batch {batch['status']}: {batch['request_counts']} in {elapsed:.1f} s")
-    loads["after_batch"] = machine_load()
+    throughput = {} if args.ttft_only else await compare_throughput(args)
+    loads["after_throughput"] = machine_load()
     log(f"batch with probes: {args.num_lines} lines")
     preempted = (await server_load(args.url)).get("num_preemptions", 0)
     start = time.perf_counter()
@@ -171,18 +184,13 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     for _ in range(args.probe_rounds - idle_rounds_before):
         idle.append(await online(args.url, probe["n"], probe["conc"], probe["tok"], next(probes)))
     loads["end"] = machine_load()
-    done = batch["request_counts"]["completed"]
-    batch_tok_s = done * args.max_tokens / elapsed
     idle_all, during_all = merge(idle), merge(during)
-    for r in (on, *idle, *during):
+    for r in (*idle, *during):
         del r["ttfts"]
     return {
-        "num_lines": args.num_lines, "max_tokens": args.max_tokens, "batch_status": batch["status"],
-        "batch_completed": done, "batch_seconds": round(elapsed, 2),
-        "batch_req_per_s": round(done / elapsed, 2), "batch_output_tok_per_s": round(batch_tok_s, 1),
-        "batch_vs_online": round(batch_tok_s / on["output_tok_per_s"], 3),
+        "num_lines": args.num_lines, "max_tokens": args.max_tokens, **throughput,
         "probed_batch_status": probed["status"], "probed_batch_seconds": round(probed_seconds, 2),
-        "preemptions_during_probed_batch": preempted, "online": on,
+        "preemptions_during_probed_batch": preempted,
         "probe_idle": idle_all, "probe_during_batch": during_all,
         "p99_during_vs_idle": round(during_all["ttft_p99_ms"] / idle_all["ttft_p99_ms"], 3),
         "p50_during_vs_idle": round(during_all["ttft_p50_ms"] / idle_all["ttft_p50_ms"], 3),
@@ -201,5 +209,6 @@ if __name__ == "__main__":
     p.add_argument("--probe-concurrency", type=int, default=4)
     p.add_argument("--probe-delay", type=float, default=5.0)
     p.add_argument("--probe-rounds", type=int, default=2, help="probes while the batch runs")
+    p.add_argument("--ttft-only", action="store_true", help="skip the throughput comparison")
     p.add_argument("--warmup-requests", type=int, default=8, help="sent first, not counted")
     print(json.dumps(asyncio.run(main(p.parse_args()))))
