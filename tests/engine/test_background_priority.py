@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from radixserve.args import ServerArgs
 from radixserve.engine import ipc
 from radixserve.engine.sampling_params import SamplingParams
 from radixserve.engine.schedule_policy import headroom
@@ -254,3 +257,13 @@ def test_no_window_means_full_batch_steps_after_online_work() -> None:
     assert rec.sizes[-1] >= 15
     rec.drain()
     check_exact(rec, lines, 20)
+
+
+@pytest.mark.parametrize("kw, flag", [
+    ({"background_prefill_size": 0}, "--background-prefill-size"),
+    ({"background_tokens_after_online": 0}, "--background-tokens-after-online"),
+    ({"online_recent_window": -1.0}, "--online-recent-window"),
+])  # fmt: skip
+def test_background_flags_refuse_bad_values(kw: dict[str, Any], flag: str) -> None:
+    with pytest.raises(ValueError, match=flag):
+        ServerArgs(**kw)
