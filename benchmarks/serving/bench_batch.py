@@ -1,7 +1,13 @@
 """Batch API vs online: the same chat requests as one batch and online at concurrency 64,
-and online time to first token while a batch runs vs when the server is idle (probes of
---probe-requests streaming requests at --probe-concurrency: one before and one after the batch,
---probe-rounds while it runs).
+and online time to first token while a batch runs vs when the server is idle.
+
+TTFT is measured the same way idle and during the batch: rounds of --probe-requests streaming
+chat requests at --probe-concurrency (closed loop), the same prompt template with numbers of the
+same digit count (so the same token counts; each prompt is new, so no whole-prompt cache hit
+either way); --probe-rounds rounds while the batch runs, and as many idle, half before and half
+after the batch (bracketing the machine's load drift). Each round's first --probe-concurrency
+requests arrive together while the engine is busy with the batch; later ones arrive while
+other probes run. Reports sample counts, p50/p90/p99/max.
 
 Needs a running server (with its --data-dir); prints one JSON line of results.
 
@@ -20,6 +26,7 @@ import time
 from typing import Any
 
 import httpx
+from server_util import cpu_flags
 
 PROBE_PROMPTS = 1_000_000  # probe prompts are numbered from here: none repeats a batch line
 
@@ -115,7 +122,29 @@ def merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
     ttfts = [t for r in runs for t in r["ttfts"]]
     return {"requests": len(ttfts), "ttft_p50_ms": round(pct(ttfts, 0.5) * 1e3, 1),
             "ttft_p90_ms": round(pct(ttfts, 0.9) * 1e3, 1),
-            "ttft_p99_ms": round(pct(ttfts, 0.99) * 1e3, 1)}  # fmt: skip
+            "ttft_p99_ms": round(pct(ttfts, 0.99) * 1e3, 1),
+            "ttft_max_ms": round(max(ttfts) * 1e3, 1) if ttfts else float("nan")}  # fmt: skip
+
+
+async def compare_throughput(args: argparse.Namespace) -> dict[str, Any]:
+    """The requests online at --concurrency, then the same ones as a batch, nothing else running."""
+    log(f"online: {args.num_lines} requests at concurrency {args.concurrency}")
+    on = await online(args.url, args.num_lines, args.concurrency, args.max_tokens)
+    del on["ttfts"]
+    log(f"batch alone: {args.num_lines} lines")
+    start = time.perf_counter()
+    batch_id = await start_batch(args.url, args.num_lines, args.max_tokens, salt="batch ")
+    batch = await wait_batch(args.url, batch_id)
+    elapsed = time.perf_counter() - start
+    log(f"  batch {batch['status']}: {batch['request_counts']} in {elapsed:.1f} s")
+    done = batch["request_counts"]["completed"]
+    batch_tok_s = done * args.max_tokens / elapsed
+    return {
+        "batch_status": batch["status"], "batch_completed": done,
+        "batch_seconds": round(elapsed, 2), "batch_req_per_s": round(done / elapsed, 2),
+        "batch_output_tok_per_s": round(batch_tok_s, 1),
+        "batch_vs_online": round(batch_tok_s / on["output_tok_per_s"], 3), "online": on,
+    }  # fmt: skip
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
@@ -129,17 +158,11 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         await online(args.url, args.warmup_requests, probe["conc"], probe["tok"], 2 * PROBE_PROMPTS)
     log(f"idle probe: {probe}")
     probes = iter(range(PROBE_PROMPTS, 10 * PROBE_PROMPTS, args.probe_requests))
-    idle = [await online(args.url, probe["n"], probe["conc"], probe["tok"], next(probes))]
-    log(f"online: {args.num_lines} requests at concurrency {args.concurrency}")
-    on = await online(args.url, args.num_lines, args.concurrency, args.max_tokens)
-    loads["after_online"] = machine_load()
-    log(f"batch alone: {args.num_lines} lines")
-    start = time.perf_counter()
-    batch_id = await start_batch(args.url, args.num_lines, args.max_tokens, salt="batch ")
-    batch = await wait_batch(args.url, batch_id)
-    elapsed = time.perf_counter() - start
-    log(f"  batch {batch['status']}: {batch['request_counts']} in {elapsed:.1f} s")
-    loads["after_batch"] = machine_load()
+    idle_rounds_before = (args.probe_rounds + 1) // 2
+    idle = [await online(args.url, probe["n"], probe["conc"], probe["tok"], next(probes))
+            for _ in range(idle_rounds_before)]  # fmt: skip
+    throughput = {} if args.ttft_only else await compare_throughput(args)
+    loads["after_throughput"] = machine_load()
     log(f"batch with probes: {args.num_lines} lines")
     preempted = (await server_load(args.url)).get("num_preemptions", 0)
     start = time.perf_counter()
@@ -158,24 +181,21 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     loads["after_probed_batch"] = machine_load()
     preempted = (await server_load(args.url)).get("num_preemptions", 0) - preempted
     log("idle probe again")
-    idle.append(await online(args.url, probe["n"], probe["conc"], probe["tok"], next(probes)))
+    for _ in range(args.probe_rounds - idle_rounds_before):
+        idle.append(await online(args.url, probe["n"], probe["conc"], probe["tok"], next(probes)))
     loads["end"] = machine_load()
-    done = batch["request_counts"]["completed"]
-    batch_tok_s = done * args.max_tokens / elapsed
     idle_all, during_all = merge(idle), merge(during)
-    for r in (on, *idle, *during):
+    for r in (*idle, *during):
         del r["ttfts"]
     return {
-        "num_lines": args.num_lines, "max_tokens": args.max_tokens, "batch_status": batch["status"],
-        "batch_completed": done, "batch_seconds": round(elapsed, 2),
-        "batch_req_per_s": round(done / elapsed, 2), "batch_output_tok_per_s": round(batch_tok_s, 1),
-        "batch_vs_online": round(batch_tok_s / on["output_tok_per_s"], 3),
+        "num_lines": args.num_lines, "max_tokens": args.max_tokens, **throughput,
         "probed_batch_status": probed["status"], "probed_batch_seconds": round(probed_seconds, 2),
-        "preemptions_during_probed_batch": preempted, "online": on,
+        "preemptions_during_probed_batch": preempted,
         "probe_idle": idle_all, "probe_during_batch": during_all,
         "p99_during_vs_idle": round(during_all["ttft_p99_ms"] / idle_all["ttft_p99_ms"], 3),
         "p50_during_vs_idle": round(during_all["ttft_p50_ms"] / idle_all["ttft_p50_ms"], 3),
         "probe_runs": {"idle": idle, "during_batch": during}, "load_average_1m": loads,
+        "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "cpu_flags": cpu_flags(),
     }  # fmt: skip
 
 
@@ -185,9 +205,10 @@ if __name__ == "__main__":
     p.add_argument("--num-lines", type=int, default=1000)
     p.add_argument("--max-tokens", type=int, default=32)
     p.add_argument("--concurrency", type=int, default=64)
-    p.add_argument("--probe-requests", type=int, default=32)
+    p.add_argument("--probe-requests", type=int, default=64, help="per round")
     p.add_argument("--probe-concurrency", type=int, default=4)
     p.add_argument("--probe-delay", type=float, default=5.0)
     p.add_argument("--probe-rounds", type=int, default=2, help="probes while the batch runs")
+    p.add_argument("--ttft-only", action="store_true", help="skip the throughput comparison")
     p.add_argument("--warmup-requests", type=int, default=8, help="sent first, not counted")
     print(json.dumps(asyncio.run(main(p.parse_args()))))

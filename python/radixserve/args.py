@@ -102,6 +102,9 @@ class ServerArgs:
     data_dir: Optional[str] = None  # None: $XDG_DATA_HOME/radixserve or ~/.local/share/radixserve
     max_file_size: int = 200 * 1024 * 1024  # bytes of one uploaded file
     batch_concurrency: int = 128  # batch lines in flight at once (they yield to online requests)
+    background_prefill_size: int = 64  # prefill tokens of a step that runs only batch lines
+    online_recent_window: float = 1.0  # seconds after online work with small batch-only steps
+    background_tokens_after_online: int = 4  # tokens of a batch-only step within that window
     # Reliability and limits (see args_help.py for what each does)
     restart_on_crash: bool = True
     request_timeout: Optional[float] = None
@@ -138,7 +141,8 @@ class ServerArgs:
             choice("reasoning_parser", REASONING_PARSERS)
         positive = ("max_running_requests", "max_prefill_tokens", "chunked_prefill_size",
                     "page_size", "stream_interval", "max_payload_size",
-                    "max_file_size", "batch_concurrency", "grammar_cache_size")
+                    "max_file_size", "batch_concurrency", "background_prefill_size",
+                    "background_tokens_after_online", "grammar_cache_size")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
@@ -165,6 +169,8 @@ class ServerArgs:
             raise ValueError(f"--context-length must be >= 1, got {self.context_length}")
         if self.session_idle_timeout < 0:
             raise ValueError(f"--session-idle-timeout must be >= 0, got {self.session_idle_timeout}")
+        if self.online_recent_window < 0:
+            raise ValueError(f"--online-recent-window must be >= 0, got {self.online_recent_window}")
         if not 0 < self.port < 65536:
             raise ValueError(f"--port must be in 1..65535, got {self.port}")
         check_reliability_args(self)

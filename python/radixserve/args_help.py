@@ -58,6 +58,12 @@ FLAG_HELP: dict[str, str] = {
     "max_file_size": "Largest uploaded file, in bytes.",
     "batch_concurrency": "Batch lines in flight at once; they run only while no online request "
     "waits or runs (online requests preempt them).",
+    "background_prefill_size": "Prompt tokens prefilled per step while only batch lines run: "
+    "an online request arriving then waits for at most that step.",
+    "online_recent_window": "Seconds after the last online step during which steps of batch "
+    "lines only stay small (0: never): a client's next request often follows its last reply.",
+    "background_tokens_after_online": "Tokens (decode rows + prefill) of a batch-only step "
+    "within --online-recent-window, rows taken in turn.",
     "grammar_backend": "Structured-output backend: xgrammar, or none (constraints refused).",
     "grammar_cache_size": "Compiled grammars kept (LRU).",
     "grammar_jump_forward": "Append grammar-forced text in one extend step instead of decoding it "

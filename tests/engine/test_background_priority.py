@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from radixserve.args import ServerArgs
 from radixserve.engine import ipc
 from radixserve.engine.sampling_params import SamplingParams
 from radixserve.engine.schedule_policy import headroom
@@ -159,3 +162,108 @@ def test_queued_batch_lines_wait_for_online_work() -> None:
         assert rec.ids[f"on{i}"] == expected(p, 5)
     check_exact(rec, lines, 5)
     assert all_free(s)
+
+
+def test_batch_only_steps_prefill_at_most_the_background_size() -> None:
+    s = make(num_slots=2048, chunked_prefill_size=64, background_prefill_size=8)
+    tokens: list[int] = []
+    forward = s.runner.forward
+
+    def counting_forward(fb: Any) -> Any:
+        tokens.append(int(fb.input_ids.numel()))
+        return forward(fb)
+
+    s.runner.forward = counting_forward
+    rec = Recorder(s)
+    lines = prompts(10, seed=18, shared=20)  # 21-59 tokens each: most are chunked at 8
+    for i, p in enumerate(lines):
+        submit(s, f"bg{i}", p, 6, background=True)
+    prefilled = []
+    while not s.is_idle():
+        decodes = len(s.running)  # a batch-only step decodes every running line
+        rec.step()
+        prefilled.append(tokens[-1] - decodes)
+    assert max(prefilled) == 8, "batch-only steps prefill up to the background size, no more"
+    check_exact(rec, lines, 6)
+    # An online prompt still gets the whole chunked-prefill budget next to running lines.
+    for i, p in enumerate(lines):
+        submit(s, f"bg{i}", p, 30, background=True)
+    rec.ids.clear()
+    rec.finished.clear()
+    for _ in range(12):
+        rec.step()
+    online_prompt = prompts(1, seed=19, shared=30)[0]  # 31+ tokens: more than 8, within 64
+    submit(s, "on", online_prompt, 4, background=False)
+    assert rec.steps_until("on", True) == 1
+    assert tokens[-1] == len(online_prompt), "the whole online prompt, alone, in one step"
+    rec.drain()
+    assert rec.ids["on"] == expected(online_prompt, 4)
+    check_exact(rec, lines, 30)
+    assert all_free(s)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_batch_steps_stay_small_right_after_online_work() -> None:
+    s = make(num_slots=2048, online_recent_window=1.0, background_tokens_after_online=3)
+    clock = FakeClock()
+    s.clock = clock
+    tokens: list[int] = []
+    forward = s.runner.forward
+
+    def counting_forward(fb: Any) -> Any:
+        tokens.append(int(fb.input_ids.numel()))
+        return forward(fb)
+
+    s.runner.forward = counting_forward
+    rec = Recorder(s)
+    lines = prompts(16, seed=20)
+    fill_with_background(rec, lines, 60)  # no online work yet: full steps
+    online_prompt = prompts(1, seed=21)[0]
+    submit(s, "on", online_prompt, 3, background=False)
+    rec.steps_until("on", False)  # its steps run it alone (one line was preempted)
+    assert rec.sizes[-3:] == [1, 1, 1]
+    clock.now += 0.5  # within the window: 3 tokens a step, rows taken in turn
+    running = list(s.running)  # batch lines stream nothing: count their output ids
+    made = [len(r.output_ids) for r in running]
+    for _ in range(8):
+        rec.step()
+        assert tokens[-1] <= 3
+    assert all(len(r.output_ids) > n for r, n in zip(running, made, strict=True))
+    clock.now += 1.0  # the window has passed: the whole batch again
+    rec.step()
+    assert rec.sizes[-1] >= 15
+    rec.drain()
+    assert rec.ids["on"] == expected(online_prompt, 3)
+    check_exact(rec, lines, 60)
+    assert all_free(s)
+
+
+def test_no_window_means_full_batch_steps_after_online_work() -> None:
+    s = make(num_slots=2048, online_recent_window=0.0)
+    s.clock = FakeClock()
+    rec = Recorder(s)
+    lines = prompts(16, seed=22)
+    fill_with_background(rec, lines, 20)
+    submit(s, "on", prompts(1, seed=23)[0], 2, background=False)
+    rec.steps_until("on", False)
+    rec.step()
+    assert rec.sizes[-1] >= 15
+    rec.drain()
+    check_exact(rec, lines, 20)
+
+
+@pytest.mark.parametrize("kw, flag", [
+    ({"background_prefill_size": 0}, "--background-prefill-size"),
+    ({"background_tokens_after_online": 0}, "--background-tokens-after-online"),
+    ({"online_recent_window": -1.0}, "--online-recent-window"),
+])  # fmt: skip
+def test_background_flags_refuse_bad_values(kw: dict[str, Any], flag: str) -> None:
+    with pytest.raises(ValueError, match=flag):
+        ServerArgs(**kw)

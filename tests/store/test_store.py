@@ -25,9 +25,10 @@ def test_records_page_and_survive_reopen(tmp_path: Path) -> None:
     page, more = store.page("file", limit=10, order="asc", where={"purpose": "batch"})
     assert [r["id"] for r in page] == ["file-1", "file-3"] and not more
     assert store.delete("file", "file-0") and not store.delete("file", "file-0")
-    assert store.add_line_result("batch_a", 3, True, b"{}")
-    assert not store.add_line_result("batch_a", 3, False, b"{}")  # a line is recorded once
-    store.add_line_result("batch_a", 1, False, b"[]")
+    assert store.add_line_results("batch_a", [(3, True, b"{}")]) == 1
+    # A line is recorded once: its second result is ignored, a new line in the group is not.
+    assert store.add_line_results("batch_a", [(3, False, b"{}"), (1, False, b"[]")]) == 1
+    assert store.line_results("batch_a") == [(1, False, b"[]"), (3, True, b"{}")]
     store.close()
     again, _ = open_store(str(tmp_path))
     assert again.get("file", "file-4") is not None and again.get("file", "file-0") is None

@@ -13,7 +13,15 @@ background decodes sit that step out, keeping their KV; and an online request th
 fit (request slots, req_to_token rows, KV) preempts background work, newest first: it is
 retracted, i.e. its KV goes back to the radix tree and it is recomputed later from prompt +
 output so far (nothing generated is lost or sent twice). With no online work, background
-requests get the whole engine.
+requests get the whole engine, except that such a step prefills at most
+--background-prefill-size tokens: a forward cannot be interrupted, so an online request that
+arrives meanwhile waits for it, and one step prefilling a whole wave of new lines (512 tokens
+next to the decodes) costs as much as several decode steps. And for --online-recent-window
+seconds after a step with online work, a batch-only step carries at most
+--background-tokens-after-online tokens (decode rows taken in turn, then prefill): online
+clients usually send their next request right after a reply, and without this the scheduler
+starts a full batch step in that gap, which the new request then waits for. The batch keeps
+moving meanwhile (a pause there once hung a batch test).
 """
 
 from __future__ import annotations
@@ -50,6 +58,26 @@ def order_waiting(waiting: deque[Req], policy: str, kv: KVManager) -> None:
 
 def headroom(req: Req, ratio: float) -> int:
     return int(min(req.remaining_new_tokens(), HEADROOM_CLIP) * ratio)
+
+
+def background_prefill_budget(budget: int, background_size: int) -> int:
+    """Prefill tokens of a step with only background work. Spreading a wave of new lines
+    over more steps costs little throughput: every step still carries all running decodes,
+    and on the CPU a forward's cost grows with its tokens, not its count."""
+    return max(1, min(budget, background_size))
+
+
+def background_step_cap(now: float, last_online: float, window: float, cap: int) -> int | None:
+    """Most tokens a batch-only step may carry at `now`: `cap` within `window` seconds of the
+    last online step (`last_online`), else None (no cap beyond the prefill budget)."""
+    return cap if now - last_online < window else None
+
+
+def take_background_rows(running: list[Req], cap: int) -> tuple[list[Req], list[Req]]:
+    """(rows decoded this step, running in its next order): the first `cap` rows, moved to
+    the back so the next capped step takes the others (every line keeps moving)."""
+    chosen = running[:cap]
+    return chosen, running[cap:] + chosen
 
 
 def has_online_work(waiting: deque[Req], running: list[Req], chunked: Req | None) -> bool:

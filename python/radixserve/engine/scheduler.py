@@ -16,6 +16,7 @@ import threading
 import time
 import traceback
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Optional
 
 import torch
@@ -42,11 +43,14 @@ from radixserve.engine.schedule_policy import (
     INIT_NEW_TOKEN_RATIO,
     MIN_NEW_TOKEN_RATIO,
     NEW_TOKEN_RATIO_DECAY,
+    background_prefill_budget,
+    background_step_cap,
     has_online_work,
     headroom,
     order_waiting,
     plan_prefill,
     preempt_for_online,
+    take_background_rows,
 )
 from radixserve.engine.session import SessionManager
 from radixserve.engine.speculative.decode import NgramSpeculator
@@ -107,6 +111,8 @@ class Scheduler:
             args.session_idle_timeout,
         )  # fmt: skip
         self.inflight: Optional[InflightStep] = None  # what the current step touched
+        self.clock: Callable[[], float] = time.monotonic  # tests set their own
+        self.last_online = float("-inf")  # when a step with online work last ran
         # Overlap scheduling (engine/overlap.py): a launched decode step not yet processed.
         self.overlap = overlap_enabled(args, runner)
         self.pending: Optional[PendingStep] = None
@@ -210,6 +216,13 @@ class Scheduler:
             updates.extend(self._finish_aborted(r, msg) for r, msg in failed)
         self._make_room_for_decodes()
         online = has_online_work(self.waiting, self.running, self.chunked)
+        cap = None
+        if online:
+            self.last_online = self.clock()
+        else:
+            cap = background_step_cap(self.clock(), self.last_online,
+                                      self.args.online_recent_window,
+                                      self.args.background_tokens_after_online)  # fmt: skip
         if online:
             self.stats["num_preemptions"] += preempt_for_online(
                 self.waiting, self.running, self.chunked, self.kv,
@@ -218,8 +231,13 @@ class Scheduler:
         reserved = self._decode_tokens() + sum(headroom(r, self.new_token_ratio) for r in self.running)
         free = self.args.max_running_requests - len(self.running) - (1 if self.chunked else 0)
         order_waiting(self.waiting, self.args.schedule_policy, self.kv)
+        budget = self.budget
+        if not online and not self.is_encoder:  # encoders take whole prompts: no smaller cap
+            budget = background_prefill_budget(budget, self.args.background_prefill_size)
+            if cap is not None:  # decode rows first; at least one token so a chunk moves on
+                budget = max(1, min(budget, cap - len(self.running)))
         plan = plan_prefill(
-            self.waiting, self.chunked, self.kv, self.budget, reserved, free, self.new_token_ratio,
+            self.waiting, self.chunked, self.kv, budget, reserved, free, self.new_token_ratio,
             fair=self.args.chunked_prefill_policy == "fair", online_only=online,
         )  # fmt: skip
         if plan.stalled is not None and not self.running:
@@ -234,7 +252,7 @@ class Scheduler:
             plan.chunked = plan.stalled  # still unfinished; retried next step
         if not plan.reqs and not self.running and self.waiting:
             # Nothing runs: admit the head without decode headroom, or reject what cannot fit.
-            plan = plan_prefill(self.waiting, None, self.kv, self.budget, 0, 1, 0.0)
+            plan = plan_prefill(self.waiting, None, self.kv, budget, 0, 1, 0.0)
             if not plan.reqs:
                 head = self.waiting.popleft()
                 updates.append(self._finish_aborted(head, "the prompt does not fit in the KV pool"))
@@ -248,6 +266,10 @@ class Scheduler:
         # Background decodes sit out a step with online work (they keep their KV).
         online_step = any(not r.background for r in (*plan.reqs, *self.running))
         decoding = [r for r in self.running if not r.background or not online_step]
+        if cap is not None and not online_step:  # within the cap after this step's prefill
+            rows = max(0, cap - sum(r.extend_len for r in plan.reqs))
+            if len(decoding) > rows:
+                decoding, self.running = take_background_rows(self.running, rows)
         batch = plan.reqs + decoding
         if not batch:
             return updates
@@ -272,6 +294,8 @@ class Scheduler:
             self.grammar.apply(batch, info, self.vocab_size)
         extra = input_logits_rows(batch, fb)
         out = self.runner.forward(fb)
+        if online_step:  # when it ended: the window after online work starts now
+            self.last_online = self.clock()
         if getattr(self.runner, "is_pooling", False):  # pooling models: no sampling (#8)
             return updates + finish_pooled(self, batch, out)
         logits = out if isinstance(out, torch.Tensor) else out.next_token_logits

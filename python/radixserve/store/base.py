@@ -36,8 +36,10 @@ class Store(Protocol):
     def with_status(self, kind: str, statuses: tuple[str, ...]) -> list[Record]: ...
 
     # Results of batch lines: each committed once, keyed by (batch id, line index).
-    def add_line_result(self, batch_id: str, index: int, ok: bool, line: bytes) -> bool:
-        """Record one line's output; False (and no change) if it was already recorded."""
+    def add_line_results(self, batch_id: str, rows: list[tuple[int, bool, bytes]]) -> int:
+        """Record (line index, ok, output) rows in one transaction; a line already recorded
+        keeps its first output. Returns how many rows were new. May be called from a worker
+        thread while the event loop thread reads."""
 
     def line_results(self, batch_id: str) -> list[tuple[int, bool, bytes]]: ...
 

@@ -1,12 +1,16 @@
 """The Store over stdlib sqlite3: WAL journal, synchronous=FULL, one writer connection.
 
-All calls come from the event loop thread (they are short), so one connection serves them;
-each write is its own transaction, committed (and fsynced by SQLite) before it returns.
+Calls come from the event loop thread (they are short), except batch line results, which the
+batch runner commits in groups from a worker thread (each commit is an fsync, ~10 ms on a busy
+disk). One connection serves both: writes take a lock (BEGIN..COMMIT of one thread at a time,
+as sqlite3 asks of a connection shared between threads); reads need none. Each write is its
+own transaction, committed (and fsynced by SQLite) before it returns.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,27 +41,29 @@ class SQLiteStore:
         self.db.execute("PRAGMA synchronous=FULL")  # a committed write survives power loss
         self.db.execute("PRAGMA busy_timeout=5000")
         self.db.executescript(_SCHEMA)
+        self._write_lock = threading.Lock()
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        try:
-            self.db.execute("BEGIN IMMEDIATE")
+        with self._write_lock:  # one transaction at a time on the shared connection
             try:
-                yield self.db
-            except BaseException:
-                self.db.execute("ROLLBACK")
+                self.db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self.db
+                except BaseException:
+                    self.db.execute("ROLLBACK")
+                    raise
+                self.db.execute("COMMIT")
+            except sqlite3.OperationalError as e:
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                if "full" in str(e).lower() or getattr(e, "sqlite_errorcode", 0) == 13:
+                    raise StoreFullError(f"The disk is full: {e}") from None
                 raise
-            self.db.execute("COMMIT")
-        except sqlite3.OperationalError as e:
-            if self.db.in_transaction:
-                self.db.execute("ROLLBACK")
-            if "full" in str(e).lower() or getattr(e, "sqlite_errorcode", 0) == 13:
-                raise StoreFullError(f"The disk is full: {e}") from None
-            raise
-        except OSError as e:
-            if e.errno in FULL_ERRNOS:
-                raise StoreFullError(f"The disk is full: {e}") from None
-            raise
+            except OSError as e:
+                if e.errno in FULL_ERRNOS:
+                    raise StoreFullError(f"The disk is full: {e}") from None
+                raise
 
     @staticmethod
     def _check(kind: str) -> None:
@@ -121,11 +127,12 @@ class SQLiteStore:
         )
         return [_decode(r[0]) for r in rows]
 
-    def add_line_result(self, batch_id: str, index: int, ok: bool, line: bytes) -> bool:
+    def add_line_results(self, batch_id: str, rows: list[tuple[int, bool, bytes]]) -> int:
         with self._write() as db:
-            cur = db.execute("INSERT OR IGNORE INTO line_results VALUES (?, ?, ?, ?)",
-                             (batch_id, index, int(ok), line))  # fmt: skip
-        return cur.rowcount > 0
+            before = db.total_changes
+            db.executemany("INSERT OR IGNORE INTO line_results VALUES (?, ?, ?, ?)",
+                           [(batch_id, index, int(ok), line) for index, ok, line in rows])  # fmt: skip
+            return db.total_changes - before
 
     def line_results(self, batch_id: str) -> list[tuple[int, bool, bytes]]:
         rows = self.db.execute("SELECT line, ok, body FROM line_results WHERE batch_id = ? "
