@@ -217,6 +217,24 @@ def test_overlap_abort_while_pending_gives_back_slots() -> None:
     assert all_free(s)
 
 
+def test_flush_right_after_the_last_reply_settles_the_lookahead() -> None:
+    """The last replies go out while a lookahead step for the same requests is still pending;
+    a flush arriving before the loop's next step must settle it, not refuse (seen as a flaky
+    spawned-engine test)."""
+    s = make()
+    s.overlap = True
+    for i, p in enumerate(prompts(3, seed=4)):
+        submit(s, f"f{i}", p, max_new=6)
+    finished: set[str] = set()
+    for _ in range(100):
+        finished |= {up.rid for up in s.step() if up.finished}
+        if len(finished) == 3:
+            break
+    assert len(finished) == 3 and s.pending is not None  # every reply out, lookahead pending
+    assert s.flush_cache() and s.pending is None
+    assert s.kv.available() == s.runner.max_total_tokens
+
+
 # -- the whole GPU-shaped path on the tiny Llama --------------------------------------------
 
 

@@ -163,7 +163,15 @@ class Scheduler:
         busy = self.waiting or self.running or self.chunked is not None or self.pending is not None
         return not busy and not compiling
 
+    def _settle_lookahead(self) -> None:
+        """A lookahead step whose requests have all finished holds nothing but KV slots to give
+        back: settle it now, so that a flush or weight update right after the last reply (before
+        the loop's next step) finds the engine idle."""
+        if self.pending is not None and all(r.finished for r in self.pending.reqs):
+            self.step()
+
     def flush_cache(self) -> bool:
+        self._settle_lookahead()
         if not self.is_idle() or self.sessions.sessions:  # open sessions hold locked KV
             return False
         self.sessions.drop_conversations()
@@ -172,6 +180,7 @@ class Scheduler:
 
     def update_weights(self, model_path: str) -> tuple[bool, str]:
         """Load new weights (same architecture) while idle; the prefix cache is then stale."""
+        self._settle_lookahead()
         if not self.is_idle():
             return False, "requests are running; retry when the engine is idle"
         if self.sessions.sessions:

@@ -128,11 +128,16 @@ def test_logprobs_and_stop_with_grammar(grammar_server: Server) -> None:
 
 
 def test_free_requests_unchanged_by_constrained_neighbours(grammar_server: Server) -> None:
-    """A batch mixing constrained and free requests gives the free ones their solo tokens."""
+    """A batch mixing constrained and free requests gives the free ones their solo tokens.
+
+    The free requests decode greedily: a step's batch size picks the quantized linear's kernel
+    (integer mat-vec up to a few rows, tiled GEMM beyond), so logits move in the last bits with
+    the batch's make-up, and a seeded draw at temperature > 0 can land on the other side of a
+    boundary (seen under load). Greedy tokens only move on a near tie; a leaked mask moves them."""
     import concurrent.futures
 
     prompt = {"text": "The capital of France is", "sampling_params": {
-        "max_new_tokens": 16, "temperature": 0.7, "sampling_seed": 3}}  # fmt: skip
+        "max_new_tokens": 16, "temperature": 0}}  # fmt: skip
     url = grammar_server.url + "/generate"
     alone = httpx.post(url, json=prompt, timeout=300).json()["output_ids"]
     constrained = {"text": "JSON:", "sampling_params": {
