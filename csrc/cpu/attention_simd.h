@@ -62,8 +62,8 @@ inline const float* as_f32(const uint16_t* row, float* buf, int D) {
   return buf;
 }
 
-template <typename T>
-void attend_simd(const AttendWork<T>& w) {
+template <typename T, typename TKV>
+void attend_simd(const AttendWork<T, TKV>& w) {
   const int G = w.num_heads;
   const int D = w.head_dim;
   const int64_t rows = w.n_q * G;
@@ -82,7 +82,7 @@ void attend_simd(const AttendWork<T>& w) {
   int64_t kb = max64(w.key_begin, 0);
   if (w.window > 0) kb = max64(kb, w.pos0 - w.window + 1);
   const int64_t ke = min64(w.key_end, w.pos0 + w.n_q);
-  const int row_bytes = D * static_cast<int>(sizeof(T));
+  const int row_bytes = D * static_cast<int>(sizeof(TKV));
 
   const float* kr[kKeyBlock];
   const float* vr[kKeyBlock];

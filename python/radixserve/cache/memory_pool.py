@@ -92,6 +92,34 @@ class ReqToTokenPool:
         self._in_use = [False] * self.size
 
 
+def resolve_kv_cache_dtype(name: str, model_dtype: torch.dtype, device: Device) -> torch.dtype:
+    """The KV pool dtype of `--kv-cache-dtype name` under a model computing in model_dtype.
+
+    auto is the model's dtype. A bfloat16 pool under a float32 model is read by the CPU kernels
+    as fp32 (half the KV bytes); the CUDA kernels and a float32 pool under a bfloat16 model
+    (twice the bytes, no gain) are not supported.
+    """
+    if name == "auto":
+        return model_dtype
+    choices = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+    if name not in choices:
+        raise ValueError(f"--kv-cache-dtype must be one of auto, float32, bfloat16; got {name!r}")
+    dtype = choices[name]
+    if dtype == model_dtype:
+        return dtype
+    if model_dtype != torch.float32:
+        raise ValueError(
+            f"--kv-cache-dtype {name} under a {str(model_dtype).replace('torch.', '')} model is "
+            "not supported: use auto (the model's dtype)"
+        )
+    if torch.device(device).type != "cpu":
+        raise ValueError(
+            f"--kv-cache-dtype {name} with a float32 model runs on the CPU only (the CUDA "
+            "kernels need the model's dtype): use --kv-cache-dtype auto on cuda"
+        )
+    return dtype
+
+
 class KVPool:
     """Per-layer K and V tensors `[num_slots + 1, num_kv_heads, head_dim]`.
 
