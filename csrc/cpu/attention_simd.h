@@ -2,6 +2,8 @@
 // compiled by attention_avx2.cpp and attention_avx512.cpp. Include after simd.h.
 #pragma once
 
+#include <type_traits>
+
 #include "cpu/attention.h"
 
 namespace {
@@ -58,8 +60,25 @@ inline void accumulate(float* acc, int D, float alpha, const float* p, const TR*
   for (; c < D; c += kLanes) accumulate_group<1>(acc, c, alpha, p, v, j0, j1);
 }
 
-template <typename T, typename TKV>
-void attend_simd(const AttendWork<T, TKV>& w) {
+// A bf16 K/V row read by more query rows than this is widened to fp32 once (a copy in kvbuf,
+// as in extend); fewer (decode: G rows) widen it in registers at each use (measured).
+constexpr int64_t kWidenOnceRows = 8;
+
+// Row of the block as the kernel reads it (TR): the cache row itself when TR is the cache's
+// type, else an fp32 copy in `buf`.
+template <typename TR, typename TKV>
+inline const TR* block_row(const TKV* row, float* buf, int D) {
+  if constexpr (std::is_same_v<TR, TKV>) {
+    return row;
+  } else {
+    for (int c = 0; c < D; c += kLanes) vstore(buf + c, vload(row + c));
+    return buf;
+  }
+}
+
+// The kernel, reading K/V rows as TR (see block_row).
+template <typename TR, typename T, typename TKV>
+void attend_rows(const AttendWork<T, TKV>& w) {
   const int G = w.num_heads;
   const int D = w.head_dim;
   const int64_t rows = w.n_q * G;
@@ -80,8 +99,8 @@ void attend_simd(const AttendWork<T, TKV>& w) {
   const int64_t ke = min64(w.key_end, w.pos0 + w.n_q);
   const int row_bytes = D * static_cast<int>(sizeof(TKV));
 
-  const TKV* kr[kKeyBlock];
-  const TKV* vr[kKeyBlock];
+  const TR* kr[kKeyBlock];
+  const TR* vr[kKeyBlock];
   alignas(64) float s[kKeyBlock];
   for (int64_t k = kb; k < min64(ke, kb + kKeyBlock); ++k) {
     const int64_t off = static_cast<int64_t>(w.slots[k]) * w.slot_stride + w.head_off;
@@ -98,8 +117,8 @@ void attend_simd(const AttendWork<T, TKV>& w) {
     }
     for (int j = 0; j < nk; ++j) {
       const int64_t off = static_cast<int64_t>(w.slots[k0 + j]) * w.slot_stride + w.head_off;
-      kr[j] = w.k_cache + off;
-      vr[j] = w.v_cache + off;
+      kr[j] = block_row<TR>(w.k_cache + off, w.kvbuf + j * D, D);
+      vr[j] = block_row<TR>(w.v_cache + off, w.kvbuf + (kKeyBlock + j) * D, D);
     }
     for (int j = nk; j < kKeyBlock; ++j) kr[j] = vr[j] = kr[0];  // scored, then masked out
     for (int64_t i = 0; i < w.n_q; ++i) {
@@ -135,6 +154,15 @@ void attend_simd(const AttendWork<T, TKV>& w) {
         accumulate(w.acc + r * D, D, alpha, s, vr, j0, j1);
       }
     }
+  }
+}
+
+template <typename T, typename TKV>
+void attend_simd(const AttendWork<T, TKV>& w) {
+  if (std::is_same_v<TKV, float> || w.n_q * w.num_heads <= kWidenOnceRows) {
+    attend_rows<TKV>(w);
+  } else {
+    attend_rows<float>(w);
   }
 }
 
