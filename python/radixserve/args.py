@@ -33,8 +33,9 @@ class ServerArgs:
     tokenizer_path: Optional[str] = None
     served_model_name: Optional[str] = None
     dtype: str = "auto"
-    # The KV pool's dtype: auto = the model's; bfloat16 under an fp32 model halves the KV bytes
-    # (the kernels read it as fp32; K/V are rounded to nearest even when stored).
+    # The KV pool's dtype: auto = the model's (bfloat16 for the default model kept quantized);
+    # bfloat16 under an fp32 model halves the KV bytes (the kernels read it as fp32; K/V are
+    # rounded to nearest even when stored).
     kv_cache_dtype: str = "auto"
     context_length: Optional[int] = None
     trust_remote_code: bool = False

@@ -237,3 +237,14 @@ def test_kv_cache_dtype_errors(tiny: tuple[str, Any]) -> None:
         resolve_kv_cache_dtype("bfloat16", torch.float32, "cuda")
     assert resolve_kv_cache_dtype("auto", torch.bfloat16, "cuda") == torch.bfloat16
     assert resolve_kv_cache_dtype("bfloat16", torch.bfloat16, "cuda") == torch.bfloat16
+    # auto: bfloat16 only where asked for (the default model kept quantized) and on the CPU.
+    assert resolve_kv_cache_dtype("auto", torch.float32, "cpu", auto_bf16=True) == torch.bfloat16
+    assert resolve_kv_cache_dtype("auto", torch.float32, "cuda", auto_bf16=True) == torch.float32
+    assert resolve_kv_cache_dtype("float32", torch.float32, "cpu", auto_bf16=True) == torch.float32
+    assert make_runner(tiny[0]).kv_dtype == torch.float32  # not the default model
+
+
+def test_default_model_gets_a_bf16_kv_cache() -> None:
+    runner = ModelRunner(ServerArgs(max_total_tokens=64, max_running_requests=2, num_threads=1))
+    assert runner.model_config.keep_quantized and runner.model_config.dtype == torch.float32
+    assert runner.kv_dtype == torch.bfloat16 and runner.kv_pool.dtype == torch.bfloat16

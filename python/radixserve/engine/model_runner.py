@@ -124,7 +124,11 @@ class ModelRunner:
             self.model_config.dtype
             if self.model_config.is_encoder
             else resolve_kv_cache_dtype(
-                server_args.kv_cache_dtype, self.model_config.dtype, self.device
+                server_args.kv_cache_dtype,
+                self.model_config.dtype,
+                self.device,
+                # the default model kept quantized: measured (memory_startup.md)
+                auto_bf16=server_args.model_path is None and self.model_config.keep_quantized,
             )
         )
         self.max_total_tokens = self._kv_pool_size()
