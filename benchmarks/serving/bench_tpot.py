@@ -9,6 +9,13 @@ JSON line per dtype. `auto` keeps a GGUF's quantization; `float32` dequantises i
 `--cpu-time` instead runs the model in this process on one thread (no scheduler, no IPC) and
 reports the median thread CPU time of a decode step (forward + logits), which a loaded machine's
 preemptions do not inflate: the per-token compute cost of the model itself.
+
+`--kv-cache-dtype` (repeatable) measures each KV pool dtype per --dtype; `--rounds N` repeats the
+whole set N times, interleaved (A B A B ...), for A-vs-B comparisons on a loaded machine;
+`--prompt-repeat N` repeats the prompt text N times (a longer context for attention to read).
+
+    PYTHONPATH=python python benchmarks/serving/bench_tpot.py --dtype auto \
+        --kv-cache-dtype auto --kv-cache-dtype bfloat16 --rounds 3 --prompt-repeat 25
 """
 
 from __future__ import annotations
@@ -22,10 +29,12 @@ from typing import Any
 PROMPT = "Write a long story about a robot who learns to paint."
 
 
-def measure(dtype: str, new_tokens: int, repeat: int, threads: int | None) -> dict[str, Any]:
+def measure(
+    dtype: str, kv_dtype: str, prompt: str, new_tokens: int, repeat: int, threads: int | None
+) -> dict[str, Any]:
     from radixserve.engine.engine import Engine
 
-    kw: dict[str, Any] = {"dtype": dtype}
+    kw: dict[str, Any] = {"dtype": dtype, "kv_cache_dtype": kv_dtype}
     if threads:
         kw["num_threads"] = threads
     with Engine(None, **kw) as eng:
@@ -34,7 +43,7 @@ def measure(dtype: str, new_tokens: int, repeat: int, threads: int | None) -> di
             params = {"max_new_tokens": n, "ignore_eos": True, "temperature": 0.0}
             eng.flush_cache()
             t0 = time.perf_counter()
-            eng.generate(PROMPT, sampling_params=params)
+            eng.generate(prompt, sampling_params=params)
             return time.perf_counter() - t0
 
         run(4)  # warm-up
@@ -42,6 +51,7 @@ def measure(dtype: str, new_tokens: int, repeat: int, threads: int | None) -> di
         long = min(run(1 + new_tokens) for _ in range(repeat))
     return {
         "dtype": dtype,
+        "kv_cache_dtype": kv_dtype,
         "tpot_ms": round((long - short) / new_tokens * 1e3, 2),
         "first_token_ms": round(short * 1e3, 1),
         "new_tokens": new_tokens,
@@ -50,12 +60,12 @@ def measure(dtype: str, new_tokens: int, repeat: int, threads: int | None) -> di
     }
 
 
-def measure_cpu_time(dtype: str, new_tokens: int) -> dict[str, Any]:
+def measure_cpu_time(dtype: str, kv_dtype: str, prompt: str, new_tokens: int) -> dict[str, Any]:
     import statistics
 
     import torch
 
-    from radixserve.cache.memory_pool import KVPool, ReqToTokenPool
+    from radixserve.cache.memory_pool import KVPool, ReqToTokenPool, resolve_kv_cache_dtype
     from radixserve.forward_batch import ForwardBatch
     from radixserve.layers.attention import create_attention_backend
     from radixserve.layers.backend import set_kernel_backend
@@ -71,14 +81,15 @@ def measure_cpu_time(dtype: str, new_tokens: int) -> dict[str, Any]:
             mod.post_load()
     cfg = model.config
     req_pool = ReqToTokenPool(2, cfg.context_len)
-    slots = 1024
-    kv = KVPool(slots, cfg.num_layers, cfg.num_kv_heads, cfg.head_dim, cfg.dtype)
+    tokens: list[int] = list(load_tokenizer(None).encode(prompt))
+    slots = len(tokens) + new_tokens + 1
+    kv_torch_dtype = resolve_kv_cache_dtype(kv_dtype, cfg.dtype, "cpu")
+    kv = KVPool(slots, cfg.num_layers, cfg.num_kv_heads, cfg.head_dim, kv_torch_dtype)
     model.attn_backend = create_attention_backend(
         "native", req_pool.req_to_token, kv, cfg.layer_sliding_windows
     )
     row = req_pool.alloc()
     assert row is not None
-    tokens: list[int] = list(load_tokenizer(None).encode(PROMPT))
     t = lambda x: torch.tensor(x, dtype=torch.int64)  # noqa: E731
 
     def step(new: list[int]) -> int:
@@ -112,6 +123,8 @@ def measure_cpu_time(dtype: str, new_tokens: int) -> dict[str, Any]:
         samples.append(time.thread_time() - t0)
     return {
         "dtype": dtype,
+        "kv_cache_dtype": kv_dtype,
+        "context_tokens": len(tokens),
         "clock": "thread_cpu, 1 thread, in process",
         "decode_step_ms": round(statistics.median(samples) * 1e3, 2),
         "new_tokens": new_tokens,
@@ -126,14 +139,21 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--num-threads", type=int, default=None)
     ap.add_argument("--cpu-time", action="store_true", help="in-process, 1 thread, CPU time")
+    ap.add_argument("--kv-cache-dtype", action="append", help="auto | float32 | bfloat16")
+    ap.add_argument("--rounds", type=int, default=1, help="repeat every variant, interleaved")
+    ap.add_argument("--prompt-repeat", type=int, default=1, help="the prompt text N times")
     args = ap.parse_args()
-    for dtype in args.dtype or ["auto", "float32"]:
-        if args.cpu_time:
-            print(json.dumps(measure_cpu_time(dtype, args.new_tokens)), flush=True)
-            continue
-        print(
-            json.dumps(measure(dtype, args.new_tokens, args.repeat, args.num_threads)), flush=True
-        )
+    prompt = " ".join([PROMPT] * args.prompt_repeat)
+    for rnd in range(args.rounds):
+        for dtype in args.dtype or ["auto", "float32"]:
+            for kv_dtype in args.kv_cache_dtype or ["auto"]:
+                if args.cpu_time:
+                    row = measure_cpu_time(dtype, kv_dtype, prompt, args.new_tokens)
+                else:
+                    row = measure(
+                        dtype, kv_dtype, prompt, args.new_tokens, args.repeat, args.num_threads
+                    )
+                print(json.dumps({"round": rnd, **row}), flush=True)
 
 
 if __name__ == "__main__":

@@ -17,8 +17,8 @@ namespace radixserve::cpu {
 namespace {
 
 // Portable kernel: one key at a time, rescaling a row only when its running max grows.
-template <typename T>
-void attend_generic(const AttendWork<T>& w) {
+template <typename T, typename TKV>
+void attend_generic(const AttendWork<T, TKV>& w) {
   const int G = w.num_heads;
   const int D = w.head_dim;
   const int64_t rows = w.n_q * G;
@@ -36,8 +36,8 @@ void attend_generic(const AttendWork<T>& w) {
   const int64_t ke = std::min(w.key_end, w.pos0 + w.n_q);
   for (int64_t k = kb; k < ke; ++k) {
     const int64_t off = static_cast<int64_t>(w.slots[k]) * w.slot_stride + w.head_off;
-    const T* kr = w.k_cache + off;
-    const T* vr = w.v_cache + off;
+    const TKV* kr = w.k_cache + off;
+    const TKV* vr = w.v_cache + off;
     for (int64_t i = 0; i < w.n_q; ++i) {
       const int64_t pos = w.pos0 + i;
       if (k > pos || (w.window > 0 && k <= pos - w.window)) continue;
@@ -61,13 +61,8 @@ void attend_generic(const AttendWork<T>& w) {
   }
 }
 
-struct Kernels {
-  void (*f32)(const AttendWork<float>&);
-  void (*bf16)(const AttendWork<uint16_t>&);
-};
-
-Kernels pick_kernels(int head_dim) {
-  AttendKernels k{nullptr, nullptr, 1};
+AttendKernels pick_kernels(int head_dim) {
+  AttendKernels k{nullptr, nullptr, nullptr, 1};
   switch (active_isa()) {
     case Isa::kAvx512:
       k = attend_kernels_avx512();
@@ -78,12 +73,9 @@ Kernels pick_kernels(int head_dim) {
     default:
       break;
   }
-  if (k.f32 != nullptr && head_dim % k.lanes == 0) return {k.f32, k.bf16};
-  return {&attend_generic<float>, &attend_generic<uint16_t>};
+  if (k.f32 != nullptr && head_dim % k.lanes == 0) return k;
+  return attend_kernels_generic();
 }
-
-void call(const Kernels& k, const AttendWork<float>& w) { k.f32(w); }
-void call(const Kernels& k, const AttendWork<uint16_t>& w) { k.bf16(w); }
 
 // Validates the cache, table and per-request index tensors shared by decode and extend.
 void check_paged_inputs(const at::Tensor& q, const at::Tensor& out, const at::Tensor& k_cache,
@@ -99,8 +91,8 @@ void check_paged_inputs(const at::Tensor& q, const at::Tensor& out, const at::Te
   check_tensor(seq_lens, "seq_lens", 1);
   check_float_dtype(q, "q");
   check_same_dtype(out, q, "out", "q");
-  check_same_dtype(k_cache, q, "k_cache", "q");
-  check_same_dtype(v_cache, q, "v_cache", "q");
+  check_kv_cache_dtype(k_cache, q);
+  check_same_dtype(v_cache, k_cache, "v_cache", "k_cache");
   check_dtype(req_to_token, "req_to_token", at::kInt);
   check_dtype(req_pool_indices, "req_pool_indices", at::kLong);
   check_dtype(seq_lens, "seq_lens", at::kLong);
@@ -147,14 +139,14 @@ void check_slots(const at::Tensor& req_to_token, const at::Tensor& req_pool_indi
   }
 }
 
-template <typename T>
-AttendWork<T> base_work(const at::Tensor& q, const at::Tensor& k_cache, const at::Tensor& v_cache,
-                        double scale, int64_t window) {
-  AttendWork<T> w{};
+template <typename T, typename TKV>
+AttendWork<T, TKV> base_work(const at::Tensor& q, const at::Tensor& k_cache,
+                             const at::Tensor& v_cache, double scale, int64_t window) {
+  AttendWork<T, TKV> w{};
   w.q_stride = q.size(1) * q.size(2);
   w.window = window;
-  w.k_cache = static_cast<const T*>(k_cache.data_ptr());
-  w.v_cache = static_cast<const T*>(v_cache.data_ptr());
+  w.k_cache = static_cast<const TKV*>(k_cache.data_ptr());
+  w.v_cache = static_cast<const TKV*>(v_cache.data_ptr());
   w.slot_stride = k_cache.size(1) * k_cache.size(2);
   w.num_heads = static_cast<int>(q.size(1) / k_cache.size(1));
   w.head_dim = static_cast<int>(q.size(2));
@@ -185,7 +177,7 @@ void merge_rows(T* out, int D, int n, const float* m, const float* l, const floa
 constexpr int64_t kMinChunk = 256;  // keys per flash-decoding chunk, at least
 constexpr int kMaxSplits = 64;
 
-template <typename T>
+template <typename T, typename TKV>
 void decode_impl(const at::Tensor& out, const at::Tensor& q, const at::Tensor& k_cache,
                  const at::Tensor& v_cache, const at::Tensor& req_to_token,
                  const at::Tensor& req_pool_indices, const at::Tensor& seq_lens, double scale,
@@ -217,8 +209,8 @@ void decode_impl(const at::Tensor& out, const at::Tensor& q, const at::Tensor& k
 
   std::vector<float> part_m(items * G), part_l(items * G), part_acc(items * G * D);
   std::vector<float> qbuf(items * G * D);
-  const Kernels kern = pick_kernels(static_cast<int>(D));
-  const AttendWork<T> proto = base_work<T>(q, k_cache, v_cache, scale, window);
+  const AttendKernels kern = pick_kernels(static_cast<int>(D));
+  const AttendWork<T, TKV> proto = base_work<T, TKV>(q, k_cache, v_cache, scale, window);
   const T* qp = static_cast<const T*>(q.data_ptr());
 
 #pragma omp parallel num_threads(region_threads)
@@ -235,7 +227,7 @@ void decode_impl(const at::Tensor& out, const at::Tensor& q, const at::Tensor& k
       const int64_t chunk =
           ((len - first + nsplit - 1) / nsplit + kAttendKeyBlock - 1) / kAttendKeyBlock *
           kAttendKeyBlock;
-      AttendWork<T> w = proto;
+      AttendWork<T, TKV> w = proto;
       w.q = qp + (b * Hq + h * G) * D;
       w.n_q = 1;
       w.pos0 = len - 1;
@@ -248,7 +240,7 @@ void decode_impl(const at::Tensor& out, const at::Tensor& q, const at::Tensor& k
       w.acc = part_acc.data() + it * G * D;
       w.qbuf = qbuf.data() + it * G * D;
       w.kvbuf = kvbuf.data();
-      call(kern, w);
+      call_attend(kern, w);
     }
   }
 
@@ -264,7 +256,7 @@ void decode_impl(const at::Tensor& out, const at::Tensor& q, const at::Tensor& k
   }
 }
 
-template <typename T>
+template <typename T, typename TKV>
 void extend_impl(const at::Tensor& out, const at::Tensor& q, const at::Tensor& k_cache,
                  const at::Tensor& v_cache, const at::Tensor& req_to_token,
                  const at::Tensor& req_pool_indices, const at::Tensor& seq_lens,
@@ -294,8 +286,8 @@ void extend_impl(const at::Tensor& out, const at::Tensor& q, const at::Tensor& k
     return lens[x.b] - ext[x.b] + x.j0 > lens[y.b] - ext[y.b] + y.j0;
   });
 
-  const Kernels kern = pick_kernels(static_cast<int>(D));
-  const AttendWork<T> proto = base_work<T>(q, k_cache, v_cache, scale, window);
+  const AttendKernels kern = pick_kernels(static_cast<int>(D));
+  const AttendWork<T, TKV> proto = base_work<T, TKV>(q, k_cache, v_cache, scale, window);
   const T* qp = static_cast<const T*>(q.data_ptr());
   T* op = static_cast<T*>(out.data_ptr());
   const int64_t n_items = static_cast<int64_t>(work.size());
@@ -310,7 +302,7 @@ void extend_impl(const at::Tensor& out, const at::Tensor& q, const at::Tensor& k
       const Item& item = work[it];
       const int64_t nq = std::min(qblock, ext[item.b] - item.j0);
       const int64_t tok0 = start[item.b] + item.j0;
-      AttendWork<T> w = proto;
+      AttendWork<T, TKV> w = proto;
       w.q = qp + tok0 * Hq * D + item.h * G * D;
       w.n_q = nq;
       w.pos0 = lens[item.b] - ext[item.b] + item.j0;
@@ -323,7 +315,7 @@ void extend_impl(const at::Tensor& out, const at::Tensor& q, const at::Tensor& k
       w.acc = acc.data();
       w.qbuf = qbuf.data();
       w.kvbuf = kvbuf.data();
-      call(kern, w);
+      call_attend(kern, w);
       for (int64_t r = 0; r < nq * G; ++r) {
         T* o = op + (tok0 + r / G) * Hq * D + (item.h * G + r % G) * D;
         const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
@@ -344,8 +336,8 @@ void store_kv(const at::Tensor& k_cache, const at::Tensor& v_cache, const at::Te
   check_tensor(v, "v", 3);
   check_float_dtype(k_cache, "k_cache");
   check_same_dtype(v_cache, k_cache, "v_cache", "k_cache");
-  check_same_dtype(k, k_cache, "k", "k_cache");
-  check_same_dtype(v, k_cache, "v", "k_cache");
+  check_kv_cache_dtype(k_cache, k);
+  check_same_dtype(v, k, "v", "k");
   RS_CHECK(loc.scalar_type() == at::kLong || loc.scalar_type() == at::kInt,
            "loc must be int64 or int32, got ", loc.scalar_type());
   RS_CHECK(v_cache.sizes() == k_cache.sizes(), "v_cache must have the shape of k_cache ",
@@ -363,6 +355,21 @@ void store_kv(const at::Tensor& k_cache, const at::Tensor& v_cache, const at::Te
     RS_CHECK(slots[t] >= 0 && slots[t] < num_slots, "loc[", t, "] = ", slots[t],
              " is out of range [0, ", num_slots, ")");
   }
+  if (k.scalar_type() != k_cache.scalar_type()) {  // fp32 rows into a bfloat16 cache
+    const int64_t row = k_cache.size(1) * k_cache.size(2);
+    uint16_t* kc = static_cast<uint16_t*>(k_cache.data_ptr());
+    uint16_t* vc = static_cast<uint16_t*>(v_cache.data_ptr());
+    const float* kp = k.data_ptr<float>();
+    const float* vp = v.data_ptr<float>();
+#pragma omp parallel for schedule(static) num_threads(at::get_num_threads()) if (n > 64)
+    for (int64_t t = 0; t < n; ++t) {
+      for (int64_t c = 0; c < row; ++c) {
+        kc[slots[t] * row + c] = f32_to_bf16(kp[t * row + c]);
+        vc[slots[t] * row + c] = f32_to_bf16(vp[t * row + c]);
+      }
+    }
+    return;
+  }
   const int64_t row_bytes = k_cache.size(1) * k_cache.size(2) * k_cache.element_size();
   char* kc = static_cast<char*>(k_cache.data_ptr());
   char* vc = static_cast<char*>(v_cache.data_ptr());
@@ -376,7 +383,21 @@ void store_kv(const at::Tensor& k_cache, const at::Tensor& v_cache, const at::Te
 }
 
 AttendKernels attend_kernels_generic() {
-  return {&attend_generic<float>, &attend_generic<uint16_t>, 1};
+  return {&attend_generic<float, float>, &attend_generic<uint16_t, uint16_t>,
+          &attend_generic<float, uint16_t>, 1};
+}
+
+void check_kv_cache_dtype(const at::Tensor& k_cache, const at::Tensor& q) {
+  const bool same = k_cache.scalar_type() == q.scalar_type();
+  const bool bf16_under_f32 =
+      k_cache.scalar_type() == at::kBFloat16 && q.scalar_type() == at::kFloat;
+  RS_CHECK(same || bf16_under_f32, "the KV cache must have the dtype of q/k/v (",
+           q.scalar_type(), ") or be bfloat16 under float32 ones, got ", k_cache.scalar_type());
+}
+
+AttendDtypes attend_dtypes(const at::Tensor& q, const at::Tensor& k_cache) {
+  if (k_cache.scalar_type() != q.scalar_type()) return AttendDtypes::kF32Bf16Kv;
+  return q.scalar_type() == at::kFloat ? AttendDtypes::kF32 : AttendDtypes::kBf16;
 }
 
 void check_decode_args(const at::Tensor& out, const at::Tensor& q, const at::Tensor& k_cache,
@@ -399,13 +420,11 @@ void decode_attention(const at::Tensor& out, const at::Tensor& q, const at::Tens
                       double scale, int64_t sliding_window) {
   check_decode_args(out, q, k_cache, v_cache, req_to_token, req_pool_indices, seq_lens, scale);
   if (q.size(0) == 0) return;
-  if (q.scalar_type() == at::kFloat) {
-    decode_impl<float>(out, q, k_cache, v_cache, req_to_token, req_pool_indices, seq_lens, scale,
-                       sliding_window);
-  } else {
-    decode_impl<uint16_t>(out, q, k_cache, v_cache, req_to_token, req_pool_indices, seq_lens,
-                          scale, sliding_window);
-  }
+  dispatch_attend_dtypes(q, k_cache, [&](auto q_elem, auto kv_elem) {
+    decode_impl<decltype(q_elem), decltype(kv_elem)>(out, q, k_cache, v_cache, req_to_token,
+                                                     req_pool_indices, seq_lens, scale,
+                                                     sliding_window);
+  });
 }
 
 void extend_attention(const at::Tensor& out, const at::Tensor& q, const at::Tensor& k_cache,
@@ -432,13 +451,11 @@ void extend_attention(const at::Tensor& out, const at::Tensor& q, const at::Tens
              " rows");
   }
   check_slots(req_to_token, req_pool_indices, seq_lens, k_cache.size(0));
-  if (q.scalar_type() == at::kFloat) {
-    extend_impl<float>(out, q, k_cache, v_cache, req_to_token, req_pool_indices, seq_lens,
-                       extend_seq_lens, extend_start_loc, scale, sliding_window);
-  } else {
-    extend_impl<uint16_t>(out, q, k_cache, v_cache, req_to_token, req_pool_indices, seq_lens,
-                          extend_seq_lens, extend_start_loc, scale, sliding_window);
-  }
+  dispatch_attend_dtypes(q, k_cache, [&](auto q_elem, auto kv_elem) {
+    extend_impl<decltype(q_elem), decltype(kv_elem)>(
+        out, q, k_cache, v_cache, req_to_token, req_pool_indices, seq_lens, extend_seq_lens,
+        extend_start_loc, scale, sliding_window);
+  });
 }
 
 }  // namespace radixserve::cpu

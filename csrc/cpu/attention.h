@@ -23,7 +23,9 @@ namespace radixserve::cpu {
 // Keys the vectorised kernel scores together (sizes AttendWork::kvbuf).
 constexpr int kAttendKeyBlock = 32;
 
-template <typename T>
+// T is the queries' element type, TKV the cache's: float/float, bf16/bf16, or fp32 queries over
+// a bfloat16 cache (--kv-cache-dtype bfloat16 on an fp32 model: half the KV bytes).
+template <typename T, typename TKV = T>
 struct AttendWork {
   const T* q;          // row (i, g) at q + i * q_stride + g * head_dim
   int64_t q_stride;
@@ -32,8 +34,8 @@ struct AttendWork {
   int64_t key_begin;
   int64_t key_end;
   int64_t window;
-  const T* k_cache;    // [num_slots, num_kv_heads, head_dim]
-  const T* v_cache;
+  const TKV* k_cache;  // [num_slots, num_kv_heads, head_dim]
+  const TKV* v_cache;
   const int32_t* slots;
   int64_t slot_stride;  // num_kv_heads * head_dim
   int64_t head_off;     // kv_head * head_dim
@@ -51,12 +53,23 @@ struct AttendWork {
 struct AttendKernels {
   void (*f32)(const AttendWork<float>&);
   void (*bf16)(const AttendWork<uint16_t>&);
+  void (*f32_bf16kv)(const AttendWork<float, uint16_t>&);
   int lanes;  // the vectorised builds need head_dim % lanes == 0
 };
+
+// The kernel of one dtype pair (bfloat16 as uint16_t).
+inline void call_attend(const AttendKernels& k, const AttendWork<float>& w) { k.f32(w); }
+inline void call_attend(const AttendKernels& k, const AttendWork<uint16_t>& w) { k.bf16(w); }
+inline void call_attend(const AttendKernels& k, const AttendWork<float, uint16_t>& w) {
+  k.f32_bf16kv(w);
+}
 
 AttendKernels attend_kernels_avx2();
 AttendKernels attend_kernels_avx512();
 AttendKernels attend_kernels_generic();  // the portable build (lanes = 1)
+
+// The cache's dtype must be q's, or bfloat16 under float32 queries.
+void check_kv_cache_dtype(const at::Tensor& k_cache, const at::Tensor& q);
 
 // decode_attention's argument checks (shapes, dtypes, index ranges, every slot read), shared
 // with the cascade kernel (cascade_attention.h).
@@ -64,6 +77,24 @@ void check_decode_args(const at::Tensor& out, const at::Tensor& q, const at::Ten
                        const at::Tensor& v_cache, const at::Tensor& req_to_token,
                        const at::Tensor& req_pool_indices, const at::Tensor& seq_lens,
                        double scale);
+
+// The (q, cache) element types of a checked call (check_kv_cache_dtype).
+enum class AttendDtypes { kF32, kBf16, kF32Bf16Kv };
+AttendDtypes attend_dtypes(const at::Tensor& q, const at::Tensor& k_cache);
+
+// fn(q_elem, kv_elem) with default-constructed values of the element types of q and the
+// cache (float / uint16_t).
+template <typename Fn>
+void dispatch_attend_dtypes(const at::Tensor& q, const at::Tensor& k_cache, Fn&& fn) {
+  switch (attend_dtypes(q, k_cache)) {
+    case AttendDtypes::kF32:
+      return fn(float{}, float{});
+    case AttendDtypes::kBf16:
+      return fn(uint16_t{}, uint16_t{});
+    case AttendDtypes::kF32Bf16Kv:
+      return fn(float{}, uint16_t{});
+  }
+}
 
 // torch-facing entry points (signatures as in docs/internals.md).
 void store_kv(const at::Tensor& k_cache, const at::Tensor& v_cache, const at::Tensor& loc,

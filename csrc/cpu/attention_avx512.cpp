@@ -9,6 +9,9 @@
 
 namespace radixserve::cpu {
 
-AttendKernels attend_kernels_avx512() { return {&attend_simd<float>, &attend_simd<uint16_t>, kLanes}; }
+AttendKernels attend_kernels_avx512() {
+  return {&attend_simd<float, float>, &attend_simd<uint16_t, uint16_t>,
+          &attend_simd<float, uint16_t>, kLanes};
+}
 
 }  // namespace radixserve::cpu

@@ -2,6 +2,8 @@
 // compiled by attention_avx2.cpp and attention_avx512.cpp. Include after simd.h.
 #pragma once
 
+#include <type_traits>
+
 #include "cpu/attention.h"
 
 namespace {
@@ -20,8 +22,10 @@ inline void prefetch_bytes(const void* p, int bytes) {
 }
 
 // Scores of one query against kLanes keys at once: one accumulator per key, then a single
-// transpose-and-add instead of a horizontal reduction per key.
-inline VF dot_group(const float* q, const float* const* k, int D) {
+// transpose-and-add instead of a horizontal reduction per key. Key rows are fp32 or bf16 (TR):
+// bf16 is widened in registers as it is loaded (no converted copy to store and reload).
+template <typename TR>
+inline VF dot_group(const float* q, const TR* const* k, int D) {
   VF a[kLanes];
   for (int n = 0; n < kLanes; ++n) a[n] = vzero();
   for (int c = 0; c < D; c += kLanes) {
@@ -33,21 +37,22 @@ inline VF dot_group(const float* q, const float* const* k, int D) {
 
 // acc[c0 : c0 + N*kLanes] = acc * alpha + sum_j p[j] * v[j][...]: N independent chains held in
 // registers while streaming over the keys.
-template <int N>
+template <int N, typename TR>
 inline void accumulate_group(float* acc, int c0, float alpha, const float* p,
-                             const float* const* v, int j0, int j1) {
+                             const TR* const* v, int j0, int j1) {
   VF a[N];
   const VF va = vset1(alpha);
   for (int n = 0; n < N; ++n) a[n] = vmul(vload(acc + c0 + n * kLanes), va);
   for (int j = j0; j < j1; ++j) {
     const VF pj = vset1(p[j]);
-    const float* vr = v[j] + c0;
+    const TR* vr = v[j] + c0;
     for (int n = 0; n < N; ++n) a[n] = vfma(pj, vload(vr + n * kLanes), a[n]);
   }
   for (int n = 0; n < N; ++n) vstore(acc + c0 + n * kLanes, a[n]);
 }
 
-inline void accumulate(float* acc, int D, float alpha, const float* p, const float* const* v,
+template <typename TR>
+inline void accumulate(float* acc, int D, float alpha, const float* p, const TR* const* v,
                        int j0, int j1) {
   int c = 0;
   for (; c + 8 * kLanes <= D; c += 8 * kLanes) accumulate_group<8>(acc, c, alpha, p, v, j0, j1);
@@ -55,15 +60,25 @@ inline void accumulate(float* acc, int D, float alpha, const float* p, const flo
   for (; c < D; c += kLanes) accumulate_group<1>(acc, c, alpha, p, v, j0, j1);
 }
 
-// Row j of the block as fp32: the cache row itself, or (bfloat16) a converted copy in `buf`.
-inline const float* as_f32(const float* row, float* /*buf*/, int /*D*/) { return row; }
-inline const float* as_f32(const uint16_t* row, float* buf, int D) {
-  for (int c = 0; c < D; c += kLanes) vstore(buf + c, vload(row + c));
-  return buf;
+// A bf16 K/V row read by more query rows than this is widened to fp32 once (a copy in kvbuf,
+// as in extend); fewer (decode: G rows) widen it in registers at each use (measured).
+constexpr int64_t kWidenOnceRows = 8;
+
+// Row of the block as the kernel reads it (TR): the cache row itself when TR is the cache's
+// type, else an fp32 copy in `buf`.
+template <typename TR, typename TKV>
+inline const TR* block_row(const TKV* row, float* buf, int D) {
+  if constexpr (std::is_same_v<TR, TKV>) {
+    return row;
+  } else {
+    for (int c = 0; c < D; c += kLanes) vstore(buf + c, vload(row + c));
+    return buf;
+  }
 }
 
-template <typename T>
-void attend_simd(const AttendWork<T>& w) {
+// The kernel, reading K/V rows as TR (see block_row).
+template <typename TR, typename T, typename TKV>
+void attend_rows(const AttendWork<T, TKV>& w) {
   const int G = w.num_heads;
   const int D = w.head_dim;
   const int64_t rows = w.n_q * G;
@@ -82,10 +97,10 @@ void attend_simd(const AttendWork<T>& w) {
   int64_t kb = max64(w.key_begin, 0);
   if (w.window > 0) kb = max64(kb, w.pos0 - w.window + 1);
   const int64_t ke = min64(w.key_end, w.pos0 + w.n_q);
-  const int row_bytes = D * static_cast<int>(sizeof(T));
+  const int row_bytes = D * static_cast<int>(sizeof(TKV));
 
-  const float* kr[kKeyBlock];
-  const float* vr[kKeyBlock];
+  const TR* kr[kKeyBlock];
+  const TR* vr[kKeyBlock];
   alignas(64) float s[kKeyBlock];
   for (int64_t k = kb; k < min64(ke, kb + kKeyBlock); ++k) {
     const int64_t off = static_cast<int64_t>(w.slots[k]) * w.slot_stride + w.head_off;
@@ -102,8 +117,8 @@ void attend_simd(const AttendWork<T>& w) {
     }
     for (int j = 0; j < nk; ++j) {
       const int64_t off = static_cast<int64_t>(w.slots[k0 + j]) * w.slot_stride + w.head_off;
-      kr[j] = as_f32(w.k_cache + off, w.kvbuf + j * D, D);
-      vr[j] = as_f32(w.v_cache + off, w.kvbuf + (kKeyBlock + j) * D, D);
+      kr[j] = block_row<TR>(w.k_cache + off, w.kvbuf + j * D, D);
+      vr[j] = block_row<TR>(w.v_cache + off, w.kvbuf + (kKeyBlock + j) * D, D);
     }
     for (int j = nk; j < kKeyBlock; ++j) kr[j] = vr[j] = kr[0];  // scored, then masked out
     for (int64_t i = 0; i < w.n_q; ++i) {
@@ -139,6 +154,15 @@ void attend_simd(const AttendWork<T>& w) {
         accumulate(w.acc + r * D, D, alpha, s, vr, j0, j1);
       }
     }
+  }
+}
+
+template <typename T, typename TKV>
+void attend_simd(const AttendWork<T, TKV>& w) {
+  if (std::is_same_v<TKV, float> || w.n_q * w.num_heads <= kWidenOnceRows) {
+    attend_rows<TKV>(w);
+  } else {
+    attend_rows<float>(w);
   }
 }
 

@@ -25,9 +25,9 @@ struct Picked {
 
 Picked pick(int head_dim) {
   const AttendKernels generic = attend_kernels_generic();
-  Picked p{generic, {generic.f32, generic.bf16, 1}};
-  AttendKernels a{nullptr, nullptr, 1};
-  PrefixKernels pre{nullptr, nullptr, 1};
+  Picked p{generic, {generic.f32, generic.bf16, generic.f32_bf16kv, 1}};
+  AttendKernels a{nullptr, nullptr, nullptr, 1};
+  PrefixKernels pre{nullptr, nullptr, nullptr, 1};
   if (active_isa() == Isa::kAvx512) {
     a = attend_kernels_avx512();
     pre = cascade_prefix_kernels_avx512();
@@ -40,13 +40,10 @@ Picked pick(int head_dim) {
   return p;
 }
 
-void run(void (*f32)(const AttendWork<float>&), void (*)(const AttendWork<uint16_t>&),
-         const AttendWork<float>& w) {
-  f32(w);
-}
-void run(void (*)(const AttendWork<float>&), void (*bf16)(const AttendWork<uint16_t>&),
-         const AttendWork<uint16_t>& w) {
-  bf16(w);
+void run_prefix(const PrefixKernels& k, const AttendWork<float>& w) { k.f32(w); }
+void run_prefix(const PrefixKernels& k, const AttendWork<uint16_t>& w) { k.bf16(w); }
+void run_prefix(const PrefixKernels& k, const AttendWork<float, uint16_t>& w) {
+  k.f32_bf16kv(w);
 }
 
 int64_t splits(int64_t base_items, int64_t keys, int nthreads) {
@@ -68,7 +65,7 @@ struct Group {
   int64_t qoff = 0;   // first element of its gathered queries
 };
 
-template <typename T>
+template <typename T, typename TKV>
 void cascade_impl(const at::Tensor& out, const at::Tensor& q, const at::Tensor& k_cache,
                   const at::Tensor& v_cache, const at::Tensor& req_to_token,
                   const at::Tensor& req_pool_indices, const at::Tensor& seq_lens,
@@ -122,10 +119,10 @@ void cascade_impl(const at::Tensor& out, const at::Tensor& q, const at::Tensor& 
   std::vector<float> m(pre_rows + suf_rows), l(pre_rows + suf_rows);
   std::vector<float> acc((pre_rows + suf_rows) * D);
   const Picked kern = pick(static_cast<int>(D));
-  AttendWork<T> proto{};
+  AttendWork<T, TKV> proto{};
   proto.window = -1;
-  proto.k_cache = static_cast<const T*>(k_cache.data_ptr());
-  proto.v_cache = static_cast<const T*>(v_cache.data_ptr());
+  proto.k_cache = static_cast<const TKV*>(k_cache.data_ptr());
+  proto.v_cache = static_cast<const TKV*>(v_cache.data_ptr());
   proto.slot_stride = Hkv * D;
   proto.num_heads = static_cast<int>(G);
   proto.head_dim = static_cast<int>(D);
@@ -140,7 +137,7 @@ void cascade_impl(const at::Tensor& out, const at::Tensor& q, const at::Tensor& 
 #pragma omp for schedule(dynamic, 1)
     for (int64_t it = 0; it < n_items; ++it) {
       const Item& item = items[it];
-      AttendWork<T> w = proto;
+      AttendWork<T, TKV> w = proto;
       w.head_off = item.h * D;
       w.qbuf = qbuf.data();
       w.kvbuf = kvbuf.data();
@@ -159,7 +156,7 @@ void cascade_impl(const at::Tensor& out, const at::Tensor& q, const at::Tensor& 
         w.m = m.data() + part;
         w.l = l.data() + part;
         w.acc = acc.data() + part * D;
-        run(kern.prefix.f32, kern.prefix.bf16, w);
+        run_prefix(kern.prefix, w);
       } else {
         const int64_t b = item.idx;
         const int64_t first = req_prefix[b];
@@ -176,7 +173,7 @@ void cascade_impl(const at::Tensor& out, const at::Tensor& q, const at::Tensor& 
         w.acc = acc.data() + part * D;
         // The attend kernel, not the prefix one: with one query per request it hides the
         // latency of scattered rows better (measured, cold KV).
-        run(kern.attend.f32, kern.attend.bf16, w);
+        call_attend(kern.attend, w);
       }
     }
   }
@@ -284,13 +281,11 @@ void cascade_decode_attention(const at::Tensor& out, const at::Tensor& q,
                      sliding_window);
     return;
   }
-  if (q.scalar_type() == at::kFloat) {
-    cascade_impl<float>(out, q, k_cache, v_cache, req_to_token, req_pool_indices, seq_lens, used,
-                        req_prefix, scale);
-  } else {
-    cascade_impl<uint16_t>(out, q, k_cache, v_cache, req_to_token, req_pool_indices, seq_lens,
-                           used, req_prefix, scale);
-  }
+  dispatch_attend_dtypes(q, k_cache, [&](auto q_elem, auto kv_elem) {
+    cascade_impl<decltype(q_elem), decltype(kv_elem)>(out, q, k_cache, v_cache, req_to_token,
+                                                      req_pool_indices, seq_lens, used,
+                                                      req_prefix, scale);
+  });
 }
 
 }  // namespace radixserve::cpu

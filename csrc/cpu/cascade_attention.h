@@ -22,6 +22,7 @@ namespace radixserve::cpu {
 struct PrefixKernels {
   void (*f32)(const AttendWork<float>&);
   void (*bf16)(const AttendWork<uint16_t>&);
+  void (*f32_bf16kv)(const AttendWork<float, uint16_t>&);
   int lanes;  // head_dim % lanes == 0 is required
 };
 

@@ -11,7 +11,8 @@
 namespace radixserve::cpu {
 
 PrefixKernels cascade_prefix_kernels_avx2() {
-  return {&prefix_simd<float>, &prefix_simd<uint16_t>, kLanes};
+  return {&prefix_simd<float, float>, &prefix_simd<uint16_t, uint16_t>,
+          &prefix_simd<float, uint16_t>, kLanes};
 }
 
 }  // namespace radixserve::cpu

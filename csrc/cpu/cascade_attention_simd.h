@@ -84,8 +84,8 @@ inline void load_row(const uint16_t* src, float* dst, int D) {
   for (int c = 0; c < D; c += kLanes) vstore(dst + c, vload(src + c));
 }
 
-template <typename T>
-void prefix_simd(const AttendWork<T>& w) {
+template <typename T, typename TKV>
+void prefix_simd(const AttendWork<T, TKV>& w) {
   const int G = w.num_heads;
   const int D = w.head_dim;
   const int64_t rows = w.n_q * G;
@@ -101,7 +101,7 @@ void prefix_simd(const AttendWork<T>& w) {
   }
   const int64_t kb = w.key_begin > 0 ? w.key_begin : 0;
   const int64_t ke = w.key_end;
-  const int row_bytes = D * static_cast<int>(sizeof(T));
+  const int row_bytes = D * static_cast<int>(sizeof(TKV));
   float* kt = w.kvbuf;              // [D][kBlk]
   float* vb = w.kvbuf + kBlk * D;   // [kBlk][D]
   alignas(64) float s[kChunk * kBlk];

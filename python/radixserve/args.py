@@ -13,6 +13,7 @@ from typing import Any, Literal, Optional
 from radixserve.args_help import FLAG_HELP, check_reliability_args
 
 DTYPES = ("auto", "float32", "bfloat16")
+KV_CACHE_DTYPES = ("auto", "float32", "bfloat16")
 SCHEDULE_POLICIES = ("lpm", "fcfs")
 CHUNKED_PREFILL_POLICIES = ("fair", "fcfs")
 BACKENDS = ("native", "torch")
@@ -32,6 +33,10 @@ class ServerArgs:
     tokenizer_path: Optional[str] = None
     served_model_name: Optional[str] = None
     dtype: str = "auto"
+    # The KV pool's dtype: auto = the model's (bfloat16 for the default model kept quantized);
+    # bfloat16 under an fp32 model halves the KV bytes (the kernels read it as fp32; K/V are
+    # rounded to nearest even when stored).
+    kv_cache_dtype: str = "auto"
     context_length: Optional[int] = None
     trust_remote_code: bool = False
     revision: Optional[str] = None
@@ -128,6 +133,7 @@ class ServerArgs:
                 raise ValueError(f"--{name.replace('_', '-')} must be one of {options}, got {value!r}")
 
         choice("dtype", DTYPES)
+        choice("kv_cache_dtype", KV_CACHE_DTYPES)
         choice("schedule_policy", SCHEDULE_POLICIES)
         choice("chunked_prefill_policy", CHUNKED_PREFILL_POLICIES)
         choice("attention_backend", ATTENTION_BACKENDS)

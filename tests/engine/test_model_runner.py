@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
 from model_harness import hf_logits, make_tiny_model, random_prompt  # noqa: E402
 
 from radixserve.args import ServerArgs  # noqa: E402
+from radixserve.cache.memory_pool import resolve_kv_cache_dtype  # noqa: E402
 from radixserve.engine.model_runner import (  # noqa: E402
     NATIVE_LAYER_OPS,
     ModelRunner,
@@ -161,3 +162,89 @@ def test_update_weights_from_disk(tiny: tuple[str, Any], tmp_path: Any) -> None:
 def test_runner_rejects_unknown_model(tmp_path: Any) -> None:
     with pytest.raises(FileNotFoundError, match="does not exist"):
         make_runner(str(tmp_path / "nothing"))
+
+
+def decode_batch(runner: ModelRunner, prefill: ForwardBatch, next_ids: list[int]) -> ForwardBatch:
+    """One decode step after prefill_batch: each request's next token into a fresh slot."""
+    lens = prefill.seq_lens.tolist()
+    rows = prefill.req_pool_indices.tolist()
+    first = int(prefill.out_cache_loc.max()) + 1
+    slots = list(range(first, first + len(lens)))
+    for row, n, slot in zip(rows, lens, slots, strict=True):
+        runner.req_to_token_pool.req_to_token[row, n] = slot
+    t = lambda x: torch.tensor(x, dtype=torch.int64)  # noqa: E731
+    return ForwardBatch(
+        input_ids=t(next_ids),
+        positions=t(lens),
+        out_cache_loc=t(slots),
+        req_pool_indices=t(rows),
+        seq_lens=t([n + 1 for n in lens]),
+        extend_prefix_lens=t(lens),
+        extend_seq_lens=t([1] * len(lens)),
+        extend_start_loc=t(list(range(len(lens)))),
+        is_decode=True,
+    )
+
+
+NATIVE_OK = not missing_native_ops(NATIVE_LAYER_OPS) and native_attention_available()
+
+
+@pytest.mark.parametrize(
+    "attn, kernels",
+    [("torch", "torch")] + ([("native", "torch"), ("native", "native")] if NATIVE_OK else []),
+)
+def test_bf16_kv_cache_under_fp32_model(tiny: tuple[str, Any], attn: str, kernels: str) -> None:
+    """--kv-cache-dtype bfloat16: half the pool, logits close to the fp32 pool's (prefill and
+    decode; native/native runs the fused decode step)."""
+    path = tiny[0]
+    prompts = [random_prompt(5, 1), random_prompt(11, 2)]
+    logits = {}
+    for kv in ("auto", "bfloat16"):
+        runner = make_runner(path, attn, kernel_backend=kernels, kv_cache_dtype=kv)
+        prefill = prefill_batch(runner, prompts)
+        first = runner.forward(prefill)
+        nxt = runner.forward(decode_batch(runner, prefill, first.argmax(-1).tolist()))
+        logits[kv] = (first, nxt, runner.kv_pool)
+    fp32_pool, bf16_pool = logits["auto"][2], logits["bfloat16"][2]
+    assert fp32_pool.dtype == torch.float32 and bf16_pool.dtype == torch.bfloat16
+    assert 2 * bf16_pool.size_bytes == fp32_pool.size_bytes
+    for got, ref in zip(logits["bfloat16"][:2], logits["auto"][:2], strict=True):
+        assert got.dtype == torch.float32
+        assert not torch.equal(got, ref)  # the bf16 pool really was read
+        torch.testing.assert_close(got, ref, atol=2e-2, rtol=0)
+    if kernels == "native":
+        assert runner.model._decoder_stack, "the fused decode step did not run"
+    set_kernel_backend("torch")
+
+
+def test_kv_cache_dtype_sizes_the_pool(tiny: tuple[str, Any]) -> None:
+    fp32 = make_runner(tiny[0], max_total_tokens=None, mem_fraction_static=0.001)
+    bf16 = make_runner(
+        tiny[0], max_total_tokens=None, mem_fraction_static=0.001, kv_cache_dtype="bfloat16"
+    )
+    assert fp32.model_config.kv_bytes_per_token(bf16.kv_dtype) * 2 == (
+        fp32.model_config.kv_bytes_per_token()
+    )
+    assert bf16.max_total_tokens > 1.5 * fp32.max_total_tokens  # same budget, half the bytes
+
+
+def test_kv_cache_dtype_errors(tiny: tuple[str, Any]) -> None:
+    with pytest.raises(ValueError, match="--kv-cache-dtype must be one of"):
+        ServerArgs(kv_cache_dtype="float16")
+    with pytest.raises(ValueError, match="kv-cache-dtype float32 under a bfloat16 model"):
+        make_runner(tiny[0], dtype="bfloat16", kv_cache_dtype="float32")
+    with pytest.raises(ValueError, match="CPU only"):
+        resolve_kv_cache_dtype("bfloat16", torch.float32, "cuda")
+    assert resolve_kv_cache_dtype("auto", torch.bfloat16, "cuda") == torch.bfloat16
+    assert resolve_kv_cache_dtype("bfloat16", torch.bfloat16, "cuda") == torch.bfloat16
+    # auto: bfloat16 only where asked for (the default model kept quantized) and on the CPU.
+    assert resolve_kv_cache_dtype("auto", torch.float32, "cpu", auto_bf16=True) == torch.bfloat16
+    assert resolve_kv_cache_dtype("auto", torch.float32, "cuda", auto_bf16=True) == torch.float32
+    assert resolve_kv_cache_dtype("float32", torch.float32, "cpu", auto_bf16=True) == torch.float32
+    assert make_runner(tiny[0]).kv_dtype == torch.float32  # not the default model
+
+
+def test_default_model_gets_a_bf16_kv_cache() -> None:
+    runner = ModelRunner(ServerArgs(max_total_tokens=64, max_running_requests=2, num_threads=1))
+    assert runner.model_config.keep_quantized and runner.model_config.dtype == torch.float32
+    assert runner.kv_dtype == torch.bfloat16 and runner.kv_pool.dtype == torch.bfloat16

@@ -13,6 +13,13 @@ from radixserve import _C
 # Every build this CPU can run: the portable one and each vector build.
 ISAS = ["generic"] + [isa for isa in ("avx2", "avx512") if _C.cpu_features()[isa]]
 TOL = {torch.float32: dict(atol=2e-5, rtol=1e-5), torch.bfloat16: dict(atol=2e-2, rtol=2e-2)}
+# (q dtype, KV cache dtype): a bfloat16 cache under fp32 queries (--kv-cache-dtype bfloat16) is
+# read as fp32, so it meets the fp32 tolerance against the upcast cache.
+DTYPE_PAIRS = [
+    (torch.float32, torch.float32),
+    (torch.bfloat16, torch.bfloat16),
+    (torch.float32, torch.bfloat16),
+]
 
 
 @pytest.fixture(params=ISAS)
@@ -81,12 +88,12 @@ DECODE_CASES = [
 ]
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dtype, kv_dtype", DTYPE_PAIRS)
 @pytest.mark.parametrize("case", DECODE_CASES)
-def test_decode_attention(isa: str, dtype: torch.dtype, case: tuple) -> None:
+def test_decode_attention(isa: str, dtype: torch.dtype, kv_dtype: torch.dtype, case: tuple) -> None:
     seq_lens, hq, hkv, d, window = case
     g = torch.Generator().manual_seed(hash((tuple(seq_lens), hq, d)) % 2**31)
-    p = Paged(seq_lens, hkv, d, dtype, g)
+    p = Paged(seq_lens, hkv, d, kv_dtype, g)
     q = torch.randn(len(seq_lens), hq, d, generator=g).to(dtype)
     out = torch.full_like(q, float("nan"))
     scale = 1.0 / math.sqrt(d)
@@ -111,12 +118,12 @@ EXTEND_CASES = [
 ]
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dtype, kv_dtype", DTYPE_PAIRS)
 @pytest.mark.parametrize("case", EXTEND_CASES)
-def test_extend_attention(isa: str, dtype: torch.dtype, case: tuple) -> None:
+def test_extend_attention(isa: str, dtype: torch.dtype, kv_dtype: torch.dtype, case: tuple) -> None:
     seq_lens, ext, hq, hkv, d, window = case
     g = torch.Generator().manual_seed(hash((tuple(seq_lens), tuple(ext), d)) % 2**31)
-    p = Paged(seq_lens, hkv, d, dtype, g)
+    p = Paged(seq_lens, hkv, d, kv_dtype, g)
     t = sum(ext)
     # Requests' tokens packed in a shuffled order, to exercise extend_start_loc.
     order = torch.randperm(len(ext), generator=g).tolist()
@@ -164,6 +171,25 @@ def test_store_kv(dtype: torch.dtype) -> None:
         k_ref[loc.long()] = k
         v_ref[loc.long()] = v
         assert torch.equal(k_cache, k_ref) and torch.equal(v_cache, v_ref)
+
+
+def test_store_kv_rounds_fp32_into_bf16_like_torch() -> None:
+    """fp32 K/V into a bfloat16 cache: round to nearest even, exactly as Tensor.to(bfloat16)."""
+    g = torch.Generator().manual_seed(1)
+    n, hkv, d = 70, 2, 32  # over 64 rows: the threaded path
+    k_cache = torch.zeros(n + 5, hkv, d, dtype=torch.bfloat16)
+    v_cache = torch.zeros(n + 5, hkv, d, dtype=torch.bfloat16)
+    k = torch.randn(n, hkv, d, generator=g) * 10.0 ** torch.randint(-8, 8, (n, hkv, d), generator=g)
+    v = torch.randn(n, hkv, d, generator=g)
+    # Halfway cases (both tie directions), a subnormal, signed zero, inf and NaN.
+    ties = torch.tensor([1 + 2**-8, 1 + 3 * 2**-8, -(1 + 2**-8), 1e-40, -0.0, float("inf")])
+    k.view(-1)[: ties.numel()] = ties
+    v.view(-1)[0] = float("nan")
+    loc = torch.randperm(n + 4, generator=g)[:n] + 1
+    _C.store_kv(k_cache, v_cache, loc, k, v)
+    assert torch.equal(k_cache[loc].view(torch.int16), k.to(torch.bfloat16).view(torch.int16))
+    assert torch.isnan(v_cache[loc].view(-1)[0])
+    torch.testing.assert_close(v_cache[loc][1:], v.to(torch.bfloat16)[1:], atol=0, rtol=0)
 
 
 def test_store_then_extend_then_decode_matches_full_attention() -> None:
@@ -220,7 +246,8 @@ def _decode_args(**over: object) -> dict:
     "over, match",
     [
         (dict(q=torch.randn(2, 4, 64).double()), "float32 or bfloat16"),
-        (dict(k_cache=torch.randn(10, 2, 64).bfloat16()), "dtype"),
+        (dict(q=torch.randn(2, 4, 64).bfloat16(), out=torch.empty(2, 4, 64).bfloat16()), "dtype"),
+        (dict(k_cache=torch.randn(10, 2, 64).bfloat16()), "v_cache"),
         (dict(q=torch.randn(2, 4, 32), out=torch.empty(2, 4, 32)), "size"),
         (dict(out=torch.empty(2, 4, 64), q=torch.randn(2, 3, 64)), "shape"),
         (dict(q=torch.randn(2, 3, 64), out=torch.empty(2, 3, 64)), "multiple"),

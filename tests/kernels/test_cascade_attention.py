@@ -100,12 +100,22 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+# (q dtype, KV cache dtype): fp32 queries over a bfloat16 cache (--kv-cache-dtype bfloat16).
+@pytest.mark.parametrize(
+    "dtype, kv_dtype",
+    [
+        (torch.float32, torch.float32),
+        (torch.bfloat16, torch.bfloat16),
+        (torch.float32, torch.bfloat16),
+    ],
+)
 @pytest.mark.parametrize("case", CASES)
-def test_cascade_matches_plain_decode(isa: str, dtype: torch.dtype, case: tuple) -> None:
+def test_cascade_matches_plain_decode(
+    isa: str, dtype: torch.dtype, kv_dtype: torch.dtype, case: tuple
+) -> None:
     groups, hq, hkv, d = case
     g = torch.Generator().manual_seed(hash((str(groups), hq, d)) % 2**31)
-    p = SharedPaged(groups, hkv, d, dtype, g)
+    p = SharedPaged(groups, hkv, d, kv_dtype, g)
     bs = p.seq_lens.shape[0]
     q = torch.randn(bs, hq, d, generator=g).to(dtype)
     scale = 1.0 / math.sqrt(d)

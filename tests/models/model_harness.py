@@ -117,11 +117,14 @@ class Driver:
         backend: str = "torch",
         num_slots: int = 2048,
         max_reqs: int = 8,
+        kv_dtype: Optional[torch.dtype] = None,  # None: the model's dtype
     ) -> None:
         cfg = model.config
         self.model = model
         self.req_pool = ReqToTokenPool(max_reqs, cfg.context_len)
-        self.kv_pool = KVPool(num_slots, cfg.num_layers, cfg.num_kv_heads, cfg.head_dim, cfg.dtype)
+        self.kv_pool = KVPool(
+            num_slots, cfg.num_layers, cfg.num_kv_heads, cfg.head_dim, kv_dtype or cfg.dtype
+        )
         self.backend = create_attention_backend(
             backend, self.req_pool.req_to_token, self.kv_pool, cfg.layer_sliding_windows
         )

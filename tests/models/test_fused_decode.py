@@ -4,7 +4,7 @@ Python layers, its reference: same kernels on the same values, so the logits agr
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import pytest
 import torch
@@ -15,11 +15,13 @@ from radixserve.models.loader import load_model, load_model_config
 STEPS = 6
 
 
-def _decode_batch(model: Any, prompts: list[list[int]], fused: bool) -> list[torch.Tensor]:
+def _decode_batch(
+    model: Any, prompts: list[list[int]], fused: bool, kv_dtype: Optional[torch.dtype] = None
+) -> list[torch.Tensor]:
     """Prefill each prompt, then STEPS greedy decode steps of all requests in one batch."""
     model.fused_decode = fused
     try:
-        drv = Driver(model, backend="native")
+        drv = Driver(model, backend="native", kv_dtype=kv_dtype)
         reqs = [drv.new_req() for _ in prompts]
         last = torch.cat([drv.step([(r, p)]) for r, p in zip(reqs, prompts, strict=True)])
         out = [last]
@@ -31,10 +33,12 @@ def _decode_batch(model: Any, prompts: list[list[int]], fused: bool) -> list[tor
         model.fused_decode = True
 
 
-def _compare(model: Any, prompts: list[list[int]], atol: float) -> None:
-    fused = _decode_batch(model, prompts, fused=True)
+def _compare(
+    model: Any, prompts: list[list[int]], atol: float, kv_dtype: Optional[torch.dtype] = None
+) -> None:
+    fused = _decode_batch(model, prompts, fused=True, kv_dtype=kv_dtype)
     assert model._decoder_stack, "the fused decode path did not run"
-    per_op = _decode_batch(model, prompts, fused=False)
+    per_op = _decode_batch(model, prompts, fused=False, kv_dtype=kv_dtype)
     for a, b in zip(fused, per_op, strict=True):
         torch.testing.assert_close(a, b, atol=atol, rtol=0)
 
@@ -52,6 +56,15 @@ def test_fused_equals_per_op_tiny(
     use_kernels(model, "native")
     prompts = [random_prompt(n, seed=n) for n in (3, 9, 1)]
     _compare(model, prompts, atol=1e-5 if dtype == "float32" else 1e-2)
+
+
+def test_fused_equals_per_op_bf16_kv_cache(tmp_path: Any) -> None:
+    """An fp32 model over a bfloat16 KV pool (--kv-cache-dtype bfloat16): the same kernels."""
+    make_tiny_model("llama", str(tmp_path))
+    model = load_model(load_model_config(str(tmp_path), "float32"))
+    use_kernels(model, "native")
+    prompts = [random_prompt(n, seed=n) for n in (3, 9, 1)]
+    _compare(model, prompts, atol=1e-5, kv_dtype=torch.bfloat16)
 
 
 def test_qk_norm_models_keep_the_per_op_path(tmp_path: Any) -> None:

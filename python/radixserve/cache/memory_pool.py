@@ -92,6 +92,41 @@ class ReqToTokenPool:
         self._in_use = [False] * self.size
 
 
+def resolve_kv_cache_dtype(
+    name: str, model_dtype: torch.dtype, device: Device, auto_bf16: bool = False
+) -> torch.dtype:
+    """The KV pool dtype of `--kv-cache-dtype name` under a model computing in model_dtype.
+
+    auto is the model's dtype, or bfloat16 when auto_bf16 (the default model kept quantized,
+    float32 activations, on the CPU: half the KV memory, the same greedy tokens on the fidelity
+    prompts and no slower, benchmarks/results/memory_startup.md). A bfloat16 pool under a float32 model is read by the CPU kernels
+    as fp32 (half the KV bytes); the CUDA kernels and a float32 pool under a bfloat16 model
+    (twice the bytes, no gain) are not supported.
+    """
+    if name == "auto":
+        on_cpu = torch.device(device).type == "cpu"
+        if auto_bf16 and on_cpu and model_dtype == torch.float32:
+            return torch.bfloat16
+        return model_dtype
+    choices = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+    if name not in choices:
+        raise ValueError(f"--kv-cache-dtype must be one of auto, float32, bfloat16; got {name!r}")
+    dtype = choices[name]
+    if dtype == model_dtype:
+        return dtype
+    if model_dtype != torch.float32:
+        raise ValueError(
+            f"--kv-cache-dtype {name} under a {str(model_dtype).replace('torch.', '')} model is "
+            "not supported: use auto (the model's dtype)"
+        )
+    if torch.device(device).type != "cpu":
+        raise ValueError(
+            f"--kv-cache-dtype {name} with a float32 model runs on the CPU only (the CUDA "
+            "kernels need the model's dtype): use --kv-cache-dtype auto on cuda"
+        )
+    return dtype
+
+
 class KVPool:
     """Per-layer K and V tensors `[num_slots + 1, num_kv_heads, head_dim]`.
 

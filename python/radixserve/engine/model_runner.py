@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import torch
 
 from radixserve.args import ServerArgs
-from radixserve.cache.memory_pool import KVPool, ReqToTokenPool
+from radixserve.cache.memory_pool import KVPool, ReqToTokenPool, resolve_kv_cache_dtype
 from radixserve.device import cuda_kernels_built, resolve_device, stage_batch
 from radixserve.engine.cuda_graph import DecodeGraphRunner, graph_batch_sizes
 from radixserve.engine.heap import trim_heap
@@ -120,6 +120,18 @@ class ModelRunner:
         release_gguf_readers()  # everything is loaded: the parsed GGUF is garbage now
         trim_heap()
 
+        # An encoder's pool is a placeholder (below): it keeps the model's dtype.
+        self.kv_dtype = (
+            self.model_config.dtype
+            if self.model_config.is_encoder
+            else resolve_kv_cache_dtype(
+                server_args.kv_cache_dtype,
+                self.model_config.dtype,
+                self.device,
+                # the default model kept quantized: measured (memory_startup.md)
+                auto_bf16=server_args.model_path is None and self.model_config.keep_quantized,
+            )
+        )
         self.max_total_tokens = self._kv_pool_size()
         self.req_to_token_pool = ReqToTokenPool(
             server_args.max_running_requests + SPARE_REQ_ROWS,
@@ -131,13 +143,13 @@ class ModelRunner:
         # An encoder keeps no KV (whole prompts, bidirectional): its slots are only the
         # scheduler's accounting, so the pool is a 1x1x1 placeholder per slot.
         kv_dims = (1, 1, 1) if cfg.is_encoder else (cfg.num_layers, cfg.num_kv_heads, cfg.head_dim)
-        self.kv_pool = KVPool(self.max_total_tokens, *kv_dims, cfg.dtype, self.device)
+        self.kv_pool = KVPool(self.max_total_tokens, *kv_dims, self.kv_dtype, self.device)
         logger.info(
             "KV pool on %s: %d tokens, %.1f MiB (%s); %d request rows of %d tokens",
             self.device,
             self.max_total_tokens,
             self.kv_pool.size_bytes / 2**20,
-            str(cfg.dtype).replace("torch.", ""),
+            str(self.kv_dtype).replace("torch.", ""),
             self.req_to_token_pool.size,
             self.context_len,
         )
@@ -215,7 +227,7 @@ class ModelRunner:
             return int(args.max_total_tokens)
         if self.model_config.is_encoder:
             return int(args.max_running_requests * self.context_len)
-        per_token = self.model_config.kv_bytes_per_token()
+        per_token = self.model_config.kv_bytes_per_token(self.kv_dtype)
         free = (
             torch.cuda.mem_get_info(self.device)[0]
             if self.device.type == "cuda"

@@ -153,7 +153,7 @@ class LlamaForCausalLM(nn.Module):
             and use_native()
             and isinstance(backend, NativeBackend)
             and h.device.type == "cpu"
-            and backend.kv_pool.dtype == h.dtype
+            and backend.kv_pool.dtype in (h.dtype, torch.bfloat16)  # bf16 KV under fp32: native
         ):
             return None
         # Built once; again if the Linears were repacked (post_load after a backend switch).

@@ -49,7 +49,9 @@ class NativeBackend(AttentionBackend):
     ) -> torch.Tensor:
         self.check(q, k, v, batch)
         k_cache, v_cache = self.kv_pool.get_kv(layer_id)
-        dtype = k_cache.dtype
+        # A bfloat16 cache under fp32 activations: the kernels read it as fp32 and store_kv
+        # rounds K/V into it; otherwise everything runs in the cache's dtype.
+        dtype = q.dtype if (q.dtype, k_cache.dtype) == (torch.float32, torch.bfloat16) else k_cache.dtype
         q, k, v = q.to(dtype).contiguous(), k.to(dtype).contiguous(), v.to(dtype).contiguous()
         self.store_kv(k_cache, v_cache, batch.out_cache_loc, k, v)
         out = torch.empty_like(q)
