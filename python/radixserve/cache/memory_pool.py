@@ -97,9 +97,9 @@ def resolve_kv_cache_dtype(
 ) -> torch.dtype:
     """The KV pool dtype of `--kv-cache-dtype name` under a model computing in model_dtype.
 
-    auto is the model's dtype, or bfloat16 when auto_bf16 (the default model kept quantized,
-    float32 activations, on the CPU: half the KV memory, the same greedy tokens on the fidelity
-    prompts and no slower, benchmarks/results/memory_startup.md). A bfloat16 pool under a float32 model is read by the CPU kernels
+    auto is the model's dtype, or bfloat16 when auto_bf16 (a GGUF kept quantized, float32
+    activations, on the CPU: half the KV memory; on the default model the same greedy tokens
+    on the fidelity prompts and no slower, benchmarks/results/memory_startup.md). A bfloat16 pool under a float32 model is read by the CPU kernels
     as fp32 (half the KV bytes); the CUDA kernels and a float32 pool under a bfloat16 model
     (twice the bytes, no gain) are not supported.
     """

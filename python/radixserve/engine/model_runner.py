@@ -128,8 +128,9 @@ class ModelRunner:
                 server_args.kv_cache_dtype,
                 self.model_config.dtype,
                 self.device,
-                # the default model kept quantized: measured (memory_startup.md)
-                auto_bf16=server_args.model_path is None and self.model_config.keep_quantized,
+                # a GGUF kept quantized (as llama.cpp, whose KV cache is 16-bit by default);
+                # measured on the default model (memory_startup.md)
+                auto_bf16=self.model_config.keep_quantized,
             )
         )
         self.max_total_tokens = self._kv_pool_size()
