@@ -9,25 +9,16 @@ from collections.abc import Iterator
 import pytest
 import torch
 
+# The sampler tests' ISA builds and random batches (this folder is on sys.path under pytest).
+from test_sampling import ISAS, make_info
+
 from radixserve import _C
 from radixserve.engine.speculative.rejection import verify_native, verify_ref
 from radixserve.layers.sampler import sample_ref
 from radixserve.layers.sampling_info import SamplingBatchInfo
 
 
-def _isas() -> list[str]:
-    out = []
-    for isa in ("generic", "avx2", "avx512"):
-        try:
-            _C.sampling_set_isa(isa)
-            out.append(isa)
-        except ValueError:
-            pass
-    _C.sampling_set_isa("auto")
-    return out
-
-
-@pytest.fixture(params=_isas())
+@pytest.fixture(params=ISAS)
 def isa(request: pytest.FixtureRequest) -> Iterator[str]:
     _C.sampling_set_isa(request.param)
     yield request.param
@@ -39,32 +30,7 @@ def _batch(
 ) -> tuple[torch.Tensor, SamplingBatchInfo, list[list[int]]]:
     """Random requests (a fifth greedy) with 0..max_draft drafts; a draft is the row's argmax
     or a high logit often, so accepts, rejects and bonus draws all happen."""
-
-    def pick(frac: float, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return torch.where(torch.rand(n, generator=gen) < frac, a, b)
-
-    temps = pick(0.2, torch.zeros(n), torch.rand(n, generator=gen) * 1.5 + 0.05)
-    info = SamplingBatchInfo(
-        temperatures=temps.float(),
-        top_ps=pick(0.5, torch.rand(n, generator=gen) * 0.98 + 0.02, torch.ones(n)).float(),
-        top_ks=pick(0.5, torch.randint(1, 64, (n,), generator=gen), torch.full((n,), vocab)).int(),
-        min_ps=pick(0.3, torch.rand(n, generator=gen) * 0.4, torch.zeros(n)).float(),
-        seeds=torch.randint(-(2**62), 2**62, (n,), generator=gen),
-        steps=torch.randint(0, 10_000, (n,), generator=gen),
-        is_all_greedy=bool((temps == 0).all()),
-    )
-    if penalties:
-        counts = torch.randint(0, 4, (n, vocab), generator=gen, dtype=torch.int32)
-        counts[torch.rand(n, vocab, generator=gen) < 0.9] = 0
-        info.output_token_counts = counts
-        info.frequency_penalties = (torch.rand(n, generator=gen) * 4 - 2).float()
-        info.presence_penalties = (torch.rand(n, generator=gen) * 4 - 2).float()
-        info.repetition_penalties = (torch.rand(n, generator=gen) * 1.9 + 0.1).float()
-    if bias:
-        b = torch.zeros(n, vocab)
-        b[torch.rand(n, vocab, generator=gen) < 0.05] = float("-inf")
-        b += (torch.rand(n, vocab, generator=gen) < 0.05) * torch.randn(n, vocab, generator=gen)
-        info.logit_bias = b
+    info = make_info(n, vocab, gen, penalties=penalties, bias=bias)
     drafts = [
         torch.randint(0, vocab, (int(k),), generator=gen).tolist()
         for k in torch.randint(0, max_draft + 1, (n,), generator=gen)
