@@ -6,7 +6,9 @@ whitespace forever, since a grammar can always continue with more of it; small m
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -18,6 +20,7 @@ from radixserve.constrained.base import (
     GrammarMatcher,
     InvalidGrammarError,
 )
+from radixserve.engine.offload import offload
 
 # The bare SGLang json_object constraint (response_format json_object).
 JSON_OBJECT_SCHEMA = '{"type": "object"}'
@@ -31,6 +34,15 @@ def _xgr() -> Any:
             "constrained decoding needs the xgrammar package (pip install xgrammar)"
         ) from e
     return xgrammar
+
+
+async def load_off_loop() -> None:
+    """Import xgrammar on the worker thread before a request first parses a grammar: its first
+    import (torch under it) takes 2-3 s, which on the HTTP event loop would stall every stream.
+    A missing package is left for build_grammar to report."""
+    if "xgrammar" not in sys.modules:
+        with contextlib.suppress(InvalidGrammarError):
+            await offload(_xgr)
 
 
 def _structural_tag(xgr: Any, text: str) -> Any:

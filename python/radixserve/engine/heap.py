@@ -3,6 +3,16 @@
 from __future__ import annotations
 
 import ctypes
+import functools
+from typing import Any, Optional
+
+
+@functools.cache
+def _malloc_trim() -> Optional[Any]:
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return None
 
 
 def trim_heap() -> None:
@@ -11,8 +21,6 @@ def trim_heap() -> None:
     block freed, so multi-MB temporaries (a weight's copies on the way to its packed form, a
     prefill's activations) stay resident after use: 73 MiB after loading the default model,
     ~34 MiB over 8 prompts of ~300 tokens."""
-    try:
-        malloc_trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):  # not glibc
-        return
-    malloc_trim(0)
+    malloc_trim = _malloc_trim()
+    if malloc_trim is not None:
+        malloc_trim(0)

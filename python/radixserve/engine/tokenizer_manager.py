@@ -23,6 +23,8 @@ import zmq.asyncio
 
 from radixserve import __version__
 from radixserve.args import ServerArgs
+from radixserve.constrained.base import constraint_key
+from radixserve.constrained.xgrammar_backend import load_off_loop
 from radixserve.engine import ipc
 from radixserve.engine.io_struct import EngineError, GenerateOutput, GenerateRequest
 from radixserve.engine.limits import Deadline, check_queue
@@ -165,6 +167,8 @@ class TokenizerManager:
         self._check_alive()
         assert self.model_config is not None
         args = (req, self.tokenizer, self.model_config, self.server_args)
+        if constraint_key(req.sampling_params) is not None:  # validated in prepare_request
+            await load_off_loop()
         if req.text is not None and len(req.text) > INLINE_CHARS:
             msgs = await offload(prepare_request, *args)  # tokenizing a long prompt
         else:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import msgspec
 
 from radixserve.constrained.base import InvalidGrammarError
-from radixserve.constrained.xgrammar_backend import JSON_OBJECT_SCHEMA, build_grammar
+from radixserve.constrained.xgrammar_backend import JSON_OBJECT_SCHEMA, build_grammar, load_off_loop
 from radixserve.engine.io_struct import EngineError, GenerateOutput, TokenLogprob
 from radixserve.engine.sampling_params import SamplingParams
 from radixserve.entrypoints.openai.protocol import PromptTokensDetails, SamplingFields, UsageInfo
@@ -41,6 +41,15 @@ class ServingBase(ServingEngine):
         self.defaults = {k: gen.get(k, v) for k, v in _DEFAULTS.items()}
 
     # -- request -> internal ------------------------------------------------------------------
+
+    @staticmethod
+    async def grammar_ready(req: SamplingFields) -> None:
+        """Before building a request that parses a grammar (a constraint, a response_format,
+        tools), load the grammar library off the event loop."""
+        fmt = req.response_format
+        if (req.json_schema or req.regex or req.ebnf or getattr(req, "tools", None)
+                or (fmt is not None and fmt.type != "text")):  # fmt: skip
+            await load_off_loop()
 
     def sampling_params(self, req: SamplingFields, max_tokens: Optional[int]) -> SamplingParams:
         def pick(name: str) -> Any:

@@ -129,6 +129,7 @@ class ServingChat(ServingBase):
         return reqs
 
     async def create(self, req: ChatCompletionRequest) -> bytes | AsyncIterator[bytes]:
+        await self.grammar_ready(req)
         plan = self.tool_plan(req)
         # Templating + tokenizing a long conversation would stall every stream on this loop.
         long = text_size([m.content for m in req.messages]) > INLINE_CHARS

@@ -80,6 +80,7 @@ class ServingCompletions(ServingBase):
         return reqs, echoes, firsts
 
     async def create(self, req: CompletionRequest) -> bytes | AsyncIterator[bytes]:
+        await self.grammar_ready(req)
         reqs, echoes, firsts = self.build(req)
         if req.stream:
             updates = await self.primed(self.stream_all(reqs))
