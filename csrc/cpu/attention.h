@@ -68,6 +68,24 @@ AttendKernels attend_kernels_avx2();
 AttendKernels attend_kernels_avx512();
 AttendKernels attend_kernels_generic();  // the portable build (lanes = 1)
 
+// The extend (prefill) kernels: AttendWork's contract, for an item of many query rows. They are
+// blocked flash-attention style (attention_extend_simd.h): query rows across vector lanes,
+// kExtendKeyBlock keys gathered and widened once into a contiguous fp32 block, Q.K^T and P.V as
+// register-blocked micro-GEMMs. Any head_dim. Scratch: qbuf and kvbuf sized as below.
+AttendKernels extend_kernels_avx2();
+AttendKernels extend_kernels_avx512();
+constexpr int kExtendKeyBlock = 32;
+// Rows padded to whole vectors of the widest build (16 lanes).
+inline int64_t extend_rows_padded(int64_t rows) { return (rows + 15) / 16 * 16; }
+inline int64_t extend_qbuf_floats(int64_t rows, int64_t head_dim) {
+  return extend_rows_padded(rows) * head_dim;
+}
+// Key and value blocks, then per row: scores, accumulator and five running values.
+inline int64_t extend_kvbuf_floats(int64_t rows, int64_t head_dim) {
+  const int64_t per_row = kExtendKeyBlock + head_dim + 5;
+  return 2 * kExtendKeyBlock * head_dim + extend_rows_padded(rows) * per_row;
+}
+
 // The cache's dtype must be q's, or bfloat16 under float32 queries.
 void check_kv_cache_dtype(const at::Tensor& k_cache, const at::Tensor& q);
 
