@@ -77,15 +77,27 @@ AttendKernels pick_kernels(int head_dim) {
   return attend_kernels_generic();
 }
 
+// The portable extend kernel: the attend kernel, then each row's acc / l written out.
+template <typename T, typename TKV>
+void extend_generic(const AttendWork<T, TKV>& w, T* out) {
+  attend_generic(w);
+  const int G = w.num_heads, D = w.head_dim;
+  for (int64_t r = 0; r < w.n_q * G; ++r) {
+    T* o = out + (r / G) * w.q_stride + (r % G) * D;
+    const float inv = w.l[r] > 0.0f ? 1.0f / w.l[r] : 0.0f;
+    for (int d = 0; d < D; ++d) store_f32(o + d, w.acc[r * D + d] * inv);
+  }
+}
+
 // The blocked extend kernel of the active build (any head_dim), else the portable one.
-AttendKernels pick_extend_kernels() {
+ExtendKernels pick_extend_kernels() {
   switch (active_isa()) {
     case Isa::kAvx512:
       return extend_kernels_avx512();
     case Isa::kAvx2:
       return extend_kernels_avx2();
     default:
-      return attend_kernels_generic();
+      return extend_kernels_generic();
   }
 }
 
@@ -306,7 +318,7 @@ void extend_impl(const at::Tensor& out, const at::Tensor& q, const at::Tensor& k
   const int nthreads = at::get_num_threads();
 
   // Items: (request, kv head, tile of queries); a tile shares each K/V row it reads.
-  const AttendKernels kern = pick_extend_kernels();
+  const ExtendKernels kern = pick_extend_kernels();
   int64_t qblock = extend_tile_tokens(G, kern.lanes);
   // Small batches: smaller tiles, so that every thread gets several items.
   const auto count_items = [&](int64_t tile) {
@@ -358,12 +370,7 @@ void extend_impl(const at::Tensor& out, const at::Tensor& q, const at::Tensor& k
       w.acc = acc.data();
       w.qbuf = qbuf.data();
       w.kvbuf = kvbuf.data();
-      call_attend(kern, w);
-      for (int64_t r = 0; r < nq * G; ++r) {
-        T* o = op + (tok0 + r / G) * Hq * D + (item.h * G + r % G) * D;
-        const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
-        for (int64_t d = 0; d < D; ++d) store_f32(o + d, acc[r * D + d] * inv);
-      }
+      call_extend(kern, w, op + tok0 * Hq * D + item.h * G * D);
     }
   }
 }
@@ -428,6 +435,11 @@ void store_kv(const at::Tensor& k_cache, const at::Tensor& v_cache, const at::Te
 AttendKernels attend_kernels_generic() {
   return {&attend_generic<float, float>, &attend_generic<uint16_t, uint16_t>,
           &attend_generic<float, uint16_t>, 1};
+}
+
+ExtendKernels extend_kernels_generic() {
+  return {&extend_generic<float, float>, &extend_generic<uint16_t, uint16_t>,
+          &extend_generic<float, uint16_t>, 1};
 }
 
 void check_kv_cache_dtype(const at::Tensor& k_cache, const at::Tensor& q) {

@@ -17,7 +17,7 @@ AttendKernels attend_kernels_avx2() {
           &attend_simd<float, uint16_t>, kLanes};
 }
 
-AttendKernels extend_kernels_avx2() {
+ExtendKernels extend_kernels_avx2() {
   return {&extend_simd<float, float>, &extend_simd<uint16_t, uint16_t>,
           &extend_simd<float, uint16_t>, kLanes};
 }

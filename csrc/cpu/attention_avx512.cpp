@@ -16,7 +16,7 @@ AttendKernels attend_kernels_avx512() {
           &attend_simd<float, uint16_t>, kLanes};
 }
 
-AttendKernels extend_kernels_avx512() {
+ExtendKernels extend_kernels_avx512() {
   return {&extend_simd<float, float>, &extend_simd<uint16_t, uint16_t>,
           &extend_simd<float, uint16_t>, kLanes};
 }

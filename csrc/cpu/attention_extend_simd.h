@@ -1,4 +1,4 @@
-// The vectorised extend (prefill) kernel (see extend_kernels_avx2 in attention.h), written once
+// The vectorised extend (prefill) kernel (see ExtendKernels in attention.h), written once
 // over simd.h and compiled by attention_avx2.cpp and attention_avx512.cpp. Include after simd.h.
 //
 // Flash-attention style tiles. The item's query rows (query i, head g) lie across the vector
@@ -138,17 +138,31 @@ inline void rows_to_panel(const T* const* src, int D, float scale, float* dst, i
     for (int i = 0; i < 8; ++i) dst[d * ld + i] = to_f32(src[i][d]) * scale;
 }
 
-// dst[i][d] = src[d * ld + i] for the first n (<= 8) of 8 panel rows and every d < D.
-inline void panel_to_rows(const float* src, int ld, int D, float* const* dst, int n) {
+inline void store8(float* p, __m256 a) { _mm256_storeu_ps(p, a); }
+inline void store8(uint16_t* p, __m256 a) {  // round to nearest even as torch; NaN stays NaN
+  const __m256i u = _mm256_castps_si256(a);
+  const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+  __m256i r = _mm256_add_epi32(u, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7FFF)));
+  r = _mm256_srli_epi32(r, 16);
+  const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(a, a, _CMP_UNORD_Q));
+  r = _mm256_blendv_epi8(r, _mm256_set1_epi32(0x7FC0), nan);
+  const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0x08);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_castsi256_si128(packed));
+}
+
+// dst[i][d] = src[d * ld + i] * scale[i] for the first n (<= 8) of 8 panel rows, every d < D.
+template <typename T>
+inline void panel_to_rows(const float* src, int ld, int D, const float* scale, T* const* dst,
+                          int n) {
   int d = 0;
   for (; d + 8 <= D; d += 8) {
     __m256 r[8];
     for (int c = 0; c < 8; ++c) r[c] = _mm256_loadu_ps(src + (d + c) * ld);
     transpose8(r);
-    for (int i = 0; i < n; ++i) _mm256_storeu_ps(dst[i] + d, r[i]);
+    for (int i = 0; i < n; ++i) store8(dst[i] + d, _mm256_mul_ps(r[i], _mm256_set1_ps(scale[i])));
   }
   for (; d < D; ++d)
-    for (int i = 0; i < n; ++i) dst[i][d] = src[d * ld + i];
+    for (int i = 0; i < n; ++i) store_f32(dst[i] + d, src[d * ld + i] * scale[i]);
 }
 
 inline void widen_row(const float* src, float* dst, int D) {
@@ -207,7 +221,7 @@ void extend_group(const float* qt, float* st, float* at, float* m, float* l, flo
 }
 
 template <typename T, typename TKV>
-void extend_simd(const AttendWork<T, TKV>& w) {
+void extend_simd(const AttendWork<T, TKV>& w, T* out) {
   const int G = w.num_heads;
   const int D = w.head_dim;
   const int rows = static_cast<int>(w.n_q) * G;
@@ -307,21 +321,18 @@ void extend_simd(const AttendWork<T, TKV>& w) {
     }
   }
 
-  // Back to AttendWork's row-major m, l, acc.
+  // Each row's acc / l (0 for a row that saw no key), back to rows, into out.
+  for (int r = 0; r < rows; ++r) arow[r] = lrow[r] > 0.0f ? 1.0f / lrow[r] : 0.0f;
   for (int g0 = 0; g0 < nvec; g0 += kRV) {
     const int width = ext_min(kRV, nvec - g0) * kLanes;
     for (int r8 = 0; r8 < width; r8 += 8) {
       const int r0 = g0 * kLanes + r8;
       const int n = ext_min(8, rows - r0);
       if (n <= 0) break;
-      float* dst[8];
-      for (int i = 0; i < n; ++i) dst[i] = w.acc + static_cast<int64_t>(r0 + i) * D;
-      panel_to_rows(at + g0 * kLanes * D + r8, width, D, dst, n);
+      T* dst[8];
+      for (int i = 0; i < n; ++i) dst[i] = out + ((r0 + i) / G) * w.q_stride + ((r0 + i) % G) * D;
+      panel_to_rows(at + g0 * kLanes * D + r8, width, D, arow + r0, dst, n);
     }
-  }
-  for (int r = 0; r < rows; ++r) {
-    w.m[r] = mrow[r];
-    w.l[r] = lrow[r];
   }
 }
 
