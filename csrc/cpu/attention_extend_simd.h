@@ -238,8 +238,8 @@ void extend_simd(const AttendWork<T, TKV>& w, T* out) {
   float* mrow = at + rp * D;          // [rp] running max
   float* lrow = mrow + rp;            // [rp] running sum
   float* arow = lrow + rp;            // [rp] this block's rescale factor
-  float* lo = arow + rp;              // [rp] first visible key
-  float* hi = lo + rp;                // [rp] last visible key
+  float* lo = arow + rp;              // [rp] first visible key (positions are exact in fp32
+  float* hi = lo + rp;                // [rp] last visible key   below 2^24 tokens)
 
   int64_t kbeg = ext_max64(w.key_begin, 0);
   if (w.window > 0) kbeg = ext_max64(kbeg, w.pos0 - w.window + 1);
