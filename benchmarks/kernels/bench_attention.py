@@ -3,7 +3,8 @@
 Usage: PYTHONPATH=python python benchmarks/kernels/bench_attention.py [--isa auto|avx2|generic]
        [--only decode,extend,cascade] [--cpu-time]
 Prints one JSON line per case (see common.py); decode is judged by achieved GB/s against the
-machine's read bandwidth measured in the same run, extend by GFLOP/s.
+machine's read bandwidth measured in the same run, extend by GFLOP/s against one core's fp32 FMA
+peak (fma_peak.c, built with gcc and run once; meaningful with --cpu-time).
 """
 
 from __future__ import annotations
@@ -11,7 +12,11 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
+import subprocess
+import tempfile
 from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +25,12 @@ from common import case, emit, machine_bandwidth, machine_info, time_us, use_thr
 from radixserve import _C
 
 HQ, HKV, D = 9, 3, 64  # SmolLM2-135M
+# (q, KV cache) dtypes of extend: a bf16 model, an fp32 model, fp32 with --kv-cache-dtype bfloat16.
+EXTEND_DTYPES = [
+    (torch.bfloat16, torch.bfloat16),
+    (torch.float32, torch.float32),
+    (torch.float32, torch.bfloat16),
+]
 
 
 COLD_BYTES = 256 * 1024 * 1024  # KV touched across rotations: far beyond the last-level cache
@@ -174,57 +185,87 @@ def bench_cascade(bs: int, prefix: int, dtype: torch.dtype) -> None:
     emit(rec)
 
 
-def torch_extend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+def torch_extend(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, prefix: int, scale: float
+) -> torch.Tensor:
+    """q [B, L, Hq, D] at positions prefix..prefix+L-1 over k, v [B, prefix+L, Hkv, D]."""
+    n, s = q.shape[1], k.shape[1]
+    mask = torch.arange(s)[None, :] <= torch.arange(prefix, prefix + n)[:, None]
     o = F.scaled_dot_product_attention(
-        q.transpose(0, 1),
-        k.transpose(0, 1),
-        v.transpose(0, 1),
-        is_causal=True,
+        q.transpose(1, 2),
+        k.transpose(1, 2),
+        v.transpose(1, 2),
+        attn_mask=None if prefix == 0 else mask,
+        is_causal=prefix == 0,
         scale=scale,
         enable_gqa=True,
     )
-    return o.transpose(0, 1)
+    return o.transpose(1, 2)
 
 
-def bench_extend(seq: int, dtype: torch.dtype) -> None:
-    """One request prefilling `seq` tokens with no cached prefix."""
-    p = make_pool(1, seq, dtype, "scattered")
-    q = torch.randn(seq, HQ, D).to(dtype)
+@lru_cache(maxsize=1)
+def fma_peak_gflops() -> float | None:
+    """One core's fp32 FMA ceiling in GFLOP/s per CPU second (fma_peak.c), or None without gcc."""
+    src = Path(__file__).with_name("fma_peak.c")
+    with tempfile.TemporaryDirectory() as tmp:
+        exe = Path(tmp) / "fma_peak"
+        try:
+            subprocess.run(
+                ["gcc", "-O3", "-mavx2", "-mfma", str(src), "-o", str(exe)],
+                check=True,
+                capture_output=True,
+            )
+            out = subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout
+        except (OSError, subprocess.CalledProcessError):
+            return None
+    return float(out.split()[0])
+
+
+def bench_extend(bs: int, ext: int, prefix: int, dtype: torch.dtype, kv_dtype: torch.dtype) -> None:
+    """`bs` requests each prefilling `ext` tokens behind a `prefix`-token cached prefix (its K/V
+    already in the pool), causal; fp32 or bfloat16 queries, over a cache of kv_dtype."""
+    seq = prefix + ext
+    p = make_pool(bs, seq, kv_dtype, "scattered")
+    q = torch.randn(bs * ext, HQ, D).to(dtype)
     out = torch.empty_like(q)
     scale = 1.0 / math.sqrt(D)
-    ext, start = torch.tensor([seq]), torch.tensor([0])
-    args = (
-        out,
-        q,
-        p["k_cache"],
-        p["v_cache"],
-        p["req_to_token"],
-        p["req_pool_indices"],
-        p["seq_lens"],
-        ext,
-        start,
-        scale,
-    )
-    slots = p["req_to_token"][0].long()
-    k, v = p["k_cache"][slots], p["v_cache"][slots]
+    ext_lens = torch.full((bs,), ext, dtype=torch.int64)
+    start = torch.arange(bs, dtype=torch.int64) * ext
+    args = (out, q, p["k_cache"], p["v_cache"], p["req_to_token"], p["req_pool_indices"])
+    args += (p["seq_lens"], ext_lens, start, scale)
+    slots = p["req_to_token"][p["req_pool_indices"]].long()
+    k, v = p["k_cache"][slots].to(dtype), p["v_cache"][slots].to(dtype)
+    qb = q.view(bs, ext, HQ, D)
+    _C.extend_attention(*args)
+    ref = torch_extend(qb.float(), k.float(), v.float(), prefix, scale)
+    err = (out.view(bs, ext, HQ, D).float() - ref).abs().max().item()
     us = time_us(lambda: _C.extend_attention(*args))
-    ref_us = time_us(lambda: torch_extend(q, k, v, scale), min_seconds=0.2)
-    flops = 2 * 2 * HQ * D * seq * (seq + 1) / 2  # QK^T and PV over the causal triangle
-    nbytes = 2 * seq * HKV * D * q.element_size() + 2 * q.numel() * q.element_size()
+    ref_us = time_us(lambda: torch_extend(qb, k, v, prefix, scale), min_seconds=0.2)
+    # Q.K^T and P.V: query i of a request sees prefix + i + 1 keys.
+    flops = 2 * 2 * HQ * D * bs * (ext * prefix + ext * (ext + 1) / 2)
+    esz = torch.empty((), dtype=kv_dtype).element_size()
+    nbytes = 2 * bs * seq * HKV * D * esz + 2 * q.numel() * q.element_size()
     rec = case(
         "extend_attention",
         us,
         nbytes,
         ref_us,
-        batch=1,
-        seq=seq,
+        batch=bs,
+        seq=ext,
+        prefix=prefix,
         hq=HQ,
         hkv=HKV,
         d=D,
         dtype=str(dtype).removeprefix("torch."),
+        kv_dtype=str(kv_dtype).removeprefix("torch."),
         isa=_C.cpu_features()["isa"],
+        max_abs_err_vs_torch=err,
     )
     rec["gflops"] = flops / us / 1e3
+    peak = fma_peak_gflops()
+    if peak is not None:
+        rec["fma_peak_gflops"] = peak
+        rec["pct_of_fma_peak"] = 100.0 * rec["gflops"] / peak
     emit(rec)
 
 
@@ -250,8 +291,9 @@ def main() -> None:
                 for layout in args.layouts.split(","):
                     bench_decode(bs, seq, dtype, layout)
     if "extend" in args.only:
-        for dtype in (torch.bfloat16, torch.float32):
-            bench_extend(512, dtype)
+        for bs, ext, prefix in ((1, 512, 0), (16, 256, 0), (16, 256, 1024)):
+            for dtype, kv_dtype in EXTEND_DTYPES:
+                bench_extend(bs, ext, prefix, dtype, kv_dtype)
     if "cascade" in args.only:
         for dtype in (torch.bfloat16, torch.float32):
             bench_cascade(16, 1024, dtype)

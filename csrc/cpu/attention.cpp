@@ -77,6 +77,51 @@ AttendKernels pick_kernels(int head_dim) {
   return attend_kernels_generic();
 }
 
+// The portable extend kernel: the attend kernel, then each row's acc / l written out.
+template <typename T, typename TKV>
+void extend_generic(const AttendWork<T, TKV>& w, T* out) {
+  attend_generic(w);
+  const int G = w.num_heads, D = w.head_dim;
+  for (int64_t r = 0; r < w.n_q * G; ++r) {
+    T* o = out + (r / G) * w.q_stride + (r % G) * D;
+    const float inv = w.l[r] > 0.0f ? 1.0f / w.l[r] : 0.0f;
+    for (int d = 0; d < D; ++d) store_f32(o + d, w.acc[r * D + d] * inv);
+  }
+}
+
+// The blocked extend kernel of the active build (any head_dim), else the portable one.
+ExtendKernels pick_extend_kernels() {
+  switch (active_isa()) {
+    case Isa::kAvx512:
+      return extend_kernels_avx512();
+    case Isa::kAvx2:
+      return extend_kernels_avx2();
+    default:
+      return extend_kernels_generic();
+  }
+}
+
+// Query tokens per extend item. The blocked kernels gather and widen each key block once per
+// item, so an item takes about kExtendItemRows rows (query tokens x G heads), in whole vectors:
+// the largest such tile, down to half of it, that wastes the fewest padding lanes. The portable
+// kernel keeps its blocks of about 64 rows.
+constexpr int64_t kExtendItemRows = 288;
+int64_t extend_tile_tokens(int64_t G, int lanes) {
+  if (lanes == 1) return std::max<int64_t>(1, 64 / G);
+  const int64_t most = std::max<int64_t>(1, kExtendItemRows / G);
+  int64_t best = most;
+  double best_waste = 1.0;
+  for (int64_t t = most; t >= (most + 1) / 2; --t) {
+    const int64_t rows = t * G;
+    const double waste = static_cast<double>((rows + lanes - 1) / lanes * lanes - rows) / rows;
+    if (waste < best_waste) {
+      best = t;
+      best_waste = waste;
+    }
+  }
+  return best;
+}
+
 // Validates the cache, table and per-request index tensors shared by decode and extend.
 void check_paged_inputs(const at::Tensor& q, const at::Tensor& out, const at::Tensor& k_cache,
                         const at::Tensor& v_cache, const at::Tensor& req_to_token,
@@ -272,8 +317,18 @@ void extend_impl(const at::Tensor& out, const at::Tensor& q, const at::Tensor& k
   const int64_t* start = extend_start_loc.data_ptr<int64_t>();
   const int nthreads = at::get_num_threads();
 
-  // Items: (request, kv head, block of queries); a block shares each K/V row it reads.
-  const int64_t qblock = std::max<int64_t>(1, 64 / G);
+  // Items: (request, kv head, tile of queries); a tile shares each K/V row it reads.
+  const ExtendKernels kern = pick_extend_kernels();
+  int64_t qblock = extend_tile_tokens(G, kern.lanes);
+  // Small batches: smaller tiles, so that every thread gets several items.
+  const auto count_items = [&](int64_t tile) {
+    int64_t n = 0;
+    for (int64_t b = 0; b < B; ++b) n += (ext[b] + tile - 1) / tile * Hkv;
+    return n;
+  };
+  while (qblock > 1 && qblock * G > 64 && count_items(qblock) < 4 * nthreads) {
+    qblock = (qblock + 1) / 2;
+  }
   struct Item {
     int64_t b, h, j0;
   };
@@ -281,12 +336,11 @@ void extend_impl(const at::Tensor& out, const at::Tensor& q, const at::Tensor& k
   for (int64_t b = 0; b < B; ++b)
     for (int64_t j0 = 0; j0 < ext[b]; j0 += qblock)
       for (int64_t h = 0; h < Hkv; ++h) work.push_back({b, h, j0});
-  // Later query blocks see more keys: start them first for a better dynamic balance.
+  // Later query tiles see more keys: start them first for a better dynamic balance.
   std::stable_sort(work.begin(), work.end(), [&](const Item& x, const Item& y) {
     return lens[x.b] - ext[x.b] + x.j0 > lens[y.b] - ext[y.b] + y.j0;
   });
 
-  const AttendKernels kern = pick_kernels(static_cast<int>(D));
   const AttendWork<T, TKV> proto = base_work<T, TKV>(q, k_cache, v_cache, scale, window);
   const T* qp = static_cast<const T*>(q.data_ptr());
   T* op = static_cast<T*>(out.data_ptr());
@@ -295,8 +349,9 @@ void extend_impl(const at::Tensor& out, const at::Tensor& q, const at::Tensor& k
 #pragma omp parallel num_threads(nthreads)
   {
     const int64_t rmax = qblock * G;
-    std::vector<float> m(rmax), l(rmax), acc(rmax * D), qbuf(rmax * D);
-    std::vector<float> kvbuf(2 * kAttendKeyBlock * D);
+    std::vector<float> m(rmax), l(rmax), acc(rmax * D), qbuf(extend_qbuf_floats(rmax, D));
+    std::vector<float> kvbuf(
+        std::max(extend_kvbuf_floats(rmax, D), int64_t{2} * kAttendKeyBlock * D));
 #pragma omp for schedule(dynamic, 1)
     for (int64_t it = 0; it < n_items; ++it) {
       const Item& item = work[it];
@@ -315,12 +370,7 @@ void extend_impl(const at::Tensor& out, const at::Tensor& q, const at::Tensor& k
       w.acc = acc.data();
       w.qbuf = qbuf.data();
       w.kvbuf = kvbuf.data();
-      call_attend(kern, w);
-      for (int64_t r = 0; r < nq * G; ++r) {
-        T* o = op + (tok0 + r / G) * Hq * D + (item.h * G + r % G) * D;
-        const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
-        for (int64_t d = 0; d < D; ++d) store_f32(o + d, acc[r * D + d] * inv);
-      }
+      call_extend(kern, w, op + tok0 * Hq * D + item.h * G * D);
     }
   }
 }
@@ -385,6 +435,11 @@ void store_kv(const at::Tensor& k_cache, const at::Tensor& v_cache, const at::Te
 AttendKernels attend_kernels_generic() {
   return {&attend_generic<float, float>, &attend_generic<uint16_t, uint16_t>,
           &attend_generic<float, uint16_t>, 1};
+}
+
+ExtendKernels extend_kernels_generic() {
+  return {&extend_generic<float, float>, &extend_generic<uint16_t, uint16_t>,
+          &extend_generic<float, uint16_t>, 1};
 }
 
 void check_kv_cache_dtype(const at::Tensor& k_cache, const at::Tensor& q) {

@@ -68,6 +68,45 @@ AttendKernels attend_kernels_avx2();
 AttendKernels attend_kernels_avx512();
 AttendKernels attend_kernels_generic();  // the portable build (lanes = 1)
 
+// The extend (prefill) kernels: an AttendWork item of many query rows, written out whole: row
+// (i, g)'s attention output (acc / l; 0 for a row that sees no key) goes to out + i * q_stride +
+// g * head_dim, in q's dtype. m, l, acc, qbuf and kvbuf are scratch.
+template <typename T, typename TKV = T>
+using ExtendFn = void (*)(const AttendWork<T, TKV>&, T* out);
+struct ExtendKernels {
+  ExtendFn<float> f32;
+  ExtendFn<uint16_t> bf16;
+  ExtendFn<float, uint16_t> f32_bf16kv;
+  int lanes;  // 1: the portable kernel (the attend one, then the division)
+};
+inline void call_extend(const ExtendKernels& k, const AttendWork<float>& w, float* out) {
+  k.f32(w, out);
+}
+inline void call_extend(const ExtendKernels& k, const AttendWork<uint16_t>& w, uint16_t* out) {
+  k.bf16(w, out);
+}
+inline void call_extend(const ExtendKernels& k, const AttendWork<float, uint16_t>& w, float* out) {
+  k.f32_bf16kv(w, out);
+}
+// The vectorised builds are blocked flash-attention style (attention_extend_simd.h): query rows
+// across vector lanes, kExtendKeyBlock keys gathered and widened once into a contiguous fp32
+// block, Q.K^T and P.V as register-blocked micro-GEMMs. Any head_dim. Scratch: qbuf and kvbuf
+// sized as below (they also cover the portable kernel's needs).
+ExtendKernels extend_kernels_avx2();
+ExtendKernels extend_kernels_avx512();
+ExtendKernels extend_kernels_generic();
+constexpr int kExtendKeyBlock = 32;
+// Rows padded to whole vectors of the widest build (16 lanes).
+inline int64_t extend_rows_padded(int64_t rows) { return (rows + 15) / 16 * 16; }
+inline int64_t extend_qbuf_floats(int64_t rows, int64_t head_dim) {
+  return extend_rows_padded(rows) * head_dim;
+}
+// Key and value blocks, then per row: scores, accumulator and five running values.
+inline int64_t extend_kvbuf_floats(int64_t rows, int64_t head_dim) {
+  const int64_t per_row = kExtendKeyBlock + head_dim + 5;
+  return 2 * kExtendKeyBlock * head_dim + extend_rows_padded(rows) * per_row;
+}
+
 // The cache's dtype must be q's, or bfloat16 under float32 queries.
 void check_kv_cache_dtype(const at::Tensor& k_cache, const at::Tensor& q);
 

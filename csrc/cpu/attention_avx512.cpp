@@ -1,4 +1,5 @@
-// The avx512 build of the attend kernel; callers check the CPU first (cpu_features.h).
+// The avx512 build of the attend and extend kernels; callers check the CPU
+// first (cpu_features.h).
 #include <cmath>
 #include <cstdint>
 
@@ -6,12 +7,18 @@
 #include "cpu/simd.h"
 // simd.h must come first.
 #include "cpu/attention_simd.h"
+#include "cpu/attention_extend_simd.h"
 
 namespace radixserve::cpu {
 
 AttendKernels attend_kernels_avx512() {
   return {&attend_simd<float, float>, &attend_simd<uint16_t, uint16_t>,
           &attend_simd<float, uint16_t>, kLanes};
+}
+
+ExtendKernels extend_kernels_avx512() {
+  return {&extend_simd<float, float>, &extend_simd<uint16_t, uint16_t>,
+          &extend_simd<float, uint16_t>, kLanes};
 }
 
 }  // namespace radixserve::cpu

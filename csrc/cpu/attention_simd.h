@@ -60,8 +60,8 @@ inline void accumulate(float* acc, int D, float alpha, const float* p, const TR*
   for (; c < D; c += kLanes) accumulate_group<1>(acc, c, alpha, p, v, j0, j1);
 }
 
-// A bf16 K/V row read by more query rows than this is widened to fp32 once (a copy in kvbuf,
-// as in extend); fewer (decode: G rows) widen it in registers at each use (measured).
+// A bf16 K/V row read by more query rows than this is widened to fp32 once (a copy in kvbuf);
+// fewer widen it in registers at each use (measured).
 constexpr int64_t kWidenOnceRows = 8;
 
 // Row of the block as the kernel reads it (TR): the cache row itself when TR is the cache's

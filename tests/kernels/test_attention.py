@@ -115,6 +115,15 @@ EXTEND_CASES = [
     ([150, 70, 5], [80, 1, 5], 4, 1, 64, 16),
     ([37, 12], [30, 12], 6, 6, 80, -1),
     ([60], [45], 8, 2, 64, 1),
+    # The blocked kernels' tiles (72 rows = 8 queries of 9 heads on AVX2, 144 on AVX-512) and
+    # key blocks (32): lengths one off a tile or block, one-token extends behind long prefixes,
+    # a window reaching back across several tiles, head_dim not a multiple of the vector.
+    ([71, 17, 9, 1200], [71, 17, 9, 1], 9, 3, 64, -1),
+    ([1100, 300, 33], [37, 256, 32], 9, 3, 64, -1),
+    ([145, 1057], [145, 33], 9, 3, 64, 50),
+    ([73, 40], [73, 40], 1, 1, 64, -1),
+    ([90, 200], [61, 129], 32, 1, 64, 33),
+    ([66, 35], [66, 3], 4, 2, 36, -1),
 ]
 
 
