@@ -25,6 +25,7 @@ import torch
 from radixserve.engine.request import Req
 from radixserve.engine.schedule_batch import build_forward_batch, build_sampling_info
 from radixserve.engine.speculative.ngram import propose_ngram
+from radixserve.engine.speculative.policy import AcceptanceEstimate, best_draft_len
 from radixserve.engine.speculative.rejection import verify_drafts
 from radixserve.engine.step_guard import InflightStep
 from radixserve.forward_batch import ForwardBatch
@@ -64,10 +65,16 @@ def eligible(req: Req) -> bool:
 
 
 class NgramSpeculator:
-    def __init__(self, num_draft: int, max_ngram: int = 4, min_ngram: int = 1) -> None:
+    """num_draft caps the drafts of a request per step; adaptive (policy.py) sends only as
+    many of them as its acceptance rate pays for, else all that the n-gram match offers."""
+
+    def __init__(
+        self, num_draft: int, max_ngram: int = 4, min_ngram: int = 1, adaptive: bool = True
+    ) -> None:
         self.num_draft = num_draft
         self.max_ngram = max_ngram
         self.min_ngram = min_ngram
+        self.adaptive = adaptive
 
     def drafts(self, req: Req) -> list[int]:
         if not eligible(req):
@@ -76,7 +83,19 @@ class NgramSpeculator:
         k = min(self.num_draft, req.remaining_new_tokens() - 1, req.context_len - req.seq_len - 1)
         if k <= 0:
             return []
-        return propose_ngram(req.fill_ids, k, self.max_ngram, self.min_ngram)
+        proposal = propose_ngram(req.fill_ids, k, self.max_ngram, self.min_ngram)
+        if not self.adaptive:
+            return proposal
+        est = req.spec_estimate
+        if est is None:
+            est = req.spec_estimate = AcceptanceEstimate()
+        est.check_shadow(req.output_ids)
+        if not proposal:
+            return []
+        n = best_draft_len(est.rate, len(proposal))
+        if n == 0:  # a plain decode step; the proposal is scored against its token
+            est.shadow, est.shadow_at = proposal, len(req.output_ids)
+        return proposal[:n]
 
     def step(self, sched: Scheduler) -> Optional[list[ipc.ReqUpdate]]:
         """Run one verify step over sched.running (decodes only); None when no request has a
@@ -150,6 +169,8 @@ class NgramSpeculator:
                 req.spec_verify_ct += 1
                 req.spec_draft_tokens += len(req.draft_ids)
                 req.spec_accepted_tokens += accepted
+                if req.spec_estimate is not None:  # the rejected draft was tried too
+                    req.spec_estimate.record(accepted, accepted + (accepted < len(req.draft_ids)))
                 sched.stats["num_spec_draft_tokens"] += len(req.draft_ids)
                 sched.stats["num_spec_accepted_tokens"] += accepted
             else:
