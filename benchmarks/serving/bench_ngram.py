@@ -84,7 +84,12 @@ class Mode:
         self.name = name
         extra: dict[str, Any] = {"speculative_algorithm": "NGRAM"} if name != "plain" else {}
         self.sched = build_scheduler(
-            ServerArgs(max_total_tokens=8192, speculative_num_draft_tokens=args.num_draft, **extra)
+            ServerArgs(
+                max_total_tokens=8192,
+                num_threads=1,  # one thread: thread CPU time is the whole cost
+                speculative_num_draft_tokens=args.num_draft,
+                **extra,
+            )
         )
         if self.sched.speculator is not None:
             self.sched.speculator.adaptive = name != "ngram-fixed"

@@ -1,6 +1,7 @@
 """Adaptive n-gram drafting (engine/speculative/policy.py): the draft length its acceptance
-rate pays for, the rate's updates (verify steps and shadow trials), and, on the real scheduler,
-fewer drafts where they fail with greedy outputs still token for token plain decoding's."""
+rate pays for, the rates per match length and their updates (verify steps and shadow trials),
+and, on the real scheduler, fewer drafts where they fail with greedy outputs still token for
+token plain decoding's."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ from radixserve.args import ServerArgs
 from radixserve.engine import ipc
 from radixserve.engine.sampling_params import SamplingParams
 from radixserve.engine.scheduler import build_scheduler
+from radixserve.engine.speculative.ngram import longest_match
 from radixserve.engine.speculative.policy import (
     DECAY,
     PRIOR_RATE,
     AcceptanceEstimate,
     best_draft_len,
+    match_class,
     matched_prefix,
 )
 
@@ -50,26 +53,36 @@ def test_best_draft_len_maximises_tokens_per_cost(row_cost: float) -> None:
     assert best_draft_len(0.0, 0, row_cost) == 0
 
 
+def test_longest_match_and_classes() -> None:
+    assert longest_match([1, 2, 3, 9, 9, 1, 2, 3, 7, 1, 2, 3], 3) == (3, [7, 1, 2])
+    assert longest_match([5, 6, 7, 5, 6], 4) == (2, [7, 5, 6])
+    assert longest_match([8, 1, 9, 1], 2) == (1, [9, 1])
+    assert longest_match([1, 2, 3], 4) == (0, [])
+    assert [match_class(n) for n in (1, 2, 3, 4, 9)] == [0, 1, 2, 2, 2]
+
+
 def test_acceptance_estimate_updates() -> None:
     est = AcceptanceEstimate()
-    assert est.rate == pytest.approx(PRIOR_RATE)
+    assert est.rate(0) == pytest.approx(PRIOR_RATE) == est.rate(2)
     for _ in range(20):
-        est.record(0, 1)  # every first draft rejected
-    assert est.rate < 0.01
-    hits, trials = est.hits, est.trials
-    est.record(4, 4)  # one verify step accepting all four
-    assert est.hits == pytest.approx(DECAY * hits + 4)
-    assert est.trials == pytest.approx(DECAY * trials + 4)
-    # A shadow proposal is scored once, after a token was decoded, on the tokens since.
-    est.shadow, est.shadow_at = [5, 6], 3
-    before = est.trials
+        est.record(0, 0, 1)  # every first draft of a one-token match rejected
+    assert est.rate(0) < 0.01 and est.rate(2) == pytest.approx(PRIOR_RATE)
+    hits, trials = est.hits[2], est.trials[2]
+    est.record(2, 4, 4)  # one verify step accepting all four drafts of a long match
+    assert est.hits[2] == pytest.approx(DECAY * hits + 4)
+    assert est.trials[2] == pytest.approx(DECAY * trials + 4)
+    # A one-token match is not worth a draft now: the proposal becomes the shadow, scored
+    # once, after a token was decoded, on the tokens since; a long match is drafted.
+    assert est.choose(1, [5, 6], 3) == [] and (est.shadow, est.shadow_at) == ([5, 6], 3)
+    before = est.trials[0]
     est.check_shadow([1, 2, 3])  # nothing decoded yet: kept
-    assert est.shadow == [5, 6] and est.trials == before
+    assert est.shadow == [5, 6] and est.trials[0] == before
     est.check_shadow([1, 2, 3, 5])
-    assert est.shadow == [] and est.trials == pytest.approx(DECAY * before + 1)
-    rate = est.rate
+    assert est.shadow == [] and est.trials[0] == pytest.approx(DECAY * before + 1)
+    rate = est.rate(0)
     est.check_shadow([1, 2, 3, 5, 6])  # already scored
-    assert est.rate == rate
+    assert est.rate(0) == rate
+    assert est.choose(4, [7, 8, 9], 4) == [7, 8, 9] and est.cls == 2 and est.shadow == []
 
 
 def generate(sched: Any, prompt: list[int], new: int, **params: Any) -> list[int]:

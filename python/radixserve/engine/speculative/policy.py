@@ -4,7 +4,8 @@ A verify step of 1 + k rows costs about 1 + ROW_COST * k decode steps (the quant
 projections and the LM head compute every row; benchmarks/results/speculative_ngram.md). With
 a per-draft acceptance rate a, the step yields 1 + a + ... + a^k tokens on average (drafts are
 accepted in order until the first rejection), so k drafts pay when that sum exceeds the step's
-cost. The rate is each request's own: a decayed count of draft trials, from its verify steps
+cost. The rate is each request's own, one per length of the n-gram match behind the drafts
+(match_class): a decayed count of draft trials, from its verify steps
 (drafts accepted, plus the rejected one) and, while it does not draft, from shadow trials: the
 proposal it would have sent is compared with the tokens plain decoding then produced. A greedy
 request accepts a draft exactly when it equals the token plain decoding produces, and a sampled
@@ -28,6 +29,7 @@ DECAY = 0.75
 # Before any trial: a rate of PRIOR_RATE worth PRIOR_TRIALS trials (one draft pays above 0.5).
 PRIOR_RATE = 0.6
 PRIOR_TRIALS = 2.0
+LONG_MATCH = 3  # n-gram matches of this many tokens or more share one rate (match_class)
 
 
 def matched_prefix(draft: Sequence[int], produced: Sequence[int]) -> tuple[int, int]:
@@ -56,28 +58,47 @@ def best_draft_len(rate: float, max_draft: int, row_cost: float = ROW_COST) -> i
     return best_k
 
 
-class AcceptanceEstimate:
-    """One request's per-draft acceptance rate, and the proposal it did not send (shadow)."""
+def match_class(match_len: int) -> int:
+    """Rates are kept apart by the length of the n-gram match behind a draft: 1, 2 and
+    LONG_MATCH or more tokens (classes 0, 1, 2). A long match is a copied passage and its
+    drafts are mostly right; a one-token match is often a common word seen before and its
+    drafts mostly wrong (first-draft acceptance 23%, 48%, 88-93% on bench_ngram.py's prompts),
+    so one request can draft while it copies and not while it writes its own words."""
+    return min(max(match_len, 1), LONG_MATCH) - 1
 
-    __slots__ = ("hits", "trials", "shadow", "shadow_at")
+
+class AcceptanceEstimate:
+    """One request's per-draft acceptance rate per match class, and the proposal it did not
+    send (shadow) or sent (its class, for the verify step's record)."""
+
+    __slots__ = ("hits", "trials", "cls", "shadow", "shadow_at")
 
     def __init__(self) -> None:
-        self.hits = PRIOR_RATE * PRIOR_TRIALS
-        self.trials = PRIOR_TRIALS
+        self.hits = [PRIOR_RATE * PRIOR_TRIALS] * LONG_MATCH
+        self.trials = [PRIOR_TRIALS] * LONG_MATCH
+        self.cls = 0  # the class of the last proposal
         self.shadow: list[int] = []  # the last proposal not verified
         self.shadow_at = 0  # the request's output length when it was proposed
 
-    @property
-    def rate(self) -> float:
-        return self.hits / self.trials
+    def rate(self, cls: int) -> float:
+        return self.hits[cls] / self.trials[cls]
 
-    def record(self, accepted: int, tried: int) -> None:
-        self.hits = DECAY * self.hits + accepted
-        self.trials = DECAY * self.trials + tried
+    def record(self, cls: int, accepted: int, tried: int) -> None:
+        self.hits[cls] = DECAY * self.hits[cls] + accepted
+        self.trials[cls] = DECAY * self.trials[cls] + tried
 
     def check_shadow(self, output_ids: Sequence[int]) -> None:
         """Scores the unsent proposal against the tokens decoded since (once, when any)."""
         if self.shadow and len(output_ids) > self.shadow_at:
             produced = output_ids[self.shadow_at : self.shadow_at + len(self.shadow)]
-            self.record(*matched_prefix(self.shadow, produced))
+            self.record(self.cls, *matched_prefix(self.shadow, produced))
             self.shadow = []
+
+    def choose(self, match_len: int, proposal: list[int], output_len: int) -> list[int]:
+        """The drafts to send of `proposal` (from a match of `match_len` tokens); an unsent
+        proposal becomes the shadow, scored once the next token is decoded."""
+        self.cls = match_class(match_len)
+        n = best_draft_len(self.rate(self.cls), len(proposal))
+        if n == 0:
+            self.shadow, self.shadow_at = proposal, output_len
+        return proposal[:n]
