@@ -78,7 +78,7 @@ FLAG_HELP: dict[str, str] = {
     "disable_cascade_attention": "Turn off cascade attention (shared-prefix KV read once per decode batch).",
     "cascade_min_prefix": "Shortest shared prefix (tokens) that decodes with cascade attention.",
     "speculative_algorithm": "Speculative decoding: NGRAM (prompt lookup; greedy and sampled requests).",
-    "speculative_num_draft_tokens": "Draft tokens proposed per speculative verify step.",
+    "speculative_num_draft_tokens": "Most draft tokens per request per verify step (fewer or none when its acceptance does not pay).",
 }
 
 

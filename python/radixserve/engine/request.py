@@ -7,6 +7,7 @@ from typing import Any, Optional
 
 from radixserve.engine.finish_reason import FinishReason
 from radixserve.engine.ipc import TokenizedGenerateReq
+from radixserve.engine.speculative.policy import AcceptanceEstimate
 
 
 class Req:
@@ -65,6 +66,7 @@ class Req:
         self.spec_verify_ct = 0
         self.spec_draft_tokens = 0
         self.spec_accepted_tokens = 0
+        self.spec_estimate: Optional[AcceptanceEstimate] = None  # adaptive drafting's rate
 
         self.grammar: Any = None  # constrained/: the GrammarMatcher of a constrained request
         self.grammar_after = msg.grammar_after  # the grammar waits for this text (reasoning end)

@@ -1,7 +1,7 @@
 """One speculative decode step: n-gram drafts for the running requests, verified in one forward.
 
-Each eligible request feeds its last token plus up to k draft tokens (an extend of 1 + k
-tokens, causal over its KV); the logits at those 1 + k positions give the target distribution
+Each eligible request feeds its last token plus up to k draft tokens (as many as its
+acceptance rate pays for: policy.py; an extend of 1 + k tokens, causal over its KV); the logits at those 1 + k positions give the target distribution
 after each prefix. Greedy requests accept the drafts while they equal the argmax, then take the
 model's own token after the last accepted draft: token for token what plain greedy decoding
 produces. Sampled requests accept by rejection sampling against the sampler's distribution
@@ -24,7 +24,8 @@ import torch
 
 from radixserve.engine.request import Req
 from radixserve.engine.schedule_batch import build_forward_batch, build_sampling_info
-from radixserve.engine.speculative.ngram import propose_ngram
+from radixserve.engine.speculative.ngram import longest_match
+from radixserve.engine.speculative.policy import AcceptanceEstimate
 from radixserve.engine.speculative.rejection import verify_drafts
 from radixserve.engine.step_guard import InflightStep
 from radixserve.forward_batch import ForwardBatch
@@ -64,10 +65,16 @@ def eligible(req: Req) -> bool:
 
 
 class NgramSpeculator:
-    def __init__(self, num_draft: int, max_ngram: int = 4, min_ngram: int = 1) -> None:
+    """num_draft caps the drafts of a request per step; adaptive (policy.py) sends only as
+    many of them as its acceptance rate pays for, else all that the n-gram match offers."""
+
+    def __init__(
+        self, num_draft: int, max_ngram: int = 4, min_ngram: int = 1, adaptive: bool = True
+    ) -> None:
         self.num_draft = num_draft
         self.max_ngram = max_ngram
         self.min_ngram = min_ngram
+        self.adaptive = adaptive
 
     def drafts(self, req: Req) -> list[int]:
         if not eligible(req):
@@ -76,7 +83,14 @@ class NgramSpeculator:
         k = min(self.num_draft, req.remaining_new_tokens() - 1, req.context_len - req.seq_len - 1)
         if k <= 0:
             return []
-        return propose_ngram(req.fill_ids, k, self.max_ngram, self.min_ngram)
+        match_len, proposal = longest_match(req.fill_ids, k, self.max_ngram, self.min_ngram)
+        if not self.adaptive:
+            return proposal
+        est = req.spec_estimate
+        if est is None:
+            est = req.spec_estimate = AcceptanceEstimate()
+        est.check_shadow(req.output_ids)
+        return est.choose(match_len, proposal, len(req.output_ids)) if proposal else []
 
     def step(self, sched: Scheduler) -> Optional[list[ipc.ReqUpdate]]:
         """Run one verify step over sched.running (decodes only); None when no request has a
@@ -150,6 +164,9 @@ class NgramSpeculator:
                 req.spec_verify_ct += 1
                 req.spec_draft_tokens += len(req.draft_ids)
                 req.spec_accepted_tokens += accepted
+                est = req.spec_estimate
+                if est is not None:  # the rejected draft was tried too
+                    est.record(est.cls, accepted, accepted + (accepted < len(req.draft_ids)))
                 sched.stats["num_spec_draft_tokens"] += len(req.draft_ids)
                 sched.stats["num_spec_accepted_tokens"] += accepted
             else:
