@@ -116,6 +116,7 @@ class Scheduler:
         self.inflight: Optional[InflightStep] = None  # what the current step touched
         self.clock: Callable[[], float] = time.monotonic  # tests set their own
         self.last_online = float("-inf")  # when a step with online work last ran
+        self.step_started = 0.0  # time.monotonic() (as Req.arrival) when step() last began
         # Overlap scheduling (engine/overlap.py): a launched decode step not yet processed.
         self.overlap = overlap_enabled(args, runner)
         self.pending: Optional[PendingStep] = None
@@ -239,6 +240,7 @@ class Scheduler:
     # -- one step -------------------------------------------------------------------------
     def step(self) -> list[ipc.ReqUpdate]:
         """Schedule and run one forward; return the updates to send (maybe none)."""
+        self.step_started = time.monotonic()
         if self.pending is not None:
             return overlap_step(self)
         if self.paused is not None and not has_online_work(self.waiting, self.running, self.chunked):
@@ -506,6 +508,8 @@ class Scheduler:
             if was_prefill and req.num_retractions == 0 and not req.output_ids:
                 self.stats["num_prompt_tokens"] += len(req.origin_input_ids)
                 self.stats["num_cached_tokens"] += req.cached_tokens
+                if not req.background and logger.isEnabledFor(logging.DEBUG):
+                    self._log_first_token(req)
             req.output_ids.append(int(ids[i]))
             if req.grammar is not None:
                 GrammarManager.accept(req, int(ids[i]), self.tokenizer)
@@ -534,6 +538,15 @@ class Scheduler:
             r for r in still_running if id(r) not in running_ids
         ]
         return updates
+
+    def _log_first_token(self, req: Req) -> None:
+        """Where an online request's time to first token went (benchmarks/results/batch.md):
+        queued (received -> its prefill step began) and that step's own time."""
+        now = time.monotonic()
+        lines = sum(r.background for r in self.running) + (len(self.paused.batch) if self.paused else 0)
+        logger.debug("first token of %s: queued %.1f ms, prefill step %.1f ms, %d batch lines",
+                     req.rid, (self.step_started - req.arrival) * 1e3,
+                     (now - self.step_started) * 1e3, lines)  # fmt: skip
 
     def _update(self, req: Req) -> ipc.ReqUpdate:
         if req.finished:  # once per request, after its KV went back to the tree
