@@ -116,7 +116,8 @@ class Scheduler:
         self.inflight: Optional[InflightStep] = None  # what the current step touched
         self.clock: Callable[[], float] = time.monotonic  # tests set their own
         self.last_online = float("-inf")  # when a step with online work last ran
-        self.step_started = 0.0  # time.monotonic() (as Req.arrival) when step() last began
+        # When step() last began: time.monotonic() (as Req.arrival) and thread CPU time.
+        self.step_started = self.step_cpu = 0.0
         # Overlap scheduling (engine/overlap.py): a launched decode step not yet processed.
         self.overlap = overlap_enabled(args, runner)
         self.pending: Optional[PendingStep] = None
@@ -240,7 +241,7 @@ class Scheduler:
     # -- one step -------------------------------------------------------------------------
     def step(self) -> list[ipc.ReqUpdate]:
         """Schedule and run one forward; return the updates to send (maybe none)."""
-        self.step_started = time.monotonic()
+        self.step_started, self.step_cpu = time.monotonic(), time.thread_time()
         if self.pending is not None:
             return overlap_step(self)
         if self.paused is not None and not has_online_work(self.waiting, self.running, self.chunked):
@@ -541,12 +542,13 @@ class Scheduler:
 
     def _log_first_token(self, req: Req) -> None:
         """Where an online request's time to first token went (benchmarks/results/batch.md):
-        queued (received -> its prefill step began) and that step's own time."""
-        now = time.monotonic()
+        queued (received -> its prefill step began) and that step's own time (wall and this
+        thread's CPU time: on a loaded host the difference is time spent descheduled)."""
+        wall, cpu = time.monotonic() - self.step_started, time.thread_time() - self.step_cpu
         lines = sum(r.background for r in self.running) + (len(self.paused.batch) if self.paused else 0)
-        logger.debug("first token of %s: queued %.1f ms, prefill step %.1f ms, %d batch lines",
-                     req.rid, (self.step_started - req.arrival) * 1e3,
-                     (now - self.step_started) * 1e3, lines)  # fmt: skip
+        logger.debug("first token of %s: queued %.1f ms, prefill step %.1f ms (cpu %.1f ms), "
+                     "%d batch lines", req.rid, (self.step_started - req.arrival) * 1e3,
+                     wall * 1e3, cpu * 1e3, lines)  # fmt: skip
 
     def _update(self, req: Req) -> ipc.ReqUpdate:
         if req.finished:  # once per request, after its KV went back to the tree
