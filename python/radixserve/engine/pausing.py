@@ -14,9 +14,12 @@ Without this, an online request arriving during a batch-only step waits for the 
 
 Rules that keep it simple: one step at most is paused; an abort of one of its requests first
 finishes the step (not pausable), then aborts as usual; online steps see the paused requests
-only through what they hold (KV slots, request rows), so preemption for online work touches
-only unpaused requests, and when the online work cannot be admitted the paused step resumes
-(afterwards the usual preemption applies to all). If an online prompt took the chunked-prefill
+only through what they hold (KV slots and headroom, req_to_token rows), not as request slots:
+online requests that would have preempted paused lines run beside them instead, up to the
+spare rows, so --max-running-requests can be exceeded by that many while a step is paused
+(when it resumes with online requests still running, the newest lines are retracted back to
+the limit). When the online work cannot be admitted the paused step resumes (afterwards the
+usual preemption applies to all). If an online prompt took the chunked-prefill
 place meanwhile, a paused unfinished prompt goes back to the queue when its step is done (its
 computed prefix stays cached). Only the CPU model runner pauses (ModelRunner.can_pause); with
 overlap scheduling (the GPU) steps are never paused.
