@@ -165,6 +165,34 @@ def test_paused_prompt_goes_back_to_the_queue_when_an_online_prompt_took_the_chu
     assert all_free(s)
 
 
+def test_online_requests_beside_a_paused_step_keep_the_request_limit_after_it() -> None:
+    s = make_pausable()
+    rec = Recorder(s)
+    lines = prompts(12, seed=38)
+    fill_with_background(rec, lines, 30)
+    arrivals = Arrivals()
+    s.online_arrived = arrivals
+    arrivals.n = 1
+    rec.step()
+    online = prompts(2, seed=39)
+    for i, p in enumerate(online):
+        submit(s, f"on{i}", p, 6, background=False)
+    rec.step()  # both run beside the 12 paused lines (spare rows), nothing retracted
+    assert len(s.running) == 2 and s.stats["num_preemptions"] == 0
+    # Aborting a paused line resumes its step with the online requests still running: 12 + 2
+    # running, so the two newest lines are retracted (back to the limit), then bg3 is aborted.
+    s.abort("bg3")
+    assert len(s.running) == 11 and s.stats["num_preemptions"] == 2
+    assert {r.rid for r in s.waiting} == {"bg10", "bg11"}
+    rec.drain()
+    for i, p in enumerate(online):
+        assert rec.ids[f"on{i}"] == expected(p, 6)
+    for i, p in enumerate(lines):
+        if i != 3:
+            assert rec.ids[f"bg{i}"] == expected(p, 30), i
+    assert all_free(s)
+
+
 def test_steps_run_whole_without_an_inbox() -> None:
     s = make_pausable()
     rec = Recorder(s)
