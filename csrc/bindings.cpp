@@ -308,9 +308,11 @@ PYBIND11_MODULE(_C, m) {
       .def("decode", &radixserve::cpu::DecoderStack::decode, py::arg("h"), py::arg("positions"),
            py::arg("k_caches"), py::arg("v_caches"), py::arg("out_cache_loc"),
            py::arg("req_to_token"), py::arg("req_pool_indices"), py::arg("seq_lens"),
-           py::call_guard<py::gil_scoped_release>(),
-           "embeddings [B, H] -> (h, residual) after the last layer, one decode token per "
-           "request");
+           py::arg("residual") = py::none(), py::arg("layer_begin") = 0,
+           py::arg("layer_end") = -1, py::call_guard<py::gil_scoped_release>(),
+           "layers [layer_begin, layer_end) (-1: the last) of a decode step, one token per "
+           "request: embeddings [B, H] (from layer 0) or the previous range's (h, residual) "
+           "-> (h, residual); k_caches / v_caches: the range's layers' pools");
 
   // ---- section: sampling ----
   {

@@ -164,7 +164,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     throughput = {} if args.ttft_only else await compare_throughput(args)
     loads["after_throughput"] = machine_load()
     log(f"batch with probes: {args.num_lines} lines")
-    preempted = (await server_load(args.url)).get("num_preemptions", 0)
+    before = await server_load(args.url)
     start = time.perf_counter()
     batch_id = await start_batch(args.url, args.num_lines, args.max_tokens, salt="probed ")
     waiter = asyncio.create_task(wait_batch(args.url, batch_id))
@@ -179,7 +179,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     probed_seconds = time.perf_counter() - start
     log(f"  batch {probed['status']}: {probed['request_counts']} in {probed_seconds:.1f} s")
     loads["after_probed_batch"] = machine_load()
-    preempted = (await server_load(args.url)).get("num_preemptions", 0) - preempted
+    after = await server_load(args.url)
+    preempted, paused = (after.get(k, 0) - before.get(k, 0)
+                         for k in ("num_preemptions", "num_paused_steps"))  # fmt: skip
     log("idle probe again")
     for _ in range(args.probe_rounds - idle_rounds_before):
         idle.append(await online(args.url, probe["n"], probe["conc"], probe["tok"], next(probes)))
@@ -190,7 +192,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "num_lines": args.num_lines, "max_tokens": args.max_tokens, **throughput,
         "probed_batch_status": probed["status"], "probed_batch_seconds": round(probed_seconds, 2),
-        "preemptions_during_probed_batch": preempted,
+        "preemptions_during_probed_batch": preempted, "paused_steps_during_probed_batch": paused,
         "probe_idle": idle_all, "probe_during_batch": during_all,
         "p99_during_vs_idle": round(during_all["ttft_p99_ms"] / idle_all["ttft_p99_ms"], 3),
         "p50_during_vs_idle": round(during_all["ttft_p50_ms"] / idle_all["ttft_p50_ms"], 3),

@@ -50,20 +50,31 @@ std::tuple<torch::Tensor, torch::Tensor> DecoderStack::decode(
     torch::Tensor h, const torch::Tensor& positions, const std::vector<torch::Tensor>& k_caches,
     const std::vector<torch::Tensor>& v_caches, const torch::Tensor& out_cache_loc,
     const torch::Tensor& req_to_token, const torch::Tensor& req_pool_indices,
-    const torch::Tensor& seq_lens) const {
-  const int64_t n = num_layers();
-  RS_CHECK(n > 0, "DecoderStack.decode: no layers");
+    const torch::Tensor& seq_lens, std::optional<torch::Tensor> residual_in, int64_t layer_begin,
+    int64_t layer_end) const {
+  const int64_t end = layer_end < 0 ? num_layers() : layer_end;
+  RS_CHECK(0 <= layer_begin && layer_begin < end && end <= num_layers(),
+           "DecoderStack.decode: bad layer range [", layer_begin, ", ", layer_end, ") of ",
+           num_layers(), " layers");
+  RS_CHECK(residual_in.has_value() == (layer_begin > 0),
+           "DecoderStack.decode: a residual goes with (and only with) a range after layer 0");
+  const int64_t n = end - layer_begin;
   RS_CHECK(static_cast<int64_t>(k_caches.size()) == n && static_cast<int64_t>(v_caches.size()) == n,
-           "DecoderStack.decode: need one k and one v cache per layer (", n, "), got ",
-           k_caches.size(), " and ", v_caches.size());
+           "DecoderStack.decode: need one k and one v cache per layer of the range (", n,
+           "), got ", k_caches.size(), " and ", v_caches.size());
   check_tensor(h, "h", 2);
   const int64_t t = h.size(0);
   const int64_t q_size = num_heads_ * head_dim_, kv_size = num_kv_heads_ * head_dim_;
-  torch::Tensor residual;
-  for (int64_t i = 0; i < n; ++i) {
+  // Updated in place, as the per-op layers do (the caller's h and residual are spent).
+  torch::Tensor residual = residual_in.has_value() ? *residual_in : torch::Tensor();
+  if (residual.defined()) {
+    check_tensor(residual, "residual", 2);
+    RS_CHECK(residual.sizes() == h.sizes(), "DecoderStack.decode: residual and h differ in shape");
+  }
+  for (int64_t i = layer_begin; i < end; ++i) {
     const DecoderLayerWeights& w = layers_[i];
     // input_layernorm: the first layer's residual is the embedding; later ones add first.
-    if (i == 0) {
+    if (!residual.defined()) {
       residual = h;
       h = torch::empty_like(residual);
       rms_norm(h, residual, w.input_norm, eps_);
@@ -80,10 +91,12 @@ std::tuple<torch::Tensor, torch::Tensor> DecoderStack::decode(
     rotary_embedding(positions, q, k, head_dim_, cos_sin_cache_, is_neox_);
     const torch::Tensor q3 = q.view({t, num_heads_, head_dim_});
     const torch::Tensor k3 = k.view({t, num_kv_heads_, head_dim_});
-    store_kv(k_caches[i], v_caches[i], out_cache_loc, k3, v);
+    const torch::Tensor& k_cache = k_caches[i - layer_begin];
+    const torch::Tensor& v_cache = v_caches[i - layer_begin];
+    store_kv(k_cache, v_cache, out_cache_loc, k3, v);
     const torch::Tensor attn = torch::empty_like(q3);
-    decode_attention(attn, q3, k_caches[i], v_caches[i], req_to_token, req_pool_indices,
-                     seq_lens, scale_, w.sliding_window);
+    decode_attention(attn, q3, k_cache, v_cache, req_to_token, req_pool_indices, seq_lens,
+                     scale_, w.sliding_window);
     h = w.o(attn.view({t, q_size}));
     // post_attention_layernorm, MLP.
     fused_add_rms_norm(h, residual, w.post_attention_norm, eps_);

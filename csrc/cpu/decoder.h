@@ -43,14 +43,18 @@ class DecoderStack {
 
   int64_t num_layers() const { return static_cast<int64_t>(layers_.size()); }
 
-  // h [B, H] (the token embeddings), one decode token per request -> (h, residual) after the
-  // last layer, as the per-op loop returns them (the final norm is the caller's). k_caches[i] /
-  // v_caches[i] are layer i's pools; the other arguments as in store_kv / decode_attention.
+  // Layers [layer_begin, layer_end) (layer_end -1: to the last) of a decode step, one token
+  // per request -> (h, residual) after them, as the per-op loop returns them (the final norm
+  // is the caller's). From layer 0, h is the token embeddings and residual is none; from a
+  // later layer, both are what the range before it returned (a step run in pieces, so that
+  // the scheduler can pause a background step between them). k_caches[i] / v_caches[i] are
+  // the pools of the range's i-th layer; the other arguments as in store_kv / decode_attention.
   std::tuple<torch::Tensor, torch::Tensor> decode(
       torch::Tensor h, const torch::Tensor& positions, const std::vector<torch::Tensor>& k_caches,
       const std::vector<torch::Tensor>& v_caches, const torch::Tensor& out_cache_loc,
       const torch::Tensor& req_to_token, const torch::Tensor& req_pool_indices,
-      const torch::Tensor& seq_lens) const;
+      const torch::Tensor& seq_lens, std::optional<torch::Tensor> residual, int64_t layer_begin,
+      int64_t layer_end) const;
 
  private:
   int64_t num_heads_, num_kv_heads_, head_dim_;

@@ -58,3 +58,15 @@ class ForwardBatch:
     @property
     def num_tokens(self) -> int:
         return int(self.input_ids.shape[0])
+
+
+@dataclass
+class PausedForward:
+    """A forward stopped between decoder layers (a background step that gave way to online work):
+    the staged batch and what layer `next_layer` takes. The KV its layers wrote stays valid;
+    `ModelRunner.forward(batch, resume=this)` runs the remaining layers."""
+
+    batch: ForwardBatch
+    h: torch.Tensor
+    residual: torch.Tensor
+    next_layer: int

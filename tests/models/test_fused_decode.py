@@ -10,6 +10,7 @@ import pytest
 import torch
 from model_harness import Driver, greedy, make_tiny_model, random_prompt, use_kernels
 
+from radixserve.forward_batch import ForwardBatch, PausedForward
 from radixserve.models.loader import load_model, load_model_config
 
 STEPS = 6
@@ -80,3 +81,36 @@ def test_fused_equals_per_op_default_quantized_model() -> None:
     use_kernels(model, "native")
     prompts = [random_prompt(n, seed=n) for n in (12, 5)]
     _compare(model, prompts, atol=1e-5)
+
+
+def _pause_after_every_layer(model: Any) -> list[int]:
+    """Make model(batch) pause after every layer and resume at once (a background step given
+    way to online work); returns the list the layers paused at are appended to."""
+    paused_at: list[int] = []
+
+    def forward(batch: ForwardBatch) -> torch.Tensor:
+        out = model.forward_pausable(batch, lambda: True)
+        while isinstance(out, PausedForward):
+            paused_at.append(out.next_layer)
+            out = model.forward_pausable(batch, lambda: True, out)
+        return out  # type: ignore[no-any-return]
+
+    model.forward = forward
+    return paused_at
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_paused_forward_equals_whole_default_model(fused: bool) -> None:
+    """Prefill (per-op layers) and decode steps (DecoderStack layer ranges, or per-op) run
+    layer by layer with a pause after each give bit-identical logits."""
+    model = load_model(load_model_config(None, "auto", native_kernels=True))
+    use_kernels(model, "native")
+    prompts = [random_prompt(n, seed=n) for n in (12, 5)]
+    whole = _decode_batch(model, prompts, fused=fused)
+    paused_at = _pause_after_every_layer(model)
+    paused = _decode_batch(model, prompts, fused=fused)
+    layers = model.config.num_layers
+    assert paused_at == list(range(1, layers)) * (len(prompts) + STEPS)
+    assert bool(model._decoder_stack) == fused, "the fused decode path ran (or did not)"
+    for a, b in zip(whole, paused, strict=True):
+        assert torch.equal(a, b)

@@ -14,8 +14,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Optional
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 import torch
 
@@ -24,7 +24,7 @@ from radixserve.cache.memory_pool import KVPool, ReqToTokenPool, resolve_kv_cach
 from radixserve.device import cuda_kernels_built, resolve_device, stage_batch
 from radixserve.engine.cuda_graph import DecodeGraphRunner, graph_batch_sizes
 from radixserve.engine.heap import trim_heap
-from radixserve.forward_batch import ForwardBatch
+from radixserve.forward_batch import ForwardBatch, PausedForward
 from radixserve.layers.attention import create_attention_backend, native_attention_available
 from radixserve.layers.backend import native_ops, set_kernel_backend
 from radixserve.layers.linear import Linear
@@ -259,6 +259,16 @@ class ModelRunner:
             pool.apply_updates(updates)
         return staged
 
+    @property
+    def can_pause(self) -> bool:
+        """Can forward() stop between decoder layers (should_pause / resume)? On the CPU, for
+        generation models that support it."""
+        return (
+            self.device.type == "cpu"
+            and not self.is_pooling
+            and hasattr(self.model, "forward_pausable")
+        )
+
     def forward(self, batch: ForwardBatch) -> torch.Tensor:
         """float32 logits [n, vocab] at the batch's logits positions (last token per request),
         on the runner's device."""
@@ -272,6 +282,22 @@ class ModelRunner:
             if self.is_pooling:  # [bs, D] embeddings or classifier logits, float32
                 return hidden.float()  # type: ignore[no-any-return]
             return self.model.compute_logits(hidden)  # type: ignore[no-any-return]
+
+    def forward_pausable(
+        self,
+        batch: ForwardBatch,
+        should_pause: Optional[Callable[[], bool]],
+        resume: Optional[PausedForward] = None,
+    ) -> Union[torch.Tensor, PausedForward]:
+        """forward() where can_pause: `should_pause` is asked after every decoder layer but the
+        last, and a True stops the forward there, returning a PausedForward; passed back as
+        `resume` (with the same batch) it runs the remaining layers."""
+        with torch.inference_mode():
+            staged = resume.batch if resume is not None else self.stage(batch)
+            out = self.model.forward_pausable(staged, should_pause, resume)
+            if isinstance(out, PausedForward):
+                return out
+            return self.model.compute_logits(out)  # type: ignore[no-any-return]
 
     def sample(self, logits: torch.Tensor, info: SamplingBatchInfo) -> SampleOutput:
         if self._sampler is None:

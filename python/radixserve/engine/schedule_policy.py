@@ -14,9 +14,9 @@ fit (request slots, req_to_token rows, KV) preempts background work, newest firs
 retracted, i.e. its KV goes back to the radix tree and it is recomputed later from prompt +
 output so far (nothing generated is lost or sent twice). With no online work, background
 requests get the whole engine, except that such a step prefills at most
---background-prefill-size tokens: a forward cannot be interrupted, so an online request that
-arrives meanwhile waits for it, and one step prefilling a whole wave of new lines (512 tokens
-next to the decodes) costs as much as several decode steps. And for --online-recent-window
+--background-prefill-size tokens: one step prefilling a whole wave of new lines (512 tokens
+next to the decodes) costs as much as several decode steps, and where a batch-only step cannot
+pause between layers (engine/pausing.py), an online request arriving meanwhile waits for it. And for --online-recent-window
 seconds after a step with online work, a batch-only step carries at most
 --background-tokens-after-online tokens (decode rows taken in turn, then prefill): online
 clients usually send their next request right after a reply, and without this the scheduler

@@ -28,9 +28,10 @@ from radixserve.engine import ipc
 from radixserve.engine.cascade import shared_prefix_groups
 from radixserve.engine.finish_reason import FinishReason
 from radixserve.engine.heap import trim_heap
-from radixserve.engine.input_logprobs import collect_input_logprobs, input_logits_rows
+from radixserve.engine.input_logprobs import Span, collect_input_logprobs, input_logits_rows
 from radixserve.engine.kv_manager import KVManager, make_allocator
 from radixserve.engine.overlap import PendingStep, can_defer, defer, overlap_enabled, overlap_step
+from radixserve.engine.pausing import Inbox, PausedStep
 from radixserve.engine.pooling_step import (
     attach_label_logprobs,
     finish_pooled,
@@ -55,7 +56,8 @@ from radixserve.engine.schedule_policy import (
 from radixserve.engine.session import SessionManager
 from radixserve.engine.speculative.decode import NgramSpeculator
 from radixserve.engine.step_guard import InflightStep, free_step_kv, maybe_inject_fault
-from radixserve.layers.sampling_info import SampleOutput
+from radixserve.forward_batch import ForwardBatch, PausedForward
+from radixserve.layers.sampling_info import SampleOutput, SamplingBatchInfo
 
 if TYPE_CHECKING:  # the runner (torch, model code) is imported inside the scheduler process
     from radixserve.engine.model_runner import ModelRunner
@@ -105,6 +107,7 @@ class Scheduler:
             # Overlap scheduling: decode steps launched before the previous step was processed.
             "num_lookahead_steps": 0,
             "num_jump_forward_tokens": 0,  # grammar-forced tokens fed in one extend (#10)
+            "num_paused_steps": 0,  # batch-only steps paused between layers for online work
         }
         self.sessions = SessionManager(  # sessions and /extend conversations
             kv, self.context_len, getattr(self.tokenizer, "bos_token_id", None),
@@ -113,9 +116,15 @@ class Scheduler:
         self.inflight: Optional[InflightStep] = None  # what the current step touched
         self.clock: Callable[[], float] = time.monotonic  # tests set their own
         self.last_online = float("-inf")  # when a step with online work last ran
+        # When step() last began: time.monotonic() (as Req.arrival) and thread CPU time.
+        self.step_started = self.step_cpu = 0.0
         # Overlap scheduling (engine/overlap.py): a launched decode step not yet processed.
         self.overlap = overlap_enabled(args, runner)
         self.pending: Optional[PendingStep] = None
+        # Pausable background steps (engine/pausing.py): the event loop sets `online_arrived`
+        # (None: steps run whole); at most one step is paused at a time.
+        self.online_arrived: Optional[Callable[[], bool]] = None
+        self.paused: Optional[PausedStep] = None
         self.speculator = (
             NgramSpeculator(args.speculative_num_draft_tokens)
             if args.speculative_algorithm == "NGRAM"
@@ -137,6 +146,16 @@ class Scheduler:
         return []
 
     def abort(self, rid: str) -> list[ipc.ReqUpdate]:
+        updates: list[ipc.ReqUpdate] = []
+        if self.paused is not None and self.paused.holds(rid):
+            try:  # finish its step, then abort as usual
+                updates = self._resume(pausable=False)
+            except Exception as e:  # noqa: BLE001 - as a failing step in the loop
+                logger.exception("a resumed scheduler step failed; failing its requests")
+                updates = self.fail_step(e)
+        return updates + self._abort(rid)
+
+    def _abort(self, rid: str) -> list[ipc.ReqUpdate]:
         pending = self.grammar.remove(rid) if self.grammar is not None else None
         if pending is not None:
             return [self._finish_aborted(pending, "aborted by the caller")]
@@ -160,7 +179,13 @@ class Scheduler:
 
     def is_idle(self) -> bool:
         compiling = self.grammar is not None and bool(self.grammar.pending)
-        busy = self.waiting or self.running or self.chunked is not None or self.pending is not None
+        busy = (
+            self.waiting
+            or self.running
+            or self.chunked is not None
+            or self.pending is not None
+            or self.paused is not None
+        )
         return not busy and not compiling
 
     def _settle_lookahead(self) -> None:
@@ -199,7 +224,8 @@ class Scheduler:
         used = size - available - evictable
         prompt = self.stats["num_prompt_tokens"]
         return {
-            "num_running_reqs": len(self.running) + (1 if self.chunked else 0),
+            "num_running_reqs": len(self.running) + (1 if self.chunked else 0)
+            + (len(self.paused.batch) if self.paused else 0),
             "num_waiting_reqs": len(self.waiting),
             "num_used_tokens": used,
             "token_usage": used / size if size else 0.0,
@@ -215,8 +241,11 @@ class Scheduler:
     # -- one step -------------------------------------------------------------------------
     def step(self) -> list[ipc.ReqUpdate]:
         """Schedule and run one forward; return the updates to send (maybe none)."""
+        self.step_started, self.step_cpu = time.monotonic(), time.thread_time()
         if self.pending is not None:
             return overlap_step(self)
+        if self.paused is not None and not has_online_work(self.waiting, self.running, self.chunked):
+            return self._resume()
         updates: list[ipc.ReqUpdate] = []
         if self.grammar is not None and self.grammar.pending:
             idle = not self.waiting and not self.running and self.chunked is None
@@ -237,7 +266,12 @@ class Scheduler:
                 self.waiting, self.running, self.chunked, self.kv,
                 self.args.max_running_requests, self.budget, self.new_token_ratio, self._retract,
             )  # fmt: skip
-        reserved = self._decode_tokens() + sum(headroom(r, self.new_token_ratio) for r in self.running)
+        # A paused step's lines hold KV (counted) but no request slot here: they would be
+        # preempted for this online work, so it may run beside them (rows allowing).
+        paused = self.paused.batch if self.paused is not None else []
+        reserved = self._decode_tokens() + sum(
+            headroom(r, self.new_token_ratio) for r in (*self.running, *paused)
+        )
         free = self.args.max_running_requests - len(self.running) - (1 if self.chunked else 0)
         order_waiting(self.waiting, self.args.schedule_policy, self.kv)
         budget = self.budget
@@ -249,7 +283,8 @@ class Scheduler:
             self.waiting, self.chunked, self.kv, budget, reserved, free, self.new_token_ratio,
             fair=self.args.chunked_prefill_policy == "fair", online_only=online,
         )  # fmt: skip
-        if plan.stalled is not None and not self.running:
+        nothing_runs = not self.running and self.paused is None  # so nothing will free memory
+        if plan.stalled is not None and nothing_runs:
             # Nothing else will free memory: this sequence can never fit.
             self.chunked = None
             self.kv.release(plan.stalled)
@@ -259,7 +294,7 @@ class Scheduler:
             return updates
         if plan.stalled is not None:
             plan.chunked = plan.stalled  # still unfinished; retried next step
-        if not plan.reqs and not self.running and self.waiting:
+        if not plan.reqs and nothing_runs and self.waiting:
             # Nothing runs: admit the head without decode headroom, or reject what cannot fit.
             plan = plan_prefill(self.waiting, None, self.kv, budget, 0, 1, 0.0)
             if not plan.reqs:
@@ -274,6 +309,8 @@ class Scheduler:
                 return updates + spec
         # Background decodes sit out a step with online work (they keep their KV).
         online_step = any(not r.background for r in (*plan.reqs, *self.running))
+        if self.paused is not None and not online_step:  # the online work did not fit yet
+            return updates + self._resume()
         decoding = [r for r in self.running if not r.background or not online_step]
         if cap is not None and not online_step:  # within the cap after this step's prefill
             rows = max(0, cap - sum(r.extend_len for r in plan.reqs))
@@ -302,11 +339,78 @@ class Scheduler:
         if self.grammar is not None:
             self.grammar.apply(batch, info, self.vocab_size)
         extra = input_logits_rows(batch, fb)
-        out = self.runner.forward(fb)
+        if online_step or not self._can_pause():
+            return updates + self._finish_step(batch, fb, info, extra, self.runner.forward(fb),
+                                               online_step)  # fmt: skip
+        chunked = self.chunked if any(r is self.chunked for r in batch) else None
+        step = PausedStep(batch, decoding, chunked, self.inflight, fb, info, extra)
+        return updates + self._run_pausable(step, pausable=True)
+
+    def _can_pause(self) -> bool:
+        return (
+            self.online_arrived is not None
+            and not self.overlap
+            and bool(getattr(self.runner, "can_pause", False))
+        )
+
+    def _run_pausable(self, step: PausedStep, pausable: bool) -> list[ipc.ReqUpdate]:
+        """Run a batch-only step (from where it paused, if it did); it pauses if online work
+        arrives between layers (`pausable`)."""
+        should_pause = self.online_arrived if pausable else None
+        out = self.runner.forward_pausable(step.fb, should_pause, step.forward)
+        if isinstance(out, PausedForward):
+            step.forward = out
+            self._pause(step)
+            return []
+        updates = self._finish_step(step.batch, step.fb, step.info, step.extra, out, False)
+        chunk = step.chunked
+        if chunk is not None and chunk is not self.chunked and chunk.kv_len < chunk.seq_len:
+            self._requeue(chunk)  # an online prompt holds the chunked place now
+            self.stats["num_preemptions"] += 1
+        # Online requests admitted while it was paused may have taken its lines' slots.
+        while len(self.running) + (self.chunked is not None) > self.args.max_running_requests:
+            background = [r for r in self.running if r.background]
+            if not background:
+                break
+            self._retract(max(background, key=lambda r: r.arrival))
+            self.stats["num_preemptions"] += 1
+        return updates
+
+    def _pause(self, step: PausedStep) -> None:
+        """Take the step's requests out of the queues (they keep their KV) until _resume."""
+        self.paused = step
+        paused = {id(r) for r in step.decodes}
+        self.running = [r for r in self.running if id(r) not in paused]
+        if step.chunked is not None and step.chunked is self.chunked:
+            self.chunked = None
+        self.inflight = None
+        self.stats["num_paused_steps"] += 1
+
+    def _resume(self, pausable: bool = True) -> list[ipc.ReqUpdate]:
+        """Put the paused step's requests back and run its remaining layers."""
+        step = self.paused
+        assert step is not None
+        self.paused = None
+        self.running.extend(step.decodes)
+        if step.chunked is not None and self.chunked is None:
+            self.chunked = step.chunked
+        self.inflight = step.inflight
+        return self._run_pausable(step, pausable and self._can_pause())
+
+    def _finish_step(
+        self,
+        batch: list[Req],
+        fb: ForwardBatch,
+        info: SamplingBatchInfo,
+        extra: Optional[tuple[torch.Tensor, list[Span]]],
+        out: Any,
+        online_step: bool,
+    ) -> list[ipc.ReqUpdate]:
+        """After the forward: sample and process the step's results (or defer them)."""
         if online_step:  # when it ended: the window after online work starts now
             self.last_online = self.clock()
         if getattr(self.runner, "is_pooling", False):  # pooling models: no sampling (#8)
-            return updates + finish_pooled(self, batch, out)
+            return finish_pooled(self, batch, out)
         logits = out if isinstance(out, torch.Tensor) else out.next_token_logits
         if extra is not None:
             sample_rows, spans = extra
@@ -318,8 +422,10 @@ class Scheduler:
         self.new_token_ratio = max(
             MIN_NEW_TOKEN_RATIO, self.new_token_ratio - NEW_TOKEN_RATIO_DECAY
         )
+        updates: list[ipc.ReqUpdate] = []
         if can_defer(self, batch, fb, extra):  # processed by the next step(), after a lookahead
-            defer(self, batch, slots, sample)
+            assert self.inflight is not None and self.inflight.slots is not None
+            defer(self, batch, self.inflight.slots, sample)
         else:
             updates.extend(self._process_results(batch, sample))
         self.inflight = None
@@ -369,6 +475,11 @@ class Scheduler:
             self.chunked = None
         else:
             self.running.remove(req)
+        self._requeue(req)
+
+    def _requeue(self, req: Req) -> None:
+        """Give back `req`'s KV (its computed prefix stays in the radix tree) and queue it
+        again at the front; it is recomputed from prompt + output."""
         self.kv.release(req)
         req.reset_for_retract()
         self.waiting.appendleft(req)
@@ -398,6 +509,8 @@ class Scheduler:
             if was_prefill and req.num_retractions == 0 and not req.output_ids:
                 self.stats["num_prompt_tokens"] += len(req.origin_input_ids)
                 self.stats["num_cached_tokens"] += req.cached_tokens
+                if not req.background and logger.isEnabledFor(logging.DEBUG):
+                    self._log_first_token(req)
             req.output_ids.append(int(ids[i]))
             if req.grammar is not None:
                 GrammarManager.accept(req, int(ids[i]), self.tokenizer)
@@ -426,6 +539,16 @@ class Scheduler:
             r for r in still_running if id(r) not in running_ids
         ]
         return updates
+
+    def _log_first_token(self, req: Req) -> None:
+        """Where an online request's time to first token went (benchmarks/results/batch.md):
+        queued (received -> its prefill step began) and that step's own time (wall and this
+        thread's CPU time: on a loaded host the difference is time spent descheduled)."""
+        wall, cpu = time.monotonic() - self.step_started, time.thread_time() - self.step_cpu
+        lines = sum(r.background for r in self.running) + (len(self.paused.batch) if self.paused else 0)
+        logger.debug("first token of %s: queued %.1f ms, prefill step %.1f ms (cpu %.1f ms), "
+                     "%d batch lines", req.rid, (self.step_started - req.arrival) * 1e3,
+                     wall * 1e3, cpu * 1e3, lines)  # fmt: skip
 
     def _update(self, req: Req) -> ipc.ReqUpdate:
         if req.finished:  # once per request, after its KV went back to the tree
@@ -523,15 +646,15 @@ def run_scheduler_process(args: ServerArgs, in_addr: str, out_addr: str) -> None
 
 def event_loop(sched: Scheduler, recv: zmq.Socket[Any], send: zmq.Socket[Any]) -> None:
     parent = os.getppid()
-    poller = zmq.Poller()
-    poller.register(recv, zmq.POLLIN)
+    inbox = Inbox(recv)
+    sched.online_arrived = inbox.online_arrived
     while True:
         updates: list[ipc.ReqUpdate] = []
         # Block only when idle; with work, just drain what has arrived.
         timeout = 1000 if sched.is_idle() else 0
-        while poller.poll(timeout):
+        while inbox.poll(timeout):
             timeout = 0
-            msg = ipc.to_scheduler_decoder.decode(recv.recv())
+            msg = inbox.recv()
             if isinstance(msg, ipc.TokenizedGenerateReq):
                 updates.extend(sched.add_request(msg))
             elif isinstance(msg, ipc.AbortReq):

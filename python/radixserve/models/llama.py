@@ -7,14 +7,14 @@ Checkpoint weights use Hugging Face names; q/k/v and gate/up are stacked into fu
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Optional, Union, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from radixserve.forward_batch import ForwardBatch
+from radixserve.forward_batch import ForwardBatch, PausedForward
 from radixserve.layers.activation import silu_and_mul
 from radixserve.layers.attention.base import AttentionBackend
 from radixserve.layers.attention.native_backend import NativeBackend
@@ -175,8 +175,40 @@ class LlamaForCausalLM(nn.Module):
 
     def forward(self, batch: ForwardBatch) -> torch.Tensor:
         """Final-normed hidden states [n, H] at the batch's logits positions."""
+        out = self.forward_pausable(batch, None)
+        assert isinstance(out, torch.Tensor)
+        return out
+
+    def forward_pausable(
+        self,
+        batch: ForwardBatch,
+        should_pause: Optional[Callable[[], bool]],
+        resume: Optional[PausedForward] = None,
+    ) -> Union[torch.Tensor, PausedForward]:
+        """forward(), asking `should_pause` (if given) after every decoder layer but the last: a
+        True stops it there, and the PausedForward returned goes back in as `resume` later (the
+        scheduler pauses background steps for online work, engine/pausing.py)."""
         if self.attn_backend is None:
             raise RuntimeError("no attention backend: set model.attn_backend before forward")
+        if resume is not None:
+            h, residual, begin = resume.h, resume.residual, resume.next_layer
+        else:
+            h, residual, begin = self._embed(batch), None, 0
+        stack = self._fused_decoder(batch, h)
+        num_layers = len(self.model.layers)
+        step = 1 if should_pause is not None else num_layers
+        for start in range(begin, num_layers, step):
+            end = min(start + step, num_layers)
+            h, residual = self._run_layers(batch, stack, h, residual, start, end)
+            if should_pause is not None and end < num_layers and should_pause():
+                return PausedForward(batch, h, residual, end)
+        assert residual is not None
+        # Only the rows that produce logits need the final norm.
+        idx = logits_indices(batch)
+        h, _ = self.model.norm(h[idx], residual[idx])  # type: ignore[misc]
+        return h
+
+    def _embed(self, batch: ForwardBatch) -> torch.Tensor:
         on_host = batch.positions.device.type == "cpu"  # device batches: checked when staged
         if on_host and batch.num_tokens and int(batch.positions.max()) >= self.config.context_len:
             # The rope cache (and the native rope kernel) only cover the context length.
@@ -186,31 +218,40 @@ class LlamaForCausalLM(nn.Module):
             )
         if self.embed_packed is not None:
             ids = batch.input_ids.reshape(-1).contiguous()
-            h = native_ops().quant_embedding(ids, self.embed_packed).to(self.config.dtype)
-        else:
-            h = F.embedding(batch.input_ids, self.model.embed_tokens.weight)
-        residual: Optional[torch.Tensor] = None
-        stack = self._fused_decoder(batch, h)
+            return native_ops().quant_embedding(ids, self.embed_packed).to(self.config.dtype)  # type: ignore[no-any-return]
+        return F.embedding(batch.input_ids, self.model.embed_tokens.weight)
+
+    def _run_layers(
+        self,
+        batch: ForwardBatch,
+        stack: Optional[Any],
+        h: torch.Tensor,
+        residual: Optional[torch.Tensor],
+        begin: int,
+        end: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decoder layers [begin, end): in one native call (`stack`) or layer by layer."""
+        backend = self.attn_backend
+        assert backend is not None
         if stack is not None:
-            pool = self.attn_backend.kv_pool
-            h, residual = stack.decode(
+            pool = backend.kv_pool
+            return stack.decode(  # type: ignore[no-any-return]
                 h,
                 batch.positions,
-                pool.k_buffers,
-                pool.v_buffers,
+                pool.k_buffers[begin:end],
+                pool.v_buffers[begin:end],
                 batch.out_cache_loc,
-                self.attn_backend.req_to_token,
+                backend.req_to_token,
                 batch.req_pool_indices,
                 batch.seq_lens,
+                residual,
+                begin,
+                end,
             )
-        else:
-            for layer in self.model.layers:
-                h, residual = layer(batch.positions, h, residual, batch, self.attn_backend)
+        for layer in self.model.layers[begin:end]:
+            h, residual = layer(batch.positions, h, residual, batch, backend)
         assert residual is not None
-        # Only the rows that produce logits need the final norm.
-        idx = logits_indices(batch)
-        h, _ = self.model.norm(h[idx], residual[idx])  # type: ignore[misc]
-        return h
+        return h, residual
 
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.logits_processor(hidden)
