@@ -3,6 +3,8 @@
 // quant_avx2.cpp and quant_avx512.cpp).
 #include "cpu/quant.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstring>
@@ -102,12 +104,34 @@ void repack_block(QType t, const uint8_t* src, uint8_t* row, int64_t kb, int64_t
               quant::qs_bytes(t));
 }
 
+// Calls fn(i) for every i in [0, n), split statically over the OpenMP threads when `split` and
+// there are several threads and items. Otherwise no parallel region is entered at all: libgomp
+// closes every region, even a team of one (an `if` clause that is false), with a futex wake-up
+// syscall; two of them per decode call cost ~1 us (strace: 2 futex calls per quant_linear).
+template <typename Fn>
+void parallel_for(int64_t n, bool split, const Fn& fn) {
+  if (split && n > 1 && omp_get_max_threads() > 1) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) fn(i);
+  } else {
+    for (int64_t i = 0; i < n; ++i) fn(i);
+  }
+}
+
 // Per-call activation buffers, reused by the calling thread (quant_linear runs them before its
 // parallel region).
 struct ActivationBuffers {
   std::vector<float> xsum, xscale, xdq;
   std::vector<int16_t> xq;
 };
+
+quant::QuantizeRowFn pick_quantize_row() {
+  switch (active_isa()) {
+    case Isa::kAvx512: return quant::quantize_row_avx512;
+    case Isa::kAvx2: return quant::quantize_row_avx2;
+    default: return quant::quantize_row_generic;
+  }
+}
 
 // Fills p->xsum and, with int16 activations, either p->xq/xscale (integer decode kernels) or
 // p->x = x' = sx * xq (fp32 prefill and portable kernels): the same rounded values either way.
@@ -127,42 +151,22 @@ void prepare_activations(quant::QuantProblem* p, ActivationBuffers* buf, bool in
       }
     return;
   }
-  if (integer_decode) {
-    buf->xscale.assign(static_cast<size_t>(m * p->ldxs), 0.f);
-    buf->xq.resize(static_cast<size_t>(m * k));
-  } else {
-    buf->xdq.resize(static_cast<size_t>(m * k));
-  }
+  buf->xscale.assign(static_cast<size_t>(m * p->ldxs), 0.f);
+  buf->xq.resize(static_cast<size_t>(m * k));
+  if (!integer_decode) buf->xdq.resize(static_cast<size_t>(m * k));
   float* xsum = buf->xsum.data();
   float* xscale = buf->xscale.data();
   float* xdq = buf->xdq.data();
   int16_t* xq = buf->xq.data();
   const float* x = p->x;
   const int64_t ldx = p->ldx, ldxs = p->ldxs;
-#pragma omp parallel for schedule(static) if (m >= 64)
-  for (int64_t r = 0; r < m; ++r)
-    for (int64_t b = 0; b < kb; ++b) {
-      const float* xb = x + r * ldx + b * kQK;
-      float amax = 0.f;
-      for (int i = 0; i < kQK; ++i) amax = std::max(amax, std::abs(xb[i]));
-      const float sx = amax / 32767.f;
-      const float inv = amax > 0.f ? 32767.f / amax : 0.f;
-      int16_t q[kQK];
-      int sum = 0;
-      for (int i = 0; i < kQK; ++i) {
-        const float v = xb[i] * inv;  // |v| <= 32767 up to rounding; halves round away from 0
-        const int qi = static_cast<int>(v + (v >= 0.f ? 0.5f : -0.5f));
-        q[i] = static_cast<int16_t>(std::min(32767, std::max(-32767, qi)));
-        sum += q[i];
-      }
-      xsum[r * ldxs + b] = sx * static_cast<float>(sum);
-      if (integer_decode) {
-        xscale[r * ldxs + b] = sx;
-        std::memcpy(xq + r * k + b * kQK, q, sizeof(q));
-      } else {
-        for (int i = 0; i < kQK; ++i) xdq[r * k + b * kQK + i] = sx * static_cast<float>(q[i]);
-      }
-    }
+  const quant::QuantizeRowFn quantize_row = pick_quantize_row();
+  parallel_for(m, m >= 64, [&](int64_t r) {
+    quantize_row(x + r * ldx, kb, xq + r * k, xscale + r * ldxs, xsum + r * ldxs);
+    if (!integer_decode)
+      for (int64_t i = 0; i < k; ++i)
+        xdq[r * k + i] = xscale[r * ldxs + i / kQK] * static_cast<float>(xq[r * k + i]);
+  });
   if (integer_decode) {
     p->xq = xq;
     p->xscale = xscale;
@@ -249,19 +253,18 @@ torch::Tensor quant_linear(const torch::Tensor& x, const torch::Tensor& packed,
   if (decode) {
     // Each thread streams a contiguous run of weight rows once.
     const int64_t items = (h.n + kGemvChunk - 1) / kGemvChunk;
-#pragma omp parallel for schedule(static) if (items > 1)
-    for (int64_t it = 0; it < items; ++it)
+    parallel_for(items, true, [&](int64_t it) {
       gemv(p, it * kGemvChunk, std::min(h.n, (it + 1) * kGemvChunk));
+    });
   } else {
     const int64_t tiles = (h.n + kTileN - 1) / kTileN;
     const int64_t chunk = m <= 2 * kRowChunk ? m : kRowChunk;
     const int64_t chunks = (m + chunk - 1) / chunk;
     const int64_t items = tiles * chunks;
-#pragma omp parallel for schedule(static) if (items > 1)
-    for (int64_t it = 0; it < items; ++it) {
+    parallel_for(items, true, [&](int64_t it) {
       const int64_t nt = it % tiles, m0 = (it / tiles) * chunk;
       gemm(p, nt * kTileN, m0, std::min(m, m0 + chunk));
-    }
+    });
   }
   return x.scalar_type() == torch::kFloat ? out : out.to(x.scalar_type());
 }
@@ -343,6 +346,25 @@ void rows_generic(const QuantProblem& p, int64_t n0, int64_t n1, int64_t m0, int
 }
 
 }  // namespace
+
+void quantize_row_generic(const float* x, int64_t kb, int16_t* xq, float* xscale, float* xsum) {
+  for (int64_t b = 0; b < kb; ++b) {
+    const float* xb = x + b * kQK;
+    float amax = 0.f;
+    for (int i = 0; i < kQK; ++i) amax = std::max(amax, std::abs(xb[i]));
+    const float sx = amax / 32767.f;
+    const float inv = amax > 0.f ? 32767.f / amax : 0.f;
+    int sum = 0;
+    for (int i = 0; i < kQK; ++i) {
+      const float v = xb[i] * inv;  // |v| <= 32767 up to rounding; halves round away from 0
+      const int qi = static_cast<int>(v + (v >= 0.f ? 0.5f : -0.5f));
+      xq[b * kQK + i] = static_cast<int16_t>(std::min(32767, std::max(-32767, qi)));
+      sum += xq[b * kQK + i];
+    }
+    xscale[b] = sx;
+    xsum[b] = sx * static_cast<float>(sum);
+  }
+}
 
 void quant_gemv_generic(const QuantProblem& p, int64_t n0, int64_t n1) {
   rows_generic(p, n0, n1, 0, p.M);

@@ -7,6 +7,10 @@
 
 namespace radixserve::quant {
 
+void quantize_row_avx512(const float* x, int64_t kb, int16_t* xq, float* xscale, float* xsum) {
+  quantize_row(x, kb, xq, xscale, xsum);
+}
+
 void quant_gemv_avx512(const QuantProblem& p, int64_t n0, int64_t n1) { gemv(p, n0, n1); }
 
 void quant_gemm_avx512(const QuantProblem& p, int64_t n0, int64_t m0, int64_t m1) {

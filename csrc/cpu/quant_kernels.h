@@ -63,6 +63,15 @@ using QuantGemvFn = void (*)(const QuantProblem&, int64_t n0, int64_t n1);
 // dequantised to an fp32 [K][32] tile once, then multiplied like the fp32 gemm.
 using QuantGemmFn = void (*)(const QuantProblem&, int64_t n0, int64_t m0, int64_t m1);
 
+// Rounds one activation row of kb blocks to int16 (the rule above): xq[kb * 32], and per block
+// its scale sx (xscale[b]) and the sum of x' = sx * xq (xsum[b]). Every ISA build gives the same
+// bits (same fp32 operations in the same order, no FMA contraction).
+using QuantizeRowFn = void (*)(const float* x, int64_t kb, int16_t* xq, float* xscale,
+                               float* xsum);
+
+void quantize_row_generic(const float* x, int64_t kb, int16_t* xq, float* xscale, float* xsum);
+void quantize_row_avx2(const float* x, int64_t kb, int16_t* xq, float* xscale, float* xsum);
+void quantize_row_avx512(const float* x, int64_t kb, int16_t* xq, float* xscale, float* xsum);
 void quant_gemv_generic(const QuantProblem& p, int64_t n0, int64_t n1);
 void quant_gemm_generic(const QuantProblem& p, int64_t n0, int64_t m0, int64_t m1);
 void quant_gemv_avx2(const QuantProblem& p, int64_t n0, int64_t n1);

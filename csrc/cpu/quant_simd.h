@@ -78,6 +78,50 @@ inline void block_q(const uint8_t* qs, __m256* q) {
   }
 }
 
+// One activation row rounded to int16 per block, as quantize_row_generic (quant.cpp) does it:
+// sx = max|x| / 32767, xq = x * (32767 / max|x|) rounded half away from zero and clamped to
+// +-32767, xsum = sx * sum(xq). The scalar loop cost ~1.7 ns per activation (2.6 us for
+// K = 1536, serial before the parallel region); this one ~8x less.
+inline void quantize_row(const float* x, int64_t kb, int16_t* xq, float* xscale, float* xsum) {
+  const __m256 sign = _mm256_set1_ps(-0.f), zero = _mm256_setzero_ps();
+  const __m256 plus_half = _mm256_set1_ps(0.5f), minus_half = _mm256_set1_ps(-0.5f);
+  const __m256i qmax = _mm256_set1_epi32(32767), qmin = _mm256_set1_epi32(-32767);
+  for (int64_t b = 0; b < kb; ++b) {
+    const float* xb = x + b * kQK;
+    __m256 v[4];
+    __m256 amax = zero;
+    for (int j = 0; j < 4; ++j) {
+      v[j] = _mm256_loadu_ps(xb + 8 * j);
+      amax = _mm256_max_ps(_mm256_andnot_ps(sign, v[j]), amax);  // NaN lanes keep amax
+    }
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    const float a = _mm_cvtss_f32(m);
+    const float sx = a / 32767.f;
+    const __m256 inv = _mm256_set1_ps(a > 0.f ? 32767.f / a : 0.f);
+    __m256i q[4];
+    __m256i sum = _mm256_setzero_si256();
+    for (int j = 0; j < 4; ++j) {
+      __m256 t = _mm256_mul_ps(v[j], inv);
+      asm("" : "+x"(t));  // keep the product rounded: no FMA contraction with the add below
+      const __m256 half = _mm256_blendv_ps(minus_half, plus_half, _mm256_cmp_ps(t, zero, _CMP_GE_OQ));
+      q[j] = _mm256_min_epi32(_mm256_max_epi32(_mm256_cvttps_epi32(_mm256_add_ps(t, half)), qmin),
+                              qmax);
+      sum = _mm256_add_epi32(sum, q[j]);
+    }
+    // packs interleaves the 128-bit halves; the permute restores the order.
+    __m256i* dst = reinterpret_cast<__m256i*>(xq + b * kQK);
+    _mm256_storeu_si256(dst, _mm256_permute4x64_epi64(_mm256_packs_epi32(q[0], q[1]), 0xd8));
+    _mm256_storeu_si256(dst + 1, _mm256_permute4x64_epi64(_mm256_packs_epi32(q[2], q[3]), 0xd8));
+    __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
+    xscale[b] = sx;
+    xsum[b] = sx * static_cast<float>(_mm_cvtsi128_si32(s4));
+  }
+}
+
 // Scales d and offsets m (Q4_0: -8 d; Q8_0: 0) of blocks [b0, b0 + 8) of a row, zero past kb.
 // One unaligned 16-byte load each, also for a last, partial group: the bytes past the row's d
 // (or m) array are its m or qs bytes, still inside the row, and are masked off. (Gathering a tail
@@ -165,63 +209,87 @@ inline __m256 hsum8x8(const __m256* a) {
 constexpr int64_t kStageBlocks = 32;
 constexpr int64_t kPrefetchBytes = 2048;
 
-// int16 activations, one block of one weight row against MR activation rows:
-// acc[r] += (d * sx_r) * dot(q, xq_r), with the scale at ds[r * kStageBlocks + j].
-template <QType T, int MR>
-inline void block_dot_rows(const QuantProblem& p, const uint8_t* q, const float* ds, int64_t j,
-                           int64_t b, int64_t m0, __m256* acc) {
-  __m256i lo, hi;
-  block_words<T>(q, &lo, &hi);
+// int16 activations, block b of NR weight rows (quants at q[i] + b * kQs) against MR activation
+// rows (x[r] + b * 32): acc[i * MR + r] += (d * sx_r) * dot(q_i, xq_r), with the scale at
+// ds[(i * MR + r) * kStageBlocks + j]. Each activation vector is loaded once for the NR rows.
+// (Row and activation pointers stay in registers: reloading p.xq and p.K for every block cost
+// ~7% at M = 1.)
+template <QType T, int MR, int NR>
+inline void block_dot_rows(const uint8_t* const* q, const int16_t* const* x, int64_t b,
+                           const float* ds, int64_t j, __m256* acc) {
+  constexpr int64_t kQs = T == kQ8_0 ? 32 : 16;
+  __m256i lo[NR], hi[NR];
+  for (int i = 0; i < NR; ++i) block_words<T>(q[i] + b * kQs, &lo[i], &hi[i]);
   for (int r = 0; r < MR; ++r) {
-    const __m256 s = block_dot_i16(lo, hi, p.xq + (m0 + r) * p.K + b * kQK);
-    acc[r] = _mm256_fmadd_ps(s, _mm256_broadcast_ss(ds + r * kStageBlocks + j), acc[r]);
+    const __m256i* xv = reinterpret_cast<const __m256i*>(x[r] + b * kQK);
+    const __m256i x0 = _mm256_loadu_si256(xv), x1 = _mm256_loadu_si256(xv + 1);
+    for (int i = 0; i < NR; ++i) {
+      const __m256 s = _mm256_cvtepi32_ps(
+          _mm256_add_epi32(_mm256_madd_epi16(lo[i], x0), _mm256_madd_epi16(hi[i], x1)));
+      const int a = i * MR + r;
+      acc[a] = _mm256_fmadd_ps(s, _mm256_broadcast_ss(ds + a * kStageBlocks + j), acc[a]);
+    }
   }
 }
 
-// int16 activations: weight row n against activation rows [m0, m0 + MR). tot[r] gets 8 lanes
-// whose sum is out[m0 + r][n] without the bias. The row is read once, front to back: the scales
-// of up to 32 blocks (times each activation row's sx) are staged first, then a flat loop over
-// the blocks with two accumulator chains (even / odd blocks) hides the FMA latency.
-template <QType T, int MR>
-inline void gemv_row_i16(const QuantProblem& p, int64_t n, int64_t m0, __m256* tot) {
+// int16 activations: weight rows [n, n + NR) against activation rows [m0, m0 + MR). tot[i * MR +
+// r] gets 8 lanes whose sum is out[m0 + r][n + i] without the bias. Each row is read once, front
+// to back: the scales of up to 32 blocks (times each activation row's sx) are staged first, then
+// a flat loop over the blocks with two accumulator chains (even / odd blocks) hides the FMA
+// latency. NR = 2 (M = 1, short rows) shares the activation loads and overlaps the two rows'
+// fixed costs (staging, reduction): +10% for Q4_1 rows of 360 bytes; for rows of 600 bytes and
+// more the two interleaved streams lost ~20% from DRAM (benchmarks/results/linear_quant.md).
+template <QType T, int MR, int NR>
+inline void gemv_rows_i16(const QuantProblem& p, int64_t n, int64_t m0, __m256* tot) {
   constexpr int64_t kQs = T == kQ8_0 ? 32 : 16;
-  const uint8_t* row = p.w + n * p.row_bytes;
-  const uint8_t* qs = row + qs_offset(T, p.KB);
-  __m256 acc0[MR], acc1[MR], macc[MR];
-  for (int r = 0; r < MR; ++r) acc0[r] = acc1[r] = macc[r] = _mm256_setzero_ps();
-  alignas(32) float ds[MR * kStageBlocks];
-  for (int64_t c0 = 0; c0 < p.KB; c0 += kStageBlocks) {
-    const int64_t c1 = p.KB < c0 + kStageBlocks ? p.KB : c0 + kStageBlocks;
+  constexpr int kAcc = MR * NR;
+  const int64_t kb = p.KB;
+  const uint8_t* row[NR];
+  const uint8_t* qs[NR];
+  for (int i = 0; i < NR; ++i) {
+    row[i] = p.w + (n + i) * p.row_bytes;
+    qs[i] = row[i] + qs_offset(T, kb);
+  }
+  const int16_t* xrow[MR];
+  for (int r = 0; r < MR; ++r) xrow[r] = p.xq + (m0 + r) * p.K;
+  __m256 acc0[kAcc], acc1[kAcc], macc[kAcc];
+  for (int a = 0; a < kAcc; ++a) acc0[a] = acc1[a] = macc[a] = _mm256_setzero_ps();
+  alignas(32) float ds[kAcc * kStageBlocks];
+  for (int64_t c0 = 0; c0 < kb; c0 += kStageBlocks) {
+    const int64_t c1 = kb < c0 + kStageBlocks ? kb : c0 + kStageBlocks;
     for (int64_t b0 = c0; b0 < c1; b0 += kScaleVec) {
-      __m256 dv, mv;
-      load_scales<T>(row, p.KB, b0, &dv, &mv);
-      for (int r = 0; r < MR; ++r) {
-        const int64_t at = (m0 + r) * p.ldxs + b0;
-        _mm256_store_ps(ds + r * kStageBlocks + (b0 - c0),
-                        _mm256_mul_ps(dv, _mm256_loadu_ps(p.xscale + at)));
-        if (T != kQ8_0) macc[r] = _mm256_fmadd_ps(mv, _mm256_loadu_ps(p.xsum + at), macc[r]);
+      for (int i = 0; i < NR; ++i) {
+        __m256 dv, mv;
+        load_scales<T>(row[i], kb, b0, &dv, &mv);
+        for (int r = 0; r < MR; ++r) {
+          const int64_t at = (m0 + r) * p.ldxs + b0;
+          const int a = i * MR + r;
+          _mm256_store_ps(ds + a * kStageBlocks + (b0 - c0),
+                          _mm256_mul_ps(dv, _mm256_loadu_ps(p.xscale + at)));
+          if (T != kQ8_0) macc[a] = _mm256_fmadd_ps(mv, _mm256_loadu_ps(p.xsum + at), macc[a]);
+        }
       }
     }
     int64_t b = c0;
     for (; b + 2 <= c1; b += 2) {
-      _mm_prefetch(reinterpret_cast<const char*>(qs + b * kQs + kPrefetchBytes), _MM_HINT_T0);
-      block_dot_rows<T, MR>(p, qs + b * kQs, ds, b - c0, b, m0, acc0);
-      block_dot_rows<T, MR>(p, qs + (b + 1) * kQs, ds, b + 1 - c0, b + 1, m0, acc1);
+      for (int i = 0; i < NR; ++i)
+        _mm_prefetch(reinterpret_cast<const char*>(qs[i] + b * kQs + kPrefetchBytes), _MM_HINT_T0);
+      block_dot_rows<T, MR, NR>(qs, xrow, b, ds, b - c0, acc0);
+      block_dot_rows<T, MR, NR>(qs, xrow, b + 1, ds, b + 1 - c0, acc1);
     }
-    if (b < c1) block_dot_rows<T, MR>(p, qs + b * kQs, ds, b - c0, b, m0, acc0);
+    if (b < c1) block_dot_rows<T, MR, NR>(qs, xrow, b, ds, b - c0, acc0);
   }
-  for (int r = 0; r < MR; ++r) tot[r] = _mm256_add_ps(_mm256_add_ps(acc0[r], acc1[r]), macc[r]);
+  for (int a = 0; a < kAcc; ++a) tot[a] = _mm256_add_ps(_mm256_add_ps(acc0[a], acc1[a]), macc[a]);
 }
 
-// Columns [n0, n1) for activation rows [m0, m0 + MR), int16 activations. One weight row at a
-// time (interleaving 2-4 rows won in cache but lost from DRAM for rows of 1 KB and more: one
-// sequential stream suits the prefetchers); 8 rows' sums are reduced and stored together.
-template <QType T, int MR>
+// Columns [n0, n1) for activation rows [m0, m0 + MR), int16 activations, NR weight rows at a
+// time; 8 rows' sums are reduced and stored together.
+template <QType T, int MR, int NR>
 inline void gemv_int16(const QuantProblem& p, int64_t n0, int64_t n1, int64_t m0) {
   __m256 tot[8][MR];
   int64_t n = n0;
   for (; n + 8 <= n1; n += 8) {
-    for (int c = 0; c < 8; ++c) gemv_row_i16<T, MR>(p, n + c, m0, tot[c]);
+    for (int c = 0; c < 8; c += NR) gemv_rows_i16<T, MR, NR>(p, n + c, m0, tot[c]);
     for (int r = 0; r < MR; ++r) {
       __m256 col[8];
       for (int c = 0; c < 8; ++c) col[c] = tot[c][r];
@@ -231,11 +299,14 @@ inline void gemv_int16(const QuantProblem& p, int64_t n0, int64_t n1, int64_t m0
     }
   }
   for (; n < n1; ++n) {
-    gemv_row_i16<T, MR>(p, n, m0, tot[0]);
+    gemv_rows_i16<T, MR, 1>(p, n, m0, tot[0]);
     for (int r = 0; r < MR; ++r)
       p.out[(m0 + r) * p.N + n] = hsum(tot[0][r]) + (p.bias ? p.bias[n] : 0.f);
   }
 }
+
+// Rows up to this size are paired at M = 1 (NR = 2, see gemv_rows_i16).
+constexpr int64_t kPairRowBytes = 512;
 
 template <QType T>
 void gemv_typed(const QuantProblem& p, int64_t n0, int64_t n1) {
@@ -243,10 +314,15 @@ void gemv_typed(const QuantProblem& p, int64_t n0, int64_t n1) {
     const int64_t rows = p.M - m0 < 4 ? p.M - m0 : 4;
     if (p.xq != nullptr) {
       switch (rows) {
-        case 1: gemv_int16<T, 1>(p, n0, n1, m0); break;
-        case 2: gemv_int16<T, 2>(p, n0, n1, m0); break;
-        case 3: gemv_int16<T, 3>(p, n0, n1, m0); break;
-        default: gemv_int16<T, 4>(p, n0, n1, m0); break;
+        case 1:
+          if (p.row_bytes <= kPairRowBytes)
+            gemv_int16<T, 1, 2>(p, n0, n1, m0);
+          else
+            gemv_int16<T, 1, 1>(p, n0, n1, m0);
+          break;
+        case 2: gemv_int16<T, 2, 1>(p, n0, n1, m0); break;
+        case 3: gemv_int16<T, 3, 1>(p, n0, n1, m0); break;
+        default: gemv_int16<T, 4, 1>(p, n0, n1, m0); break;
       }
       continue;
     }

@@ -161,6 +161,33 @@ def test_linear_layer_packs_quantized_parts() -> None:
     torch.testing.assert_close(mixed.weight.data, torch.cat([wa, wc]))
 
 
+def one_hot_q8_0(k: int) -> torch.Tensor:
+    """Raw GGUF Q8_0 bytes of the [k, k] identity: d = 1 (fp16 0x3C00), q = 1 on the diagonal."""
+    raw = np.zeros((k, k // 32, 34), dtype=np.uint8)
+    raw[:, :, 0:2] = np.frombuffer(np.float16(1.0).tobytes(), dtype=np.uint8)
+    for n in range(k):
+        raw[n, n // 32, 2 + n % 32] = 1
+    return torch.from_numpy(raw.reshape(k, k // 32 * 34))
+
+
+@pytest.mark.parametrize("m", [1, 8])
+def test_int16_rounding_is_exact_on_every_isa(isa: str, m: int) -> None:
+    """The activation rounding of every ISA build (vector and scalar), decode and prefill, is the
+    rule of round_int16 bit for bit: through the identity weight, out = x' exactly. Blocks whose
+    max|x| is 32767 have sx = 1, so halves (2.5, -2.5, ...) must round away from zero."""
+    k = 128
+    packed = _C.pack_quant_weight(one_hot_q8_0(k), "q8_0", k)
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(m, k, generator=g) * 10.0 ** torch.randint(-4, 5, (m, k), generator=g)
+    halves = torch.randint(-32767, 32767, (m, 32), generator=g).float() + 0.5
+    x[:, 64:96] = halves
+    x[:, 64] = 32767.0
+    x[:, 96:128] = 0.0  # an all-zero block
+    out = _C.quant_linear(x, packed, None)
+    assert torch.equal(out, round_int16(x))
+    assert torch.equal(out[:, 65:96], torch.trunc(halves[:, 1:] + torch.sign(halves[:, 1:]) * 0.5))
+
+
 def test_int16_activations_decode_equals_prefill() -> None:
     """int16 mode: a decode (integer dots) and a prefill (fp32 tile on x') of the same rows give
     the same values up to fp32 order, and they stay within the int16 rounding of the fp32 mode."""
