@@ -4,10 +4,10 @@
 // prompt). Instead of reading that prefix once per request, the kernel attends all the group's
 // queries (members x query heads of one kv head) to the prefix in one pass over its K/V blocks
 // (each block converted to fp32 once and multiplied with every query: a small GEMM per block),
-// attends each request to its own suffix [P, seq_len) as decode_attention does, and merges
-// the partial softmax states (max, sum, weighted values) exactly. The prefix pass has three
-// builds like the attend kernel: AVX-512 and AVX2 (cascade_attention_simd.h) and the portable
-// attend kernel itself (every query sees every prefix key, so no mask applies).
+// attends each request to its own suffix [P, seq_len) (the G query heads of a kv head sharing
+// each K/V row), and merges the partial softmax states (max, sum, weighted values) exactly.
+// Both passes have AVX-512 and AVX2 builds (cascade_attention_simd.h); the portable fallback is
+// the attend kernel itself (every query sees every prefix key, so no mask applies).
 #pragma once
 
 #include <cstdint>
@@ -16,18 +16,64 @@
 
 namespace radixserve::cpu {
 
-// The prefix kernel: AttendWork with the promise that every query sees every key in
-// [key_begin, key_end) (pos0 and window are ignored). kvbuf must hold 2 * kAttendKeyBlock *
-// head_dim floats and qbuf n_q * G * head_dim floats, as for the attend kernel.
-struct PrefixKernels {
-  void (*f32)(const AttendWork<float>&);
-  void (*bf16)(const AttendWork<uint16_t>&);
-  void (*f32_bf16kv)(const AttendWork<float, uint16_t>&);
+// The suffix pass: each request against its own keys [P, seq_len). Items are (request, key
+// range) pairs covering every kv head; a kernel call runs a list of them in order so it can
+// prefetch the scattered rows of the keys (and items) ahead while it computes the current ones.
+struct SuffixItem {
+  int64_t b;          // batch index
+  int64_t key_begin;  // [key_begin, key_end): keys of the request, all visible to its query
+  int64_t key_end;
+  int64_t part;  // first of its Hq partial rows, ordered (kv head, g)
+};
+
+constexpr int kSuffixBlock = 16;  // keys scored together per kv head
+
+template <typename T, typename TKV = T>
+struct SuffixWork {
+  const T* q;  // [B, Hq, head_dim]
+  const int32_t* table;
+  int64_t max_ctx;
+  const int64_t* pool_rows;  // req_pool_indices
+  const TKV* k_cache;        // [num_slots, num_kv_heads, head_dim]
+  const TKV* v_cache;
+  int num_kv_heads;
+  int num_heads;  // G: query heads per kv head
+  int head_dim;
+  float scale;
+  const SuffixItem* items;
+  int64_t n_items;
+  float* m;    // partial rows, indexed by SuffixItem::part + kv head * G + g
+  float* l;
+  float* acc;  // [rows, head_dim]
+  float* qbuf;  // scratch: Hq * head_dim floats
+};
+
+// Query rows the vectorised prefix kernel holds in one tile (its rows lie across vector lanes).
+constexpr int kPrefixTileRows = 48;
+
+// Scratch floats (AttendWork::qbuf) the vectorised prefix kernel needs: Q^T and acc^T of a
+// tile, its scores for one key block, and its m, l and rescale factors.
+constexpr int64_t prefix_scratch_floats(int64_t head_dim) {
+  return kPrefixTileRows * (2 * head_dim + kAttendKeyBlock + 3);
+}
+
+// The vectorised builds of both passes. The prefix kernel takes an AttendWork with the promise
+// that every query sees every key in [key_begin, key_end) (pos0 and window are ignored); kvbuf
+// must hold 2 * kAttendKeyBlock * head_dim floats and qbuf prefix_scratch_floats(head_dim).
+// Its item for kv head 0 prefetches whole token rows (every kv head) so that the items of the
+// other heads over the same keys, run next, find them in the caches.
+struct CascadeKernels {
+  void (*prefix_f32)(const AttendWork<float>&);
+  void (*prefix_bf16)(const AttendWork<uint16_t>&);
+  void (*prefix_f32_bf16kv)(const AttendWork<float, uint16_t>&);
+  void (*suffix_f32)(const SuffixWork<float>&);
+  void (*suffix_bf16)(const SuffixWork<uint16_t>&);
+  void (*suffix_f32_bf16kv)(const SuffixWork<float, uint16_t>&);
   int lanes;  // head_dim % lanes == 0 is required
 };
 
-PrefixKernels cascade_prefix_kernels_avx2();
-PrefixKernels cascade_prefix_kernels_avx512();
+CascadeKernels cascade_kernels_avx2();
+CascadeKernels cascade_kernels_avx512();
 
 // out[B,Hq,D] = decode_attention(...) computed with shared prefixes: group_ids int64 [B] names
 // each request's group (-1: none, attends alone), group_prefix_lens int64 [num_groups] the
