@@ -11,7 +11,7 @@ namespace radixserve::cpu {
 
 CascadeKernels cascade_kernels_avx512() {
   return {&prefix_simd<float, float>, &prefix_simd<uint16_t, uint16_t>,
-          &prefix_simd<float, uint16_t>, &suffix_simd<float, float>,
+          &prefix_simd<float, uint16_t>, nullptr,
           &suffix_simd<uint16_t, uint16_t>, &suffix_simd<float, uint16_t>, kLanes};
 }
 
