@@ -220,6 +220,7 @@ void cascade_impl(const at::Tensor& out, const at::Tensor& q, const at::Tensor& 
   {
     std::vector<float> qbuf(std::max({max_rows * D, Hq * D, prefix_scratch_floats(D)}));
     std::vector<float> kvbuf(2 * kAttendKeyBlock * D);
+    std::vector<float> stage(suffix_stage_bytes(Hkv, D) / sizeof(float));
 #pragma omp for schedule(dynamic, 1)
     for (int64_t it = 0; it < n_items; ++it) {
       const Item& item = items[it];
@@ -247,6 +248,7 @@ void cascade_impl(const at::Tensor& out, const at::Tensor& q, const at::Tensor& 
         sw.items = sitems.data() + run_start[item.idx];
         sw.n_items = run_start[item.idx + 1] - run_start[item.idx];
         sw.qbuf = qbuf.data();
+        sw.stage = stage.data();
         run_suffix(kern, sw, w);
       }
     }

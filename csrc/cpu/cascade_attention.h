@@ -17,8 +17,9 @@
 namespace radixserve::cpu {
 
 // The suffix pass: each request against its own keys [P, seq_len). Items are (request, key
-// range) pairs covering every kv head; a kernel call runs a list of them in order so it can
-// prefetch the scattered rows of the keys (and items) ahead while it computes the current ones.
+// range) pairs covering every kv head; a kernel call runs a list of them in order. It gathers
+// the scattered K/V token rows of kSuffixStageKeys keys at a time into a staging buffer (a pure
+// gather keeps more rows in flight than loads spread among the products), then computes on it.
 struct SuffixItem {
   int64_t b;          // batch index
   int64_t key_begin;  // [key_begin, key_end): keys of the request, all visible to its query
@@ -27,6 +28,7 @@ struct SuffixItem {
 };
 
 constexpr int kSuffixBlock = 16;  // keys scored together per kv head
+constexpr int64_t kSuffixStageKeys = 64;  // keys whose rows are gathered before they are used
 
 template <typename T, typename TKV = T>
 struct SuffixWork {
@@ -46,6 +48,7 @@ struct SuffixWork {
   float* l;
   float* acc;  // [rows, head_dim]
   float* qbuf;  // scratch: Hq * head_dim floats
+  void* stage;  // scratch: suffix_stage_bytes(num_kv_heads, head_dim) bytes
 };
 
 // Query rows the vectorised prefix kernel holds in one tile (its rows lie across vector lanes).
@@ -55,6 +58,10 @@ constexpr int kPrefixTileRows = 48;
 // tile, its scores for one key block, and its m, l and rescale factors.
 constexpr int64_t prefix_scratch_floats(int64_t head_dim) {
   return kPrefixTileRows * (2 * head_dim + kAttendKeyBlock + 3);
+}
+
+constexpr int64_t suffix_stage_bytes(int64_t num_kv_heads, int64_t head_dim) {
+  return 2 * kSuffixStageKeys * num_kv_heads * head_dim * static_cast<int64_t>(sizeof(float));
 }
 
 // The vectorised builds of both passes. The prefix kernel takes an AttendWork with the promise

@@ -9,6 +9,7 @@
 // softmax then needs no horizontal reduction: the max, exponentials and rescale are per lane.
 #pragma once
 
+#include <cstring>
 #include <type_traits>
 
 #include "cpu/cascade_attention.h"
@@ -283,8 +284,8 @@ using radixserve::cpu::SuffixWork;
 
 constexpr int kSB = radixserve::cpu::kSuffixBlock;
 static_assert(kSB % 4 == 0 && kSB % kLanes == 0, "suffix block must be whole vectors");
-// How far ahead of the keys being computed their rows are prefetched, in bytes of K plus V.
-constexpr int kAheadBytes = 12 * 1024;
+using radixserve::cpu::kSuffixStageKeys;
+constexpr int kStageAhead = 8;  // keys a gather prefetches ahead
 
 // The four lane sums of a[0..3], as one 4-float vector.
 inline __m128 sum4(const VF* a) {
@@ -368,32 +369,26 @@ inline void suffix_rows(const float* q, const TKV* const* kr, const TKV* const* 
   for (; c < D; c += kLanes) pv_rows<R, 1>(acc, D, c, alpha, s, vr, nk);
 }
 
-// Prefetches the K and V rows (every kv head) of the keys of a run of items, a given number of
-// keys at a time, in order.
-template <typename T, typename TKV>
-struct RowPrefetcher {
-  const SuffixWork<T, TKV>& w;
-  int row_bytes;
-  int64_t item = 0;
-  int64_t key = 0;
-
-  void advance(int64_t n) {
-    while (n > 0 && item < w.n_items) {
-      const SuffixItem& it = w.items[item];
-      if (key < it.key_begin) key = it.key_begin;
-      const int64_t stride = static_cast<int64_t>(w.num_kv_heads) * w.head_dim;
-      const int32_t* slots = w.table + w.pool_rows[it.b] * w.max_ctx;
-      for (; n > 0 && key < it.key_end; ++key, --n) {
-        cprefetch(w.k_cache + slots[key] * stride, row_bytes);
-        cprefetch(w.v_cache + slots[key] * stride, row_bytes);
-      }
-      if (key >= it.key_end) {
-        ++item;
-        key = 0;
-      }
-    }
+// Copies the K and V token rows (every kv head) of keys [k0, k1) into the staging buffers,
+// prefetching a few keys ahead: a pure gather keeps many scattered rows in flight at once, where
+// the same loads spread among the products would wait on them one block at a time.
+template <typename TKV>
+inline void stage_rows(const TKV* k_cache, const TKV* v_cache, const int32_t* slots, int64_t k0,
+                       int64_t k1, int64_t stride, TKV* ks, TKV* vs) {
+  const int row_bytes = static_cast<int>(stride * static_cast<int64_t>(sizeof(TKV)));
+  for (int64_t k = k0; k < cmin64(k1, k0 + kStageAhead); ++k) {
+    cprefetch(k_cache + slots[k] * stride, row_bytes);
+    cprefetch(v_cache + slots[k] * stride, row_bytes);
   }
-};
+  for (int64_t k = k0; k < k1; ++k) {
+    if (k + kStageAhead < k1) {
+      cprefetch(k_cache + slots[k + kStageAhead] * stride, row_bytes);
+      cprefetch(v_cache + slots[k + kStageAhead] * stride, row_bytes);
+    }
+    std::memcpy(ks + (k - k0) * stride, k_cache + slots[k] * stride, row_bytes);
+    std::memcpy(vs + (k - k0) * stride, v_cache + slots[k] * stride, row_bytes);
+  }
+}
 
 template <typename T, typename TKV>
 void suffix_simd(const SuffixWork<T, TKV>& w) {
@@ -403,9 +398,8 @@ void suffix_simd(const SuffixWork<T, TKV>& w) {
   const int Hq = Hkv * G;
   const int64_t stride = static_cast<int64_t>(Hkv) * D;
   const VF sc = vset1(w.scale);
-  RowPrefetcher<T, TKV> ahead{w, static_cast<int>(stride * sizeof(TKV))};
-  const int64_t ahead_keys = kAheadBytes / (2 * stride * static_cast<int64_t>(sizeof(TKV))) + 1;
-  ahead.advance(ahead_keys);
+  TKV* ks = static_cast<TKV*>(w.stage);
+  TKV* vs = ks + kSuffixStageKeys * stride;
   const TKV* kr[kSB];
   const TKV* vr[kSB];
   alignas(64) float s[3 * kSB];
@@ -424,28 +418,30 @@ void suffix_simd(const SuffixWork<T, TKV>& w) {
       }
     }
     const int32_t* slots = w.table + w.pool_rows[it.b] * w.max_ctx;
-    for (int64_t k0 = it.key_begin; k0 < it.key_end; k0 += kSB) {
-      const int nk = static_cast<int>(cmin64(kSB, it.key_end - k0));
-      for (int h = 0; h < Hkv; ++h) {
-        // Spread the prefetches over the heads rather than in one burst per block.
-        ahead.advance((nk * (h + 1)) / Hkv - (nk * h) / Hkv);
-        for (int j = 0; j < nk; ++j) {
-          const int64_t off = static_cast<int64_t>(slots[k0 + j]) * stride + h * D;
-          kr[j] = w.k_cache + off;
-          vr[j] = w.v_cache + off;
+    for (int64_t c0 = it.key_begin; c0 < it.key_end; c0 += kSuffixStageKeys) {
+      const int64_t c1 = cmin64(it.key_end, c0 + kSuffixStageKeys);
+      stage_rows(w.k_cache, w.v_cache, slots, c0, c1, stride, ks, vs);
+      for (int64_t k0 = c0; k0 < c1; k0 += kSB) {
+        const int nk = static_cast<int>(cmin64(kSB, c1 - k0));
+        for (int h = 0; h < Hkv; ++h) {
+          for (int j = 0; j < nk; ++j) {
+            const int64_t off = (k0 - c0 + j) * stride + h * D;
+            kr[j] = ks + off;
+            vr[j] = vs + off;
+          }
+          for (int j = nk; j < kSB; ++j) kr[j] = kr[0];  // scored, then masked out
+          const int r0 = h * G;
+          int g = 0;
+          for (; g + 3 <= G; g += 3)
+            suffix_rows<3>(w.qbuf + (r0 + g) * D, kr, vr, nk, D, s, m + r0 + g, l + r0 + g,
+                           acc + (r0 + g) * D);
+          if (G - g == 2)
+            suffix_rows<2>(w.qbuf + (r0 + g) * D, kr, vr, nk, D, s, m + r0 + g, l + r0 + g,
+                           acc + (r0 + g) * D);
+          if (G - g == 1)
+            suffix_rows<1>(w.qbuf + (r0 + g) * D, kr, vr, nk, D, s, m + r0 + g, l + r0 + g,
+                           acc + (r0 + g) * D);
         }
-        for (int j = nk; j < kSB; ++j) kr[j] = kr[0];  // scored, then masked out
-        const int r0 = h * G;
-        int g = 0;
-        for (; g + 3 <= G; g += 3)
-          suffix_rows<3>(w.qbuf + (r0 + g) * D, kr, vr, nk, D, s, m + r0 + g, l + r0 + g,
-                         acc + (r0 + g) * D);
-        if (G - g == 2)
-          suffix_rows<2>(w.qbuf + (r0 + g) * D, kr, vr, nk, D, s, m + r0 + g, l + r0 + g,
-                         acc + (r0 + g) * D);
-        if (G - g == 1)
-          suffix_rows<1>(w.qbuf + (r0 + g) * D, kr, vr, nk, D, s, m + r0 + g, l + r0 + g,
-                         acc + (r0 + g) * D);
       }
     }
   }
