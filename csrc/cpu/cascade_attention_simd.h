@@ -9,7 +9,6 @@
 // softmax then needs no horizontal reduction: the max, exponentials and rescale are per lane.
 #pragma once
 
-#include <cstring>
 #include <type_traits>
 
 #include "cpu/cascade_attention.h"
@@ -285,7 +284,6 @@ using radixserve::cpu::SuffixWork;
 constexpr int kSB = radixserve::cpu::kSuffixBlock;
 static_assert(kSB % 4 == 0 && kSB % kLanes == 0, "suffix block must be whole vectors");
 using radixserve::cpu::kSuffixStageKeys;
-constexpr int kStageAhead = 8;  // keys a gather prefetches ahead
 
 // The four lane sums of a[0..3], as one 4-float vector.
 inline __m128 sum4(const VF* a) {
@@ -369,27 +367,6 @@ inline void suffix_rows(const float* q, const TKV* const* kr, const TKV* const* 
   for (; c < D; c += kLanes) pv_rows<R, 1>(acc, D, c, alpha, s, vr, nk);
 }
 
-// Copies the K and V token rows (every kv head) of keys [k0, k1) into the staging buffers,
-// prefetching a few keys ahead: a pure gather keeps many scattered rows in flight at once, where
-// the same loads spread among the products would wait on them one block at a time.
-template <typename TKV>
-inline void stage_rows(const TKV* k_cache, const TKV* v_cache, const int32_t* slots, int64_t k0,
-                       int64_t k1, int64_t stride, TKV* ks, TKV* vs) {
-  const int row_bytes = static_cast<int>(stride * static_cast<int64_t>(sizeof(TKV)));
-  for (int64_t k = k0; k < cmin64(k1, k0 + kStageAhead); ++k) {
-    cprefetch(k_cache + slots[k] * stride, row_bytes);
-    cprefetch(v_cache + slots[k] * stride, row_bytes);
-  }
-  for (int64_t k = k0; k < k1; ++k) {
-    if (k + kStageAhead < k1) {
-      cprefetch(k_cache + slots[k + kStageAhead] * stride, row_bytes);
-      cprefetch(v_cache + slots[k + kStageAhead] * stride, row_bytes);
-    }
-    std::memcpy(ks + (k - k0) * stride, k_cache + slots[k] * stride, row_bytes);
-    std::memcpy(vs + (k - k0) * stride, v_cache + slots[k] * stride, row_bytes);
-  }
-}
-
 template <typename T, typename TKV>
 void suffix_simd(const SuffixWork<T, TKV>& w) {
   const int G = w.num_heads;
@@ -420,7 +397,7 @@ void suffix_simd(const SuffixWork<T, TKV>& w) {
     const int32_t* slots = w.table + w.pool_rows[it.b] * w.max_ctx;
     for (int64_t c0 = it.key_begin; c0 < it.key_end; c0 += kSuffixStageKeys) {
       const int64_t c1 = cmin64(it.key_end, c0 + kSuffixStageKeys);
-      stage_rows(w.k_cache, w.v_cache, slots, c0, c1, stride, ks, vs);
+      radixserve::cpu::gather_token_rows(w.k_cache, w.v_cache, slots, c0, c1, stride, ks, vs);
       for (int64_t k0 = c0; k0 < c1; k0 += kSB) {
         const int nk = static_cast<int>(cmin64(kSB, c1 - k0));
         for (int h = 0; h < Hkv; ++h) {
