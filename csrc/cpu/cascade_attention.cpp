@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <vector>
 
 #include "cpu/bf16.h"
@@ -188,8 +189,10 @@ void cascade_impl(const at::Tensor& out, const at::Tensor& q, const at::Tensor& 
   for (size_t r = 0; r + 1 < run_start.size(); ++r)
     items.push_back({-1, static_cast<int64_t>(r), 0, 0});
 
-  std::vector<float> m(pre_rows + suf_rows), l(pre_rows + suf_rows);
-  std::vector<float> acc((pre_rows + suf_rows) * D);
+  // Uninitialised: every partial row belongs to exactly one item, whose kernel initialises it.
+  const auto floats = [](int64_t n) { return std::unique_ptr<float[]>(new float[n]); };
+  const std::unique_ptr<float[]> m = floats(pre_rows + suf_rows), l = floats(pre_rows + suf_rows);
+  const std::unique_ptr<float[]> acc = floats((pre_rows + suf_rows) * D);
   const Picked kern = pick(static_cast<int>(D));
   AttendWork<T, TKV> proto{};
   proto.window = -1;
@@ -211,23 +214,25 @@ void cascade_impl(const at::Tensor& out, const at::Tensor& q, const at::Tensor& 
   sproto.num_heads = static_cast<int>(G);
   sproto.head_dim = static_cast<int>(D);
   sproto.scale = proto.scale;
-  sproto.m = m.data();
-  sproto.l = l.data();
-  sproto.acc = acc.data();
+  sproto.m = m.get();
+  sproto.l = l.get();
+  sproto.acc = acc.get();
   const int64_t n_items = static_cast<int64_t>(items.size());
 
 #pragma omp parallel num_threads(region_threads)
   {
-    std::vector<float> qbuf(std::max({max_rows * D, Hq * D, prefix_scratch_floats(D)}));
-    std::vector<float> kvbuf(2 * kAttendKeyBlock * D);
-    std::vector<float> stage(suffix_stage_bytes(Hkv, D) / sizeof(float));
+    const std::unique_ptr<float[]> qbuf =
+        floats(std::max({max_rows * D, Hq * D, prefix_scratch_floats(D)}));
+    const std::unique_ptr<float[]> kvbuf = floats(2 * kAttendKeyBlock * D);
+    const std::unique_ptr<float[]> stage =
+        floats(suffix_stage_bytes(Hkv, D) / static_cast<int64_t>(sizeof(float)));
 #pragma omp for schedule(dynamic, 1)
     for (int64_t it = 0; it < n_items; ++it) {
       const Item& item = items[it];
       AttendWork<T, TKV> w = proto;
       w.head_off = item.h * D;
-      w.qbuf = qbuf.data();
-      w.kvbuf = kvbuf.data();
+      w.qbuf = qbuf.get();
+      w.kvbuf = kvbuf.get();
       if (item.group >= 0) {
         const Group& gr = groups[item.group];
         const int64_t n = static_cast<int64_t>(gr.members.size());
@@ -239,16 +244,16 @@ void cascade_impl(const at::Tensor& out, const at::Tensor& q, const at::Tensor& 
         w.key_end = std::min(gr.prefix, (item.s + 1) * chunk);
         w.slots = table + rows[gr.members[0]] * max_ctx;
         const int64_t part = gr.part0 + (item.h * gr.nsplit + item.s) * n * G;
-        w.m = m.data() + part;
-        w.l = l.data() + part;
-        w.acc = acc.data() + part * D;
+        w.m = m.get() + part;
+        w.l = l.get() + part;
+        w.acc = acc.get() + part * D;
         run_prefix(kern, w);
       } else {
         SuffixWork<T, TKV> sw = sproto;
         sw.items = sitems.data() + run_start[item.idx];
         sw.n_items = run_start[item.idx + 1] - run_start[item.idx];
-        sw.qbuf = qbuf.data();
-        sw.stage = stage.data();
+        sw.qbuf = qbuf.get();
+        sw.stage = stage.get();
         run_suffix(kern, sw, w);
       }
     }
