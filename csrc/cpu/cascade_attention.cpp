@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <vector>
 
 #include "cpu/bf16.h"
@@ -19,31 +20,75 @@ constexpr int64_t kMinChunk = 256;  // keys per work item, at least (flash-decod
 constexpr int64_t kMaxSplits = 64;
 
 struct Picked {
-  AttendKernels attend;  // suffix: one query per request
-  PrefixKernels prefix;  // shared prefix: every member's queries at once
+  AttendKernels attend;  // the fallback of both passes (one kv head at a time)
+  CascadeKernels simd;   // null pointers: no vectorised build for this CPU and head_dim
 };
 
 Picked pick(int head_dim) {
-  const AttendKernels generic = attend_kernels_generic();
-  Picked p{generic, {generic.f32, generic.bf16, generic.f32_bf16kv, 1}};
+  Picked p{attend_kernels_generic(), {}};
   AttendKernels a{nullptr, nullptr, nullptr, 1};
-  PrefixKernels pre{nullptr, nullptr, nullptr, 1};
+  CascadeKernels c{};
   if (active_isa() == Isa::kAvx512) {
     a = attend_kernels_avx512();
-    pre = cascade_prefix_kernels_avx512();
+    c = cascade_kernels_avx512();
   } else if (active_isa() == Isa::kAvx2) {
     a = attend_kernels_avx2();
-    pre = cascade_prefix_kernels_avx2();
+    c = cascade_kernels_avx2();
   }
   if (a.f32 != nullptr && head_dim % a.lanes == 0) p.attend = a;
-  if (pre.f32 != nullptr && head_dim % pre.lanes == 0) p.prefix = pre;
+  if (c.prefix_f32 != nullptr && head_dim % c.lanes == 0) p.simd = c;
   return p;
 }
 
-void run_prefix(const PrefixKernels& k, const AttendWork<float>& w) { k.f32(w); }
-void run_prefix(const PrefixKernels& k, const AttendWork<uint16_t>& w) { k.bf16(w); }
-void run_prefix(const PrefixKernels& k, const AttendWork<float, uint16_t>& w) {
-  k.f32_bf16kv(w);
+template <typename W, typename K>
+void run_or(K vectorised, void (*fallback)(const W&), const W& w) {
+  if (vectorised != nullptr) {
+    vectorised(w);
+  } else {
+    fallback(w);
+  }
+}
+
+void run_prefix(const Picked& k, const AttendWork<float>& w) {
+  run_or(k.simd.prefix_f32, k.attend.f32, w);
+}
+void run_prefix(const Picked& k, const AttendWork<uint16_t>& w) {
+  run_or(k.simd.prefix_bf16, k.attend.bf16, w);
+}
+void run_prefix(const Picked& k, const AttendWork<float, uint16_t>& w) {
+  run_or(k.simd.prefix_f32_bf16kv, k.attend.f32_bf16kv, w);
+}
+
+auto suffix_kernel(const Picked& k, const SuffixWork<float>&) { return k.simd.suffix_f32; }
+auto suffix_kernel(const Picked& k, const SuffixWork<uint16_t>&) { return k.simd.suffix_bf16; }
+auto suffix_kernel(const Picked& k, const SuffixWork<float, uint16_t>&) {
+  return k.simd.suffix_f32_bf16kv;
+}
+
+// The suffix items of w, by the vectorised kernel or else one kv head at a time by the attend
+// kernel.
+template <typename T, typename TKV>
+void run_suffix(const Picked& k, const SuffixWork<T, TKV>& w, const AttendWork<T, TKV>& proto) {
+  if (auto fn = suffix_kernel(k, w); fn != nullptr) return fn(w);
+  const int64_t G = w.num_heads, D = w.head_dim, Hq = w.num_kv_heads * G;
+  for (int64_t i = 0; i < w.n_items; ++i) {
+    const SuffixItem& it = w.items[i];
+    for (int64_t h = 0; h < w.num_kv_heads; ++h) {
+      AttendWork<T, TKV> a = proto;
+      a.head_off = h * D;
+      a.q = w.q + (it.b * Hq + h * G) * D;
+      a.n_q = 1;
+      a.pos0 = it.key_end - 1;
+      a.key_begin = it.key_begin;
+      a.key_end = it.key_end;
+      a.slots = w.table + w.pool_rows[it.b] * w.max_ctx;
+      const int64_t part = it.part + h * G;
+      a.m = w.m + part;
+      a.l = w.l + part;
+      a.acc = w.acc + part * D;
+      call_attend(k.attend, a);
+    }
+  }
 }
 
 int64_t splits(int64_t base_items, int64_t keys, int nthreads) {
@@ -96,28 +141,58 @@ void cascade_impl(const at::Tensor& out, const at::Tensor& q, const at::Tensor& 
     max_suffix = std::max(max_suffix, lens[b] - req_prefix[b]);
     work_keys += lens[b] - req_prefix[b];
   }
-  const int64_t ssplit = splits(B * Hkv, max_suffix, nthreads);
-  const int64_t suf_rows = B * Hkv * ssplit * G;
+  // Suffix items (request, chunk) cover every kv head; partial rows (request, chunk, head).
+  const int64_t ssplit = splits(B, max_suffix, nthreads);
+  const int64_t suf_rows = B * ssplit * Hq;
+  std::vector<SuffixItem> sitems;
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t first = req_prefix[b];
+    const int64_t chunk = chunk_of(lens[b] - first, ssplit);
+    for (int64_t s = 0; s < ssplit; ++s) {
+      const int64_t kb = std::min(lens[b], first + s * chunk);
+      sitems.push_back({b, kb, std::min(lens[b], kb + chunk), pre_rows + (b * ssplit + s) * Hq});
+    }
+  }
   std::vector<T> qg(qelems);
   for (const Group& gr : groups)
     for (size_t i = 0; i < gr.members.size(); ++i)
       std::copy_n(qp + gr.members[i] * Hq * D, Hq * D, qg.data() + gr.qoff + i * Hq * D);
 
+  const int region_threads = work_keys * Hq * D < (int64_t{1} << 16) ? 1 : nthreads;
+  // The suffix items run in a few runs of consecutive items (one per thread when alone), each
+  // one kernel call that prefetches across its items; runs are balanced by key count.
+  const int64_t n_sitems = static_cast<int64_t>(sitems.size());
+  const int64_t n_runs = std::min<int64_t>(n_sitems, region_threads == 1 ? 1 : 4 * nthreads);
+  std::vector<int64_t> run_start{0};
+  {
+    int64_t total = 0, seen = 0;
+    for (const SuffixItem& it : sitems) total += it.key_end - it.key_begin;
+    for (int64_t i = 0; i < n_sitems && static_cast<int64_t>(run_start.size()) < n_runs; ++i) {
+      seen += sitems[i].key_end - sitems[i].key_begin;
+      const int64_t r = static_cast<int64_t>(run_start.size());
+      if (seen * n_runs >= r * std::max<int64_t>(total, 1) && i + 1 < n_sitems)
+        run_start.push_back(i + 1);
+    }
+    run_start.push_back(n_sitems);
+  }
+
   struct Item {
-    int64_t group;  // -1: a suffix item
-    int64_t idx;    // request (suffix) or group
+    int64_t group;  // -1: a run of suffix items
+    int64_t idx;    // run or group
     int64_t h, s;
   };
   std::vector<Item> items;
+  // The kv heads of one key chunk one after another: their rows share cache lines and pages.
   for (int64_t gi = 0; gi < static_cast<int64_t>(groups.size()); ++gi)
-    for (int64_t h = 0; h < Hkv; ++h)
-      for (int64_t s = 0; s < groups[gi].nsplit; ++s) items.push_back({gi, gi, h, s});
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t h = 0; h < Hkv; ++h)
-      for (int64_t s = 0; s < ssplit; ++s) items.push_back({-1, b, h, s});
+    for (int64_t s = 0; s < groups[gi].nsplit; ++s)
+      for (int64_t h = 0; h < Hkv; ++h) items.push_back({gi, gi, h, s});
+  for (size_t r = 0; r + 1 < run_start.size(); ++r)
+    items.push_back({-1, static_cast<int64_t>(r), 0, 0});
 
-  std::vector<float> m(pre_rows + suf_rows), l(pre_rows + suf_rows);
-  std::vector<float> acc((pre_rows + suf_rows) * D);
+  // Uninitialised: every partial row belongs to exactly one item, whose kernel initialises it.
+  const auto floats = [](int64_t n) { return std::unique_ptr<float[]>(new float[n]); };
+  const std::unique_ptr<float[]> m = floats(pre_rows + suf_rows), l = floats(pre_rows + suf_rows);
+  const std::unique_ptr<float[]> acc = floats((pre_rows + suf_rows) * D);
   const Picked kern = pick(static_cast<int>(D));
   AttendWork<T, TKV> proto{};
   proto.window = -1;
@@ -128,20 +203,36 @@ void cascade_impl(const at::Tensor& out, const at::Tensor& q, const at::Tensor& 
   proto.head_dim = static_cast<int>(D);
   proto.scale = static_cast<float>(scale);
   proto.q_stride = Hq * D;
+  SuffixWork<T, TKV> sproto{};
+  sproto.q = qp;
+  sproto.table = table;
+  sproto.max_ctx = max_ctx;
+  sproto.pool_rows = rows;
+  sproto.k_cache = proto.k_cache;
+  sproto.v_cache = proto.v_cache;
+  sproto.num_kv_heads = static_cast<int>(Hkv);
+  sproto.num_heads = static_cast<int>(G);
+  sproto.head_dim = static_cast<int>(D);
+  sproto.scale = proto.scale;
+  sproto.m = m.get();
+  sproto.l = l.get();
+  sproto.acc = acc.get();
   const int64_t n_items = static_cast<int64_t>(items.size());
-  const int region_threads = work_keys * Hq * D < (int64_t{1} << 16) ? 1 : nthreads;
 
 #pragma omp parallel num_threads(region_threads)
   {
-    std::vector<float> qbuf(max_rows * D), kvbuf(2 * kAttendKeyBlock * D);
+    const std::unique_ptr<float[]> qbuf =
+        floats(std::max({max_rows * D, Hq * D, prefix_scratch_floats(D)}));
+    const std::unique_ptr<float[]> kvbuf = floats(2 * kAttendKeyBlock * D);
+    const std::unique_ptr<float[]> stage =
+        floats(suffix_stage_bytes(Hkv, D) / static_cast<int64_t>(sizeof(float)));
 #pragma omp for schedule(dynamic, 1)
     for (int64_t it = 0; it < n_items; ++it) {
       const Item& item = items[it];
       AttendWork<T, TKV> w = proto;
       w.head_off = item.h * D;
-      w.qbuf = qbuf.data();
-      w.kvbuf = kvbuf.data();
-      int64_t part;
+      w.qbuf = qbuf.get();
+      w.kvbuf = kvbuf.get();
       if (item.group >= 0) {
         const Group& gr = groups[item.group];
         const int64_t n = static_cast<int64_t>(gr.members.size());
@@ -152,28 +243,18 @@ void cascade_impl(const at::Tensor& out, const at::Tensor& q, const at::Tensor& 
         w.key_begin = item.s * chunk;
         w.key_end = std::min(gr.prefix, (item.s + 1) * chunk);
         w.slots = table + rows[gr.members[0]] * max_ctx;
-        part = gr.part0 + (item.h * gr.nsplit + item.s) * n * G;
-        w.m = m.data() + part;
-        w.l = l.data() + part;
-        w.acc = acc.data() + part * D;
-        run_prefix(kern.prefix, w);
+        const int64_t part = gr.part0 + (item.h * gr.nsplit + item.s) * n * G;
+        w.m = m.get() + part;
+        w.l = l.get() + part;
+        w.acc = acc.get() + part * D;
+        run_prefix(kern, w);
       } else {
-        const int64_t b = item.idx;
-        const int64_t first = req_prefix[b];
-        const int64_t chunk = chunk_of(lens[b] - first, ssplit);
-        w.q = qp + (b * Hq + item.h * G) * D;
-        w.n_q = 1;
-        w.pos0 = lens[b] - 1;
-        w.key_begin = first + item.s * chunk;
-        w.key_end = std::min(lens[b], first + (item.s + 1) * chunk);
-        w.slots = table + rows[b] * max_ctx;
-        part = pre_rows + ((b * Hkv + item.h) * ssplit + item.s) * G;
-        w.m = m.data() + part;
-        w.l = l.data() + part;
-        w.acc = acc.data() + part * D;
-        // The attend kernel, not the prefix one: with one query per request it hides the
-        // latency of scattered rows better (measured, cold KV).
-        call_attend(kern.attend, w);
+        SuffixWork<T, TKV> sw = sproto;
+        sw.items = sitems.data() + run_start[item.idx];
+        sw.n_items = run_start[item.idx + 1] - run_start[item.idx];
+        sw.qbuf = qbuf.get();
+        sw.stage = stage.get();
+        run_suffix(kern, sw, w);
       }
     }
   }
@@ -190,7 +271,7 @@ void cascade_impl(const at::Tensor& out, const at::Tensor& q, const at::Tensor& 
 #pragma omp parallel num_threads(merge_threads)
   {
     std::vector<int64_t> parts;
-    std::vector<float> wts;
+    std::vector<float> wts, row(D);
 #pragma omp for schedule(static)
     for (int64_t bh = 0; bh < B * Hq; ++bh) {
       const int64_t b = bh / Hq, hq = bh % Hq, h = hq / G, g = hq % G;
@@ -201,8 +282,7 @@ void cascade_impl(const at::Tensor& out, const at::Tensor& q, const at::Tensor& 
         for (int64_t s = 0; s < gr.nsplit; ++s)
           parts.push_back(gr.part0 + (h * gr.nsplit + s) * n * G + member_of[b] * G + g);
       }
-      for (int64_t s = 0; s < ssplit; ++s)
-        parts.push_back(pre_rows + ((b * Hkv + h) * ssplit + s) * G + g);
+      for (int64_t s = 0; s < ssplit; ++s) parts.push_back(pre_rows + (b * ssplit + s) * Hq + hq);
       // out = sum_s exp(m_s - M) acc_s / sum_s exp(m_s - M) l_s
       float mx = -INFINITY;
       for (int64_t p : parts) mx = std::max(mx, m[p]);
@@ -213,12 +293,15 @@ void cascade_impl(const at::Tensor& out, const at::Tensor& q, const at::Tensor& 
         denom += wts[i] * l[parts[i]];
       }
       const float inv = denom > 0.0f ? 1.0f / denom : 0.0f;
-      T* o = op + bh * D;
-      for (int64_t d = 0; d < D; ++d) {
-        float v = 0.0f;
-        for (size_t i = 0; i < parts.size(); ++i) v += wts[i] * acc[parts[i] * D + d];
-        store_f32(o + d, v * inv);
+      // Whole rows at a time (contiguous, so the compiler vectorises); same summation order.
+      std::fill(row.begin(), row.end(), 0.0f);
+      for (size_t i = 0; i < parts.size(); ++i) {
+        const float wi = wts[i];
+        const float* a = acc.get() + parts[i] * D;
+        for (int64_t d = 0; d < D; ++d) row[d] += wi * a[d];
       }
+      T* o = op + bh * D;
+      for (int64_t d = 0; d < D; ++d) store_f32(o + d, row[d] * inv);
     }
   }
 }

@@ -1,4 +1,4 @@
-// The avx2 build of the cascade prefix kernel; callers check the CPU first (cpu_features.h).
+// The avx2 build of the cascade kernels; callers check the CPU first (cpu_features.h).
 #include <cmath>
 #include <cstdint>
 
@@ -10,9 +10,10 @@
 
 namespace radixserve::cpu {
 
-PrefixKernels cascade_prefix_kernels_avx2() {
+CascadeKernels cascade_kernels_avx2() {
   return {&prefix_simd<float, float>, &prefix_simd<uint16_t, uint16_t>,
-          &prefix_simd<float, uint16_t>, kLanes};
+          &prefix_simd<float, uint16_t>, nullptr,
+          &suffix_simd<uint16_t, uint16_t>, &suffix_simd<float, uint16_t>, kLanes};
 }
 
 }  // namespace radixserve::cpu

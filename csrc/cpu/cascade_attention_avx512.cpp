@@ -1,4 +1,4 @@
-// The avx512 build of the cascade prefix kernel; callers check the CPU first (cpu_features.h).
+// The avx512 build of the cascade kernels; callers check the CPU first (cpu_features.h).
 #include <cmath>
 #include <cstdint>
 
@@ -9,9 +9,10 @@
 
 namespace radixserve::cpu {
 
-PrefixKernels cascade_prefix_kernels_avx512() {
+CascadeKernels cascade_kernels_avx512() {
   return {&prefix_simd<float, float>, &prefix_simd<uint16_t, uint16_t>,
-          &prefix_simd<float, uint16_t>, kLanes};
+          &prefix_simd<float, uint16_t>, nullptr,
+          &suffix_simd<uint16_t, uint16_t>, &suffix_simd<float, uint16_t>, kLanes};
 }
 
 }  // namespace radixserve::cpu

@@ -1,13 +1,15 @@
-// The vectorised prefix kernel of cascade attention (see PrefixKernels in
-// cascade_attention.h), written once over simd.h and compiled by cascade_attention_avx2.cpp and
+// The vectorised kernels of cascade attention (see CascadeKernels in cascade_attention.h),
+// written once over simd.h and compiled by cascade_attention_avx2.cpp and
 // cascade_attention_avx512.cpp. Include after simd.h.
 //
-// Per block of kBlk keys: K is converted to fp32 and transposed ([D][kBlk]) and V converted
-// ([kBlk][D]) once; then for every query row the scores are a register-blocked product (kQR
-// rows x kBlk keys per pass), the online-softmax state is updated, and the weighted values are
-// accumulated kPR rows x kPC vectors at a time. Rows go through in chunks of kChunk so their
-// scores stay on the stack.
+// Prefix pass: the query rows (member, g) of a kv head lie across the vector lanes, in tiles of
+// kTileVecs vectors. Per block of kBlk keys, K and V are widened to fp32 once (bf16 caches) and
+// two register-blocked products run against the whole tile: scores S^T[key][row] = K Q^T (one
+// K element broadcast against a vector of rows), and acc^T[d][row] += V^T P^T. The online
+// softmax then needs no horizontal reduction: the max, exponentials and rescale are per lane.
 #pragma once
+
+#include <type_traits>
 
 #include "cpu/cascade_attention.h"
 
@@ -16,12 +18,9 @@ namespace {
 using radixserve::cpu::AttendWork;
 
 constexpr int kBlk = radixserve::cpu::kAttendKeyBlock;
-constexpr int kNV = kBlk / kLanes;             // vectors per score row
-constexpr int kQR = kLanes == 8 ? 3 : 8;       // score rows per pass: kQR * kNV accumulators
-constexpr int kPR = 4;                         // PV rows per pass
-constexpr int kPC = kLanes == 8 ? 2 : 4;       // PV vectors per pass
-constexpr int kChunk = 24;                     // rows whose scores are held at once
-static_assert(kBlk % kLanes == 0, "key block must be whole vectors");
+constexpr int kTileVecs = radixserve::cpu::kPrefixTileRows / kLanes;  // row vectors per tile
+constexpr int kTileRows = kTileVecs * kLanes;
+
 
 inline int64_t cmin64(int64_t a, int64_t b) { return a < b ? a : b; }
 
@@ -30,58 +29,175 @@ inline void cprefetch(const void* p, int bytes) {
   for (int o = 0; o < bytes; o += 64) _mm_prefetch(c + o, _MM_HINT_T0);
 }
 
-// s[r][0:kBlk] = q[r] . kt[:, 0:kBlk] for R rows (q rows D floats apart).
-template <int R>
-inline void block_scores(const float* q, const float* kt, int D, float* s) {
-  VF a[R][kNV];
-  for (int r = 0; r < R; ++r)
-    for (int v = 0; v < kNV; ++v) a[r][v] = vzero();
-  for (int d = 0; d < D; ++d) {
-    VF qv[R];
-    for (int r = 0; r < R; ++r) qv[r] = vset1(q[r * D + d]);
-    for (int v = 0; v < kNV; ++v) {
-      const VF kv = vload(kt + d * kBlk + v * kLanes);
-      for (int r = 0; r < R; ++r) a[r][v] = vfma(qv[r], kv, a[r][v]);
+// Prefetches a list of rows a few cache lines at a time, spread over a block's computation:
+// hundreds of prefetches issued at once fill the miss buffers and stall the loads behind them.
+struct LineFeed {
+  static constexpr int kMaxRows = 4 * kBlk;
+  const char* rows[kMaxRows];
+  int bytes[kMaxRows];
+  int n = 0;     // rows listed
+  int row = 0;   // next row to fetch
+  int off = 0;   // next byte offset in it
+  int per_step = 0;
+
+  void add(const void* p, int b) {
+    if (n < kMaxRows) {
+      rows[n] = static_cast<const char*>(p);
+      bytes[n++] = b;
     }
   }
-  for (int r = 0; r < R; ++r)
-    for (int v = 0; v < kNV; ++v) vstore(s + r * kBlk + v * kLanes, a[r][v]);
+  // Sets per_step so the listed lines are all issued within `steps` calls of step().
+  void spread(int steps) {
+    int lines = 0;
+    for (int i = 0; i < n; ++i) lines += (bytes[i] + 63) / 64;
+    per_step = (lines + steps - 1) / (steps > 0 ? steps : 1);
+  }
+  void step(int lines) {
+    for (; lines > 0 && row < n; --lines) {
+      _mm_prefetch(rows[row] + off, _MM_HINT_T0);
+      off += 64;
+      if (off >= bytes[row]) {
+        off = 0;
+        ++row;
+      }
+    }
+  }
+  void step() { step(per_step); }
+  void reset() { n = row = off = 0; }
+};
+
+// Register blocking of the products: kSubVecs row vectors x kCols keys (scores) or value
+// columns (values) of accumulators, plus the row vectors and one broadcast: 16 AVX2 registers.
+constexpr int kSubVecs = 3;
+constexpr int kCols = 4;
+static_assert(kSubVecs == 3, "tile_block's cases");
+static_assert(kBlk % kCols == 0, "key block must be whole groups of kCols keys");
+
+// sT[j][rows] = sum_d k[j][d] * qT[d][rows] for kCols keys j (rows TR floats apart).
+template <int NRV>
+inline void tile_scores(const float* qT, const float* const* k, int D, float* sT) {
+  constexpr int TR = kTileRows;
+  VF a[kCols][NRV];
+  for (int j = 0; j < kCols; ++j)
+    for (int v = 0; v < NRV; ++v) a[j][v] = vzero();
+  for (int d = 0; d < D; ++d) {
+    VF q[NRV];
+    for (int v = 0; v < NRV; ++v) q[v] = vload(qT + d * TR + v * kLanes);
+    for (int j = 0; j < kCols; ++j) {
+      const VF kd = vset1(k[j][d]);
+      for (int v = 0; v < NRV; ++v) a[j][v] = vfma(q[v], kd, a[j][v]);
+    }
+  }
+  for (int j = 0; j < kCols; ++j)
+    for (int v = 0; v < NRV; ++v) vstore(sT + j * TR + v * kLanes, a[j][v]);
 }
 
-// acc[r][c0 : c0 + C*kLanes] = acc * alpha[r] + sum_{j < nk} p[r][j] * vb[j][...] for R rows.
-template <int R, int C>
-inline void block_pv(float* acc, int D, int c0, const float* alpha, const float* p,
-                     const float* vb, int nk) {
-  VF a[R][C];
-  for (int r = 0; r < R; ++r) {
-    const VF al = vset1(alpha[r]);
-    for (int c = 0; c < C; ++c) a[r][c] = vmul(vload(acc + r * D + c0 + c * kLanes), al);
+// accT[d0 + c][rows] = accT * alpha[rows] + sum_{j < nk} v[j][d0 + c] * pT[j][rows] for kCols
+// columns c.
+template <int NRV>
+inline void tile_values(float* accT, int d0, const float* alpha, const float* pT,
+                        const float* const* v, int nk) {
+  constexpr int TR = kTileRows;
+  VF a[kCols][NRV];
+  for (int r = 0; r < NRV; ++r) {
+    const VF al = vload(alpha + r * kLanes);
+    for (int c = 0; c < kCols; ++c)
+      a[c][r] = vmul(vload(accT + (d0 + c) * TR + r * kLanes), al);
   }
   for (int j = 0; j < nk; ++j) {
-    VF vv[C];
-    for (int c = 0; c < C; ++c) vv[c] = vload(vb + j * D + c0 + c * kLanes);
-    for (int r = 0; r < R; ++r) {
-      const VF pj = vset1(p[r * kBlk + j]);
-      for (int c = 0; c < C; ++c) a[r][c] = vfma(pj, vv[c], a[r][c]);
+    VF p[NRV];
+    for (int r = 0; r < NRV; ++r) p[r] = vload(pT + j * TR + r * kLanes);
+    for (int c = 0; c < kCols; ++c) {
+      const VF vd = vset1(v[j][d0 + c]);
+      for (int r = 0; r < NRV; ++r) a[c][r] = vfma(p[r], vd, a[c][r]);
     }
   }
-  for (int r = 0; r < R; ++r)
-    for (int c = 0; c < C; ++c) vstore(acc + r * D + c0 + c * kLanes, a[r][c]);
+  for (int c = 0; c < kCols; ++c)
+    for (int r = 0; r < NRV; ++r) vstore(accT + (d0 + c) * TR + r * kLanes, a[c][r]);
 }
 
-template <int R>
-inline void block_pv_rows(float* acc, int D, const float* alpha, const float* p, const float* vb,
-                          int nk) {
-  int c = 0;
-  for (; c + kPC * kLanes <= D; c += kPC * kLanes) block_pv<R, kPC>(acc, D, c, alpha, p, vb, nk);
-  for (; c < D; c += kLanes) block_pv<R, 1>(acc, D, c, alpha, p, vb, nk);
+// One key block for NRV row vectors (arrays offset to their first row): scores, online
+// softmax (per lane), values.
+template <int NRV>
+void sub_block(const float* qT, const float* const* kr, const float* const* vr, int nk, int D,
+               float* sT, float* m, float* l, float* alpha, float* accT, LineFeed& feed) {
+  constexpr int TR = kTileRows;
+  for (int j = 0; j < nk; j += kCols) {
+    feed.step();
+    tile_scores<NRV>(qT, kr + j, D, sT + j * TR);
+  }
+  for (int v = 0; v < NRV; ++v) {
+    const int o = v * kLanes;
+    VF mx = vload(sT + o);
+    for (int j = 1; j < nk; ++j) mx = vmax(mx, vload(sT + j * TR + o));
+    const VF m_old = vload(m + o);
+    const VF m_new = vmax(m_old, mx);
+    // exp(-inf) = 0: a lane's first block scales its zero accumulator by 0.
+    vstore(alpha + o, vexp(vsub(m_old, m_new)));
+    VF psum = vzero();
+    for (int j = 0; j < nk; ++j) {
+      const VF p = vexp(vsub(vload(sT + j * TR + o), m_new));
+      vstore(sT + j * TR + o, p);
+      psum = vadd(psum, p);
+    }
+    vstore(l + o, vfma(vload(l + o), vload(alpha + o), psum));
+    vstore(m + o, m_new);
+  }
+  for (int d = 0; d < D; d += kCols) {
+    feed.step();
+    tile_values<NRV>(accT, d, alpha, sT, vr, nk);
+  }
 }
 
-inline void load_row(const float* src, float* dst, int D) {
-  for (int c = 0; c < D; c += kLanes) vstore(dst + c, vload(src + c));
+// One key block for the first nrv row vectors of the tile, kSubVecs at a time (the K/V block,
+// widened once, is shared by all).
+inline void tile_block(int nrv, const float* qT, const float* const* kr, const float* const* vr,
+                       int nk, int D, float* sT, float* m, float* l, float* alpha, float* accT,
+                       LineFeed& feed) {
+  const int nsub = (nrv + kSubVecs - 1) / kSubVecs;
+  feed.spread(nsub * ((nk + kCols - 1) / kCols + D / kCols));
+  for (int v0 = 0; v0 < nrv; v0 += kSubVecs) {
+    const int o = v0 * kLanes;
+    switch (nrv - v0) {
+      case 1:
+        sub_block<1>(qT + o, kr, vr, nk, D, sT + o, m + o, l + o, alpha + o, accT + o, feed);
+        break;
+      case 2:
+        sub_block<2>(qT + o, kr, vr, nk, D, sT + o, m + o, l + o, alpha + o, accT + o, feed);
+        break;
+      default:
+        sub_block<kSubVecs>(qT + o, kr, vr, nk, D, sT + o, m + o, l + o, alpha + o, accT + o, feed);
+        break;
+    }
+  }
+  feed.step(1 << 30);  // whatever is left
 }
-inline void load_row(const uint16_t* src, float* dst, int D) {
-  for (int c = 0; c < D; c += kLanes) vstore(dst + c, vload(src + c));
+
+// Row of the block as fp32: the cache row itself (fp32 cache) or its widened copy in buf.
+template <typename TKV>
+inline const float* fp32_row(const TKV* row, float* buf, int D) {
+  if constexpr (std::is_same_v<TKV, float>) {
+    return row;
+  } else {
+    for (int c = 0; c < D; c += kLanes) vstore(buf + c, vload(row + c));
+    return buf;
+  }
+}
+
+// Rows of a key block are fetched in two steps: kTouchAhead blocks ahead one byte of each K and
+// V row is loaded (a load walks the page tables: the scattered rows each sit in their own page,
+// and a prefetch that misses the TLB may be dropped), one block ahead the rows are prefetched.
+constexpr int kTouchAhead = 2;
+
+template <typename T, typename TKV>
+void touch_rows(const AttendWork<T, TKV>& w, int64_t head_off, int64_t k0, int64_t k1) {
+  int sink = 0;
+  for (int64_t k = k0; k < k1; ++k) {
+    const int64_t off = static_cast<int64_t>(w.slots[k]) * w.slot_stride + head_off;
+    sink += *reinterpret_cast<const volatile char*>(w.k_cache + off);
+    sink += *reinterpret_cast<const volatile char*>(w.v_cache + off);
+  }
+  asm volatile("" ::"r"(sink));
 }
 
 template <typename T, typename TKV>
@@ -89,75 +205,221 @@ void prefix_simd(const AttendWork<T, TKV>& w) {
   const int G = w.num_heads;
   const int D = w.head_dim;
   const int64_t rows = w.n_q * G;
-  const VF sc = vset1(w.scale);
-  for (int64_t r = 0; r < rows; ++r) {
-    w.m[r] = -INFINITY;
-    w.l[r] = 0.0f;
-    const T* qr = w.q + (r / G) * w.q_stride + (r % G) * D;
-    for (int c = 0; c < D; c += kLanes) {
-      vstore(w.acc + r * D + c, vzero());
-      vstore(w.qbuf + r * D + c, vmul(vload(qr + c), sc));
-    }
-  }
+  constexpr int TR = kTileRows;
+  // Scratch (radixserve::cpu::prefix_scratch_floats): qT and accT [D][TR], sT [kBlk][TR], then
+  // m, l and alpha [TR].
+  float* qT = w.qbuf;
+  float* accT = qT + D * TR;
+  float* sT = accT + D * TR;
+  float* m = sT + kBlk * TR;
+  float* l = m + TR;
+  float* alpha = l + TR;
   const int64_t kb = w.key_begin > 0 ? w.key_begin : 0;
   const int64_t ke = w.key_end;
-  const int row_bytes = D * static_cast<int>(sizeof(TKV));
-  float* kt = w.kvbuf;              // [D][kBlk]
-  float* vb = w.kvbuf + kBlk * D;   // [kBlk][D]
-  alignas(64) float s[kChunk * kBlk];
-  float alpha[kChunk];
-  // Slots are scattered: the hardware prefetcher cannot guess the rows, so fetch the first
-  // block now and each next block while the current one is computed.
-  for (int64_t k = kb; k < cmin64(ke, kb + kBlk); ++k) {
-    const int64_t off = static_cast<int64_t>(w.slots[k]) * w.slot_stride + w.head_off;
-    cprefetch(w.k_cache + off, row_bytes);
-    cprefetch(w.v_cache + off, row_bytes);
-  }
-  for (int64_t k0 = kb; k0 < ke; k0 += kBlk) {
-    const int nk = static_cast<int>(cmin64(kBlk, ke - k0));
-    for (int64_t k = k0 + kBlk; k < cmin64(ke, k0 + 2 * kBlk); ++k) {
-      const int64_t off = static_cast<int64_t>(w.slots[k]) * w.slot_stride + w.head_off;
-      cprefetch(w.k_cache + off, row_bytes);
-      cprefetch(w.v_cache + off, row_bytes);
+  // The first head's item fetches whole token rows (every kv head): the items of the other
+  // heads of this key chunk, which run next, then find them in L2 and their pages in the TLB.
+  const int64_t fetch_off = w.head_off;
+  const int fetch_bytes =
+      static_cast<int>((w.head_off == 0 ? w.slot_stride : D) * static_cast<int64_t>(sizeof(TKV)));
+  const float* kr[kBlk];
+  const float* vr[kBlk];
+  LineFeed feed;
+  for (int64_t t0 = 0; t0 < rows; t0 += TR) {
+    const int nrows = static_cast<int>(cmin64(TR, rows - t0));
+    const int nrv = (nrows + kLanes - 1) / kLanes;
+    for (int r = 0; r < nrv * kLanes; ++r) {
+      m[r] = -INFINITY;
+      l[r] = 0.0f;
     }
-    for (int j = 0; j < nk; ++j) {
-      const int64_t off = static_cast<int64_t>(w.slots[k0 + j]) * w.slot_stride + w.head_off;
-      float* tmp = vb + j * D;  // K row in V's place first, transposed out, then V itself
-      load_row(w.k_cache + off, tmp, D);
-      for (int d = 0; d < D; ++d) kt[d * kBlk + j] = tmp[d];
-      load_row(w.v_cache + off, tmp, D);
+    for (int d = 0; d < D; ++d)
+      for (int r = 0; r < nrv * kLanes; ++r) accT[d * TR + r] = 0.0f;
+    for (int r = 0; r < nrv * kLanes; ++r) {
+      const int64_t row = t0 + r;
+      const T* qr = w.q + (row / G) * w.q_stride + (row % G) * D;
+      for (int d = 0; d < D; ++d)
+        qT[d * TR + r] = r < nrows ? to_f32(qr[d]) * w.scale : 0.0f;
     }
-    for (int j = nk; j < kBlk; ++j)
-      for (int d = 0; d < D; ++d) kt[d * kBlk + j] = 0.0f;
-    for (int64_t r0 = 0; r0 < rows; r0 += kChunk) {
-      const int n = static_cast<int>(cmin64(kChunk, rows - r0));
-      const float* qc = w.qbuf + r0 * D;
-      int r = 0;
-      for (; r + kQR <= n; r += kQR) block_scores<kQR>(qc + r * D, kt, D, s + r * kBlk);
-      for (; r < n; ++r) block_scores<1>(qc + r * D, kt, D, s + r * kBlk);
-      for (r = 0; r < n; ++r) {
-        float* sr = s + r * kBlk;
-        for (int j = nk; j < kBlk; ++j) sr[j] = -INFINITY;
-        VF mx = vload(sr);
-        for (int j = kLanes; j < kBlk; j += kLanes) mx = vmax(mx, vload(sr + j));
-        const float bmax = vhmax(mx);
-        float& m = w.m[r0 + r];
-        const float m_new = m > bmax ? m : bmax;
-        alpha[r] = m == -INFINITY ? 0.0f : std::exp(m - m_new);
-        const VF mv = vset1(m_new);
-        VF psum = vzero();
-        for (int j = 0; j < kBlk; j += kLanes) {
-          const VF p = vexp(vsub(vload(sr + j), mv));
-          vstore(sr + j, p);
-          psum = vadd(psum, p);
-        }
-        m = m_new;
-        w.l[r0 + r] = w.l[r0 + r] * alpha[r] + vsum(psum);
+    // Slots are scattered: the hardware prefetcher cannot guess the rows, so fetch the first
+    // block now and each next block while the current one is computed.
+    touch_rows(w, fetch_off, kb, cmin64(ke, kb + kTouchAhead * kBlk));
+    for (int64_t k = kb; k < cmin64(ke, kb + kBlk); ++k) {
+      const int64_t off = static_cast<int64_t>(w.slots[k]) * w.slot_stride + fetch_off;
+      cprefetch(w.k_cache + off, fetch_bytes);
+      cprefetch(w.v_cache + off, fetch_bytes);
+    }
+    for (int64_t k0 = kb; k0 < ke; k0 += kBlk) {
+      const int nk = static_cast<int>(cmin64(kBlk, ke - k0));
+      feed.reset();
+      touch_rows(w, fetch_off, k0 + kTouchAhead * kBlk, cmin64(ke, k0 + (kTouchAhead + 1) * kBlk));
+      for (int64_t k = k0 + kBlk; k < cmin64(ke, k0 + 2 * kBlk); ++k) {
+        const int64_t off = static_cast<int64_t>(w.slots[k]) * w.slot_stride + fetch_off;
+        feed.add(w.k_cache + off, fetch_bytes);
+        feed.add(w.v_cache + off, fetch_bytes);
       }
-      float* ac = w.acc + r0 * D;
-      for (r = 0; r + kPR <= n; r += kPR)
-        block_pv_rows<kPR>(ac + r * D, D, alpha + r, s + r * kBlk, vb, nk);
-      for (; r < n; ++r) block_pv_rows<1>(ac + r * D, D, alpha + r, s + r * kBlk, vb, nk);
+      for (int j = 0; j < nk; ++j) {
+        const int64_t off = static_cast<int64_t>(w.slots[k0 + j]) * w.slot_stride + w.head_off;
+        kr[j] = fp32_row(w.k_cache + off, w.kvbuf + j * D, D);
+        vr[j] = fp32_row(w.v_cache + off, w.kvbuf + (kBlk + j) * D, D);
+      }
+      for (int j = nk; j < kBlk; ++j) kr[j] = kr[0];  // scored, never used
+      tile_block(nrv, qT, kr, vr, nk, D, sT, m, l, alpha, accT, feed);
+    }
+    for (int r = 0; r < nrows; ++r) {
+      w.m[t0 + r] = m[r];
+      w.l[t0 + r] = l[r];
+      for (int d = 0; d < D; ++d) w.acc[(t0 + r) * D + d] = accT[d * TR + r];
+    }
+  }
+}
+
+}  // namespace
+
+// ---- The suffix pass (SuffixWork in cascade_attention.h) ----
+
+namespace {
+
+using radixserve::cpu::SuffixItem;
+using radixserve::cpu::SuffixWork;
+
+constexpr int kSB = radixserve::cpu::kSuffixBlock;
+static_assert(kSB % 4 == 0 && kSB % kLanes == 0, "suffix block must be whole vectors");
+using radixserve::cpu::kSuffixStageKeys;
+
+// The four lane sums of a[0..3], as one 4-float vector.
+inline __m128 sum4(const VF* a) {
+#if defined(RS_SIMD_AVX512)
+  __m256 h[4];
+  for (int n = 0; n < 4; ++n)
+    h[n] = _mm256_add_ps(_mm512_castps512_ps256(a[n]), _mm512_extractf32x8_ps(a[n], 1));
+#else
+  const __m256* h = a;
+#endif
+  const __m256 t0 = _mm256_hadd_ps(h[0], h[1]);
+  const __m256 t1 = _mm256_hadd_ps(h[2], h[3]);
+  const __m256 u = _mm256_hadd_ps(t0, t1);  // per 128-bit half: partial sums of a0..a3
+  return _mm_add_ps(_mm256_castps256_ps128(u), _mm256_extractf128_ps(u, 1));
+}
+
+// s[r * kSB + 0..3] = q[r] . k[0..3] for R query rows (D floats apart): each K vector is
+// loaded (and widened from bf16) once for all R rows.
+template <int R, typename TKV>
+inline void dot4(const float* q, const TKV* const* k, int D, float* s) {
+  VF a[R][4];
+  for (int r = 0; r < R; ++r)
+    for (int n = 0; n < 4; ++n) a[r][n] = vzero();
+  for (int c = 0; c < D; c += kLanes) {
+    for (int n = 0; n < 4; ++n) {
+      const VF kv = vload(k[n] + c);
+      for (int r = 0; r < R; ++r) a[r][n] = vfma(vload(q + r * D + c), kv, a[r][n]);
+    }
+  }
+  for (int r = 0; r < R; ++r) _mm_storeu_ps(s + r * kSB, sum4(a[r]));
+}
+
+// acc[r][c0 : c0 + C*kLanes] = acc * alpha[r] + sum_{j < nk} p[r][j] * v[j][...] for R rows:
+// each V vector is loaded (and widened) once for all R rows.
+template <int R, int C, typename TKV>
+inline void pv_rows(float* acc, int D, int c0, const float* alpha, const float* p,
+                    const TKV* const* v, int nk) {
+  VF a[R][C];
+  for (int r = 0; r < R; ++r) {
+    const VF al = vset1(alpha[r]);
+    for (int c = 0; c < C; ++c) a[r][c] = vmul(vload(acc + r * D + c0 + c * kLanes), al);
+  }
+  for (int j = 0; j < nk; ++j) {
+    VF pj[R];
+    for (int r = 0; r < R; ++r) pj[r] = vset1(p[r * kSB + j]);
+    for (int c = 0; c < C; ++c) {
+      const VF vv = vload(v[j] + c0 + c * kLanes);
+      for (int r = 0; r < R; ++r) a[r][c] = vfma(pj[r], vv, a[r][c]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) vstore(acc + r * D + c0 + c * kLanes, a[r][c]);
+}
+
+// One block of keys for R (<= 3) query rows of one kv head: scores, online softmax, values.
+template <int R, typename TKV>
+inline void suffix_rows(const float* q, const TKV* const* kr, const TKV* const* vr, int nk,
+                        int D, float* s, float* m, float* l, float* acc) {
+  for (int j = 0; j < nk; j += 4) dot4<R>(q, kr + j, D, s + j);
+  float alpha[R];
+  for (int r = 0; r < R; ++r) {
+    float* sr = s + r * kSB;
+    for (int j = nk; j < kSB; ++j) sr[j] = -INFINITY;
+    VF mx = vload(sr);
+    for (int j = kLanes; j < kSB; j += kLanes) mx = vmax(mx, vload(sr + j));
+    const float bmax = vhmax(mx);
+    const float m_new = m[r] > bmax ? m[r] : bmax;
+    alpha[r] = m[r] == -INFINITY ? 0.0f : std::exp(m[r] - m_new);
+    const VF mv = vset1(m_new);
+    VF psum = vzero();
+    for (int j = 0; j < kSB; j += kLanes) {
+      const VF p = vexp(vsub(vload(sr + j), mv));
+      vstore(sr + j, p);
+      psum = vadd(psum, p);
+    }
+    m[r] = m_new;
+    l[r] = l[r] * alpha[r] + vsum(psum);
+  }
+  int c = 0;
+  for (; c + 4 * kLanes <= D; c += 4 * kLanes) pv_rows<R, 4>(acc, D, c, alpha, s, vr, nk);
+  for (; c < D; c += kLanes) pv_rows<R, 1>(acc, D, c, alpha, s, vr, nk);
+}
+
+template <typename T, typename TKV>
+void suffix_simd(const SuffixWork<T, TKV>& w) {
+  const int G = w.num_heads;
+  const int D = w.head_dim;
+  const int Hkv = w.num_kv_heads;
+  const int Hq = Hkv * G;
+  const int64_t stride = static_cast<int64_t>(Hkv) * D;
+  const VF sc = vset1(w.scale);
+  TKV* ks = static_cast<TKV*>(w.stage);
+  TKV* vs = ks + kSuffixStageKeys * stride;
+  const TKV* kr[kSB];
+  const TKV* vr[kSB];
+  alignas(64) float s[3 * kSB];
+  for (int64_t i = 0; i < w.n_items; ++i) {
+    const SuffixItem& it = w.items[i];
+    float* m = w.m + it.part;
+    float* l = w.l + it.part;
+    float* acc = w.acc + it.part * D;
+    const T* qp = w.q + it.b * Hq * D;
+    for (int r = 0; r < Hq; ++r) {
+      m[r] = -INFINITY;
+      l[r] = 0.0f;
+      for (int c = 0; c < D; c += kLanes) {
+        vstore(acc + r * D + c, vzero());
+        vstore(w.qbuf + r * D + c, vmul(vload(qp + r * D + c), sc));
+      }
+    }
+    const int32_t* slots = w.table + w.pool_rows[it.b] * w.max_ctx;
+    for (int64_t c0 = it.key_begin; c0 < it.key_end; c0 += kSuffixStageKeys) {
+      const int64_t c1 = cmin64(it.key_end, c0 + kSuffixStageKeys);
+      radixserve::cpu::gather_token_rows(w.k_cache, w.v_cache, slots, c0, c1, stride, ks, vs);
+      for (int64_t k0 = c0; k0 < c1; k0 += kSB) {
+        const int nk = static_cast<int>(cmin64(kSB, c1 - k0));
+        for (int h = 0; h < Hkv; ++h) {
+          for (int j = 0; j < nk; ++j) {
+            const int64_t off = (k0 - c0 + j) * stride + h * D;
+            kr[j] = ks + off;
+            vr[j] = vs + off;
+          }
+          for (int j = nk; j < kSB; ++j) kr[j] = kr[0];  // scored, then masked out
+          const int r0 = h * G;
+          int g = 0;
+          for (; g + 3 <= G; g += 3)
+            suffix_rows<3>(w.qbuf + (r0 + g) * D, kr, vr, nk, D, s, m + r0 + g, l + r0 + g,
+                           acc + (r0 + g) * D);
+          if (G - g == 2)
+            suffix_rows<2>(w.qbuf + (r0 + g) * D, kr, vr, nk, D, s, m + r0 + g, l + r0 + g,
+                           acc + (r0 + g) * D);
+          if (G - g == 1)
+            suffix_rows<1>(w.qbuf + (r0 + g) * D, kr, vr, nk, D, s, m + r0 + g, l + r0 + g,
+                           acc + (r0 + g) * D);
+        }
+      }
     }
   }
 }

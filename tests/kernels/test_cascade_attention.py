@@ -97,6 +97,12 @@ CASES = [
     ([(95, [3, 44])], 6, 2, 80),  # head_dim 80: avx512 falls back to the portable kernels
     ([(-1, [50, 1])], 2, 1, 64),  # nothing shared: plain decode
     ([(1100, [2] * 30)], 16, 2, 64),  # many rows per kv head
+    # Prefix tiles of 48 query rows: 17 members x 3 heads = 51 rows (a full tile and a partial
+    # one), a one-row group, prefixes shorter than / not a multiple of the 32-key block, and a
+    # suffix block of 16 keys with a tail.
+    ([(97, [1, 17, 33] + [3] * 14), (31, [40])], 9, 3, 64),
+    ([(65, [16, 15]), (1, [2])], 3, 1, 128),
+    ([(40, [1] * 16)], 6, 3, 64),  # 32 rows: a 3-vector and a 1-vector sub-tile (AVX2)
 ]
 
 
