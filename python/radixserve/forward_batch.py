@@ -64,9 +64,11 @@ class ForwardBatch:
 class PausedForward:
     """A forward stopped between decoder layers (a background step that gave way to online work):
     the staged batch and what layer `next_layer` takes. The KV its layers wrote stays valid;
-    `ModelRunner.forward(batch, resume=this)` runs the remaining layers."""
+    `ModelRunner.forward(batch, resume=this)` runs the remaining layers. Stopped inside the LM
+    head instead, `logits` holds the row chunks done and `h` the final hidden rows."""
 
     batch: ForwardBatch
     h: torch.Tensor
-    residual: torch.Tensor
+    residual: Optional[torch.Tensor]
     next_layer: int
+    logits: Optional[list[torch.Tensor]] = None
