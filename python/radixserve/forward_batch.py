@@ -64,11 +64,9 @@ class ForwardBatch:
 class PausedForward:
     """A forward stopped between decoder layers (a background step that gave way to online work):
     the staged batch and what layer `next_layer` takes. The KV its layers wrote stays valid;
-    `ModelRunner.forward(batch, resume=this)` runs the remaining layers. Stopped inside the LM
-    head instead, `logits` holds the row chunks done and `h` the final hidden rows."""
+    `ModelRunner.forward(batch, resume=this)` runs the remaining layers."""
 
     batch: ForwardBatch
     h: torch.Tensor
-    residual: Optional[torch.Tensor]
+    residual: torch.Tensor
     next_layer: int
-    logits: Optional[list[torch.Tensor]] = None

@@ -4,14 +4,12 @@ Python layers, its reference: same kernels on the same values, so the logits agr
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any, Optional
 
 import pytest
 import torch
 from model_harness import Driver, greedy, make_tiny_model, random_prompt, use_kernels
 
-from radixserve.engine.model_runner import HEAD_CHUNK_ROWS, ModelRunner
 from radixserve.forward_batch import ForwardBatch, PausedForward
 from radixserve.models.loader import load_model, load_model_config
 
@@ -116,24 +114,3 @@ def test_paused_forward_equals_whole_default_model(fused: bool) -> None:
     assert bool(model._decoder_stack) == fused, "the fused decode path ran (or did not)"
     for a, b in zip(whole, paused, strict=True):
         assert torch.equal(a, b)
-
-
-@pytest.mark.parametrize("dtype", ["auto", "float32"])
-@pytest.mark.parametrize("rows", [1, 31, 32, 40, 67])
-def test_lm_head_paused_between_row_chunks_equals_whole(dtype: str, rows: int) -> None:
-    """A pausable step's LM head (ModelRunner._pausable_logits) pauses between its row chunks
-    and resumes to bit-identical logits: every chunk takes the whole batch's kernel path."""
-    model = load_model(load_model_config(None, dtype, native_kernels=True))
-    runner = SimpleNamespace(model=model)
-    hidden = torch.randn(rows, model.config.hidden_size, generator=torch.Generator().manual_seed(rows))
-    batch: Any = object()
-    with torch.inference_mode():
-        whole = model.compute_logits(hidden)
-        out = ModelRunner._pausable_logits(runner, batch, hidden, [], lambda: True)  # type: ignore[arg-type]
-        pauses = 0
-        while isinstance(out, PausedForward):
-            pauses += 1
-            assert out.logits is not None and out.batch is batch
-            out = ModelRunner._pausable_logits(runner, batch, out.h, out.logits, lambda: True)  # type: ignore[arg-type]
-    assert pauses == max(rows // HEAD_CHUNK_ROWS - 1, 0)
-    assert torch.equal(out, whole)

@@ -48,9 +48,6 @@ NATIVE_LAYER_OPS = (
     "pack_linear_weight",
     "linear",
 )
-# A pausable step's LM head runs in chunks of at least this many rows: chunks of >= 16 rows take
-# the whole batch's kernel path (fp32 and quantized), so the logits stay bit-identical.
-HEAD_CHUNK_ROWS = 16
 SPARE_REQ_ROWS = 4  # rows beyond max_running_requests, for requests being retracted/admitted
 
 
@@ -293,35 +290,14 @@ class ModelRunner:
         resume: Optional[PausedForward] = None,
     ) -> Union[torch.Tensor, PausedForward]:
         """forward() where can_pause: `should_pause` is asked after every decoder layer but the
-        last and between the LM head's row chunks, and a True stops the forward there, returning
-        a PausedForward; passed back as `resume` (with the same batch) it runs the rest."""
+        last, and a True stops the forward there, returning a PausedForward; passed back as
+        `resume` (with the same batch) it runs the remaining layers."""
         with torch.inference_mode():
             staged = resume.batch if resume is not None else self.stage(batch)
-            if resume is not None and resume.logits is not None:  # paused inside the LM head
-                return self._pausable_logits(staged, resume.h, resume.logits, should_pause)
             out = self.model.forward_pausable(staged, should_pause, resume)
             if isinstance(out, PausedForward):
                 return out
-            return self._pausable_logits(staged, out, [], should_pause)
-
-    def _pausable_logits(
-        self,
-        batch: ForwardBatch,
-        hidden: torch.Tensor,
-        done: list[torch.Tensor],
-        should_pause: Optional[Callable[[], bool]],
-    ) -> Union[torch.Tensor, PausedForward]:
-        """The LM head in chunks of HEAD_CHUNK_ROWS to 2 * HEAD_CHUNK_ROWS - 1 rows, asking
-        should_pause between them: over a background step's decode rows it is a fifth of the
-        step's FLOPs (64 x 49,152 x 576 x 2 against 30 layers' 13.6 GFLOP)."""
-        rows, start = hidden.shape[0], sum(part.shape[0] for part in done)
-        while start < rows:
-            n = HEAD_CHUNK_ROWS if rows - start >= 2 * HEAD_CHUNK_ROWS else rows - start
-            done.append(self.model.compute_logits(hidden[start : start + n]))
-            start += n
-            if start < rows and should_pause is not None and should_pause():
-                return PausedForward(batch, hidden, None, -1, done)
-        return done[0] if len(done) == 1 else torch.cat(done)
+            return self.model.compute_logits(out)  # type: ignore[no-any-return]
 
     def sample(self, logits: torch.Tensor, info: SamplingBatchInfo) -> SampleOutput:
         if self._sampler is None:
