@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -41,34 +39,3 @@ def test_kv_pool_layout() -> None:
     torch.testing.assert_close(pool.get_kv(1)[1][loc], (new * 2).bfloat16())
     with pytest.raises(ValueError, match="dtype"):
         KVPool(4, 1, 1, 4, torch.float16)
-
-
-def _thp_mode() -> str:
-    try:
-        text = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
-    except OSError:
-        return "none"
-    return text.split("[", 1)[1].split("]", 1)[0]
-
-
-@pytest.mark.skipif(_thp_mode() not in ("madvise", "always"), reason="no transparent huge pages")
-def test_kv_pool_asks_for_huge_pages() -> None:
-    """The KV buffers' 2 MiB-aligned parts are eligible for huge pages (smaps THPeligible)."""
-    pool = KVPool(num_slots=20000, num_layers=2, num_kv_heads=4, head_dim=64, dtype=torch.float32)
-    for buf in pool.k_buffers + pool.v_buffers:
-        start = buf.data_ptr()
-        probe = -(-start // (2 << 20)) * (2 << 20)  # first 2 MiB boundary inside the buffer
-        assert probe + (2 << 20) <= start + buf.numel() * buf.element_size()
-        assert _smaps_field(probe, "THPeligible") == "1"
-
-
-def _smaps_field(addr: int, field: str) -> str:
-    inside = False
-    for line in Path("/proc/self/smaps").read_text().splitlines():
-        head = line.split()[0]
-        if "-" in head and ":" not in head:
-            lo, hi = (int(x, 16) for x in head.split("-"))
-            inside = lo <= addr < hi
-        elif inside and line.startswith(field + ":"):
-            return line.split()[1]
-    raise AssertionError(f"no mapping holds {addr:#x}")

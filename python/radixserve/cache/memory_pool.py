@@ -2,44 +2,13 @@
 
 from __future__ import annotations
 
-import ctypes
-import functools
-import sys
-from typing import Any, Optional, Union
+from typing import Optional, Union
 
 import torch
 
 from radixserve.device import TableUpdates
 
 Device = Union[str, torch.device]
-
-_MADV_HUGEPAGE = 14  # linux/mman.h
-_HUGE_PAGE = 2 << 20
-
-
-@functools.cache
-def _madvise() -> Optional[Any]:
-    try:
-        fn = ctypes.CDLL(None).madvise
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    fn.restype = ctypes.c_int
-    return fn
-
-
-def advise_huge_pages(t: torch.Tensor) -> bool:
-    """Ask Linux for 2 MiB pages under the aligned part of a CPU tensor, before it is written
-    (transparent huge pages, honoured when the host's THP mode is `madvise` or `always`).
-    Decode attention reads scattered KV rows, a TLB miss per 4 KiB page each: 2 MiB pages
-    take 15-26% off the attention kernels (benchmarks/results/peers_default_model.md)."""
-    madvise = _madvise()
-    if t.device.type != "cpu" or not sys.platform.startswith("linux") or madvise is None:
-        return False
-    start = t.data_ptr()
-    lo = -(-start // _HUGE_PAGE) * _HUGE_PAGE
-    hi = (start + t.numel() * t.element_size()) // _HUGE_PAGE * _HUGE_PAGE
-    return hi > lo and madvise(lo, hi - lo, _MADV_HUGEPAGE) == 0
 
 
 class ReqToTokenPool:
@@ -189,7 +158,6 @@ class KVPool:
         self.k_buffers = [torch.empty(shape, dtype=dtype, device=device) for _ in range(num_layers)]
         self.v_buffers = [torch.empty(shape, dtype=dtype, device=device) for _ in range(num_layers)]
         for buf in self.k_buffers + self.v_buffers:
-            advise_huge_pages(buf)
             buf[0].zero_()
 
     def get_kv(self, layer_id: int) -> tuple[torch.Tensor, torch.Tensor]:
