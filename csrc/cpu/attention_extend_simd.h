@@ -31,8 +31,6 @@ constexpr int kVC = kLanes == 8 ? 4 : 8;  // value dims per P.V pass: kVC * kRV 
 static_assert(kExtBlk % kKJ == 0, "a key block must be whole Q.K^T passes");
 
 inline int ext_min(int a, int b) { return a < b ? a : b; }
-inline int64_t ext_min64(int64_t a, int64_t b) { return a < b ? a : b; }
-inline int64_t ext_max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
 // st[j][0 : R*kLanes] = sum_d kb[j][d] * qt[d][0 : R*kLanes] for kKJ keys j (panels `ld` wide).
 template <int R>
@@ -91,11 +89,6 @@ inline void qk_keys(const float* qt, int ld, const float* kb, int D, float* st, 
   for (int j = j0; j < j1; j += kKJ) qk_pass<R>(qt, ld, kb + j * D, D, st + j * ld);
 }
 
-inline void extend_prefetch(const void* p, int bytes) {
-  const char* c = static_cast<const char*>(p);
-  for (int o = 0; o < bytes; o += 64) _mm_prefetch(c + o, _MM_HINT_T0);
-}
-
 // 8 rows x 8 floats in, the 8 columns out (out[c][i] = in[i][c]). 256-bit in both builds: the
 // AVX-512 one moves its 16-row vectors as two halves.
 inline void transpose8(__m256* r) {
@@ -139,16 +132,7 @@ inline void rows_to_panel(const T* const* src, int D, float scale, float* dst, i
 }
 
 inline void store8(float* p, __m256 a) { _mm256_storeu_ps(p, a); }
-inline void store8(uint16_t* p, __m256 a) {  // round to nearest even as torch; NaN stays NaN
-  const __m256i u = _mm256_castps_si256(a);
-  const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
-  __m256i r = _mm256_add_epi32(u, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7FFF)));
-  r = _mm256_srli_epi32(r, 16);
-  const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(a, a, _CMP_UNORD_Q));
-  r = _mm256_blendv_epi8(r, _mm256_set1_epi32(0x7FC0), nan);
-  const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0x08);
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_castsi256_si128(packed));
-}
+inline void store8(uint16_t* p, __m256 a) { store_bf16x8(p, a); }
 
 // dst[i][d] = src[d * ld + i] * scale[i] for the first n (<= 8) of 8 panel rows, every d < D.
 template <typename T>
@@ -241,9 +225,9 @@ void extend_simd(const AttendWork<T, TKV>& w, T* out) {
   float* lo = arow + rp;              // [rp] first visible key (positions are exact in fp32
   float* hi = lo + rp;                // [rp] last visible key   below 2^24 tokens)
 
-  int64_t kbeg = ext_max64(w.key_begin, 0);
-  if (w.window > 0) kbeg = ext_max64(kbeg, w.pos0 - w.window + 1);
-  const int64_t kend = ext_min64(w.key_end, w.pos0 + w.n_q);
+  int64_t kbeg = max64(w.key_begin, 0);
+  if (w.window > 0) kbeg = max64(kbeg, w.pos0 - w.window + 1);
+  const int64_t kend = min64(w.key_end, w.pos0 + w.n_q);
   for (int g0 = 0; g0 < nvec; g0 += kRV) {
     const int width = ext_min(kRV, nvec - g0) * kLanes;
     float* qg = qt + g0 * kLanes * D;
@@ -261,26 +245,26 @@ void extend_simd(const AttendWork<T, TKV>& w, T* out) {
   for (int r = 0; r < rp; ++r) {
     const int64_t pos = w.pos0 + ext_min(r, rows - 1) / G;
     int64_t first = kbeg;
-    if (w.window > 0) first = ext_max64(first, pos - w.window + 1);
+    if (w.window > 0) first = max64(first, pos - w.window + 1);
     lo[r] = static_cast<float>(first);
-    hi[r] = static_cast<float>(ext_min64(pos, kend - 1));
+    hi[r] = static_cast<float>(min64(pos, kend - 1));
     mrow[r] = -INFINITY;
     lrow[r] = 0.0f;
   }
 
   const int row_bytes = D * static_cast<int>(sizeof(TKV));
-  for (int64_t k = kbeg; k < ext_min64(kend, kbeg + kExtBlk); ++k) {
+  for (int64_t k = kbeg; k < min64(kend, kbeg + kExtBlk); ++k) {
     const int64_t off = static_cast<int64_t>(w.slots[k]) * w.slot_stride + w.head_off;
-    extend_prefetch(w.k_cache + off, row_bytes);
-    extend_prefetch(w.v_cache + off, row_bytes);
+    prefetch_bytes(w.k_cache + off, row_bytes);
+    prefetch_bytes(w.v_cache + off, row_bytes);
   }
   for (int64_t k0 = kbeg; k0 < kend; k0 += kExtBlk) {
-    const int nk = static_cast<int>(ext_min64(kExtBlk, kend - k0));
+    const int nk = static_cast<int>(min64(kExtBlk, kend - k0));
     // Slots are scattered, so the hardware prefetcher cannot guess the next block's rows.
-    for (int64_t k = k0 + kExtBlk; k < ext_min64(kend, k0 + 2 * kExtBlk); ++k) {
+    for (int64_t k = k0 + kExtBlk; k < min64(kend, k0 + 2 * kExtBlk); ++k) {
       const int64_t off = static_cast<int64_t>(w.slots[k]) * w.slot_stride + w.head_off;
-      extend_prefetch(w.k_cache + off, row_bytes);
-      extend_prefetch(w.v_cache + off, row_bytes);
+      prefetch_bytes(w.k_cache + off, row_bytes);
+      prefetch_bytes(w.v_cache + off, row_bytes);
     }
     for (int j = 0; j < nk; ++j) {
       const int64_t off = static_cast<int64_t>(w.slots[k0 + j]) * w.slot_stride + w.head_off;
@@ -295,8 +279,8 @@ void extend_simd(const AttendWork<T, TKV>& w, T* out) {
       const int r0 = g0 * kLanes, r1 = ext_min(rows, r0 + nv * kLanes) - 1;
       // Rows are in position order: the group sees keys [lo[r0], hi[r1]] at most.
       const int64_t first = static_cast<int64_t>(lo[r0]), last = static_cast<int64_t>(hi[r1]);
-      const int j0 = static_cast<int>(ext_max64(first - k0, 0)) / kKJ * kKJ;
-      const int j1 = static_cast<int>(ext_min64(last - k0 + 1, nk_pass) + kKJ - 1) / kKJ * kKJ;
+      const int j0 = static_cast<int>(max64(first - k0, 0)) / kKJ * kKJ;
+      const int j1 = static_cast<int>(min64(last - k0 + 1, nk_pass) + kKJ - 1) / kKJ * kKJ;
       if (last < k0 || first >= k0 + nk || j0 >= j1) continue;
       // Every key of [j0, j1) is visible to every row unless it crosses some row's bounds.
       const bool masked = k0 + j0 < static_cast<int64_t>(lo[r1]) ||

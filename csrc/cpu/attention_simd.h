@@ -13,14 +13,6 @@ using radixserve::cpu::AttendWork;
 constexpr int kKeyBlock = radixserve::cpu::kAttendKeyBlock;
 static_assert(kKeyBlock % kLanes == 0, "key block must be whole vectors");
 
-inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
-inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
-
-inline void prefetch_bytes(const void* p, int bytes) {
-  const char* c = static_cast<const char*>(p);
-  for (int o = 0; o < bytes; o += 64) _mm_prefetch(c + o, _MM_HINT_T0);
-}
-
 // Scores of one query against kLanes keys at once: one accumulator per key, then a single
 // transpose-and-add instead of a horizontal reduction per key. Key rows are fp32 or bf16 (TR):
 // bf16 is widened in registers as it is loaded (no converted copy to store and reload).

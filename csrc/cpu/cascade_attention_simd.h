@@ -22,12 +22,6 @@ constexpr int kTileVecs = radixserve::cpu::kPrefixTileRows / kLanes;  // row vec
 constexpr int kTileRows = kTileVecs * kLanes;
 
 
-inline int64_t cmin64(int64_t a, int64_t b) { return a < b ? a : b; }
-
-inline void cprefetch(const void* p, int bytes) {
-  const char* c = static_cast<const char*>(p);
-  for (int o = 0; o < bytes; o += 64) _mm_prefetch(c + o, _MM_HINT_T0);
-}
 
 // Prefetches a list of rows a few cache lines at a time, spread over a block's computation:
 // hundreds of prefetches issued at once fill the miss buffers and stall the loads behind them.
@@ -225,7 +219,7 @@ void prefix_simd(const AttendWork<T, TKV>& w) {
   const float* vr[kBlk];
   LineFeed feed;
   for (int64_t t0 = 0; t0 < rows; t0 += TR) {
-    const int nrows = static_cast<int>(cmin64(TR, rows - t0));
+    const int nrows = static_cast<int>(min64(TR, rows - t0));
     const int nrv = (nrows + kLanes - 1) / kLanes;
     for (int r = 0; r < nrv * kLanes; ++r) {
       m[r] = -INFINITY;
@@ -241,17 +235,17 @@ void prefix_simd(const AttendWork<T, TKV>& w) {
     }
     // Slots are scattered: the hardware prefetcher cannot guess the rows, so fetch the first
     // block now and each next block while the current one is computed.
-    touch_rows(w, fetch_off, kb, cmin64(ke, kb + kTouchAhead * kBlk));
-    for (int64_t k = kb; k < cmin64(ke, kb + kBlk); ++k) {
+    touch_rows(w, fetch_off, kb, min64(ke, kb + kTouchAhead * kBlk));
+    for (int64_t k = kb; k < min64(ke, kb + kBlk); ++k) {
       const int64_t off = static_cast<int64_t>(w.slots[k]) * w.slot_stride + fetch_off;
-      cprefetch(w.k_cache + off, fetch_bytes);
-      cprefetch(w.v_cache + off, fetch_bytes);
+      prefetch_bytes(w.k_cache + off, fetch_bytes);
+      prefetch_bytes(w.v_cache + off, fetch_bytes);
     }
     for (int64_t k0 = kb; k0 < ke; k0 += kBlk) {
-      const int nk = static_cast<int>(cmin64(kBlk, ke - k0));
+      const int nk = static_cast<int>(min64(kBlk, ke - k0));
       feed.reset();
-      touch_rows(w, fetch_off, k0 + kTouchAhead * kBlk, cmin64(ke, k0 + (kTouchAhead + 1) * kBlk));
-      for (int64_t k = k0 + kBlk; k < cmin64(ke, k0 + 2 * kBlk); ++k) {
+      touch_rows(w, fetch_off, k0 + kTouchAhead * kBlk, min64(ke, k0 + (kTouchAhead + 1) * kBlk));
+      for (int64_t k = k0 + kBlk; k < min64(ke, k0 + 2 * kBlk); ++k) {
         const int64_t off = static_cast<int64_t>(w.slots[k]) * w.slot_stride + fetch_off;
         feed.add(w.k_cache + off, fetch_bytes);
         feed.add(w.v_cache + off, fetch_bytes);
@@ -396,10 +390,10 @@ void suffix_simd(const SuffixWork<T, TKV>& w) {
     }
     const int32_t* slots = w.table + w.pool_rows[it.b] * w.max_ctx;
     for (int64_t c0 = it.key_begin; c0 < it.key_end; c0 += kSuffixStageKeys) {
-      const int64_t c1 = cmin64(it.key_end, c0 + kSuffixStageKeys);
+      const int64_t c1 = min64(it.key_end, c0 + kSuffixStageKeys);
       radixserve::cpu::gather_token_rows(w.k_cache, w.v_cache, slots, c0, c1, stride, ks, vs);
       for (int64_t k0 = c0; k0 < c1; k0 += kSB) {
-        const int nk = static_cast<int>(cmin64(kSB, c1 - k0));
+        const int nk = static_cast<int>(min64(kSB, c1 - k0));
         for (int h = 0; h < Hkv; ++h) {
           for (int j = 0; j < nk; ++j) {
             const int64_t off = (k0 - c0 + j) * stride + h * D;
