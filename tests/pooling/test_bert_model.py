@@ -89,3 +89,14 @@ def test_pool_methods() -> None:
     torch.testing.assert_close(pool(h, [0, 2], [2, 4], "mean"), torch.stack([h[:2].mean(0), h[2:].mean(0)]))
     with pytest.raises(ValueError, match="pooling method"):
         pool(h, [0], [6], "max")
+
+
+@pytest.mark.parametrize("lens", [[9], [4, 4, 4], [3, 5, 1], [1], [7, 7], [2, 9, 9]])
+def test_mean_pooling_equal_and_mixed_lengths(lens: list[int]) -> None:
+    """Equal lengths take one reshape-and-mean, mixed ones the segment sum: either way each
+    sequence gets the mean of its own rows."""
+    torch.manual_seed(0)
+    h = torch.randn(sum(lens), 16)
+    starts = [sum(lens[:i]) for i in range(len(lens))]
+    want = torch.stack([h[s : s + n].mean(0) for s, n in zip(starts, lens, strict=True)])
+    torch.testing.assert_close(pool(h, starts, lens, "mean"), want)

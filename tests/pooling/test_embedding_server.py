@@ -153,3 +153,38 @@ def test_metrics_count_pooling(url: str, tmp_path: Path) -> None:
     count = next(line for line in text.splitlines() if line.startswith(
         'radixserve:http_request_duration_seconds_count{route="/v1/embeddings"}'))
     assert float(count.rsplit(" ", 1)[1]) >= 1
+
+
+def test_dropped_single_input_requests_are_aborted(url: str) -> None:
+    """32 clients send one long input each and leave after 20 ms: the requests still waiting
+    are aborted (fewer than 32 finish), nothing stays queued, every KV slot comes back, and the
+    server keeps answering."""
+    import asyncio
+    import time
+
+    text = " ".join(["word"] * 500)  # 502 tokens: 32 of them need several steps
+
+    def load() -> dict[str, float]:
+        return dict(httpx.get(url + "/get_load", timeout=30).json())
+
+    before = load()
+
+    async def drop_all() -> None:
+        async with httpx.AsyncClient(timeout=httpx.Timeout(0.02)) as client:
+            posts = (client.post(url + "/v1/embeddings", json={"input": text}) for _ in range(32))
+            results = await asyncio.gather(*posts, return_exceptions=True)
+        assert all(isinstance(r, httpx.TimeoutException) for r in results)
+
+    asyncio.run(drop_all())
+    deadline = time.monotonic() + 60
+    while True:
+        now = load()
+        idle = now["num_running_reqs"] == 0 and now["num_waiting_reqs"] == 0
+        if (idle and now["kv_available"] == now["kv_size"]) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert now["num_running_reqs"] == 0 and now["num_waiting_reqs"] == 0
+    assert now["kv_available"] == now["kv_size"]
+    assert now["num_finished_reqs"] - before["num_finished_reqs"] < 32
+    r = httpx.post(url + "/v1/embeddings", json={"input": "still serving"}, timeout=60)
+    assert r.status_code == 200 and len(r.json()["data"][0]["embedding"]) == 384

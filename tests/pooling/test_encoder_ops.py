@@ -8,7 +8,12 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from radixserve.layers.encoder_ops import encoder_attention_ref, gelu_ref, layer_norm_ref
+from radixserve.layers.encoder_ops import (
+    LayerNorm,
+    encoder_attention_ref,
+    gelu_ref,
+    layer_norm_ref,
+)
 
 _C = pytest.importorskip("radixserve._C")
 if not hasattr(_C, "layer_norm"):
@@ -37,6 +42,24 @@ def test_layer_norm(isa: str, n: int, h: int, dtype: torch.dtype, with_residual:
     ref = layer_norm_ref(x, res, w, b, 1e-12)
     tol = 1e-4 if dtype == torch.float32 else 3e-2
     torch.testing.assert_close(out.float(), ref.float(), atol=tol, rtol=tol)
+
+
+@pytest.mark.parametrize("layout", ["rows", "batched", "strided"])
+@pytest.mark.parametrize("with_residual", [False, True])
+def test_layer_norm_module_layouts(layout: str, with_residual: bool) -> None:
+    """The module passes contiguous [T, H] rows straight to the kernel and reshapes (or copies)
+    anything else: [B, T, H] keeps its shape, a strided view gives the same numbers."""
+    g = torch.Generator().manual_seed(7)
+    norm = LayerNorm(48, 1e-12)
+    norm.weight.data, norm.bias.data = torch.randn(48, generator=g), torch.randn(48, generator=g)
+    base = torch.randn(3, 5, 48, generator=g) * 2
+    x = {"rows": base[0], "batched": base, "strided": base.transpose(0, 1)}[layout]
+    res = torch.randn(x.shape, generator=g).transpose(0, -2).contiguous().transpose(0, -2)
+    res = res if with_residual else None
+    out = norm(x, res)
+    assert out.shape == x.shape
+    ref = layer_norm_ref(x, res, norm.weight, norm.bias, 1e-12)
+    torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("shape", [(1,), (7,), (3, 33), (2, 4096), (5, 1536)])

@@ -59,8 +59,8 @@ def finish_pooled(sched: Scheduler, batch: list[Req], out: torch.Tensor) -> list
             sched.kv.cache_unfinished(req)
             continue
         if rows is None:
-            rows = out.tolist()
-        req.pooled = [float(v) for v in rows[i]]
+            rows = out.float().tolist()  # Python floats already: no per-value conversion
+        req.pooled = rows[i]
         req.finish_reason = FinishReason(type="stop")
         sched.stats["num_prompt_tokens"] += len(req.origin_input_ids)
         sched.stats["num_cached_tokens"] += req.cached_tokens

@@ -52,14 +52,21 @@ class LayerNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
-        shape = x.shape
-        x2 = x.reshape(-1, shape[-1]).contiguous()
         if _native_has("layer_norm") and x.device.type == "cpu":
-            res2 = None if residual is None else residual.reshape(-1, shape[-1]).contiguous()
+            # The encoder's [T, H] rows go as they are: each reshape / view is ~1-3 us of
+            # dispatch, 13 calls per BERT-base-sized forward.
+            x2, res2 = _rows(x), None if residual is None else _rows(residual)
             out = torch.empty_like(x2)
             native_ops().layer_norm(out, x2, res2, self.weight, self.bias, self.eps)
-            return out.view(shape)
+            return out if x2 is x else out.view(x.shape)
         return layer_norm_ref(x, residual, self.weight, self.bias, self.eps)
+
+
+def _rows(t: torch.Tensor) -> torch.Tensor:
+    """t as contiguous [rows, last dim]: t itself when it already is."""
+    if t.dim() == 2 and t.is_contiguous():
+        return t
+    return t.reshape(-1, t.shape[-1]).contiguous()
 
 
 def gelu(x: torch.Tensor, tanh_approx: bool = False) -> torch.Tensor:

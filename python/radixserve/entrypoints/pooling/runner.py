@@ -59,6 +59,8 @@ async def _final(tm: TokenizerManager, req: GenerateRequest) -> GenerateOutput:
 
 async def run_all(tm: TokenizerManager, reqs: list[GenerateRequest]) -> list[GenerateOutput]:
     """Final outputs in order; on any failure the others are cancelled (and so aborted)."""
+    if len(reqs) == 1:  # one input (the usual single sentence): no task to spawn and gather
+        return [await _final(tm, reqs[0])]
     tasks = [asyncio.ensure_future(_final(tm, r)) for r in reqs]
     try:
         return list(await asyncio.gather(*tasks))
