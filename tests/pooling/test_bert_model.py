@@ -137,3 +137,24 @@ def test_minilm_int16_linears_match_sentence_transformers() -> None:
     cos = torch.nn.functional.cosine_similarity(got, ref, dim=-1)
     assert bool((cos >= 0.9999).all()), cos
     torch.testing.assert_close(alone[0], got[4], rtol=0, atol=1e-6)
+
+
+def test_encoder_linear_format_choice(tmp_path: Path) -> None:
+    from radixserve.args import ServerArgs
+
+    make_tiny_bert(str(tmp_path))
+    tok_ids = [[101, 7592, 2088, 102], [101, 1037, 102]]
+    out = {}
+    with torch.inference_mode():
+        for backend, fmt in (("native", "float32"), ("native", "int16"), ("torch", "int16")):
+            model = ours(str(tmp_path), backend, fmt)
+            linears = [m for m in model.encoder.layers.modules() if isinstance(m, Linear)]
+            int16 = backend == "native" and fmt == "int16"  # the torch backend keeps fp32
+            assert all((m.int16_packed is not None) == int16 for m in linears)
+            out[backend, fmt] = model(packed_batch(tok_ids))
+    set_kernel_backend("native")
+    cos = torch.nn.functional.cosine_similarity(out["native", "int16"], out["torch", "int16"])
+    assert bool((cos > 0.9999).all()), cos
+    torch.testing.assert_close(out["native", "float32"], out["torch", "int16"], atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="encoder-linear-format"):
+        ServerArgs(encoder_linear_format="int8")
