@@ -2,12 +2,15 @@
 // K pair of one activation row by the K pairs of 8 channels and adds each pair (16 products per
 // instruction, twice an fp32 FMA's 8); vpaddd accumulates in int32. Compiled through a target
 // pragma (no global ISA flags); only called when cpu_features reports AVX2.
+// Standard headers first, outside the target region, so that no inline library function is
+// emitted as an AVX2 copy the linker could pick for other sources.
+#include <cmath>
+#include <cstring>
+
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 
 #include <immintrin.h>
-
-#include <cstring>
 
 #include "cpu/gemm_int16_kernels.h"
 
