@@ -8,7 +8,7 @@ bidirectional varlen kernel over the packed batch (`encoder_attention`, torch SD
 as the reference): the decoder's extend-attention kernel is causal-only and reads keys through
 the KV pool, which an encoder never needs (no KV is kept after the forward).
 The encoder's linears run in int16 integers by default for float32 models
-(`encoder_linear_format`, layers/linear.py): it measured 1.7x the fp32 GEMM on AVX2 and keeps
+(`encoder_linear_format`, layers/linear.py): it measured 1.4-1.5x the fp32 GEMM on AVX2 and keeps
 all-MiniLM-L6-v2 within cosine 0.9999 of sentence-transformers (benchmarks/results/embeddings.md).
 Sequences are always whole (the scheduler never chunks an encoder prompt), so position j of a
 request is token j and `batch.positions` are the absolute position ids.
