@@ -7,6 +7,7 @@
 #include "cache/radix_tree.h"
 // ---- includes: cpu kernels ----
 #include "cpu/gemm.h"
+#include "cpu/gemm_int16.h"
 #include "cpu/activation.h"
 #include "cpu/attention.h"
 #include "cpu/cascade_attention.h"
@@ -273,6 +274,19 @@ PYBIND11_MODULE(_C, m) {
   m.def("linear", &radixserve::cpu::linear, py::arg("x"), py::arg("packed"),
         py::arg("bias") = py::none(), "x [M, K] @ W^T (+ bias) -> [M, N] in x's dtype");
   m.def("linear_isa", &radixserve::cpu::linear_isa, "kernel build linear() uses now");
+
+  // ---- section: int16 linear (encoder prefill; gemm_int16_kernels.h) ----
+  m.def("pack_int16_weight", &radixserve::cpu::pack_int16_weight, py::arg("weight"),
+        py::arg("weight_bits"), py::arg("act_bits"),
+        "weight [N, K] float32 -> packed uint8 for int16_linear: rounded per output channel to "
+        "weight_bits, activations to be rounded per row to act_bits");
+  m.def("int16_linear", &radixserve::cpu::int16_linear, py::arg("x"), py::arg("packed"),
+        py::arg("bias") = py::none(),
+        "x [M, K] float32 rounded per row @ the int16 weight^T (+ bias) -> [M, N] float32");
+  m.def("int16_weight", &radixserve::cpu::int16_weight, py::arg("packed"),
+        "(int16 [N, K] weight, float32 [N] scales, act_bits, K block) of a packed weight");
+  m.def("int16_linear_isa", &radixserve::cpu::int16_linear_isa,
+        "kernel build int16_linear() uses now");
 
   // ---- section: quantized linear (GGUF Q4_0 / Q4_1 / Q8_0 kept quantized) ----
   m.def("pack_quant_weight", &radixserve::cpu::pack_quant_weight, py::arg("raw"),

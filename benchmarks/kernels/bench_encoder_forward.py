@@ -8,7 +8,8 @@ of `--tokens` tokens (rounds interleaved), GFLOP/s per CPU second (linears + att
 lowest cosine of its mean-pooled embeddings vs sentence-transformers'. Variants: `st` (the
 BertModel inside SentenceTransformer), `fp32` (radixserve, native backend), `fp16w` / `bf16w`
 (weights rounded to fp16 / bf16, fp32 compute: the accuracy a 16-bit weight format would
-give) and, with --q8, `q8_0` (weights as GGUF Q8_0 blocks through the native quant_linear).
+give), `int16` (the encoder linears through the native int16_linear, the default for fp32
+encoders) and, with --q8, `q8_0` (weights as GGUF Q8_0 blocks through the native quant_linear).
 """
 
 from __future__ import annotations
@@ -49,7 +50,9 @@ def packed(ids: torch.Tensor) -> ForwardBatch:
 
 
 def radix_model(path: str, weights: str) -> torch.nn.Module:
-    model = load_model(load_model_config(path))
+    cfg = load_model_config(path)
+    cfg.encoder_linear_format = "int16" if weights == "int16" else "float32"
+    model = load_model(cfg)
     for m in model.modules():
         if not isinstance(m, Linear):
             continue
@@ -91,7 +94,7 @@ def main() -> None:
         return torch.nn.functional.normalize(h.mean(1), dim=-1)
 
     variants: dict[str, Callable[[], Any]] = {"st": run_st}
-    for name in ("fp32", "fp16w", "bf16w", *(["q8_0"] if args.q8 else [])):
+    for name in ("fp32", "int16", "fp16w", "bf16w", *(["q8_0"] if args.q8 else [])):
         variants[name] = lambda m=radix_model(path, name): m(batch)
     cfg = hf.config
     hidden, inter, layers = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers

@@ -26,6 +26,7 @@ import importlib.util
 import os
 import platform
 import random
+import shlex
 import statistics
 import sys
 import time
@@ -170,6 +171,8 @@ def main() -> None:
     p.add_argument("--num-short", type=int, default=100, help="short-sentence latency requests")
     p.add_argument("--rounds", type=int, default=2, help="interleaved rounds of every row")
     p.add_argument("--output", default="benchmarks/results/embeddings.md")
+    p.add_argument("--server-args", default="",
+                   help="extra radixserve.serve flags, e.g. '--encoder-linear-format float32'")
     p.add_argument("--omp-wait-policy", default="PASSIVE", choices=["PASSIVE", "ACTIVE", "inherit"],
                    help="OMP_WAIT_POLICY of both sides (set before torch loads). On a CPU shared "
                    "with other jobs, spinning OpenMP workers (ACTIVE, libgomp's default) wait "
@@ -196,7 +199,8 @@ def main() -> None:
     load_before = os.getloadavg()
     st = SentenceTransformer(model, device="cpu")
     st.encode(sentences[:8], batch_size=8)  # warm-up
-    proc, url = start_server(["--model-path", model, "--num-threads", str(args.num_threads)])
+    proc, url = start_server(["--model-path", model, "--num-threads", str(args.num_threads),
+                              *shlex.split(args.server_args)])  # fmt: skip
     try:
         asyncio.run(http_run(url, sentences[:8], 4))  # warm-up
         for _ in range(args.rounds):
@@ -238,7 +242,9 @@ def main() -> None:
         f"- Command: `PYTHONPATH=python python benchmarks/serving/bench_embeddings.py "
         f"--num-sentences {args.num_sentences} --tokens {args.tokens} "
         f"--num-threads {args.num_threads} --num-short {args.num_short} --rounds {args.rounds} "
-        f"--omp-wait-policy {args.omp_wait_policy}`",
+        f"--omp-wait-policy {args.omp_wait_policy}"
+        + (f" --server-args {shlex.quote(args.server_args)}" if args.server_args else "")
+        + "`",
         f"- Date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='minutes')}",
         f"- Model: all-MiniLM-L6-v2 (float32); {n} sentences of exactly {args.tokens} tokens each",
         f"- Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, flags: "

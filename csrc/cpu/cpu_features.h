@@ -16,6 +16,7 @@ struct CpuFeatures {
   bool avx2 = false;  // with FMA
   bool avx512 = false;  // F + BW + VL + DQ
   bool avx512_bf16 = false;
+  bool avx512_vnni = false;  // vpdpwssd (int16 linear)
 };
 
 // What the CPU (and OS) supports.

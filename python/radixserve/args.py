@@ -14,6 +14,7 @@ from radixserve.args_help import FLAG_HELP, check_reliability_args
 
 DTYPES = ("auto", "float32", "bfloat16")
 KV_CACHE_DTYPES = ("auto", "float32", "bfloat16")
+ENCODER_LINEAR_FORMATS = ("auto", "float32", "int16")
 SCHEDULE_POLICIES = ("lpm", "fcfs")
 CHUNKED_PREFILL_POLICIES = ("fair", "fcfs")
 BACKENDS = ("native", "torch")
@@ -37,6 +38,9 @@ class ServerArgs:
     # bfloat16 under an fp32 model halves the KV bytes (the kernels read it as fp32; K/V are
     # rounded to nearest even when stored).
     kv_cache_dtype: str = "auto"
+    # BERT-family encoder linears: auto = int16 for float32 models on the native CPU kernels
+    # (layers/linear.py), float32 as loaded, int16 (12-bit weights, 14-bit activations).
+    encoder_linear_format: str = "auto"
     context_length: Optional[int] = None
     trust_remote_code: bool = False
     revision: Optional[str] = None
@@ -134,6 +138,7 @@ class ServerArgs:
 
         choice("dtype", DTYPES)
         choice("kv_cache_dtype", KV_CACHE_DTYPES)
+        choice("encoder_linear_format", ENCODER_LINEAR_FORMATS)
         choice("schedule_policy", SCHEDULE_POLICIES)
         choice("chunked_prefill_policy", CHUNKED_PREFILL_POLICIES)
         choice("attention_backend", ATTENTION_BACKENDS)

@@ -18,6 +18,10 @@ FLAG_HELP: dict[str, str] = {
         "KV cache dtype: auto (the model's; bfloat16 for a GGUF kept quantized), "
         "float32 or bfloat16 (half an fp32 model's KV memory; CPU only if not the model's dtype)."
     ),
+    "encoder_linear_format": (
+        "Encoder (BERT) linears: auto (int16 for float32 models on the native CPU kernels), "
+        "float32, or int16 (12-bit integer weights, 14-bit activations, int32 sums)."
+    ),
     "context_length": "Override the model's context length (tokens).",
     "trust_remote_code": "Not supported: only built-in architectures run (setting it is an error).",
     "revision": "Not supported: models are loaded from local paths (setting it is an error).",

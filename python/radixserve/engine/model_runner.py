@@ -109,6 +109,7 @@ class ModelRunner:
             native_kernels=self.kernel_backend == "native",
             is_embedding=server_args.is_embedding,
         )
+        self.model_config.encoder_linear_format = server_args.encoder_linear_format
         # Pooling models (#8) return one vector per request from forward(), never logits.
         self.is_pooling = not self.model_config.is_generation
         self.context_len = self.model_config.context_len

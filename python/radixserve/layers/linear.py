@@ -4,6 +4,12 @@ runs in radixserve._C (decode shapes are memory-bound: the packed layout streams
 GGUF weights in Q4_0, Q4_1 or Q8_0 can stay quantized (`QuantizedWeight`, loaded with
 `Linear.load_quantized`): post_load packs them for `_C.quant_linear` and drops the plain weight,
 so the layer holds one copy of its weight, in the file's format.
+
+An fp32 layer can instead be rounded to integers (`weight_format = "int16"`, set before
+post_load; the BERT encoders do it by default): `_C.int16_linear` rounds the weight once per
+output channel and every input per row, and sums the products exactly in int32
+(csrc/cpu/gemm_int16_kernels.h). On AVX2 that does twice the multiply-adds per instruction of
+an fp32 FMA.
 """
 
 from __future__ import annotations
@@ -24,6 +30,14 @@ NATIVE_DTYPES = (torch.float32, torch.bfloat16)
 # (torch's bf16 matmul is 5-8x slower on this AVX2 machine). benchmarks/results/linear.md.
 TORCH_FP32_MIN_ROWS = 16
 TORCH_FP32_MAX_N = 8192
+# Integer widths of the int16 format: 12-bit weights (per output channel) and 14-bit activations
+# (per row): all-MiniLM-L6-v2's minimum cosine to sentence-transformers was 0.999991 on 14
+# sentences (11 + 11 bits: 0.99985, 12 + 12: 0.99996; the activations' bits dominate). The int32
+# sums then cover K blocks of 128, which cost no measurable speed against blocks of 512.
+# benchmarks/results/embeddings.md ("int16 encoder linears").
+INT16_WEIGHT_BITS = 12
+INT16_ACT_BITS = 14
+WEIGHT_FORMATS = ("float32", "int16")
 # GGUF block types the native quantized kernels read (gguf's GGMLQuantizationType names).
 QUANT_TYPES = ("Q4_0", "Q4_1", "Q8_0")
 
@@ -64,6 +78,9 @@ class Linear(nn.Module):
         # Quantized rows loaded so far: (first row, weight); packed into quant_packed.
         self.quant_parts: list[tuple[int, QuantizedWeight]] = []
         self.quant_packed: Optional[torch.Tensor] = None
+        # "int16": post_load packs an fp32 weight for _C.int16_linear (native CPU backend).
+        self.weight_format = "float32"
+        self.int16_packed: Optional[torch.Tensor] = None
 
     def load_quantized(self, start: int, weight: QuantizedWeight) -> None:
         """Rows [start, start + rows) of W, kept in their GGUF format until post_load."""
@@ -108,6 +125,14 @@ class Linear(nn.Module):
             return
         w = self.weight.data
         native = use_native() and w.device.type == "cpu" and w.dtype in NATIVE_DTYPES
+        self.int16_packed = None
+        if native and self.weight_format == "int16" and w.dtype == torch.float32:
+            # The fp32 weight stays for the torch backend (as the packed fp32 case below).
+            self.int16_packed = native_ops().pack_int16_weight(
+                w, INT16_WEIGHT_BITS, INT16_ACT_BITS
+            )
+            self.packed = None
+            return
         self.packed = native_ops().pack_linear_weight(w) if native else None
 
     def set_quant_packed(self, packed: torch.Tensor) -> None:
@@ -129,6 +154,11 @@ class Linear(nn.Module):
             else:  # plain PyTorch on the dequantised weight (slow; for comparisons)
                 w = native_ops().dequantize_quant_weight(self.quant_packed).to(x.dtype)
                 out = F.linear(x.reshape(-1, shape[-1]), w, self.bias)
+            return out.view(*shape[:-1], self.out_features)
+        if self.int16_packed is not None and use_native() and x.dtype == torch.float32:
+            shape = x.shape
+            x2 = x.reshape(-1, shape[-1]).contiguous()
+            out = native_ops().int16_linear(x2, self.int16_packed, self.bias)
             return out.view(*shape[:-1], self.out_features)
         if self.packed is not None and use_native() and not self._torch_is_faster(x):
             shape = x.shape
@@ -153,5 +183,5 @@ class Linear(nn.Module):
         )
         return (
             f"in={self.in_features}, out={self.out_features}, bias={self.bias is not None}, "
-            f"{packed=}, {quant=}"
+            f"{packed=}, {quant=}, int16={self.int16_packed is not None}"
         )

@@ -47,6 +47,8 @@ class ModelConfig:
     layer_norm_eps: float = 1e-12
     type_vocab_size: int = 0
     hidden_act: str = "silu"
+    # Encoder linears (models/bert.py): auto | float32 | int16 (--encoder-linear-format).
+    encoder_linear_format: str = "auto"
 
     def __post_init__(self) -> None:
         if not self.layer_sliding_windows:

@@ -1,0 +1,219 @@
+// AVX2 build of the int16 linear kernels (gemm_int16_kernels.h): vpmaddwd multiplies a broadcast
+// K pair of one activation row by the K pairs of 8 channels and adds each pair (16 products per
+// instruction, twice an fp32 FMA's 8); vpaddd accumulates in int32. Compiled through a target
+// pragma (no global ISA flags); only called when cpu_features reports AVX2.
+// Standard headers first, outside the target region, so that no inline library function is
+// emitted as an AVX2 copy the linker could pick for other sources.
+#include <cmath>
+#include <cstring>
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+
+#include <immintrin.h>
+
+#include "cpu/gemm_int16_kernels.h"
+
+namespace radixserve::gemm_i16 {
+namespace {
+
+inline int32_t load_pair(const int16_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+// One register tile: MR rows x NV*8 channels (from vector v0 of the block) over the whole K,
+// in int32 sums of at most kblock products, each converted to fp32 and added into acc_out.
+template <int MR, int NV>
+inline void tile(const Int16Problem& p, const int16_t* blk, int v0, int64_t m0, float* acc_out) {
+  const int16_t* x = p.xq + m0 * p.ldx;
+  for (int64_t k0 = 0; k0 < p.Kp; k0 += p.kblock) {
+    const int64_t k1 = k0 + p.kblock < p.Kp ? k0 + p.kblock : p.Kp;
+    __m256i acc[MR][NV];
+    for (int r = 0; r < MR; ++r)
+      for (int j = 0; j < NV; ++j) acc[r][j] = _mm256_setzero_si256();
+    for (int64_t k = k0; k < k1; k += 2) {
+      const __m256i* wk = reinterpret_cast<const __m256i*>(blk + k * kBlockN) + v0;
+      __m256i w[NV];
+      for (int j = 0; j < NV; ++j) w[j] = _mm256_loadu_si256(wk + j);
+      for (int r = 0; r < MR; ++r) {
+        const __m256i b = _mm256_set1_epi32(load_pair(x + r * p.ldx + k));
+        for (int j = 0; j < NV; ++j)
+          acc[r][j] = _mm256_add_epi32(acc[r][j], _mm256_madd_epi16(w[j], b));
+      }
+    }
+    for (int r = 0; r < MR; ++r) {
+      for (int j = 0; j < NV; ++j) {
+        float* o = acc_out + r * kBlockN + 8 * (v0 + j);
+        const __m256 s = _mm256_cvtepi32_ps(acc[r][j]);
+        _mm256_storeu_ps(o, k0 == 0 ? s : _mm256_add_ps(_mm256_loadu_ps(o), s));
+      }
+    }
+  }
+}
+
+// A whole 32-channel block for MR rows: one pass with 4 vectors for 1-2 rows, else two
+// half-block passes with 2 vectors (MR*2 accumulators + 2 weights + a broadcast in 16 registers).
+template <int MR>
+inline void block_rows(const Int16Problem& p, const int16_t* blk, int64_t m0, float* acc) {
+  if (MR <= 2) {
+    tile<MR, 4>(p, blk, 0, m0, acc);
+  } else {
+    tile<MR, 2>(p, blk, 0, m0, acc);
+    tile<MR, 2>(p, blk, 2, m0, acc);
+  }
+}
+
+
+// The main tile, 6 rows x 16 channels, in assembly: GCC's allocation of the intrinsics version
+// spilled half of the 12 accumulators to the stack (measured: no faster than fp32). Registers:
+// ymm0-11 the int32 sums (row r, vector j in ymm(2r+j)), ymm12-13 the weights of one K pair,
+// ymm14 the broadcast activation pair, ymm15 the product. sums: int32 [6][16].
+inline void tile6x16(const int16_t* x, int64_t ldx, const int16_t* w, int64_t pairs,
+                     int32_t* sums) {
+  const int64_t s = ldx * 2;
+  const int16_t* x3 = x + 3 * ldx;
+  __asm__ volatile(
+      "vpxor %%xmm0, %%xmm0, %%xmm0\n\t"
+      "vpxor %%xmm1, %%xmm1, %%xmm1\n\t"
+      "vpxor %%xmm2, %%xmm2, %%xmm2\n\t"
+      "vpxor %%xmm3, %%xmm3, %%xmm3\n\t"
+      "vpxor %%xmm4, %%xmm4, %%xmm4\n\t"
+      "vpxor %%xmm5, %%xmm5, %%xmm5\n\t"
+      "vpxor %%xmm6, %%xmm6, %%xmm6\n\t"
+      "vpxor %%xmm7, %%xmm7, %%xmm7\n\t"
+      "vpxor %%xmm8, %%xmm8, %%xmm8\n\t"
+      "vpxor %%xmm9, %%xmm9, %%xmm9\n\t"
+      "vpxor %%xmm10, %%xmm10, %%xmm10\n\t"
+      "vpxor %%xmm11, %%xmm11, %%xmm11\n\t"
+      "1:\n\t"
+      "vmovdqu (%[w]), %%ymm12\n\t"
+      "vmovdqu 32(%[w]), %%ymm13\n\t"
+      "vpbroadcastd (%[x]), %%ymm14\n\t"
+      "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"
+      "vpaddd %%ymm15, %%ymm0, %%ymm0\n\t"
+      "vpmaddwd %%ymm13, %%ymm14, %%ymm15\n\t"
+      "vpaddd %%ymm15, %%ymm1, %%ymm1\n\t"
+      "vpbroadcastd (%[x],%[s]), %%ymm14\n\t"
+      "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"
+      "vpaddd %%ymm15, %%ymm2, %%ymm2\n\t"
+      "vpmaddwd %%ymm13, %%ymm14, %%ymm15\n\t"
+      "vpaddd %%ymm15, %%ymm3, %%ymm3\n\t"
+      "vpbroadcastd (%[x],%[s],2), %%ymm14\n\t"
+      "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"
+      "vpaddd %%ymm15, %%ymm4, %%ymm4\n\t"
+      "vpmaddwd %%ymm13, %%ymm14, %%ymm15\n\t"
+      "vpaddd %%ymm15, %%ymm5, %%ymm5\n\t"
+      "vpbroadcastd (%[x3]), %%ymm14\n\t"
+      "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"
+      "vpaddd %%ymm15, %%ymm6, %%ymm6\n\t"
+      "vpmaddwd %%ymm13, %%ymm14, %%ymm15\n\t"
+      "vpaddd %%ymm15, %%ymm7, %%ymm7\n\t"
+      "vpbroadcastd (%[x3],%[s]), %%ymm14\n\t"
+      "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"
+      "vpaddd %%ymm15, %%ymm8, %%ymm8\n\t"
+      "vpmaddwd %%ymm13, %%ymm14, %%ymm15\n\t"
+      "vpaddd %%ymm15, %%ymm9, %%ymm9\n\t"
+      "vpbroadcastd (%[x3],%[s],2), %%ymm14\n\t"
+      "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"
+      "vpaddd %%ymm15, %%ymm10, %%ymm10\n\t"
+      "vpmaddwd %%ymm13, %%ymm14, %%ymm15\n\t"
+      "vpaddd %%ymm15, %%ymm11, %%ymm11\n\t"
+      "add $4, %[x]\n\t"
+      "add $4, %[x3]\n\t"
+      "add $128, %[w]\n\t"
+      "dec %[n]\n\t"
+      "jnz 1b\n\t"
+      "vmovdqu %%ymm0, 0(%[out])\n\t"
+      "vmovdqu %%ymm1, 32(%[out])\n\t"
+      "vmovdqu %%ymm2, 64(%[out])\n\t"
+      "vmovdqu %%ymm3, 96(%[out])\n\t"
+      "vmovdqu %%ymm4, 128(%[out])\n\t"
+      "vmovdqu %%ymm5, 160(%[out])\n\t"
+      "vmovdqu %%ymm6, 192(%[out])\n\t"
+      "vmovdqu %%ymm7, 224(%[out])\n\t"
+      "vmovdqu %%ymm8, 256(%[out])\n\t"
+      "vmovdqu %%ymm9, 288(%[out])\n\t"
+      "vmovdqu %%ymm10, 320(%[out])\n\t"
+      "vmovdqu %%ymm11, 352(%[out])\n\t"
+      : [x] "+r"(x), [x3] "+r"(x3), [w] "+r"(w), [n] "+r"(pairs)
+      : [s] "r"(s), [out] "r"(sums)
+      : "memory", "cc", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
+}
+
+// Rows m0..m0+5 of one whole block through tile6x16 (two 16-channel halves).
+inline void block6(const Int16Problem& p, const int16_t* blk, int64_t m0, float* acc_out) {
+  alignas(32) int32_t sums[6 * 16];
+  const int16_t* x = p.xq + m0 * p.ldx;
+  for (int half = 0; half < 2; ++half) {
+    for (int64_t k0 = 0; k0 < p.Kp; k0 += p.kblock) {
+      const int64_t k1 = k0 + p.kblock < p.Kp ? k0 + p.kblock : p.Kp;
+      // Each K pair row holds 32 channels x 2 int16: the second half starts 32 int16 in.
+      tile6x16(x + k0, p.ldx, blk + k0 * kBlockN + 32 * half, (k1 - k0) / 2, sums);
+      for (int r = 0; r < 6; ++r) {
+        for (int j = 0; j < 2; ++j) {
+          float* o = acc_out + r * kBlockN + 16 * half + 8 * j;
+          const __m256 v = _mm256_cvtepi32_ps(
+              _mm256_load_si256(reinterpret_cast<const __m256i*>(sums + 16 * r + 8 * j)));
+          _mm256_storeu_ps(o, k0 == 0 ? v : _mm256_add_ps(_mm256_loadu_ps(o), v));
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void int16_block_avx2(const Int16Problem& p, int64_t nb, int64_t m0, int64_t m1) {
+  constexpr int kMaxRows = 6;
+  alignas(64) float acc[kMaxRows * kBlockN];
+  const int16_t* blk = p.w + nb * p.Kp * kBlockN;
+  for (int64_t m = m0; m < m1; m += kMaxRows) {
+    const int64_t rows = m1 - m < kMaxRows ? m1 - m : kMaxRows;
+    switch (rows) {
+      case 1: block_rows<1>(p, blk, m, acc); break;
+      case 2: block_rows<2>(p, blk, m, acc); break;
+      case 3: block_rows<3>(p, blk, m, acc); break;
+      case 4: block_rows<4>(p, blk, m, acc); break;
+      case 5: block_rows<5>(p, blk, m, acc); break;
+      default: block6(p, blk, m, acc); break;
+    }
+    detail::store_tile(p, acc, rows, nb, m);
+  }
+}
+
+float quantize_row_avx2(const float* x, int64_t k, int64_t kp, float qmax, int16_t* xq) {
+  const __m256 sign = _mm256_set1_ps(-0.f);
+  __m256 amax = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= k; i += 8) amax = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)), amax);
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_movehdup_ps(m));
+  float a = _mm_cvtss_f32(m);
+  for (; i < k; ++i) a = std::fabs(x[i]) > a ? std::fabs(x[i]) : a;
+  float inv;
+  const float scale = detail::row_scale(a, qmax, &inv);
+  const __m256 vinv = _mm256_set1_ps(inv);
+  const __m256i hi = _mm256_set1_epi32(static_cast<int>(qmax)), lo = _mm256_set1_epi32(-static_cast<int>(qmax));
+  i = 0;
+  for (; i + 16 <= k; i += 16) {  // cvtps rounds half to even (the default MXCSR), as nearbyint
+    const __m256i q0 = _mm256_min_epi32(_mm256_max_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i), vinv)), lo), hi);
+    const __m256i q1 = _mm256_min_epi32(_mm256_max_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i + 8), vinv)), lo), hi);
+    // packs interleaves the 128-bit halves; the permute restores the order.
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(xq + i),
+                        _mm256_permute4x64_epi64(_mm256_packs_epi32(q0, q1), 0xd8));
+  }
+  for (; i < k; ++i) {
+    float q = std::nearbyint(x[i] * inv);
+    q = q > qmax ? qmax : (q < -qmax ? -qmax : q);
+    xq[i] = static_cast<int16_t>(q);
+  }
+  for (; i < kp; ++i) xq[i] = 0;
+  return scale;
+}
+
+}  // namespace radixserve::gemm_i16
+
+#pragma GCC pop_options
