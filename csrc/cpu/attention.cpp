@@ -272,32 +272,34 @@ SplitCall decode_call(const at::Tensor& out, const at::Tensor& q, const at::Tens
   attend.threads = region_threads;
   attend.dynamic = true;
   // The lambdas hold q and out (their data outlive the caller's handles in a fused step).
-  attend.run = [=, q_alive = q](int64_t it) {
+  attend.run = [=, q_alive = q](int64_t begin, int64_t end) {
     static thread_local std::vector<float> kvbuf;
     kvbuf.resize(2 * kAttendKeyBlock * D);
-    const int64_t b = it / (Hkv * nsplit);
-    const int64_t h = (it / nsplit) % Hkv;
-    const int64_t s = it % nsplit;
-    const int64_t len = lens[b];
-    const int64_t first = window > 0 ? std::max<int64_t>(0, len - window) : 0;
-    // Chunks are whole key blocks so the vector kernel's blocks stay full.
-    const int64_t chunk =
-        ((len - first + nsplit - 1) / nsplit + kAttendKeyBlock - 1) / kAttendKeyBlock *
-        kAttendKeyBlock;
-    AttendWork<T, TKV> w = proto;
-    w.q = qp + (b * Hq + h * G) * D;
-    w.n_q = 1;
-    w.pos0 = len - 1;
-    w.key_begin = first + s * chunk;
-    w.key_end = std::min(len, first + (s + 1) * chunk);
-    w.slots = table + rows[b] * max_ctx;
-    w.head_off = h * D;
-    w.m = parts->m.data() + it * G;
-    w.l = parts->l.data() + it * G;
-    w.acc = parts->acc.data() + it * G * D;
-    w.qbuf = parts->qbuf.data() + it * G * D;
-    w.kvbuf = kvbuf.data();
-    call_attend(kern, w);
+    for (int64_t it = begin; it < end; ++it) {
+      const int64_t b = it / (Hkv * nsplit);
+      const int64_t h = (it / nsplit) % Hkv;
+      const int64_t s = it % nsplit;
+      const int64_t len = lens[b];
+      const int64_t first = window > 0 ? std::max<int64_t>(0, len - window) : 0;
+      // Chunks are whole key blocks so the vector kernel's blocks stay full.
+      const int64_t chunk =
+          ((len - first + nsplit - 1) / nsplit + kAttendKeyBlock - 1) / kAttendKeyBlock *
+          kAttendKeyBlock;
+      AttendWork<T, TKV> w = proto;
+      w.q = qp + (b * Hq + h * G) * D;
+      w.n_q = 1;
+      w.pos0 = len - 1;
+      w.key_begin = first + s * chunk;
+      w.key_end = std::min(len, first + (s + 1) * chunk);
+      w.slots = table + rows[b] * max_ctx;
+      w.head_off = h * D;
+      w.m = parts->m.data() + it * G;
+      w.l = parts->l.data() + it * G;
+      w.acc = parts->acc.data() + it * G * D;
+      w.qbuf = parts->qbuf.data() + it * G * D;
+      w.kvbuf = kvbuf.data();
+      call_attend(kern, w);
+    }
   };
   call.phases.push_back(std::move(attend));
 
@@ -305,12 +307,14 @@ SplitCall decode_call(const at::Tensor& out, const at::Tensor& q, const at::Tens
   SplitPhase merge;
   merge.items = B * Hq;
   merge.threads = B * Hq * D * nsplit < (int64_t{1} << 16) ? 1 : nthreads;
-  merge.run = [=, out_alive = out](int64_t bh) {
-    const int64_t hq = bh % Hq, h = hq / G, g = hq % G;
-    const int64_t it0 = (bh / Hq * Hkv + h) * nsplit;
-    merge_rows(op + bh * D, static_cast<int>(D), static_cast<int>(nsplit),
-               parts->m.data() + it0 * G + g, parts->l.data() + it0 * G + g,
-               parts->acc.data() + (it0 * G + g) * D, G, G * D);
+  merge.run = [=, out_alive = out](int64_t begin, int64_t end) {
+    for (int64_t bh = begin; bh < end; ++bh) {
+      const int64_t hq = bh % Hq, h = hq / G, g = hq % G;
+      const int64_t it0 = (bh / Hq * Hkv + h) * nsplit;
+      merge_rows(op + bh * D, static_cast<int>(D), static_cast<int>(nsplit),
+                 parts->m.data() + it0 * G + g, parts->l.data() + it0 * G + g,
+                 parts->acc.data() + (it0 * G + g) * D, G, G * D);
+    }
   };
   call.phases.push_back(std::move(merge));
   call.finish = [out] { return out; };

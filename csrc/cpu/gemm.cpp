@@ -179,9 +179,11 @@ SplitCall prepare_linear(const torch::Tensor& x, const torch::Tensor& packed,
   SplitPhase phase;
   phase.items = blocks * chunks;
   phase.threads = omp_get_max_threads();
-  phase.run = [p, kernel, blocks, chunk, m, xs, bias_f, out](int64_t it) {
-    const int64_t nb = it % blocks, m0 = (it / blocks) * chunk;
-    kernel(p, nb, m0, std::min(m, m0 + chunk));
+  phase.run = [p, kernel, blocks, chunk, m, xs, bias_f, out](int64_t begin, int64_t end) {
+    for (int64_t it = begin; it < end; ++it) {
+      const int64_t nb = it % blocks, m0 = (it / blocks) * chunk;
+      kernel(p, nb, m0, std::min(m, m0 + chunk));
+    }
   };
   call.phases.push_back(std::move(phase));
   return call;

@@ -260,17 +260,20 @@ SplitCall prepare_quant_linear(const torch::Tensor& x, const torch::Tensor& pack
     // Each thread streams a contiguous run of weight rows once.
     phase.items = (h.n + kGemvChunk - 1) / kGemvChunk;
     const int64_t n = h.n;
-    phase.run = [p, gemv, n, xf, bias_f](int64_t it) {
-      gemv(p, it * kGemvChunk, std::min(n, (it + 1) * kGemvChunk));
+    phase.run = [p, gemv, n, xf, bias_f](int64_t begin, int64_t end) {
+      for (int64_t it = begin; it < end; ++it)
+        gemv(p, it * kGemvChunk, std::min(n, (it + 1) * kGemvChunk));
     };
   } else {
     const int64_t tiles = (h.n + kTileN - 1) / kTileN;
     const int64_t chunk = m <= 2 * kRowChunk ? m : kRowChunk;
     const int64_t chunks = (m + chunk - 1) / chunk;
     phase.items = tiles * chunks;
-    phase.run = [p, gemm, tiles, chunk, m, xf, bias_f](int64_t it) {
-      const int64_t nt = it % tiles, m0 = (it / tiles) * chunk;
-      gemm(p, nt * kTileN, m0, std::min(m, m0 + chunk));
+    phase.run = [p, gemm, tiles, chunk, m, xf, bias_f](int64_t begin, int64_t end) {
+      for (int64_t it = begin; it < end; ++it) {
+        const int64_t nt = it % tiles, m0 = (it / tiles) * chunk;
+        gemm(p, nt * kTileN, m0, std::min(m, m0 + chunk));
+      }
     };
   }
   call.phases.push_back(std::move(phase));

@@ -16,12 +16,12 @@ void run_split_phase(const SplitCall& call, size_t p, int tid, int nth,
   if (phase.dynamic && used > 1) {
     for (int64_t it = next->fetch_add(1, std::memory_order_relaxed); it < phase.items;
          it = next->fetch_add(1, std::memory_order_relaxed))
-      phase.run(it);
+      phase.run(it, it + 1);
     return;
   }
   int64_t begin = 0, end = 0;
   static_share(phase.items, tid, used, &begin, &end);
-  for (int64_t it = begin; it < end; ++it) phase.run(it);
+  if (begin < end) phase.run(begin, end);
 }
 
 torch::Tensor run_split_call(const SplitCall& call) {
@@ -33,7 +33,7 @@ torch::Tensor run_split_call(const SplitCall& call) {
 #pragma omp parallel num_threads(threads)
       run_split_phase(call, p, omp_get_thread_num(), omp_get_num_threads(), &next);
     } else {
-      for (int64_t it = 0; it < phase.items; ++it) phase.run(it);
+      if (phase.items > 0) phase.run(0, phase.items);
     }
   }
   return call.finish ? call.finish() : torch::Tensor();

@@ -19,7 +19,8 @@ struct SplitPhase {
   int64_t items = 0;
   int threads = 1;       // the most threads worth using (1: small work, the caller's thread)
   bool dynamic = false;  // items of uneven cost (attention): hand them out one at a time
-  std::function<void(int64_t item)> run;
+  // Items [begin, end), in order (one std::function call per thread's share, not per item).
+  std::function<void(int64_t begin, int64_t end)> run;
 };
 
 struct SplitCall {
