@@ -308,6 +308,11 @@ PYBIND11_MODULE(_C, m) {
         "kernel build quant_linear() uses now");
 
   // ---- section: the decode layer loop in one call (models/llama.py's fused decode) ----
+  m.def("set_decoder_threading", &radixserve::cpu::set_decoder_threading, py::arg("mode"),
+        "DecoderStack.decode threads: 'step' (one OpenMP region per call, default) or "
+        "'per_call' (each kernel its own region, as the per-op path)");
+  m.def("decoder_threading", &radixserve::cpu::decoder_threading,
+        "DecoderStack.decode's threading now: 'step' or 'per_call'");
   py::class_<radixserve::cpu::DecoderStack>(
       m, "DecoderStack", "A Llama-family decoder stack's decode step in one native call")
       .def(py::init<int64_t, int64_t, int64_t, double, torch::Tensor, bool>(),

@@ -7,11 +7,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "cpu/bf16.h"
 #include "cpu/cpu_features.h"
 #include "cpu/kernel_checks.h"
+#include "cpu/split_call.h"
 
 namespace radixserve::cpu {
 namespace {
@@ -223,10 +225,10 @@ constexpr int64_t kMinChunk = 256;  // keys per flash-decoding chunk, at least
 constexpr int kMaxSplits = 64;
 
 template <typename T, typename TKV>
-void decode_impl(const at::Tensor& out, const at::Tensor& q, const at::Tensor& k_cache,
-                 const at::Tensor& v_cache, const at::Tensor& req_to_token,
-                 const at::Tensor& req_pool_indices, const at::Tensor& seq_lens, double scale,
-                 int64_t window) {
+SplitCall decode_call(const at::Tensor& out, const at::Tensor& q, const at::Tensor& k_cache,
+                      const at::Tensor& v_cache, const at::Tensor& req_to_token,
+                      const at::Tensor& req_pool_indices, const at::Tensor& seq_lens,
+                      double scale, int64_t window) {
   const int64_t B = q.size(0), Hq = q.size(1), D = q.size(2), Hkv = k_cache.size(1);
   const int64_t G = Hq / Hkv;
   const int64_t max_ctx = req_to_token.size(1);
@@ -252,17 +254,28 @@ void decode_impl(const at::Tensor& out, const at::Tensor& q, const at::Tensor& k
   for (int64_t b = 0; b < B; ++b) total_keys += lens[b];
   const int region_threads = total_keys * Hkv * G * D < (int64_t{1} << 16) ? 1 : nthreads;
 
-  std::vector<float> part_m(items * G), part_l(items * G), part_acc(items * G * D);
-  std::vector<float> qbuf(items * G * D);
+  struct Parts {
+    std::vector<float> m, l, acc, qbuf;
+  };
+  auto parts = std::make_shared<Parts>();
+  parts->m.resize(items * G);
+  parts->l.resize(items * G);
+  parts->acc.resize(items * G * D);
+  parts->qbuf.resize(items * G * D);
   const AttendKernels kern = pick_kernels(static_cast<int>(D));
   const AttendWork<T, TKV> proto = base_work<T, TKV>(q, k_cache, v_cache, scale, window);
   const T* qp = static_cast<const T*>(q.data_ptr());
 
-#pragma omp parallel num_threads(region_threads)
-  {
-    std::vector<float> kvbuf(2 * kAttendKeyBlock * D);
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t it = 0; it < items; ++it) {
+  SplitCall call;
+  SplitPhase attend;
+  attend.items = items;
+  attend.threads = region_threads;
+  attend.dynamic = true;
+  // The lambdas hold q and out (their data outlive the caller's handles in a fused step).
+  attend.run = [=, q_alive = q](int64_t begin, int64_t end) {
+    static thread_local std::vector<float> kvbuf;
+    kvbuf.resize(2 * kAttendKeyBlock * D);
+    for (int64_t it = begin; it < end; ++it) {
       const int64_t b = it / (Hkv * nsplit);
       const int64_t h = (it / nsplit) % Hkv;
       const int64_t s = it % nsplit;
@@ -280,25 +293,32 @@ void decode_impl(const at::Tensor& out, const at::Tensor& q, const at::Tensor& k
       w.key_end = std::min(len, first + (s + 1) * chunk);
       w.slots = table + rows[b] * max_ctx;
       w.head_off = h * D;
-      w.m = part_m.data() + it * G;
-      w.l = part_l.data() + it * G;
-      w.acc = part_acc.data() + it * G * D;
-      w.qbuf = qbuf.data() + it * G * D;
+      w.m = parts->m.data() + it * G;
+      w.l = parts->l.data() + it * G;
+      w.acc = parts->acc.data() + it * G * D;
+      w.qbuf = parts->qbuf.data() + it * G * D;
       w.kvbuf = kvbuf.data();
       call_attend(kern, w);
     }
-  }
+  };
+  call.phases.push_back(std::move(attend));
 
   T* op = static_cast<T*>(out.data_ptr());
-  const int merge_threads = B * Hq * D * nsplit < (int64_t{1} << 16) ? 1 : nthreads;
-#pragma omp parallel for schedule(static) num_threads(merge_threads)
-  for (int64_t bh = 0; bh < B * Hq; ++bh) {
-    const int64_t b = bh / Hq, hq = bh % Hq, h = hq / G, g = hq % G;
-    const int64_t it0 = (b * Hkv + h) * nsplit;
-    merge_rows(op + bh * D, static_cast<int>(D), static_cast<int>(nsplit),
-               part_m.data() + it0 * G + g, part_l.data() + it0 * G + g,
-               part_acc.data() + (it0 * G + g) * D, G, G * D);
-  }
+  SplitPhase merge;
+  merge.items = B * Hq;
+  merge.threads = B * Hq * D * nsplit < (int64_t{1} << 16) ? 1 : nthreads;
+  merge.run = [=, out_alive = out](int64_t begin, int64_t end) {
+    for (int64_t bh = begin; bh < end; ++bh) {
+      const int64_t hq = bh % Hq, h = hq / G, g = hq % G;
+      const int64_t it0 = (bh / Hq * Hkv + h) * nsplit;
+      merge_rows(op + bh * D, static_cast<int>(D), static_cast<int>(nsplit),
+                 parts->m.data() + it0 * G + g, parts->l.data() + it0 * G + g,
+                 parts->acc.data() + (it0 * G + g) * D, G, G * D);
+    }
+  };
+  call.phases.push_back(std::move(merge));
+  call.finish = [out] { return out; };
+  return call;
 }
 
 template <typename T, typename TKV>
@@ -473,13 +493,25 @@ void decode_attention(const at::Tensor& out, const at::Tensor& q, const at::Tens
                       const at::Tensor& v_cache, const at::Tensor& req_to_token,
                       const at::Tensor& req_pool_indices, const at::Tensor& seq_lens,
                       double scale, int64_t sliding_window) {
+  run_split_call(prepare_decode_attention(out, q, k_cache, v_cache, req_to_token,
+                                          req_pool_indices, seq_lens, scale, sliding_window));
+}
+
+SplitCall prepare_decode_attention(const at::Tensor& out, const at::Tensor& q,
+                                   const at::Tensor& k_cache, const at::Tensor& v_cache,
+                                   const at::Tensor& req_to_token,
+                                   const at::Tensor& req_pool_indices,
+                                   const at::Tensor& seq_lens, double scale,
+                                   int64_t sliding_window) {
   check_decode_args(out, q, k_cache, v_cache, req_to_token, req_pool_indices, seq_lens, scale);
-  if (q.size(0) == 0) return;
+  SplitCall call;
+  if (q.size(0) == 0) return call;
   dispatch_attend_dtypes(q, k_cache, [&](auto q_elem, auto kv_elem) {
-    decode_impl<decltype(q_elem), decltype(kv_elem)>(out, q, k_cache, v_cache, req_to_token,
-                                                     req_pool_indices, seq_lens, scale,
-                                                     sliding_window);
+    call = decode_call<decltype(q_elem), decltype(kv_elem)>(out, q, k_cache, v_cache,
+                                                            req_to_token, req_pool_indices,
+                                                            seq_lens, scale, sliding_window);
   });
+  return call;
 }
 
 void extend_attention(const at::Tensor& out, const at::Tensor& q, const at::Tensor& k_cache,

@@ -14,6 +14,8 @@ class Tensor;
 
 namespace radixserve::cpu {
 
+struct SplitCall;  // split_call.h
+
 // One item: the G query heads sharing one kv head, for n_q consecutive queries of one request,
 // against candidate keys [key_begin, key_end) read through `slots` (the request's req_to_token
 // row). Query i sits at position pos0 + i and sees key k iff k <= pos0 + i and, when window > 0,
@@ -142,6 +144,13 @@ void decode_attention(const at::Tensor& out, const at::Tensor& q, const at::Tens
                       const at::Tensor& v_cache, const at::Tensor& req_to_token,
                       const at::Tensor& req_pool_indices, const at::Tensor& seq_lens,
                       double scale, int64_t sliding_window);
+// decode_attention as a prepared call (split_call.h): key chunks, then their merge.
+SplitCall prepare_decode_attention(const at::Tensor& out, const at::Tensor& q,
+                                   const at::Tensor& k_cache, const at::Tensor& v_cache,
+                                   const at::Tensor& req_to_token,
+                                   const at::Tensor& req_pool_indices,
+                                   const at::Tensor& seq_lens, double scale,
+                                   int64_t sliding_window);
 void extend_attention(const at::Tensor& out, const at::Tensor& q, const at::Tensor& k_cache,
                       const at::Tensor& v_cache, const at::Tensor& req_to_token,
                       const at::Tensor& req_pool_indices, const at::Tensor& seq_lens,

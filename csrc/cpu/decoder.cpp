@@ -1,7 +1,12 @@
 // DecoderStack: the per-op decode layer loop of models/llama.py, transcribed op for op.
 #include "cpu/decoder.h"
 
+#include <omp.h>
+
+#include <array>
+#include <atomic>
 #include <cmath>
+#include <exception>
 
 #include "cpu/activation.h"
 #include "cpu/attention.h"
@@ -14,8 +19,98 @@
 namespace radixserve::cpu {
 
 torch::Tensor PackedLinear::operator()(const torch::Tensor& x) const {
-  return quant ? quant_linear(x, packed, bias) : radixserve::cpu::linear(x, packed, bias);
+  return run_split_call(prepare(x));
 }
+
+SplitCall PackedLinear::prepare(const torch::Tensor& x) const {
+  return quant ? prepare_quant_linear(x, packed, bias) : prepare_linear(x, packed, bias);
+}
+
+namespace {
+std::atomic<bool> g_one_region{true};  // set_decoder_threading
+}  // namespace
+
+// Runs the decode step's ops, each a serial part and then a SplitCall. Every thread of the
+// step's region calls op() in the same order: the serial part runs on thread 0, the call's
+// phases on all threads, with barriers between. Without a region (the per-call path) op()
+// runs the serial part and then the call's own regions.
+class StepRunner {
+ public:
+  StepRunner() = default;  // no region: the per-call path
+  // Thread `tid` of `nth` inside the step's region; `shared` is the region's common state.
+  StepRunner(int tid, int nth, StepRunner* shared) : tid_(tid), nth_(nth), shared_(shared) {}
+
+  // serial() runs on one thread and returns the op's prepared call; that thread then stores
+  // the call's result in *result (the other threads leave it alone: it may be shared).
+  template <typename Serial>
+  void op(torch::Tensor* result, Serial&& serial) {
+    if (shared_ == nullptr) {
+      *result = run_split_call(serial());
+      return;
+    }
+    StepRunner& s = *shared_;
+    // Two slots: thread 0 may prepare op k + 1 while another thread still reads op k's
+    // phases (after a last phase that only thread 0 runs, no barrier holds them together).
+    const int64_t k = ops_++;
+    Slot& slot = s.slots_[k % 2];
+    if (tid_ == 0) {
+      try {
+        slot.call = serial();
+        RS_CHECK(slot.call.phases.size() <= slot.next.size(), "StepRunner: too many phases");
+        for (auto& n : slot.next) n.store(0, std::memory_order_relaxed);
+      } catch (...) {
+        s.error_ = std::current_exception();
+        s.failed_op_.store(k, std::memory_order_relaxed);
+      }
+    }
+#pragma omp barrier
+    // Every thread stops at the same op (the one that failed), so none waits alone.
+    if (s.failed_op_.load(std::memory_order_relaxed) == k) {
+      stopped_ = true;
+      return;
+    }
+    const SplitCall& call = slot.call;
+    const size_t phases = call.phases.size();
+    for (size_t p = 0; p < phases; ++p) {
+      run_split_phase(call, p, tid_, nth_, &slot.next[p]);
+      // No barrier between two steps of thread 0 alone (this phase and the next, or this
+      // last phase and the next op's serial part).
+      const bool alone =
+          call.phases[p].threads <= 1 && (p + 1 == phases || call.phases[p + 1].threads <= 1);
+      if (!alone) {
+#pragma omp barrier
+      }
+    }
+    if (tid_ == 0) *result = call.finish ? call.finish() : torch::Tensor();
+  }
+
+  bool stopped() const { return stopped_; }
+  void rethrow() const {
+    if (error_) std::rethrow_exception(error_);
+  }
+
+ private:
+  struct Slot {
+    SplitCall call;
+    std::array<std::atomic<int64_t>, 4> next{};  // dynamic phases' item counters
+  };
+  int tid_ = 0, nth_ = 1;
+  StepRunner* shared_ = nullptr;
+  int64_t ops_ = 0;
+  bool stopped_ = false;
+  // The region's common state (on the shared instance only).
+  std::array<Slot, 2> slots_;
+  std::atomic<int64_t> failed_op_{-1};
+  std::exception_ptr error_;
+};
+
+void set_decoder_threading(const std::string& mode) {
+  RS_CHECK(mode == "step" || mode == "per_call",
+           "set_decoder_threading: mode must be 'step' or 'per_call', got '", mode, "'");
+  g_one_region.store(mode == "step", std::memory_order_relaxed);
+}
+
+std::string decoder_threading() { return g_one_region.load() ? "step" : "per_call"; }
 
 DecoderStack::DecoderStack(int64_t num_heads, int64_t num_kv_heads, int64_t head_dim,
                            double rms_eps, torch::Tensor cos_sin_cache, bool is_neox)
@@ -63,49 +158,89 @@ std::tuple<torch::Tensor, torch::Tensor> DecoderStack::decode(
            "DecoderStack.decode: need one k and one v cache per layer of the range (", n,
            "), got ", k_caches.size(), " and ", v_caches.size());
   check_tensor(h, "h", 2);
-  const int64_t t = h.size(0);
-  const int64_t q_size = num_heads_ * head_dim_, kv_size = num_kv_heads_ * head_dim_;
   // Updated in place, as the per-op layers do (the caller's h and residual are spent).
   torch::Tensor residual = residual_in.has_value() ? *residual_in : torch::Tensor();
   if (residual.defined()) {
     check_tensor(residual, "residual", 2);
     RS_CHECK(residual.sizes() == h.sizes(), "DecoderStack.decode: residual and h differ in shape");
   }
-  for (int64_t i = layer_begin; i < end; ++i) {
-    const DecoderLayerWeights& w = layers_[i];
-    // input_layernorm: the first layer's residual is the embedding; later ones add first.
-    if (!residual.defined()) {
-      residual = h;
-      h = torch::empty_like(residual);
-      rms_norm(h, residual, w.input_norm, eps_);
-    } else {
-      fused_add_rms_norm(h, residual, w.input_norm, eps_);
-    }
-    // Attention.
-    const torch::Tensor qkv = w.qkv(h);
-    torch::Tensor q = qkv.narrow(1, 0, q_size).contiguous();
-    torch::Tensor k = qkv.narrow(1, q_size, kv_size).contiguous();
-    const torch::Tensor v = qkv.narrow(1, q_size + kv_size, kv_size)
-                                .reshape({t, num_kv_heads_, head_dim_})
-                                .contiguous();
-    rotary_embedding(positions, q, k, head_dim_, cos_sin_cache_, is_neox_);
-    const torch::Tensor q3 = q.view({t, num_heads_, head_dim_});
-    const torch::Tensor k3 = k.view({t, num_kv_heads_, head_dim_});
-    const torch::Tensor& k_cache = k_caches[i - layer_begin];
-    const torch::Tensor& v_cache = v_caches[i - layer_begin];
-    store_kv(k_cache, v_cache, out_cache_loc, k3, v);
-    const torch::Tensor attn = torch::empty_like(q3);
-    decode_attention(attn, q3, k_cache, v_cache, req_to_token, req_pool_indices, seq_lens,
-                     scale_, w.sliding_window);
-    h = w.o(attn.view({t, q_size}));
-    // post_attention_layernorm, MLP.
-    fused_add_rms_norm(h, residual, w.post_attention_norm, eps_);
-    const torch::Tensor gate_up = w.gate_up(h);
-    const torch::Tensor act = torch::empty({t, gate_up.size(1) / 2}, gate_up.options());
-    silu_and_mul(act, gate_up);
-    h = w.down(act);
+  const int nth = at::get_num_threads();
+  if (!g_one_region.load(std::memory_order_relaxed) || nth <= 1) {
+    StepRunner per_call;
+    run_layers(per_call, h, residual, positions, k_caches, v_caches, out_cache_loc,
+               req_to_token, req_pool_indices, seq_lens, layer_begin, end);
+    return {h, residual};
   }
+  StepRunner shared;
+#pragma omp parallel num_threads(nth)
+  {
+    StepRunner mine(omp_get_thread_num(), omp_get_num_threads(), &shared);
+    run_layers(mine, h, residual, positions, k_caches, v_caches, out_cache_loc, req_to_token,
+               req_pool_indices, seq_lens, layer_begin, end);
+  }
+  shared.rethrow();
   return {h, residual};
+}
+
+void DecoderStack::run_layers(StepRunner& step, torch::Tensor& h, torch::Tensor& residual,
+                              const torch::Tensor& positions,
+                              const std::vector<torch::Tensor>& k_caches,
+                              const std::vector<torch::Tensor>& v_caches,
+                              const torch::Tensor& out_cache_loc,
+                              const torch::Tensor& req_to_token,
+                              const torch::Tensor& req_pool_indices,
+                              const torch::Tensor& seq_lens, int64_t layer_begin,
+                              int64_t layer_end) const {
+  const int64_t t = h.size(0);
+  const int64_t q_size = num_heads_ * head_dim_, kv_size = num_kv_heads_ * head_dim_;
+  // Written by the serial parts (one thread), read by them only.
+  torch::Tensor qkv, attn, gate_up;
+  for (int64_t i = layer_begin; i < layer_end && !step.stopped(); ++i) {
+    const DecoderLayerWeights& w = layers_[i];
+    step.op(&qkv, [&] {
+      // input_layernorm: the first layer's residual is the embedding; later ones add first.
+      if (!residual.defined()) {
+        residual = h;
+        h = torch::empty_like(residual);
+        rms_norm(h, residual, w.input_norm, eps_);
+      } else {
+        fused_add_rms_norm(h, residual, w.input_norm, eps_);
+      }
+      return w.qkv.prepare(h);
+    });
+    if (step.stopped()) break;
+    // Attention.
+    step.op(&attn, [&] {
+      torch::Tensor q = qkv.narrow(1, 0, q_size).contiguous();
+      torch::Tensor k = qkv.narrow(1, q_size, kv_size).contiguous();
+      const torch::Tensor v = qkv.narrow(1, q_size + kv_size, kv_size)
+                                  .reshape({t, num_kv_heads_, head_dim_})
+                                  .contiguous();
+      rotary_embedding(positions, q, k, head_dim_, cos_sin_cache_, is_neox_);
+      const torch::Tensor q3 = q.view({t, num_heads_, head_dim_});
+      const torch::Tensor k3 = k.view({t, num_kv_heads_, head_dim_});
+      const torch::Tensor& k_cache = k_caches[i - layer_begin];
+      const torch::Tensor& v_cache = v_caches[i - layer_begin];
+      store_kv(k_cache, v_cache, out_cache_loc, k3, v);
+      const torch::Tensor out = torch::empty_like(q3);
+      return prepare_decode_attention(out, q3, k_cache, v_cache, req_to_token,
+                                      req_pool_indices, seq_lens, scale_, w.sliding_window);
+    });
+    if (step.stopped()) break;
+    step.op(&h, [&] { return w.o.prepare(attn.view({t, q_size})); });
+    if (step.stopped()) break;
+    // post_attention_layernorm, MLP.
+    step.op(&gate_up, [&] {
+      fused_add_rms_norm(h, residual, w.post_attention_norm, eps_);
+      return w.gate_up.prepare(h);
+    });
+    if (step.stopped()) break;
+    step.op(&h, [&] {
+      const torch::Tensor act = torch::empty({t, gate_up.size(1) / 2}, gate_up.options());
+      silu_and_mul(act, gate_up);
+      return w.down.prepare(act);
+    });
+  }
 }
 
 }  // namespace radixserve::cpu

@@ -10,8 +10,11 @@
 #include <torch/extension.h>
 
 #include <optional>
+#include <string>
 #include <tuple>
 #include <vector>
+
+#include "cpu/split_call.h"
 
 namespace radixserve::cpu {
 
@@ -22,7 +25,10 @@ struct PackedLinear {
   std::optional<torch::Tensor> bias;
 
   torch::Tensor operator()(const torch::Tensor& x) const;
+  SplitCall prepare(const torch::Tensor& x) const;
 };
+
+class StepRunner;  // decoder.cpp
 
 struct DecoderLayerWeights {
   torch::Tensor input_norm, post_attention_norm;  // RMSNorm weights [H]
@@ -57,11 +63,28 @@ class DecoderStack {
       int64_t layer_end) const;
 
  private:
+  // The layer loop of decode(), on every thread of its region (or without one).
+  void run_layers(StepRunner& step, torch::Tensor& h, torch::Tensor& residual,
+                  const torch::Tensor& positions, const std::vector<torch::Tensor>& k_caches,
+                  const std::vector<torch::Tensor>& v_caches, const torch::Tensor& out_cache_loc,
+                  const torch::Tensor& req_to_token, const torch::Tensor& req_pool_indices,
+                  const torch::Tensor& seq_lens, int64_t layer_begin, int64_t layer_end) const;
+
   int64_t num_heads_, num_kv_heads_, head_dim_;
   double eps_, scale_;
   torch::Tensor cos_sin_cache_;
   bool is_neox_;
   std::vector<DecoderLayerWeights> layers_;
 };
+
+// How DecoderStack.decode uses the OpenMP threads (process-wide): "step" (the default) opens
+// one parallel region for the whole call; one thread runs the serial ops (norms, rope, KV
+// store, SiLU, the projections' activation rounding) and every thread takes its share of each
+// projection's and attention's work items, with a barrier between ops. "per_call" lets each
+// kernel open its own region, as the per-op Python path does (the reference). Same items, same
+// arithmetic: the outputs are bit-identical; "step" saves libgomp's start and join of the
+// thread team, ~5 times per layer.
+void set_decoder_threading(const std::string& mode);
+std::string decoder_threading();
 
 }  // namespace radixserve::cpu

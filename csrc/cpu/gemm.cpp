@@ -2,6 +2,8 @@
 // portable kernel. The vector kernels are in gemm_avx2.cpp / gemm_avx512.cpp.
 #include "cpu/gemm.h"
 
+#include <omp.h>
+
 #include <stdexcept>
 
 #include "cpu/cpu_features.h"
@@ -107,8 +109,8 @@ torch::Tensor pack_linear_weight(const torch::Tensor& weight) {
   return packed;
 }
 
-torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& packed,
-                     const std::optional<torch::Tensor>& bias) {
+SplitCall prepare_linear(const torch::Tensor& x, const torch::Tensor& packed,
+                         const std::optional<torch::Tensor>& bias) {
   const Header h = read_header(packed);
   check(x.device().is_cpu(), "linear: x must be on the CPU");
   check(x.dim() == 2, "linear: x must be 2-D [M, K], got ", x.dim(), "-D");
@@ -130,7 +132,9 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& packed,
   }
   const int64_t m = x.size(0);
   auto out = torch::empty({m, h.n}, x.options());
-  if (m == 0) return out;
+  SplitCall call;
+  call.finish = [out] { return out; };
+  if (m == 0) return call;
 
   bool wants_bf16_x = false;
   const gemm::GemmBlockFn kernel = pick_kernel(h.is_bf16, &wants_bf16_x);
@@ -170,15 +174,24 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& packed,
   const int64_t blocks = (h.n + kBlockN - 1) / kBlockN;
   const int64_t chunk = m <= 2 * kRowChunk ? m : kRowChunk;
   const int64_t chunks = (m + chunk - 1) / chunk;
-  const int64_t items = blocks * chunks;
   // With one row chunk (decode) each thread streams a contiguous run of weight blocks once.
   // With several (prefill), a chunk's rows stay in L2 while all weight blocks pass by.
-#pragma omp parallel for schedule(static) if (items > 1)
-  for (int64_t it = 0; it < items; ++it) {
-    const int64_t nb = it % blocks, m0 = (it / blocks) * chunk;
-    kernel(p, nb, m0, std::min(m, m0 + chunk));
-  }
-  return out;
+  SplitPhase phase;
+  phase.items = blocks * chunks;
+  phase.threads = omp_get_max_threads();
+  phase.run = [p, kernel, blocks, chunk, m, xs, bias_f, out](int64_t begin, int64_t end) {
+    for (int64_t it = begin; it < end; ++it) {
+      const int64_t nb = it % blocks, m0 = (it / blocks) * chunk;
+      kernel(p, nb, m0, std::min(m, m0 + chunk));
+    }
+  };
+  call.phases.push_back(std::move(phase));
+  return call;
+}
+
+torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& packed,
+                     const std::optional<torch::Tensor>& bias) {
+  return run_split_call(prepare_linear(x, packed, bias));
 }
 
 std::string linear_isa() {

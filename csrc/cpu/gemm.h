@@ -6,6 +6,8 @@
 
 #include <optional>
 
+#include "cpu/split_call.h"
+
 namespace radixserve::cpu {
 
 // weight [N, K] float32 or bfloat16 -> packed 1-D uint8 tensor: a 64-byte header (magic, N, K,
@@ -16,6 +18,10 @@ torch::Tensor pack_linear_weight(const torch::Tensor& weight);
 // -> [M, N] in x's dtype, accumulated in fp32.
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& packed,
                      const std::optional<torch::Tensor>& bias);
+// linear as a prepared call (split_call.h): what linear runs, and what the fused decode step
+// runs inside its own OpenMP region.
+SplitCall prepare_linear(const torch::Tensor& x, const torch::Tensor& packed,
+                         const std::optional<torch::Tensor>& bias);
 
 // The kernel build linear() uses now: "avx512bf16", "avx512", "avx2" or "generic".
 std::string linear_isa();

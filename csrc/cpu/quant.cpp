@@ -211,8 +211,8 @@ torch::Tensor pack_quant_weight(const torch::Tensor& raw, const std::string& qty
   return packed;
 }
 
-torch::Tensor quant_linear(const torch::Tensor& x, const torch::Tensor& packed,
-                           const std::optional<torch::Tensor>& bias) {
+SplitCall prepare_quant_linear(const torch::Tensor& x, const torch::Tensor& packed,
+                               const std::optional<torch::Tensor>& bias) {
   const Header h = read_header(packed, "quant_linear");
   check_tensor(x, "x", 2);
   check_float_dtype(x, "x");
@@ -229,7 +229,10 @@ torch::Tensor quant_linear(const torch::Tensor& x, const torch::Tensor& packed,
   const int64_t m = x.size(0);
   const torch::Tensor xf = x.scalar_type() == torch::kFloat ? x : x.to(torch::kFloat);
   auto out = torch::empty({m, h.n}, x.options().dtype(torch::kFloat));
-  if (m == 0) return out.to(x.scalar_type());
+  const auto x_dtype = x.scalar_type();
+  SplitCall call;
+  call.finish = [out, x_dtype] { return x_dtype == torch::kFloat ? out : out.to(x_dtype); };
+  if (m == 0) return call;
 
   quant::QuantProblem p;
   p.x = xf.data_ptr<float>();
@@ -247,26 +250,39 @@ torch::Tensor quant_linear(const torch::Tensor& x, const torch::Tensor& packed,
   quant::QuantGemmFn gemm;
   pick_kernels(&gemv, &gemm);
   const bool decode = m <= kGemvMaxRows;
+  // The preparing thread's buffers: they hold the rounded activations until its next call.
   static thread_local ActivationBuffers buffers;
   const bool integer_decode = decode && gemv != quant::quant_gemv_generic;
   prepare_activations(&p, &buffers, int16_activations(), integer_decode);
+  SplitPhase phase;
+  phase.threads = omp_get_max_threads();
   if (decode) {
     // Each thread streams a contiguous run of weight rows once.
-    const int64_t items = (h.n + kGemvChunk - 1) / kGemvChunk;
-    parallel_for(items, true, [&](int64_t it) {
-      gemv(p, it * kGemvChunk, std::min(h.n, (it + 1) * kGemvChunk));
-    });
+    phase.items = (h.n + kGemvChunk - 1) / kGemvChunk;
+    const int64_t n = h.n;
+    phase.run = [p, gemv, n, xf, bias_f](int64_t begin, int64_t end) {
+      for (int64_t it = begin; it < end; ++it)
+        gemv(p, it * kGemvChunk, std::min(n, (it + 1) * kGemvChunk));
+    };
   } else {
     const int64_t tiles = (h.n + kTileN - 1) / kTileN;
     const int64_t chunk = m <= 2 * kRowChunk ? m : kRowChunk;
     const int64_t chunks = (m + chunk - 1) / chunk;
-    const int64_t items = tiles * chunks;
-    parallel_for(items, true, [&](int64_t it) {
-      const int64_t nt = it % tiles, m0 = (it / tiles) * chunk;
-      gemm(p, nt * kTileN, m0, std::min(m, m0 + chunk));
-    });
+    phase.items = tiles * chunks;
+    phase.run = [p, gemm, tiles, chunk, m, xf, bias_f](int64_t begin, int64_t end) {
+      for (int64_t it = begin; it < end; ++it) {
+        const int64_t nt = it % tiles, m0 = (it / tiles) * chunk;
+        gemm(p, nt * kTileN, m0, std::min(m, m0 + chunk));
+      }
+    };
   }
-  return x.scalar_type() == torch::kFloat ? out : out.to(x.scalar_type());
+  call.phases.push_back(std::move(phase));
+  return call;
+}
+
+torch::Tensor quant_linear(const torch::Tensor& x, const torch::Tensor& packed,
+                           const std::optional<torch::Tensor>& bias) {
+  return run_split_call(prepare_quant_linear(x, packed, bias));
 }
 
 torch::Tensor quant_embedding(const torch::Tensor& ids, const torch::Tensor& packed) {

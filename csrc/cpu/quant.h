@@ -9,6 +9,8 @@
 #include <optional>
 #include <string>
 
+#include "cpu/split_call.h"
+
 namespace radixserve::cpu {
 
 // raw: uint8 [N, K/32 * block_bytes], the GGUF tensor data of an [N, K] weight, row by row;
@@ -18,6 +20,10 @@ torch::Tensor pack_quant_weight(const torch::Tensor& raw, const std::string& qty
 // x [M, K] float32 or bfloat16, bias [N] (float32 or x's dtype) or None -> [M, N] in x's dtype.
 torch::Tensor quant_linear(const torch::Tensor& x, const torch::Tensor& packed,
                            const std::optional<torch::Tensor>& bias);
+// quant_linear as a prepared call (split_call.h; activations rounded on this thread): what
+// quant_linear runs, and what the fused decode step runs inside its own OpenMP region.
+SplitCall prepare_quant_linear(const torch::Tensor& x, const torch::Tensor& packed,
+                               const std::optional<torch::Tensor>& bias);
 
 // Rows `ids` (int64 [T]) of the packed weight, dequantised -> float32 [T, K] (embedding lookup).
 torch::Tensor quant_embedding(const torch::Tensor& ids, const torch::Tensor& packed);

@@ -114,3 +114,62 @@ def test_paused_forward_equals_whole_default_model(fused: bool) -> None:
     assert bool(model._decoder_stack) == fused, "the fused decode path ran (or did not)"
     for a, b in zip(whole, paused, strict=True):
         assert torch.equal(a, b)
+
+
+@pytest.fixture
+def threading_mode() -> Any:
+    """Set _C.set_decoder_threading (and torch's thread count) for a test; restore after."""
+    from radixserve.layers.backend import native_ops
+
+    ops = native_ops()
+    threads = torch.get_num_threads()
+    yield ops.set_decoder_threading
+    ops.set_decoder_threading("step")
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_step_region_equals_per_call_default_model(threading_mode: Any, threads: int) -> None:
+    """The fused step in one OpenMP region gives bit-identical logits to the fused step whose
+    kernels open their own regions (same work items, same arithmetic), at 1 thread (no region),
+    2 (this host's cores) and 3 (more threads than cores); torch's own OpenMP matmuls run in
+    between, in the same process."""
+    torch.set_num_threads(threads)
+    model = load_model(load_model_config(None, "auto", native_kernels=True))
+    use_kernels(model, "native")
+    prompts = [random_prompt(n, seed=n) for n in (40, 5, 300)]
+    out: dict[str, list[torch.Tensor]] = {}
+    for mode in ("step", "per_call", "step"):
+        threading_mode(mode)
+        a = torch.randn(256, 256)
+        torch.mm(a, a)
+        out[mode] = _decode_batch(model, prompts, fused=True)
+        assert model._decoder_stack, "the fused decode path did not run"
+    for a, b in zip(out["step"], out["per_call"], strict=True):
+        assert torch.equal(a, b)
+
+
+def test_step_region_error_reaches_the_caller(threading_mode: Any) -> None:
+    """A kernel's argument error inside the step's region (a KV slot out of range) is raised to
+    the caller, with no thread left waiting; the next call works."""
+    torch.set_num_threads(2)
+    model = load_model(load_model_config(None, "auto", native_kernels=True))
+    use_kernels(model, "native")
+    drv = Driver(model, backend="native")
+    req = drv.new_req()
+    drv.step([(req, random_prompt(8))])
+    drv.step([(req, [5])])  # a decode step at position 8 builds the stack
+    cfg = model.config
+    stack = model._decoder_stack
+    assert stack, "the fused decode path did not run"
+    pool = drv.kv_pool
+    h = torch.randn(1, cfg.hidden_size)
+    args = (torch.tensor([8]), pool.k_buffers, pool.v_buffers)
+    rest = (drv.req_pool.req_to_token, torch.tensor([req.row]), torch.tensor([9]))
+    for mode in ("step", "per_call"):
+        threading_mode(mode)
+        bad_slot = torch.tensor([pool.k_buffers[0].shape[0] + 5])
+        with pytest.raises((RuntimeError, ValueError), match="out of range"):
+            stack.decode(h.clone(), *args, bad_slot, *rest)
+        ok, _ = stack.decode(h.clone(), *args, torch.tensor([req.slots[-1]]), *rest)
+        assert torch.isfinite(ok).all()
