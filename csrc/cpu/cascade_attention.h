@@ -54,7 +54,7 @@ struct SuffixItem {
   int64_t part;  // first of its Hq partial rows, ordered (kv head, g)
 };
 
-constexpr int kSuffixBlock = 16;  // keys scored together per kv head
+constexpr int kSuffixBlock = 32;  // keys scored together per kv head
 constexpr int64_t kSuffixStageKeys = 64;  // keys whose rows are gathered before they are used
 
 template <typename T, typename TKV = T>
