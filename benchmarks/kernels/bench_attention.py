@@ -1,7 +1,7 @@
 """Microbenchmark: native decode/extend attention vs a plain-PyTorch reference.
 
 Usage: PYTHONPATH=python python benchmarks/kernels/bench_attention.py [--isa auto|avx2|generic]
-       [--only decode,extend,cascade] [--cpu-time]
+       [--only decode,extend,cascade,cascade_parts] [--cpu-time]
 Prints one JSON line per case (see common.py); decode is judged by achieved GB/s against the
 machine's read bandwidth measured in the same run, extend by GFLOP/s against one core's fp32 FMA
 peak (fma_peak.c, built with gcc and run once; meaningful with --cpu-time).
@@ -185,6 +185,52 @@ def bench_cascade(bs: int, prefix: int, dtype: torch.dtype) -> None:
     emit(rec)
 
 
+def bench_cascade_parts(bs: int, prefix: int, dtype: torch.dtype) -> None:
+    """Where the cascade kernel's time goes: the full case of bench_cascade, its prefix pass alone
+    (1-key suffixes), its suffix pass alone (a 1-key shared prefix), the fixed cost (1 + 1 key),
+    each cold (rotating pool), warm (one copy) and contiguous (slots in order: compute only, no
+    scattered-row or TLB cost); with the byte bound (read bandwidth) and FLOP bound of each pass."""
+    suffixes = [32 + (256 - 32) * b // max(bs - 1, 1) for b in range(bs)]
+    row = HKV * D * 2 * torch.empty((), dtype=dtype).element_size()
+    q = torch.randn(bs, HQ, D).to(dtype)
+    out = torch.empty_like(q)
+    scale = 1.0 / math.sqrt(D)
+    gids = torch.zeros(bs, dtype=torch.int64)
+    shapes = {
+        "full": (prefix, suffixes),
+        "prefix_pass": (prefix, [1] * bs),
+        "suffix_pass": (1, suffixes),
+        "fixed_cost": (1, [1] * bs),
+    }
+    peak = fma_peak_gflops()
+    bw = machine_bandwidth()["read_gbps"]
+    for part, (plen, suf) in shapes.items():
+        keys = plen + sum(suf)
+        flops = 2 * 2 * D * HQ * (bs * plen + sum(suf))
+        for layout in ("cold", "warm", "contiguous"):
+            rot = max(1, -(-COLD_BYTES // (keys * row))) if layout == "cold" else 1
+            p = make_shared_pool(bs, plen, suf, dtype, rot)
+            if layout == "contiguous":
+                table = p["req_to_token"]
+                table[:, :plen] = torch.arange(1, plen + 1, dtype=torch.int32)
+                off = plen + 1
+                for b, n in enumerate(suf):
+                    table[b, plen : plen + n] = torch.arange(off, off + n, dtype=torch.int32)
+                    off += n
+            kv = (p["k_cache"], p["v_cache"], p["req_to_token"])
+            plens, nxt = torch.tensor([plen]), cycling(p)
+            seq_lens = p["seq_lens"]
+            us = time_us(
+                lambda kv=kv, nxt=nxt, seq_lens=seq_lens, plens=plens: _C.cascade_decode_attention(
+                    out, q, *kv, nxt(), seq_lens, gids, plens, scale
+                )
+            )
+            rec = {"name": "cascade_parts", "part": part, "layout": layout, "dtype": str(dtype)}
+            rec |= {"us": us, "kv_bytes": keys * row, "byte_bound_us": keys * row / bw / 1e3}
+            rec["flop_bound_us"] = flops / peak / 1e3 if peak else None
+            emit(rec)
+
+
 def torch_extend(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, prefix: int, scale: float
 ) -> torch.Tensor:
@@ -294,9 +340,11 @@ def main() -> None:
         for bs, ext, prefix in ((1, 512, 0), (16, 256, 0), (16, 256, 1024)):
             for dtype, kv_dtype in EXTEND_DTYPES:
                 bench_extend(bs, ext, prefix, dtype, kv_dtype)
-    if "cascade" in args.only:
+    if "cascade" in args.only.split(","):
         for dtype in (torch.bfloat16, torch.float32):
             bench_cascade(16, 1024, dtype)
+    if "cascade_parts" in args.only:
+        bench_cascade_parts(16, 1024, torch.bfloat16)
 
 
 if __name__ == "__main__":

@@ -18,26 +18,32 @@
 namespace radixserve::cpu {
 
 // Copies the K and V token rows (every kv head, `stride` elements) of slots[k0, k1) to ks / vs,
-// row after row, prefetching a few keys ahead. The rows are scattered, one page each: a pure
-// gather keeps many of them in flight at once, where the same loads spread among the products
-// would each wait for their page walk and cache miss (the suffix pass; the compute-bound prefix
+// row after row. The rows are scattered, one page each, and a software prefetch that misses the
+// TLB is dropped on this class of host (measured: prefetching ahead gained nothing over plain
+// copies), so one byte of every row is loaded first: these independent loads walk the page
+// tables of all the rows at once (as many walks in flight as the core allows); the remaining
+// lines are then prefetched together and the rows copied. A pure gather keeps more rows in
+// flight than loads spread among the products would (the suffix pass; the compute-bound prefix
 // pass hides its fetches under the products instead, which measured faster there).
 template <typename TKV>
 inline void gather_token_rows(const TKV* k_cache, const TKV* v_cache, const int32_t* slots,
                               int64_t k0, int64_t k1, int64_t stride, TKV* ks, TKV* vs) {
-  constexpr int64_t kAhead = 8;
   const int64_t row_bytes = stride * static_cast<int64_t>(sizeof(TKV));
-  const auto prefetch = [&](int64_t k) {
+  int sink = 0;
+  for (int64_t k = k0; k < k1; ++k) {
+    sink += *reinterpret_cast<const volatile char*>(k_cache + slots[k] * stride);
+    sink += *reinterpret_cast<const volatile char*>(v_cache + slots[k] * stride);
+  }
+  asm volatile("" ::"r"(sink));
+  for (int64_t k = k0; k < k1; ++k) {
     const char* kr = reinterpret_cast<const char*>(k_cache + slots[k] * stride);
     const char* vr = reinterpret_cast<const char*>(v_cache + slots[k] * stride);
-    for (int64_t o = 0; o < row_bytes; o += 64) {
+    for (int64_t o = 64; o < row_bytes; o += 64) {
       __builtin_prefetch(kr + o);
       __builtin_prefetch(vr + o);
     }
-  };
-  for (int64_t k = k0; k < k1 && k < k0 + kAhead; ++k) prefetch(k);
+  }
   for (int64_t k = k0; k < k1; ++k) {
-    if (k + kAhead < k1) prefetch(k + kAhead);
     std::memcpy(ks + (k - k0) * stride, k_cache + slots[k] * stride, row_bytes);
     std::memcpy(vs + (k - k0) * stride, v_cache + slots[k] * stride, row_bytes);
   }
@@ -54,7 +60,7 @@ struct SuffixItem {
   int64_t part;  // first of its Hq partial rows, ordered (kv head, g)
 };
 
-constexpr int kSuffixBlock = 16;  // keys scored together per kv head
+constexpr int kSuffixBlock = 32;  // keys scored together per kv head
 constexpr int64_t kSuffixStageKeys = 64;  // keys whose rows are gathered before they are used
 
 template <typename T, typename TKV = T>

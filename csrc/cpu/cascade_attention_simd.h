@@ -69,7 +69,7 @@ static_assert(kBlk % kCols == 0, "key block must be whole groups of kCols keys")
 
 // sT[j][rows] = sum_d k[j][d] * qT[d][rows] for kCols keys j (rows TR floats apart).
 template <int NRV>
-inline void tile_scores(const float* qT, const float* const* k, int D, float* sT) {
+__attribute__((always_inline)) inline void tile_scores(const float* qT, const float* const* k, int D, float* sT) {
   constexpr int TR = kTileRows;
   VF a[kCols][NRV];
   for (int j = 0; j < kCols; ++j)
@@ -89,7 +89,7 @@ inline void tile_scores(const float* qT, const float* const* k, int D, float* sT
 // accT[d0 + c][rows] = accT * alpha[rows] + sum_{j < nk} v[j][d0 + c] * pT[j][rows] for kCols
 // columns c.
 template <int NRV>
-inline void tile_values(float* accT, int d0, const float* alpha, const float* pT,
+__attribute__((always_inline)) inline void tile_values(float* accT, int d0, const float* alpha, const float* pT,
                         const float* const* v, int nk) {
   constexpr int TR = kTileRows;
   VF a[kCols][NRV];
