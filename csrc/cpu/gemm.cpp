@@ -6,11 +6,13 @@
 
 #include "cpu/cpu_features.h"
 #include "cpu/gemm_kernels.h"
+#include "cpu/kernel_checks.h"
 
 namespace radixserve::cpu {
 namespace {
 
 using gemm::kBlockN;
+static_assert(kBlockN == kColumnBlock, "a column range (linear's out) runs whole blocks");
 
 constexpr uint64_t kMagic = 0x3130'4E49'4C53'52ull;  // "RSLIN01" little-endian
 constexpr int64_t kHeaderBytes = 64;
@@ -108,7 +110,9 @@ torch::Tensor pack_linear_weight(const torch::Tensor& weight) {
 }
 
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& packed,
-                     const std::optional<torch::Tensor>& bias) {
+                     const std::optional<torch::Tensor>& bias,
+                     const std::optional<torch::Tensor>& out_cols, int64_t col_begin,
+                     int64_t col_end) {
   const Header h = read_header(packed);
   check(x.device().is_cpu(), "linear: x must be on the CPU");
   check(x.dim() == 2, "linear: x must be 2-D [M, K], got ", x.dim(), "-D");
@@ -129,7 +133,16 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& packed,
     bias_f = b.to(torch::kFloat32).contiguous();
   }
   const int64_t m = x.size(0);
-  auto out = torch::empty({m, h.n}, x.options());
+  int64_t n0 = 0, n1 = h.n;  // the output columns computed
+  torch::Tensor out;
+  if (out_cols.has_value()) {
+    n0 = col_begin;
+    n1 = check_column_range(*out_cols, m, h.n, x.scalar_type(), col_begin, col_end, "linear");
+    out = *out_cols;
+  } else {
+    check(col_begin == 0 && col_end < 0, "linear: a column range needs out");
+    out = torch::empty({m, h.n}, x.options());
+  }
   if (m == 0) return out;
 
   bool wants_bf16_x = false;
@@ -167,7 +180,7 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& packed,
     p.xf = dst;
   }
 
-  const int64_t blocks = (h.n + kBlockN - 1) / kBlockN;
+  const int64_t first = n0 / kBlockN, blocks = (n1 + kBlockN - 1) / kBlockN - first;
   const int64_t chunk = m <= 2 * kRowChunk ? m : kRowChunk;
   const int64_t chunks = (m + chunk - 1) / chunk;
   const int64_t items = blocks * chunks;
@@ -175,7 +188,7 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& packed,
   // With several (prefill), a chunk's rows stay in L2 while all weight blocks pass by.
 #pragma omp parallel for schedule(static) if (items > 1)
   for (int64_t it = 0; it < items; ++it) {
-    const int64_t nb = it % blocks, m0 = (it / blocks) * chunk;
+    const int64_t nb = first + it % blocks, m0 = (it / blocks) * chunk;
     kernel(p, nb, m0, std::min(m, m0 + chunk));
   }
   return out;

@@ -256,6 +256,17 @@ class LlamaForCausalLM(nn.Module):
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.logits_processor(hidden)
 
+    def compute_logits_pausable(
+        self,
+        hidden: torch.Tensor,
+        should_pause: Optional[Callable[[], bool]],
+        logits: Optional[torch.Tensor] = None,
+        begin: int = 0,
+    ) -> tuple[torch.Tensor, Optional[int]]:
+        """compute_logits in vocabulary slices with pause checks (LogitsProcessor.forward_pausable):
+        (logits, None) when done, or (partial logits, next column) to pass back."""
+        return self.logits_processor.forward_pausable(hidden, should_pause, logits, begin)
+
     # ---- weights ----
 
     def _stacked(self) -> dict[str, tuple[str, int, int]]:
