@@ -262,10 +262,10 @@ def _step(s: Scheduler, out: dict[str, list[int]]) -> None:
 def test_real_engine_pauses_inside_the_lm_head_and_an_abort_frees_every_slot(
     tiny_llama_dir: str,
 ) -> None:
-    """Pause checks 3 and 13 fall between the LM head's vocabulary slices (a step asks after
-    layer 0 of 2, then between its 8 slices). The paused step holds partial logits; resumed,
-    its lines produce the tokens of an unpaused run; an abort of one of its lines finishes it,
-    and every KV slot and request row comes back."""
+    """Pause checks 4 and 15 fall between the LM head's vocabulary slices (a step asks after
+    each of its 2 layers, then between its 8 slices). The paused step holds partial logits;
+    resumed, its lines produce the tokens of an unpaused run; an abort of one of its lines
+    finishes it, and every KV slot and request row comes back."""
     rng = random.Random(7)
     lines = [[rng.randrange(3, 40_000) for _ in range(rng.randrange(4, 15))] for _ in range(4)]
     unpaused: dict[str, list[int]] = {}
@@ -277,7 +277,7 @@ def test_real_engine_pauses_inside_the_lm_head_and_an_abort_frees_every_slot(
     for i, ids in enumerate(lines):
         submit(s, f"bg{i}", ids, 6, background=True)
     asks = itertools.count(1)
-    s.online_arrived = lambda: next(asks) in (3, 13)
+    s.online_arrived = lambda: next(asks) in (4, 15)
     out: dict[str, list[int]] = {}
     _step(s, out)  # the prefill of all four pauses in its LM head
     assert s.paused is not None and s.paused.forward is not None

@@ -111,7 +111,7 @@ def test_paused_forward_equals_whole_default_model(fused: bool) -> None:
     paused_at = _pause_after_every_layer(model)
     paused = _decode_batch(model, prompts, fused=fused)
     layers = model.config.num_layers
-    assert paused_at == list(range(1, layers)) * (len(prompts) + STEPS)
+    assert paused_at == list(range(1, layers + 1)) * (len(prompts) + STEPS)
     assert bool(model._decoder_stack) == fused, "the fused decode path ran (or did not)"
     for a, b in zip(whole, paused, strict=True):
         assert torch.equal(a, b)

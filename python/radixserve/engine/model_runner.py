@@ -289,8 +289,8 @@ class ModelRunner:
         should_pause: Optional[Callable[[], bool]],
         resume: Optional[PausedForward] = None,
     ) -> Union[torch.Tensor, PausedForward]:
-        """forward() where can_pause: `should_pause` is asked after every decoder layer but the
-        last and between the LM head's vocabulary slices, and a True stops the forward there,
+        """forward() where can_pause: `should_pause` is asked after every decoder layer and
+        between the LM head's vocabulary slices, and a True stops the forward there,
         returning a PausedForward; passed back as `resume` (with the same batch) it runs the
         rest. (The LM head over a background step's 64 decode rows is ~a fifth of its FLOPs.)"""
         with torch.inference_mode():
