@@ -272,7 +272,10 @@ PYBIND11_MODULE(_C, m) {
   m.def("pack_linear_weight", &radixserve::cpu::pack_linear_weight, py::arg("weight"),
         "weight [N, K] float32|bfloat16 -> opaque packed uint8 tensor for linear()");
   m.def("linear", &radixserve::cpu::linear, py::arg("x"), py::arg("packed"),
-        py::arg("bias") = py::none(), "x [M, K] @ W^T (+ bias) -> [M, N] in x's dtype");
+        py::arg("bias") = py::none(), py::arg("out") = py::none(), py::arg("col_begin") = 0,
+        py::arg("col_end") = -1,
+        "x [M, K] @ W^T (+ bias) -> [M, N] in x's dtype; with out ([M, N], x's dtype) only "
+        "columns [col_begin, col_end) into out (ends multiples of 32 or N; same bits)");
   m.def("linear_isa", &radixserve::cpu::linear_isa, "kernel build linear() uses now");
 
   // ---- section: int16 linear (encoder prefill; gemm_int16_kernels.h) ----
@@ -293,7 +296,11 @@ PYBIND11_MODULE(_C, m) {
         py::arg("qtype"), py::arg("k"),
         "GGUF tensor data uint8 [N, K/32*block_bytes] of type q4_0|q4_1|q8_0 -> packed uint8");
   m.def("quant_linear", &radixserve::cpu::quant_linear, py::arg("x"), py::arg("packed"),
-        py::arg("bias") = py::none(), "x [M, K] @ dequant(W)^T (+ bias) -> [M, N] in x's dtype");
+        py::arg("bias") = py::none(), py::arg("out") = py::none(), py::arg("col_begin") = 0,
+        py::arg("col_end") = -1,
+        "x [M, K] @ dequant(W)^T (+ bias) -> [M, N] in x's dtype; with out (float32 [M, N], x "
+        "float32) only columns [col_begin, col_end) into out (ends multiples of 32 or N; same "
+        "bits)");
   m.def("quant_embedding", &radixserve::cpu::quant_embedding, py::arg("ids"), py::arg("packed"),
         "rows ids (int64 [T]) of a packed weight, dequantised -> float32 [T, K]");
   m.def("dequantize_quant_weight", &radixserve::cpu::dequantize_quant_weight,

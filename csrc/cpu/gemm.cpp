@@ -8,11 +8,13 @@
 
 #include "cpu/cpu_features.h"
 #include "cpu/gemm_kernels.h"
+#include "cpu/kernel_checks.h"
 
 namespace radixserve::cpu {
 namespace {
 
 using gemm::kBlockN;
+static_assert(kBlockN == kColumnBlock, "a column range (linear's out) runs whole blocks");
 
 constexpr uint64_t kMagic = 0x3130'4E49'4C53'52ull;  // "RSLIN01" little-endian
 constexpr int64_t kHeaderBytes = 64;
@@ -110,7 +112,9 @@ torch::Tensor pack_linear_weight(const torch::Tensor& weight) {
 }
 
 SplitCall prepare_linear(const torch::Tensor& x, const torch::Tensor& packed,
-                         const std::optional<torch::Tensor>& bias) {
+                         const std::optional<torch::Tensor>& bias,
+                         const std::optional<torch::Tensor>& out_cols, int64_t col_begin,
+                         int64_t col_end) {
   const Header h = read_header(packed);
   check(x.device().is_cpu(), "linear: x must be on the CPU");
   check(x.dim() == 2, "linear: x must be 2-D [M, K], got ", x.dim(), "-D");
@@ -131,7 +135,16 @@ SplitCall prepare_linear(const torch::Tensor& x, const torch::Tensor& packed,
     bias_f = b.to(torch::kFloat32).contiguous();
   }
   const int64_t m = x.size(0);
-  auto out = torch::empty({m, h.n}, x.options());
+  int64_t n0 = 0, n1 = h.n;  // the output columns computed
+  torch::Tensor out;
+  if (out_cols.has_value()) {
+    n0 = col_begin;
+    n1 = check_column_range(*out_cols, m, h.n, x.scalar_type(), col_begin, col_end, "linear");
+    out = *out_cols;
+  } else {
+    check(col_begin == 0 && col_end < 0, "linear: a column range needs out");
+    out = torch::empty({m, h.n}, x.options());
+  }
   SplitCall call;
   call.finish = [out] { return out; };
   if (m == 0) return call;
@@ -171,7 +184,7 @@ SplitCall prepare_linear(const torch::Tensor& x, const torch::Tensor& packed,
     p.xf = dst;
   }
 
-  const int64_t blocks = (h.n + kBlockN - 1) / kBlockN;
+  const int64_t first = n0 / kBlockN, blocks = (n1 + kBlockN - 1) / kBlockN - first;
   const int64_t chunk = m <= 2 * kRowChunk ? m : kRowChunk;
   const int64_t chunks = (m + chunk - 1) / chunk;
   // With one row chunk (decode) each thread streams a contiguous run of weight blocks once.
@@ -179,9 +192,10 @@ SplitCall prepare_linear(const torch::Tensor& x, const torch::Tensor& packed,
   SplitPhase phase;
   phase.items = blocks * chunks;
   phase.threads = omp_get_max_threads();
-  phase.run = [p, kernel, blocks, chunk, m, xs, bias_f, out](int64_t begin, int64_t end) {
+  phase.run = [p, kernel, first, blocks, chunk, m, xs, bias_f, out](int64_t begin,
+                                                                   int64_t end) {
     for (int64_t it = begin; it < end; ++it) {
-      const int64_t nb = it % blocks, m0 = (it / blocks) * chunk;
+      const int64_t nb = first + it % blocks, m0 = (it / blocks) * chunk;
       kernel(p, nb, m0, std::min(m, m0 + chunk));
     }
   };
@@ -190,8 +204,10 @@ SplitCall prepare_linear(const torch::Tensor& x, const torch::Tensor& packed,
 }
 
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& packed,
-                     const std::optional<torch::Tensor>& bias) {
-  return run_split_call(prepare_linear(x, packed, bias));
+                     const std::optional<torch::Tensor>& bias,
+                     const std::optional<torch::Tensor>& out, int64_t col_begin,
+                     int64_t col_end) {
+  return run_split_call(prepare_linear(x, packed, bias, out, col_begin, col_end));
 }
 
 std::string linear_isa() {

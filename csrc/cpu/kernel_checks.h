@@ -42,4 +42,27 @@ inline void check_size(const at::Tensor& t, const char* name, int64_t dim, int64
            " (shape ", t.sizes(), ")");
 }
 
+// Output columns per work item of the linear ops (gemm.cpp's blocks, quant.cpp's tiles; both
+// assert it), the unit of a column range.
+constexpr int64_t kColumnBlock = 32;
+
+// The output columns [col_begin, col_end) a linear op writes into a caller's `out` ([m, n],
+// `dtype`); col_end < 0 means n. Both ends must fall on kColumnBlock (col_end may be n): then
+// the op runs exactly the work items of the whole product over those columns, so a product
+// computed slice by slice equals the whole one bit for bit. Returns col_end.
+inline int64_t check_column_range(const at::Tensor& out, int64_t m, int64_t n,
+                                  at::ScalarType dtype, int64_t col_begin, int64_t col_end,
+                                  const char* op) {
+  check_tensor(out, "out", 2);
+  RS_CHECK(out.size(0) == m && out.size(1) == n, op, ": out must have shape [", m, ", ", n,
+           "], got ", out.sizes());
+  check_dtype(out, "out", dtype);
+  const int64_t end = col_end < 0 ? n : col_end;
+  RS_CHECK(col_begin >= 0 && col_begin < end && end <= n && col_begin % kColumnBlock == 0 &&
+               (end % kColumnBlock == 0 || end == n),
+           op, ": columns [", col_begin, ", ", end, ") must be a non-empty range within [0, ", n,
+           ") whose ends are multiples of ", kColumnBlock, " (or N)");
+  return end;
+}
+
 }  // namespace radixserve::cpu

@@ -43,6 +43,8 @@ bool int16_activations() {
   return v == 1;
 }
 constexpr int64_t kGemvChunk = 16;  // output columns per decode work item
+// A column range (quant_linear's out) runs whole work items only.
+static_assert(kTileN == kColumnBlock && kColumnBlock % kGemvChunk == 0);
 constexpr int64_t kRowChunk = 96;   // activation rows per prefill work item (as gemm.cpp)
 
 struct Header {
@@ -212,7 +214,9 @@ torch::Tensor pack_quant_weight(const torch::Tensor& raw, const std::string& qty
 }
 
 SplitCall prepare_quant_linear(const torch::Tensor& x, const torch::Tensor& packed,
-                               const std::optional<torch::Tensor>& bias) {
+                               const std::optional<torch::Tensor>& bias,
+                               const std::optional<torch::Tensor>& out_cols, int64_t col_begin,
+                               int64_t col_end) {
   const Header h = read_header(packed, "quant_linear");
   check_tensor(x, "x", 2);
   check_float_dtype(x, "x");
@@ -227,10 +231,24 @@ SplitCall prepare_quant_linear(const torch::Tensor& x, const torch::Tensor& pack
     bias_f = bias->to(torch::kFloat).contiguous();
   }
   const int64_t m = x.size(0);
+  int64_t n0 = 0, n1 = h.n;  // the output columns computed
+  torch::Tensor out;
+  if (out_cols.has_value()) {
+    // out holds the kernels' fp32 sums: bf16 x would round them afterwards (whole products).
+    RS_CHECK(x.scalar_type() == torch::kFloat,
+             "quant_linear: a column range (out) needs float32 x, got ", x.scalar_type());
+    n0 = col_begin;
+    n1 = check_column_range(*out_cols, m, h.n, torch::kFloat, col_begin, col_end,
+                            "quant_linear");
+    out = *out_cols;
+  } else {
+    RS_CHECK(col_begin == 0 && col_end < 0, "quant_linear: a column range needs out");
+    out = torch::empty({m, h.n}, x.options().dtype(torch::kFloat));
+  }
   const torch::Tensor xf = x.scalar_type() == torch::kFloat ? x : x.to(torch::kFloat);
-  auto out = torch::empty({m, h.n}, x.options().dtype(torch::kFloat));
   const auto x_dtype = x.scalar_type();
   SplitCall call;
+  // A column range leaves the fp32 sums in the caller's out (x is float32 then).
   call.finish = [out, x_dtype] { return x_dtype == torch::kFloat ? out : out.to(x_dtype); };
   if (m == 0) return call;
 
@@ -258,20 +276,20 @@ SplitCall prepare_quant_linear(const torch::Tensor& x, const torch::Tensor& pack
   phase.threads = omp_get_max_threads();
   if (decode) {
     // Each thread streams a contiguous run of weight rows once.
-    phase.items = (h.n + kGemvChunk - 1) / kGemvChunk;
-    const int64_t n = h.n;
-    phase.run = [p, gemv, n, xf, bias_f](int64_t begin, int64_t end) {
-      for (int64_t it = begin; it < end; ++it)
-        gemv(p, it * kGemvChunk, std::min(n, (it + 1) * kGemvChunk));
+    const int64_t first = n0 / kGemvChunk;
+    phase.items = (n1 + kGemvChunk - 1) / kGemvChunk - first;
+    phase.run = [p, gemv, first, n1, xf, bias_f](int64_t begin, int64_t end) {
+      for (int64_t it = first + begin; it < first + end; ++it)
+        gemv(p, it * kGemvChunk, std::min(n1, (it + 1) * kGemvChunk));
     };
   } else {
-    const int64_t tiles = (h.n + kTileN - 1) / kTileN;
+    const int64_t first = n0 / kTileN, tiles = (n1 + kTileN - 1) / kTileN - first;
     const int64_t chunk = m <= 2 * kRowChunk ? m : kRowChunk;
     const int64_t chunks = (m + chunk - 1) / chunk;
     phase.items = tiles * chunks;
-    phase.run = [p, gemm, tiles, chunk, m, xf, bias_f](int64_t begin, int64_t end) {
+    phase.run = [p, gemm, first, tiles, chunk, m, xf, bias_f](int64_t begin, int64_t end) {
       for (int64_t it = begin; it < end; ++it) {
-        const int64_t nt = it % tiles, m0 = (it / tiles) * chunk;
+        const int64_t nt = first + it % tiles, m0 = (it / tiles) * chunk;
         gemm(p, nt * kTileN, m0, std::min(m, m0 + chunk));
       }
     };
@@ -281,8 +299,10 @@ SplitCall prepare_quant_linear(const torch::Tensor& x, const torch::Tensor& pack
 }
 
 torch::Tensor quant_linear(const torch::Tensor& x, const torch::Tensor& packed,
-                           const std::optional<torch::Tensor>& bias) {
-  return run_split_call(prepare_quant_linear(x, packed, bias));
+                           const std::optional<torch::Tensor>& bias,
+                           const std::optional<torch::Tensor>& out, int64_t col_begin,
+                           int64_t col_end) {
+  return run_split_call(prepare_quant_linear(x, packed, bias, out, col_begin, col_end));
 }
 
 torch::Tensor quant_embedding(const torch::Tensor& ids, const torch::Tensor& packed) {

@@ -18,12 +18,19 @@ namespace radixserve::cpu {
 torch::Tensor pack_quant_weight(const torch::Tensor& raw, const std::string& qtype, int64_t k);
 
 // x [M, K] float32 or bfloat16, bias [N] (float32 or x's dtype) or None -> [M, N] in x's dtype.
+// With `out` (float32 [M, N]; x float32): only output columns [col_begin, col_end) (col_end < 0:
+// N) are computed, into out, which is returned; the ends must be multiples of 32 (or N), and
+// those columns get the bits of the whole product (kernel_checks.h: check_column_range).
 torch::Tensor quant_linear(const torch::Tensor& x, const torch::Tensor& packed,
-                           const std::optional<torch::Tensor>& bias);
+                           const std::optional<torch::Tensor>& bias,
+                           const std::optional<torch::Tensor>& out = std::nullopt,
+                           int64_t col_begin = 0, int64_t col_end = -1);
 // quant_linear as a prepared call (split_call.h; activations rounded on this thread): what
 // quant_linear runs, and what the fused decode step runs inside its own OpenMP region.
 SplitCall prepare_quant_linear(const torch::Tensor& x, const torch::Tensor& packed,
-                               const std::optional<torch::Tensor>& bias);
+                               const std::optional<torch::Tensor>& bias,
+                               const std::optional<torch::Tensor>& out = std::nullopt,
+                               int64_t col_begin = 0, int64_t col_end = -1);
 
 // Rows `ids` (int64 [T]) of the packed weight, dequantised -> float32 [T, K] (embedding lookup).
 torch::Tensor quant_embedding(const torch::Tensor& ids, const torch::Tensor& packed);

@@ -64,9 +64,13 @@ class ForwardBatch:
 class PausedForward:
     """A forward stopped between decoder layers (a background step that gave way to online work):
     the staged batch and what layer `next_layer` takes. The KV its layers wrote stays valid;
-    `ModelRunner.forward(batch, resume=this)` runs the remaining layers."""
+    `ModelRunner.forward(batch, resume=this)` runs the remaining layers. Stopped between the LM
+    head's vocabulary slices instead, `h` is the final hidden rows (no residual), and `logits`
+    holds the columns before `next_column`."""
 
     batch: ForwardBatch
     h: torch.Tensor
-    residual: torch.Tensor
+    residual: Optional[torch.Tensor]
     next_layer: int
+    logits: Optional[torch.Tensor] = None
+    next_column: int = 0

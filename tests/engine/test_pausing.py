@@ -240,3 +240,63 @@ def test_real_engine_lines_identical_with_and_without_pauses(tiny_llama_dir: str
     assert _engine_lines(tiny_llama_dir, 2, online=False) == whole
     with_online = _engine_lines(tiny_llama_dir, 2, online=True)
     assert {k: v for k, v in with_online.items() if k.startswith("bg")} == whole
+
+
+
+def _tiny_scheduler(model_dir: str, lines: list[list[int]]) -> Scheduler:
+    """The real engine on the tiny model with `lines` submitted as batch lines (6 tokens)."""
+    args = ServerArgs(model_path=model_dir, dtype="float32", max_total_tokens=4096,
+                      max_running_requests=8, num_threads=1, online_recent_window=0.0,
+                      background_prefill_size=64)  # fmt: skip
+    s = build_scheduler(args)
+    for i, ids in enumerate(lines):
+        submit(s, f"bg{i}", ids, 6, background=True)
+    return s
+
+
+def _step(s: Scheduler, out: dict[str, list[int]]) -> None:
+    for up in s.step():
+        out.setdefault(up.rid, []).extend(up.new_ids)
+
+
+def test_real_engine_pauses_inside_the_lm_head_and_an_abort_frees_every_slot(
+    tiny_llama_dir: str,
+) -> None:
+    """Pause checks 4 and 15 fall between the LM head's vocabulary slices (a step asks after
+    each of its 2 layers, then between its 8 slices). The paused step holds partial logits;
+    resumed, its lines produce the tokens of an unpaused run; an abort of one of its lines
+    finishes it, and every KV slot and request row comes back."""
+    rng = random.Random(7)
+    lines = [[rng.randrange(3, 40_000) for _ in range(rng.randrange(4, 15))] for _ in range(4)]
+    unpaused: dict[str, list[int]] = {}
+    ref = _tiny_scheduler(tiny_llama_dir, lines)
+    while not ref.is_idle():
+        _step(ref, unpaused)
+    s = _tiny_scheduler(tiny_llama_dir, [])
+    slots, rows = s.kv.available(), s.kv.free_rows()
+    for i, ids in enumerate(lines):
+        submit(s, f"bg{i}", ids, 6, background=True)
+    asks = itertools.count(1)
+    s.online_arrived = lambda: next(asks) in (4, 15)
+    out: dict[str, list[int]] = {}
+    _step(s, out)  # the prefill of all four pauses in its LM head
+    assert s.paused is not None and s.paused.forward is not None
+    paused = s.paused.forward
+    assert paused.logits is not None and 0 < paused.next_column < paused.logits.shape[1]
+    _step(s, out)  # nothing online came: it resumes where it stopped
+    assert s.paused is None and s.stats["num_paused_steps"] == 1
+    assert len(s.running) == 4 and all(r.output_ids for r in s.running), "first tokens sampled"
+    _step(s, out)  # the first decode step pauses in its LM head too
+    assert s.paused is not None and s.paused.forward is not None
+    assert s.paused.forward.logits is not None
+    ups = s.abort("bg2")
+    assert s.paused is None and any(u.rid == "bg2" and u.finished for u in ups)
+    for _ in range(100):
+        if s.is_idle():
+            break
+        _step(s, out)
+    assert s.is_idle() and s.stats["num_paused_steps"] == 2
+    for i in (0, 1, 3):
+        assert out[f"bg{i}"] == unpaused[f"bg{i}"], i
+    assert s.flush_cache()
+    assert s.kv.available() == slots and s.kv.free_rows() == rows

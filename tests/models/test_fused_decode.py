@@ -11,6 +11,7 @@ import torch
 from model_harness import Driver, greedy, make_tiny_model, random_prompt, use_kernels
 
 from radixserve.forward_batch import ForwardBatch, PausedForward
+from radixserve.layers.logits import HEAD_SLICES
 from radixserve.models.loader import load_model, load_model_config
 
 STEPS = 6
@@ -110,7 +111,7 @@ def test_paused_forward_equals_whole_default_model(fused: bool) -> None:
     paused_at = _pause_after_every_layer(model)
     paused = _decode_batch(model, prompts, fused=fused)
     layers = model.config.num_layers
-    assert paused_at == list(range(1, layers)) * (len(prompts) + STEPS)
+    assert paused_at == list(range(1, layers + 1)) * (len(prompts) + STEPS)
     assert bool(model._decoder_stack) == fused, "the fused decode path ran (or did not)"
     for a, b in zip(whole, paused, strict=True):
         assert torch.equal(a, b)
@@ -173,3 +174,28 @@ def test_step_region_error_reaches_the_caller(threading_mode: Any) -> None:
             stack.decode(h.clone(), *args, bad_slot, *rest)
         ok, _ = stack.decode(h.clone(), *args, torch.tensor([req.slots[-1]]), *rest)
         assert torch.isfinite(ok).all()
+
+
+@pytest.mark.parametrize("dtype", ["auto", "float32", "bfloat16"])
+def test_lm_head_paused_between_vocab_slices_equals_whole(dtype: str) -> None:
+    """The pausable LM head (LogitsProcessor.forward_pausable) of the default model, quantized
+    (tied Q8_0 embedding), float32 and bfloat16, pausing between all its vocabulary slices and
+    resuming, gives the whole head's logits bit for bit at every row count."""
+    model = load_model(load_model_config(None, dtype, native_kernels=True))
+    use_kernels(model, "native")
+    head = model.logits_processor
+    assert head.lm_head.quant_packed is not None or dtype != "auto"
+    for rows in (1, 5, 6, 64, 67):
+        gen = torch.Generator().manual_seed(rows)
+        hidden = torch.randn(rows, model.config.hidden_size, generator=gen).to(model.config.dtype)
+        with torch.inference_mode():
+            whole = model.compute_logits(hidden)
+            logits, paused_at = model.compute_logits_pausable(hidden, lambda: True)
+            columns = []
+            while paused_at is not None:
+                columns.append(paused_at)
+                logits, paused_at = model.compute_logits_pausable(
+                    hidden, lambda: True, logits, paused_at
+                )
+        assert len(columns) == HEAD_SLICES - 1 and columns == sorted(columns), columns
+        assert logits.dtype == torch.float32 and torch.equal(logits, whole), rows

@@ -290,15 +290,26 @@ class ModelRunner:
         should_pause: Optional[Callable[[], bool]],
         resume: Optional[PausedForward] = None,
     ) -> Union[torch.Tensor, PausedForward]:
-        """forward() where can_pause: `should_pause` is asked after every decoder layer but the
-        last, and a True stops the forward there, returning a PausedForward; passed back as
-        `resume` (with the same batch) it runs the remaining layers."""
+        """forward() where can_pause: `should_pause` is asked after every decoder layer and
+        between the LM head's vocabulary slices, and a True stops the forward there,
+        returning a PausedForward; passed back as `resume` (with the same batch) it runs the
+        rest. (The LM head over a background step's 64 decode rows is ~a fifth of its FLOPs.)"""
         with torch.inference_mode():
             staged = resume.batch if resume is not None else self.stage(batch)
-            out = self.model.forward_pausable(staged, should_pause, resume)
-            if isinstance(out, PausedForward):
-                return out
-            return self.model.compute_logits(out)  # type: ignore[no-any-return]
+            if resume is not None and resume.logits is not None:  # paused inside the LM head
+                hidden, logits, begin = resume.h, resume.logits, resume.next_column
+            else:
+                out = self.model.forward_pausable(staged, should_pause, resume)
+                if isinstance(out, PausedForward):
+                    return out
+                hidden, logits, begin = out, None, 0
+            logits, paused_at = self.model.compute_logits_pausable(
+                hidden, should_pause, logits, begin
+            )
+            if paused_at is not None:
+                num_layers = self.model_config.num_layers
+                return PausedForward(staged, hidden, None, num_layers, logits, paused_at)
+            return logits  # type: ignore[no-any-return]
 
     def sample(self, logits: torch.Tensor, info: SamplingBatchInfo) -> SampleOutput:
         if self._sampler is None:

@@ -40,6 +40,8 @@ INT16_ACT_BITS = 14
 WEIGHT_FORMATS = ("float32", "int16")
 # GGUF block types the native quantized kernels read (gguf's GGMLQuantizationType names).
 QUANT_TYPES = ("Q4_0", "Q4_1", "Q8_0")
+# Output columns per work item of the native kernels: the ends of a column range fall on it.
+COLUMN_BLOCK = 32
 
 
 @dataclass
@@ -165,6 +167,31 @@ class Linear(nn.Module):
             out = native_ops().linear(x.reshape(-1, shape[-1]).contiguous(), self.packed, self.bias)
             return out.view(*shape[:-1], self.out_features)
         return F.linear(x, self.weight, self.bias)
+
+    def can_split_columns(self, x: torch.Tensor) -> bool:
+        """Can forward_columns compute forward(x) in column ranges, each with the whole product's
+        bits? On the native kernels: a quantized weight with float32 x, or a packed weight."""
+        if not use_native() or x.dim() != 2:
+            return False
+        if self.quant_packed is not None:
+            return x.dtype == torch.float32
+        return self.packed is not None and not self._torch_is_faster(x)
+
+    def forward_columns(
+        self, x: torch.Tensor, out: Optional[torch.Tensor], begin: int, end: int
+    ) -> torch.Tensor:
+        """Output columns [begin, end) of forward(x), written into out ([rows, out_features],
+        x's dtype; allocated when None, the rest left unset) and returned. Needs
+        can_split_columns(x); begin and end are multiples of COLUMN_BLOCK (end may be
+        out_features). Each slice reads only its rows of W, once for all rows of x."""
+        if out is None:
+            out = torch.empty(x.shape[0], self.out_features, dtype=x.dtype)
+        x = x.contiguous()
+        if self.quant_packed is not None:
+            native_ops().quant_linear(x, self.quant_packed, self.bias, out, begin, end)
+        else:
+            native_ops().linear(x, self.packed, self.bias, out, begin, end)
+        return out
 
     def _torch_is_faster(self, x: torch.Tensor) -> bool:
         rows = x.numel() // max(self.in_features, 1)

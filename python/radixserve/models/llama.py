@@ -185,9 +185,10 @@ class LlamaForCausalLM(nn.Module):
         should_pause: Optional[Callable[[], bool]],
         resume: Optional[PausedForward] = None,
     ) -> Union[torch.Tensor, PausedForward]:
-        """forward(), asking `should_pause` (if given) after every decoder layer but the last: a
-        True stops it there, and the PausedForward returned goes back in as `resume` later (the
-        scheduler pauses background steps for online work, engine/pausing.py)."""
+        """forward(), asking `should_pause` (if given) after every decoder layer: a True stops it
+        there, and the PausedForward returned goes back in as `resume` later (the scheduler
+        pauses background steps for online work, engine/pausing.py; the LM head after the last
+        layer pauses between its vocabulary slices: LogitsProcessor.forward_pausable)."""
         if self.attn_backend is None:
             raise RuntimeError("no attention backend: set model.attn_backend before forward")
         if resume is not None:
@@ -200,7 +201,7 @@ class LlamaForCausalLM(nn.Module):
         for start in range(begin, num_layers, step):
             end = min(start + step, num_layers)
             h, residual = self._run_layers(batch, stack, h, residual, start, end)
-            if should_pause is not None and end < num_layers and should_pause():
+            if should_pause is not None and should_pause():
                 return PausedForward(batch, h, residual, end)
         assert residual is not None
         # Only the rows that produce logits need the final norm.
@@ -255,6 +256,17 @@ class LlamaForCausalLM(nn.Module):
 
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.logits_processor(hidden)
+
+    def compute_logits_pausable(
+        self,
+        hidden: torch.Tensor,
+        should_pause: Optional[Callable[[], bool]],
+        logits: Optional[torch.Tensor] = None,
+        begin: int = 0,
+    ) -> tuple[torch.Tensor, Optional[int]]:
+        """compute_logits in vocabulary slices with pause checks (LogitsProcessor.forward_pausable):
+        (logits, None) when done, or (partial logits, next column) to pass back."""
+        return self.logits_processor.forward_pausable(hidden, should_pause, logits, begin)
 
     # ---- weights ----
 
