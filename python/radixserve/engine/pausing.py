@@ -79,11 +79,17 @@ class Inbox:
         return bool(self.read_ahead) or bool(self.poller.poll(timeout_ms))
 
     def recv(self) -> Any:
-        if self.read_ahead:
-            return self.read_ahead.popleft()
-        return ipc.to_scheduler_decoder.decode(self.sock.recv())
+        if not self.read_ahead:
+            self._read_one()
+        return self.read_ahead.popleft()
 
     def online_arrived(self) -> bool:
         while self.poller.poll(0):
-            self.read_ahead.append(ipc.to_scheduler_decoder.decode(self.sock.recv()))
+            self._read_one()
         return any(is_online_request(m) for m in self.read_ahead)
+
+    def _read_one(self) -> None:
+        # One ZMQ message may hold several requests in its parts (the n copies of one request):
+        # they arrive together, so the loop's drain admits them in the same step.
+        parts = self.sock.recv_multipart()
+        self.read_ahead.extend(ipc.to_scheduler_decoder.decode(p) for p in parts)

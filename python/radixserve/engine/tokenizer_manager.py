@@ -184,8 +184,9 @@ class TokenizerManager:
             self.states[m.rid] = ReqState(m, req, i, queue, self.tokenizer)
         pending = set(rids)
         try:
-            for m in msgs:
-                await self._send.send(ipc.encode(m))
+            # One message: the n copies of a request reach the scheduler in the same drain, so
+            # they prefill in one step and share its KV (greedy copies stay identical).
+            await self._send.send_multipart([ipc.encode(m) for m in msgs])
             while pending:
                 item = await deadline.get(queue)
                 if isinstance(item, EngineError):
