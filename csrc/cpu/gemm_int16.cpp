@@ -6,11 +6,11 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
-#include <stdexcept>
 #include <vector>
 
 #include "cpu/cpu_features.h"
 #include "cpu/gemm_int16_kernels.h"
+#include "cpu/kernel_checks.h"
 
 namespace radixserve::cpu {
 namespace {
@@ -22,11 +22,6 @@ constexpr int64_t kHeaderBytes = 64;
 // Rows per work item: a multiple of the AVX2 tile (6) and of the AVX-512 one (8 -> 96 = 12 x 8),
 // small enough that a chunk's activations stay in L2 while the weight blocks pass by.
 constexpr int64_t kRowChunk = 96;
-
-template <typename... Args>
-void check(bool ok, const Args&... msg) {
-  if (!ok) throw std::invalid_argument(c10::str(msg...));
-}
 
 struct Header {
   uint64_t magic;
@@ -46,14 +41,14 @@ int64_t packed_bytes(int64_t n, int64_t kp) {
 }
 
 Header read_header(const torch::Tensor& packed) {
-  check(packed.device().is_cpu() && packed.scalar_type() == torch::kUInt8 && packed.dim() == 1 &&
-            packed.is_contiguous() && packed.numel() >= kHeaderBytes,
-        "int16_linear: packed must be the CPU tensor returned by pack_int16_weight");
+  RS_CHECK(packed.device().is_cpu() && packed.scalar_type() == torch::kUInt8 && packed.dim() == 1 &&
+               packed.is_contiguous() && packed.numel() >= kHeaderBytes,
+           "int16_linear: packed must be the CPU tensor returned by pack_int16_weight");
   Header h;
   std::memcpy(&h, packed.data_ptr<uint8_t>(), sizeof(h));
-  check(h.magic == kMagic && h.block_n == kBlockN && h.n > 0 && h.k > 0 &&
-            packed.numel() == packed_bytes(h.n, h.kp),
-        "int16_linear: packed is not a weight packed by pack_int16_weight");
+  RS_CHECK(h.magic == kMagic && h.block_n == kBlockN && h.n > 0 && h.k > 0 &&
+               packed.numel() == packed_bytes(h.n, h.kp),
+           "int16_linear: packed is not a weight packed by pack_int16_weight");
   return h;
 }
 
@@ -93,22 +88,22 @@ gemm_i16::QuantizeRowFn pick_quantize() {
 
 torch::Tensor pack_int16_weight(const torch::Tensor& weight, int64_t weight_bits,
                                 int64_t act_bits) {
-  check(weight.device().is_cpu(), "pack_int16_weight: weight must be on the CPU");
-  check(weight.dim() == 2, "pack_int16_weight: weight must be 2-D [N, K], got ", weight.dim(),
-        "-D");
-  check(weight.scalar_type() == torch::kFloat32, "pack_int16_weight: weight must be float32, got ",
-        weight.scalar_type());
-  check(weight_bits >= 2 && weight_bits <= 15 && act_bits >= 2 && act_bits <= 15,
-        "pack_int16_weight: weight_bits and act_bits must be in 2..15, got ", weight_bits, " and ",
-        act_bits);
+  RS_CHECK(weight.device().is_cpu(), "pack_int16_weight: weight must be on the CPU");
+  RS_CHECK(weight.dim() == 2, "pack_int16_weight: weight must be 2-D [N, K], got ", weight.dim(),
+           "-D");
+  RS_CHECK(weight.scalar_type() == torch::kFloat32,
+           "pack_int16_weight: weight must be float32, got ", weight.scalar_type());
+  RS_CHECK(weight_bits >= 2 && weight_bits <= 15 && act_bits >= 2 && act_bits <= 15,
+           "pack_int16_weight: weight_bits and act_bits must be in 2..15, got ", weight_bits,
+           " and ", act_bits);
   // The largest |product| is Qw * Qx; an int32 sum of kblock of them must not overflow.
   const int64_t prod = static_cast<int64_t>(qmax_of(weight_bits)) *
                        static_cast<int64_t>(qmax_of(act_bits));
   const int64_t fit = std::numeric_limits<int32_t>::max() / prod / 2 * 2;
-  check(fit >= 2, "pack_int16_weight: ", weight_bits, " + ", act_bits,
-        " bits leave no room for an int32 sum of two products");
+  RS_CHECK(fit >= 2, "pack_int16_weight: ", weight_bits, " + ", act_bits,
+           " bits leave no room for an int32 sum of two products");
   const int64_t n = weight.size(0), k = weight.size(1);
-  check(n > 0 && k > 0, "pack_int16_weight: weight must be non-empty");
+  RS_CHECK(n > 0 && k > 0, "pack_int16_weight: weight must be non-empty");
   const int64_t kp = (k + 1) / 2 * 2;
   auto packed = torch::zeros({packed_bytes(n, kp)}, torch::kUInt8);
   const Header h{kMagic, n, k, kp, static_cast<int32_t>(weight_bits), static_cast<int32_t>(act_bits),
@@ -137,19 +132,19 @@ torch::Tensor pack_int16_weight(const torch::Tensor& weight, int64_t weight_bits
 torch::Tensor int16_linear(const torch::Tensor& x, const torch::Tensor& packed,
                            const std::optional<torch::Tensor>& bias) {
   const Header h = read_header(packed);
-  check(x.device().is_cpu(), "int16_linear: x must be on the CPU");
-  check(x.dim() == 2, "int16_linear: x must be 2-D [M, K], got ", x.dim(), "-D");
-  check(x.is_contiguous(), "int16_linear: x must be contiguous");
-  check(x.scalar_type() == torch::kFloat32, "int16_linear: x must be float32, got ",
-        x.scalar_type());
-  check(x.size(1) == h.k, "int16_linear: x has K=", x.size(1), " but the weight has K=", h.k);
+  RS_CHECK(x.device().is_cpu(), "int16_linear: x must be on the CPU");
+  RS_CHECK(x.dim() == 2, "int16_linear: x must be 2-D [M, K], got ", x.dim(), "-D");
+  RS_CHECK(x.is_contiguous(), "int16_linear: x must be contiguous");
+  RS_CHECK(x.scalar_type() == torch::kFloat32, "int16_linear: x must be float32, got ",
+           x.scalar_type());
+  RS_CHECK(x.size(1) == h.k, "int16_linear: x has K=", x.size(1), " but the weight has K=", h.k);
   torch::Tensor bias_f;
   if (bias.has_value()) {
     const torch::Tensor& b = *bias;
-    check(b.device().is_cpu() && b.dim() == 1 && b.size(0) == h.n,
-          "int16_linear: bias must be a CPU tensor of shape [", h.n, "], got ", b.sizes());
-    check(b.scalar_type() == torch::kFloat32, "int16_linear: bias must be float32, got ",
-          b.scalar_type());
+    RS_CHECK(b.device().is_cpu() && b.dim() == 1 && b.size(0) == h.n,
+             "int16_linear: bias must be a CPU tensor of shape [", h.n, "], got ", b.sizes());
+    RS_CHECK(b.scalar_type() == torch::kFloat32, "int16_linear: bias must be float32, got ",
+             b.scalar_type());
     bias_f = b.contiguous();
   }
   const int64_t m = x.size(0);
@@ -229,12 +224,7 @@ float quantize_row_generic(const float* x, int64_t k, int64_t kp, float qmax, in
   for (int64_t i = 0; i < k; ++i) a = std::fabs(x[i]) > a ? std::fabs(x[i]) : a;
   float inv;
   const float scale = detail::row_scale(a, qmax, &inv);
-  for (int64_t i = 0; i < k; ++i) {
-    float q = std::nearbyint(x[i] * inv);  // half to even, as cvtps in the vector builds
-    q = q > qmax ? qmax : (q < -qmax ? -qmax : q);
-    xq[i] = static_cast<int16_t>(q);
-  }
-  for (int64_t i = k; i < kp; ++i) xq[i] = 0;
+  detail::round_tail(x, 0, k, kp, inv, qmax, xq);
   return scale;
 }
 

@@ -205,12 +205,7 @@ float quantize_row_avx2(const float* x, int64_t k, int64_t kp, float qmax, int16
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(xq + i),
                         _mm256_permute4x64_epi64(_mm256_packs_epi32(q0, q1), 0xd8));
   }
-  for (; i < k; ++i) {
-    float q = std::nearbyint(x[i] * inv);
-    q = q > qmax ? qmax : (q < -qmax ? -qmax : q);
-    xq[i] = static_cast<int16_t>(q);
-  }
-  for (; i < kp; ++i) xq[i] = 0;
+  detail::round_tail(x, i, k, kp, inv, qmax, xq);
   return scale;
 }
 

@@ -97,12 +97,7 @@ float quantize_row_avx512(const float* x, int64_t k, int64_t kp, float qmax, int
         _mm512_max_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + i), vinv)), lo), hi);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(xq + i), _mm512_cvtepi32_epi16(q));
   }
-  for (; i < k; ++i) {
-    float q = std::nearbyint(x[i] * inv);
-    q = q > qmax ? qmax : (q < -qmax ? -qmax : q);
-    xq[i] = static_cast<int16_t>(q);
-  }
-  for (; i < kp; ++i) xq[i] = 0;
+  detail::round_tail(x, i, k, kp, inv, qmax, xq);
   return scale;
 }
 

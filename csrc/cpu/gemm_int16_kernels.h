@@ -61,6 +61,18 @@ inline float row_scale(float amax, float qmax, float* inv) {
   return ok ? amax / qmax : 0.f;
 }
 
+// Rounds x[i..k) to int16 (half to even, as cvtps in the vector builds; clamped to +-qmax) and
+// zero-pads xq[k..kp): the scalar part of every build's quantize_row.
+inline void round_tail(const float* x, int64_t i, int64_t k, int64_t kp, float inv, float qmax,
+                       int16_t* xq) {
+  for (; i < k; ++i) {
+    float q = std::nearbyint(x[i] * inv);
+    q = q > qmax ? qmax : (q < -qmax ? -qmax : q);
+    xq[i] = static_cast<int16_t>(q);
+  }
+  for (; i < kp; ++i) xq[i] = 0;
+}
+
 // Writes acc[rows][32] (fp32 sums of integer products) to output rows m0.. of block nb:
 // out = acc * xscale[m] * wscale[n] + bias[n], dropping the padded channels past N.
 inline void store_tile(const Int16Problem& p, const float* acc, int64_t rows, int64_t nb,
