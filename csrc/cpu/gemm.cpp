@@ -25,7 +25,7 @@ constexpr int64_t kRowChunk = 96;
 // Bad input raises ValueError in Python (pybind11 maps std::invalid_argument to it).
 template <typename... Args>
 void check(bool ok, const Args&... msg) {
-  if (!ok) throw std::invalid_argument(c10::str(msg...));
+  if (!ok) throw std::invalid_argument(error_message(msg...));
 }
 
 struct Header {

@@ -6,9 +6,11 @@
 
 #include <string>
 
-#define RS_CHECK(cond, ...)                                     \
-  do {                                                          \
-    if (!(cond)) throw pybind11::value_error(c10::str(__VA_ARGS__)); \
+#include "error_message.h"
+
+#define RS_CHECK(cond, ...)                                                              \
+  do {                                                                                   \
+    if (!(cond)) throw pybind11::value_error(radixserve::error_message(__VA_ARGS__)); \
   } while (0)
 
 namespace radixserve::cpu {

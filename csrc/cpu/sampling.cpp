@@ -30,6 +30,7 @@
 #include <limits>
 #include <string>
 
+#include "cpu/kernel_checks.h"
 #include "cpu/sampling_simd.h"
 
 namespace radixserve::cpu {
@@ -447,29 +448,29 @@ void logprobs_row(const Ops& ops, const float* raw, int64_t vocab, int64_t tok, 
 // A packed token bitmask: CPU int32 [bs, ceil(vocab / 32)].
 void check_bitmask(const at::Tensor& t, const char* op, int64_t bs, int64_t vocab) {
   const int64_t words = (vocab + 31) / 32;
-  TORCH_CHECK_VALUE(t.device().is_cpu(), op, ": token_bitmask must be a CPU tensor");
-  TORCH_CHECK_VALUE(t.scalar_type() == at::kInt, op, ": token_bitmask must be int32, got ",
+  RS_CHECK(t.device().is_cpu(), op, ": token_bitmask must be a CPU tensor");
+  RS_CHECK(t.scalar_type() == at::kInt, op, ": token_bitmask must be int32, got ",
                     t.scalar_type());
-  TORCH_CHECK_VALUE(t.dim() == 2 && t.size(0) == bs && t.size(1) == words, op,
+  RS_CHECK(t.dim() == 2 && t.size(0) == bs && t.size(1) == words, op,
                     ": token_bitmask must have shape [", bs, ", ", words, "] (ceil(vocab / 32) ",
                     "words per row), got ", t.sizes());
 }
 
 void check_vec(const at::Tensor& t, const char* name, at::ScalarType dtype, int64_t bs,
                const char* op = "sample") {
-  TORCH_CHECK_VALUE(t.device().is_cpu(), op, ": ", name, " must be a CPU tensor");
-  TORCH_CHECK_VALUE(t.scalar_type() == dtype, op, ": ", name, " must be ", dtype, ", got ",
+  RS_CHECK(t.device().is_cpu(), op, ": ", name, " must be a CPU tensor");
+  RS_CHECK(t.scalar_type() == dtype, op, ": ", name, " must be ", dtype, ", got ",
                     t.scalar_type());
-  TORCH_CHECK_VALUE(t.dim() == 1 && t.size(0) == bs, op, ": ", name, " must have shape [",
+  RS_CHECK(t.dim() == 1 && t.size(0) == bs, op, ": ", name, " must have shape [",
                     bs, "], got ", t.sizes());
 }
 
 void check_mat(const at::Tensor& t, const char* name, at::ScalarType dtype, int64_t bs,
                int64_t vocab, const char* op = "sample") {
-  TORCH_CHECK_VALUE(t.device().is_cpu(), op, ": ", name, " must be a CPU tensor");
-  TORCH_CHECK_VALUE(t.scalar_type() == dtype, op, ": ", name, " must be ", dtype, ", got ",
+  RS_CHECK(t.device().is_cpu(), op, ": ", name, " must be a CPU tensor");
+  RS_CHECK(t.scalar_type() == dtype, op, ": ", name, " must be ", dtype, ", got ",
                     t.scalar_type());
-  TORCH_CHECK_VALUE(t.dim() == 2 && t.size(0) == bs && t.size(1) == vocab, op, ": ", name,
+  RS_CHECK(t.dim() == 2 && t.size(0) == bs && t.size(1) == vocab, op, ": ", name,
                     " must have shape [", bs, ", ", vocab, "], got ", t.sizes());
 }
 
@@ -488,16 +489,16 @@ struct SamplerInputs {
                 const std::optional<at::Tensor>& repetition_penalties,
                 const std::optional<at::Tensor>& output_token_counts,
                 const std::optional<at::Tensor>& logit_bias, bool params_per_request = false) {
-    TORCH_CHECK_VALUE(logits_in.device().is_cpu(), op, ": logits must be a CPU tensor");
-    TORCH_CHECK_VALUE(logits_in.scalar_type() == at::kFloat, op, ": logits must be float32, got ",
+    RS_CHECK(logits_in.device().is_cpu(), op, ": logits must be a CPU tensor");
+    RS_CHECK(logits_in.scalar_type() == at::kFloat, op, ": logits must be float32, got ",
                       logits_in.scalar_type());
-    TORCH_CHECK_VALUE(logits_in.dim() == 2 && logits_in.size(1) > 0, op,
+    RS_CHECK(logits_in.dim() == 2 && logits_in.size(1) > 0, op,
                       ": logits must have shape [bs, vocab] with vocab > 0, got ",
                       logits_in.sizes());
     // One parameter row per logits row, or (params_per_request) per request of several rows.
     bs = params_per_request ? temperatures.size(0) : logits_in.size(0);
     vocab = logits_in.size(1);
-    TORCH_CHECK_VALUE(vocab < (int64_t{1} << 31), op, ": vocab too large");
+    RS_CHECK(vocab < (int64_t{1} << 31), op, ": vocab too large");
     check_vec(temperatures, "temperatures", at::kFloat, bs, op);
     check_vec(top_ps, "top_ps", at::kFloat, bs, op);
     check_vec(top_ks, "top_ks", at::kInt, bs, op);
@@ -505,7 +506,7 @@ struct SamplerInputs {
     check_vec(seeds, "seeds", at::kLong, bs, op);
     check_vec(steps, "steps", at::kLong, bs, op);
     const bool any_pen = frequency_penalties || presence_penalties || repetition_penalties;
-    TORCH_CHECK_VALUE(!any_pen || output_token_counts, op,
+    RS_CHECK(!any_pen || output_token_counts, op,
                       ": penalties need output_token_counts");
     if (frequency_penalties)
       check_vec(*frequency_penalties, "frequency_penalties", at::kFloat, bs, op);
@@ -537,17 +538,17 @@ struct SamplerInputs {
       p.pres = pres.defined() ? pres.data_ptr<float>()[r] : 0.0f;
       p.rep = rep.defined() ? rep.data_ptr<float>()[r] : 1.0f;
       p.u = 0.0;
-      TORCH_CHECK_VALUE(std::isfinite(p.temperature) && p.temperature >= 0.0f, op,
+      RS_CHECK(std::isfinite(p.temperature) && p.temperature >= 0.0f, op,
                         ": temperatures must be finite and >= 0, got ", p.temperature, " in row ",
                         r);
-      TORCH_CHECK_VALUE(p.top_p > 0.0f && p.top_p <= 1.0f, op, ": top_ps must be in (0, 1], got ",
+      RS_CHECK(p.top_p > 0.0f && p.top_p <= 1.0f, op, ": top_ps must be in (0, 1], got ",
                         p.top_p, " in row ", r);
-      TORCH_CHECK_VALUE(p.min_p >= 0.0f && p.min_p <= 1.0f, op,
+      RS_CHECK(p.min_p >= 0.0f && p.min_p <= 1.0f, op,
                         ": min_ps must be in [0, 1], got ", p.min_p, " in row ", r);
-      TORCH_CHECK_VALUE(k >= 1, op, ": top_ks must be >= 1, got ", k, " in row ", r);
-      TORCH_CHECK_VALUE(p.rep > 0.0f && std::isfinite(p.rep), op,
+      RS_CHECK(k >= 1, op, ": top_ks must be >= 1, got ", k, " in row ", r);
+      RS_CHECK(p.rep > 0.0f && std::isfinite(p.rep), op,
                         ": repetition_penalties must be > 0, got ", p.rep, " in row ", r);
-      TORCH_CHECK_VALUE(std::isfinite(p.freq) && std::isfinite(p.pres), op,
+      RS_CHECK(std::isfinite(p.freq) && std::isfinite(p.pres), op,
                         ": frequency/presence penalties must be finite (row ", r, ")");
       p.top_k = std::min(k, vocab);
     }
@@ -576,7 +577,7 @@ at::Tensor sampling_uniforms(const at::Tensor& seeds, const at::Tensor& steps) {
 }
 
 void apply_token_bitmask_(const at::Tensor& logits, const at::Tensor& token_bitmask) {
-  TORCH_CHECK_VALUE(logits.device().is_cpu() && logits.scalar_type() == at::kFloat &&
+  RS_CHECK(logits.device().is_cpu() && logits.scalar_type() == at::kFloat &&
                         logits.dim() == 2 && logits.is_contiguous(),
                     "apply_token_bitmask_: logits must be a contiguous float32 CPU tensor "
                     "[bs, vocab], got ", logits.scalar_type(), " ", logits.sizes());
@@ -598,9 +599,9 @@ void apply_token_bitmask_(const at::Tensor& logits, const at::Tensor& token_bitm
 
 std::string sampling_set_isa(const std::string& name) {
   const std::string want = name == "auto" ? best_isa() : name;
-  TORCH_CHECK_VALUE(want == "avx512" || want == "avx2" || want == "generic",
+  RS_CHECK(want == "avx512" || want == "avx2" || want == "generic",
                     "sampling_set_isa: expected auto, avx512, avx2 or generic, got ", name);
-  TORCH_CHECK_VALUE(cpu_has(want.c_str()), "sampling_set_isa: this CPU lacks ", want);
+  RS_CHECK(cpu_has(want.c_str()), "sampling_set_isa: this CPU lacks ", want);
   g_isa = want;
   return g_isa;
 }
@@ -619,7 +620,7 @@ std::vector<at::Tensor> sample(const at::Tensor& logits_in, const at::Tensor& te
                          frequency_penalties, presence_penalties, repetition_penalties,
                          output_token_counts, logit_bias);
   const int64_t bs = in.bs, vocab = in.vocab;
-  TORCH_CHECK_VALUE(top_logprobs <= vocab, "sample: top_logprobs (", top_logprobs,
+  RS_CHECK(top_logprobs <= vocab, "sample: top_logprobs (", top_logprobs,
                     ") exceeds the vocabulary size ", vocab);
   if (token_bitmask) check_bitmask(*token_bitmask, "sample", bs, vocab);
   const at::Tensor bitmask = token_bitmask ? token_bitmask->contiguous() : at::Tensor();
@@ -683,17 +684,17 @@ std::vector<at::Tensor> verify_drafts(const at::Tensor& logits_in, const at::Ten
   const int64_t* k = nd.data_ptr<int64_t>();
   std::vector<int64_t> first_row(n + 1, 0), first_draft(n + 1, 0);
   for (int64_t i = 0; i < n; ++i) {
-    TORCH_CHECK_VALUE(k[i] >= 0, op, ": num_drafts must be >= 0, got ", k[i], " in row ", i);
+    RS_CHECK(k[i] >= 0, op, ": num_drafts must be >= 0, got ", k[i], " in row ", i);
     first_row[i + 1] = first_row[i] + k[i] + 1;
     first_draft[i + 1] = first_draft[i] + k[i];
   }
-  TORCH_CHECK_VALUE(in.logits.size(0) == first_row[n], op, ": logits must have sum(1 + num_drafts) = ",
+  RS_CHECK(in.logits.size(0) == first_row[n], op, ": logits must have sum(1 + num_drafts) = ",
                     first_row[n], " rows, got ", in.logits.size(0));
   check_vec(draft_ids, "draft_ids", at::kLong, first_draft[n], op);
   const at::Tensor drafts = draft_ids.contiguous();
   const int64_t* d = drafts.data_ptr<int64_t>();
   for (int64_t j = 0; j < first_draft[n]; ++j)
-    TORCH_CHECK_VALUE(d[j] >= 0 && d[j] < vocab, op, ": draft_ids must be in [0, ", vocab,
+    RS_CHECK(d[j] >= 0 && d[j] < vocab, op, ": draft_ids must be in [0, ", vocab,
                       "), got ", d[j]);
   const at::Tensor sd = seeds.contiguous(), st = steps.contiguous();
   at::Tensor accepted = at::empty({n}, at::kLong), next = at::empty({n}, at::kLong);

@@ -1,5 +1,5 @@
 // SiLU-and-multiply (the SwiGLU gate): one block per row, float math.
-// UNTESTED ON HARDWARE: compile-checked with nvcc only (no GPU in this project).
+// Tested on an H200 (tools/gpu_check.sh).
 #include "cuda/activation.cuh"
 
 namespace radixserve::cuda {

@@ -1,6 +1,6 @@
 // Decode and extend attention over the paged token KV pool, with GQA, causal masking, an optional
 // sliding window and an online (flash-style) softmax in float.
-// UNTESTED ON HARDWARE: this project has no GPU; the code is only compile-checked with nvcc.
+// Tested on an H200 (tools/gpu_check.sh).
 //
 // One kernel serves both: a thread block owns one request, one KV head and a tile of "rows",
 // a row being (query token, query head of that KV head's group). Decode is the case of one query

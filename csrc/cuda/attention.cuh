@@ -1,6 +1,6 @@
 // Paged attention launchers over the token KV pool (raw pointers, contiguous tensors).
-// Semantics are those of the CPU kernels in docs/internals.md. UNTESTED ON HARDWARE: this
-// project has no GPU, the code is only compile-checked with nvcc (tools/compile_cuda.sh).
+// Semantics are those of the CPU kernels in docs/internals.md. Tested on an H200
+// by tests/kernels/test_cuda_kernels.py (tools/gpu_check.sh).
 #pragma once
 
 #include <cstdint>
@@ -60,8 +60,14 @@ struct AttentionArgs {
 int choose_decode_splits(int64_t batch, int num_kv_heads, int group, int64_t max_context,
                          int sm_count);
 
+// The head dims the attention kernels are instantiated for.
+constexpr int kAttentionHeadDims[] = {32, 64, 96, 128, 256};
+
 inline bool is_supported_head_dim(int head_dim) {
-  return head_dim == 32 || head_dim == 64 || head_dim == 96 || head_dim == 128 || head_dim == 256;
+  for (int d : kAttentionHeadDims) {
+    if (d == head_dim) return true;
+  }
+  return false;
 }
 
 cudaError_t launch_decode_attention(DType dtype, const AttentionArgs& args, cudaStream_t stream);

@@ -1,6 +1,6 @@
 // Shared helpers of the CUDA kernels: the element types, float conversion, warp/block reductions.
-// UNTESTED ON HARDWARE: this project has no GPU; the code is only compile-checked with nvcc
-// (tools/compile_cuda.sh) for sm_80 and sm_90a.
+// Built for sm_80 and sm_90a; tested on an H200 by tools/gpu_check.sh (CI, which has no
+// GPU, compile-checks it with tools/compile_cuda.sh).
 #pragma once
 
 #include <cuda_bf16.h>

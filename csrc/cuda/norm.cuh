@@ -1,4 +1,4 @@
-// RMSNorm launchers (raw pointers, contiguous rows). UNTESTED ON HARDWARE (compile-checked only).
+// RMSNorm launchers (raw pointers, contiguous rows). Tested on an H200 (tools/gpu_check.sh).
 #pragma once
 
 #include <cstdint>

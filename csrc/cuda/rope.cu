@@ -1,5 +1,5 @@
 // Rotary position embedding, neox (halves) and GPT-J (pairs) styles: one block per token, one
-// thread per (head, rotation pair). UNTESTED ON HARDWARE: compile-checked with nvcc only.
+// thread per (head, rotation pair). Tested on an H200 (tools/gpu_check.sh).
 #include "cuda/rope.cuh"
 
 namespace radixserve::cuda {

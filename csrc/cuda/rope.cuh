@@ -1,4 +1,4 @@
-// Rotary embedding launcher (raw pointers). UNTESTED ON HARDWARE (compile-checked only).
+// Rotary embedding launcher (raw pointers). Tested on an H200 (tools/gpu_check.sh).
 #pragma once
 
 #include <cstdint>

@@ -1,7 +1,7 @@
 // Sampling launchers: greedy argmax and temperature / top-k / top-p / min-p sampling with
 // penalties and logit bias, the same definition as the CPU sampler (csrc/cpu/sampling.cpp) and
 // its uniform u = splitmix64(splitmix64(seed) ^ step) >> 11, / 2^53 per row.
-// UNTESTED ON HARDWARE: compile-checked with nvcc only (no GPU in this project).
+// Tested on an H200 (tools/gpu_check.sh).
 #pragma once
 
 #include <cstdint>

@@ -1,6 +1,6 @@
 // Torch-facing CUDA ops for attention, norm, rope and activation: argument checks, then the
 // raw-pointer launchers on the current stream of the tensors' device.
-// UNTESTED ON HARDWARE: this project has no GPU; compile-checked with nvcc only.
+// Tested on an H200 (tools/gpu_check.sh).
 #include <ATen/ops/empty.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -49,20 +49,20 @@ AttentionArgs attention_args(const char* op, const at::Tensor& out, const at::Te
   check_dtype(req_to_token, "req_to_token", at::kInt);
   check_dtype(req_pool_indices, "req_pool_indices", at::kLong);
   check_dtype(seq_lens, "seq_lens", at::kLong);
-  TORCH_CHECK_VALUE(out.sizes() == q.sizes(), op, ": out must have the shape of q ", q.sizes(),
+  RS_CUDA_CHECK_VALUE(out.sizes() == q.sizes(), op, ": out must have the shape of q ", q.sizes(),
                     ", got ", out.sizes());
-  TORCH_CHECK_VALUE(k_cache.sizes() == v_cache.sizes(), op,
+  RS_CUDA_CHECK_VALUE(k_cache.sizes() == v_cache.sizes(), op,
                     ": k_cache and v_cache must have one shape, got ", k_cache.sizes(), " and ",
                     v_cache.sizes());
   const int64_t hq = q.size(1), hkv = k_cache.size(1), d = q.size(2);
   check_size(k_cache, "k_cache", 2, d);
-  TORCH_CHECK_VALUE(hkv > 0 && hq % hkv == 0, op, ": q heads (", hq,
+  RS_CUDA_CHECK_VALUE(hkv > 0 && hq % hkv == 0, op, ": q heads (", hq,
                     ") must be a multiple of kv heads (", hkv, ")");
-  TORCH_CHECK_VALUE(is_supported_head_dim(static_cast<int>(d)), op,
+  RS_CUDA_CHECK_VALUE(is_supported_head_dim(static_cast<int>(d)), op,
                     ": head_dim must be one of 32, 64, 96, 128, 256 on CUDA, got ", d);
   const int64_t batch = req_pool_indices.size(0);
   check_size(seq_lens, "seq_lens", 0, batch);
-  TORCH_CHECK_VALUE(batch <= 65535 && hkv <= 65535, op, ": batch and kv heads must be <= 65535");
+  RS_CUDA_CHECK_VALUE(batch <= 65535 && hkv <= 65535, op, ": batch and kv heads must be <= 65535");
 
   AttentionArgs a;
   a.out = out.data_ptr();
@@ -101,10 +101,10 @@ void store_kv(const at::Tensor& k_cache, const at::Tensor& v_cache, const at::Te
   for (const auto& [t, name] : {std::pair{&v_cache, "v_cache"}, {&k, "k"}, {&v, "v"}}) {
     check_dtype(*t, name, k_cache.scalar_type());
   }
-  TORCH_CHECK_VALUE(loc.scalar_type() == at::kLong || loc.scalar_type() == at::kInt,
+  RS_CUDA_CHECK_VALUE(loc.scalar_type() == at::kLong || loc.scalar_type() == at::kInt,
                     "loc must be int64 or int32, got ", loc.scalar_type());
-  TORCH_CHECK_VALUE(k_cache.sizes() == v_cache.sizes(), "k_cache and v_cache must have one shape");
-  TORCH_CHECK_VALUE(k.sizes() == v.sizes(), "k and v must have one shape");
+  RS_CUDA_CHECK_VALUE(k_cache.sizes() == v_cache.sizes(), "k_cache and v_cache must have one shape");
+  RS_CUDA_CHECK_VALUE(k.sizes() == v.sizes(), "k and v must have one shape");
   check_size(k, "k", 0, loc.size(0));
   check_size(k, "k", 1, k_cache.size(1));
   check_size(k, "k", 2, k_cache.size(2));
@@ -114,6 +114,10 @@ void store_kv(const at::Tensor& k_cache, const at::Tensor& v_cache, const at::Te
                                loc64.data_ptr<int64_t>(), k.data_ptr(), v.data_ptr(), k.size(0),
                                k.size(1) * k.size(2), current_stream(k_cache)),
                "store_kv");
+}
+
+std::vector<int64_t> attention_head_dims() {
+  return std::vector<int64_t>(std::begin(kAttentionHeadDims), std::end(kAttentionHeadDims));
 }
 
 void decode_attention(const at::Tensor& out, const at::Tensor& q, const at::Tensor& k_cache,
@@ -161,7 +165,7 @@ void cascade_decode_attention(const at::Tensor& out, const at::Tensor& q,
   check_dtype(group_prefix_lens, "group_prefix_lens", at::kLong);
   check_size(group_ids, "group_ids", 0, a.batch);
   const int64_t num_groups = group_prefix_lens.size(0);
-  TORCH_CHECK_VALUE(num_groups <= 65535, op, ": at most 65535 groups, got ", num_groups);
+  RS_CUDA_CHECK_VALUE(num_groups <= 65535, op, ": at most 65535 groups, got ", num_groups);
   // As on the CPU: a sliding window (or no group) is plain decode attention.
   if (sliding_window > 0 || num_groups == 0 || a.batch == 0) {
     decode_attention(out, q, k_cache, v_cache, req_to_token, req_pool_indices, seq_lens, scale,
@@ -252,10 +256,10 @@ std::pair<DType, DType> check_norm(const at::Tensor& x, const at::Tensor& other,
   check_same_device(weight, "weight", x);
   const DType dtype = float_dtype(x, "x");
   check_dtype(other, other_name, x.scalar_type());
-  TORCH_CHECK_VALUE(other.sizes() == x.sizes(), other_name, " must have the shape of x ",
+  RS_CUDA_CHECK_VALUE(other.sizes() == x.sizes(), other_name, " must have the shape of x ",
                     x.sizes(), ", got ", other.sizes());
   check_size(weight, "weight", 0, x.size(1));
-  TORCH_CHECK_VALUE(weight.scalar_type() == x.scalar_type() || weight.scalar_type() == at::kFloat,
+  RS_CUDA_CHECK_VALUE(weight.scalar_type() == x.scalar_type() || weight.scalar_type() == at::kFloat,
                     "weight must be float32 or x's dtype (", x.scalar_type(), "), got ",
                     weight.scalar_type());
   return {dtype, float_dtype(weight, "weight")};
@@ -265,7 +269,7 @@ std::pair<DType, DType> check_norm(const at::Tensor& x, const at::Tensor& other,
 
 void rms_norm(const at::Tensor& out, const at::Tensor& x, const at::Tensor& weight, double eps) {
   const auto [dtype, wdtype] = check_norm(x, out, "out", weight);
-  TORCH_CHECK_VALUE(eps >= 0.0, "eps must be >= 0, got ", eps);
+  RS_CUDA_CHECK_VALUE(eps >= 0.0, "eps must be >= 0, got ", eps);
   const c10::cuda::CUDAGuard guard(x.device());
   check_launch(launch_rms_norm(dtype, wdtype, out.data_ptr(), x.data_ptr(), weight.data_ptr(),
                                x.size(0), x.size(1), static_cast<float>(eps), current_stream(x)),
@@ -275,7 +279,7 @@ void rms_norm(const at::Tensor& out, const at::Tensor& x, const at::Tensor& weig
 void fused_add_rms_norm(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& weight,
                         double eps) {
   const auto [dtype, wdtype] = check_norm(x, residual, "residual", weight);
-  TORCH_CHECK_VALUE(eps >= 0.0, "eps must be >= 0, got ", eps);
+  RS_CUDA_CHECK_VALUE(eps >= 0.0, "eps must be >= 0, got ", eps);
   const c10::cuda::CUDAGuard guard(x.device());
   check_launch(launch_fused_add_rms_norm(dtype, wdtype, x.data_ptr(), residual.data_ptr(),
                                          weight.data_ptr(), x.size(0), x.size(1),
@@ -288,14 +292,14 @@ namespace {
 // A [T, H*D] or [T, H, D] tensor whose token rows are each contiguous (row starts may be apart,
 // as in q and k sliced out of one fused qkv tensor). Returns the row stride in elements.
 int64_t check_rope_rows(const at::Tensor& t, const char* name, const at::Tensor& positions) {
-  TORCH_CHECK_VALUE(t.defined(), name, " must be a tensor");
-  TORCH_CHECK_VALUE(t.is_cuda(), name, " must be a CUDA tensor, got device ", t.device());
+  RS_CUDA_CHECK_VALUE(t.defined(), name, " must be a tensor");
+  RS_CUDA_CHECK_VALUE(t.is_cuda(), name, " must be a CUDA tensor, got device ", t.device());
   check_same_device(t, name, positions);
-  TORCH_CHECK_VALUE(t.dim() == 2 || t.dim() == 3, name, " must be [T, H*D] or [T, H, D], got ",
+  RS_CUDA_CHECK_VALUE(t.dim() == 2 || t.dim() == 3, name, " must be [T, H*D] or [T, H, D], got ",
                     t.sizes());
   const bool rows_contiguous =
       t.dim() == 2 ? t.stride(1) == 1 : (t.stride(2) == 1 && t.stride(1) == t.size(2));
-  TORCH_CHECK_VALUE(rows_contiguous, name, ": each token row must be contiguous, got strides ",
+  RS_CUDA_CHECK_VALUE(rows_contiguous, name, ": each token row must be contiguous, got strides ",
                     t.strides());
   check_size(t, name, 0, positions.size(0));
   return t.stride(0);
@@ -316,13 +320,13 @@ void rotary_embedding(const at::Tensor& positions, const at::Tensor& query,
   const DType dtype = float_dtype(query, "query");
   check_dtype(key, "key", query.scalar_type());
   const int64_t tokens = positions.size(0);
-  TORCH_CHECK_VALUE(head_size > 0, "head_size must be > 0, got ", head_size);
+  RS_CUDA_CHECK_VALUE(head_size > 0, "head_size must be > 0, got ", head_size);
   const int64_t q_row = tokens ? query.numel() / tokens : 0;
   const int64_t k_row = tokens ? key.numel() / tokens : 0;
-  TORCH_CHECK_VALUE(q_row % head_size == 0 && k_row % head_size == 0,
+  RS_CUDA_CHECK_VALUE(q_row % head_size == 0 && k_row % head_size == 0,
                     "query and key rows must be whole heads of head_size ", head_size);
   const int64_t rot_dim = cos_sin_cache.size(1);
-  TORCH_CHECK_VALUE(rot_dim > 0 && rot_dim % 2 == 0 && rot_dim <= head_size,
+  RS_CUDA_CHECK_VALUE(rot_dim > 0 && rot_dim % 2 == 0 && rot_dim <= head_size,
                     "cos_sin_cache.size(1) (rot_dim) must be even and in (0, head_size], got ",
                     rot_dim);
   const c10::cuda::CUDAGuard guard(query.device());
@@ -342,7 +346,7 @@ void silu_and_mul(const at::Tensor& out, const at::Tensor& x) {
   check_same_device(out, "out", x);
   const DType dtype = float_dtype(x, "x");
   check_dtype(out, "out", x.scalar_type());
-  TORCH_CHECK_VALUE(x.size(1) % 2 == 0, "x.size(1) must be even (gate then up), got ", x.size(1));
+  RS_CUDA_CHECK_VALUE(x.size(1) % 2 == 0, "x.size(1) must be even (gate then up), got ", x.size(1));
   check_size(out, "out", 0, x.size(0));
   check_size(out, "out", 1, x.size(1) / 2);
   const c10::cuda::CUDAGuard guard(x.device());

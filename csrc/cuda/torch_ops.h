@@ -1,7 +1,7 @@
 // Torch-facing CUDA ops, bound in csrc/bindings.cpp as `<name>_cuda` (only in builds with CUDA).
 // Each checks devices, dtypes and shapes (ValueError on bad input), then calls a raw-pointer
 // launcher of csrc/cuda/*.cuh on the current CUDA stream. Signatures follow the CPU ops in
-// docs/internals.md. UNTESTED ON HARDWARE: this project has no GPU; compile-checked only.
+// docs/internals.md. Tested on an H200 (tools/gpu_check.sh).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -11,6 +11,9 @@
 #include <vector>
 
 namespace radixserve::cuda {
+
+// The head dims the attention ops accept (others: use another attention backend).
+std::vector<int64_t> attention_head_dims();
 
 void store_kv(const at::Tensor& k_cache, const at::Tensor& v_cache, const at::Tensor& loc,
               const at::Tensor& k, const at::Tensor& v);

@@ -1,6 +1,6 @@
 // Torch-facing CUDA sampler: the checks and results of radixserve::cpu::sample, with the draw in
 // cuda/sampling.cu and the logprobs from ATen ops on the device.
-// UNTESTED ON HARDWARE: this project has no GPU; compile-checked with nvcc only.
+// Tested on an H200 (tools/gpu_check.sh).
 #include <ATen/ops/empty.h>
 #include <ATen/ops/log_softmax.h>
 #include <ATen/ops/sort.h>
@@ -27,7 +27,7 @@ void check_mat(const at::Tensor& t, const char* name, at::ScalarType dtype,
   check_cuda_tensor(t, name, 2);
   check_same_device(t, name, logits);
   check_dtype(t, name, dtype);
-  TORCH_CHECK_VALUE(t.sizes() == logits.sizes(), name, " must have the shape of logits ",
+  RS_CUDA_CHECK_VALUE(t.sizes() == logits.sizes(), name, " must have the shape of logits ",
                     logits.sizes(), ", got ", t.sizes());
 }
 
@@ -54,7 +54,7 @@ void check_ranges(const at::Tensor& temps, const at::Tensor& top_ps, const at::T
   }
   if (!bad.any().item<bool>()) return;
   const int64_t row = bad.to(at::kLong).argmax().item<int64_t>();
-  TORCH_CHECK_VALUE(false, "sample: row ", row, " has parameters out of range (temperature ",
+  RS_CUDA_CHECK_VALUE(false, "sample: row ", row, " has parameters out of range (temperature ",
                     temps[row].item<float>(), " must be finite and >= 0, top_p ",
                     top_ps[row].item<float>(), " in (0, 1], top_k ", top_ks[row].item<int>(),
                     " >= 1, min_p ", min_ps[row].item<float>(),
@@ -76,7 +76,7 @@ void apply_token_bitmask_(const at::Tensor& logits, const at::Tensor& token_bitm
   check_cuda_tensor(logits, "logits", 2);
   check_dtype(logits, "logits", at::kFloat);
   check_bitmask(token_bitmask, logits);
-  TORCH_CHECK_VALUE(logits.size(0) <= 65535, "apply_token_bitmask_: at most 65535 rows, got ",
+  RS_CUDA_CHECK_VALUE(logits.size(0) <= 65535, "apply_token_bitmask_: at most 65535 rows, got ",
                     logits.size(0));
   const c10::cuda::CUDAGuard guard(logits.device());
   check_launch(launch_apply_token_bitmask(logits.data_ptr<float>(),
@@ -89,7 +89,7 @@ void apply_token_bitmask_(const at::Tensor& logits, const at::Tensor& token_bitm
 at::Tensor greedy_sample(const at::Tensor& logits) {
   check_cuda_tensor(logits, "logits", 2);
   check_dtype(logits, "logits", at::kFloat);
-  TORCH_CHECK_VALUE(logits.size(1) > 0, "logits must have vocab > 0, got ", logits.sizes());
+  RS_CUDA_CHECK_VALUE(logits.size(1) > 0, "logits must have vocab > 0, got ", logits.sizes());
   const c10::cuda::CUDAGuard guard(logits.device());
   at::Tensor next = at::empty({logits.size(0)}, logits.options().dtype(at::kLong));
   check_launch(launch_greedy_sample(logits.data_ptr<float>(), logits.size(0), logits.size(1),
@@ -112,7 +112,7 @@ std::vector<at::Tensor> sample(const at::Tensor& logits, const at::Tensor& tempe
   check_cuda_tensor(logits, "logits", 2);
   check_dtype(logits, "logits", at::kFloat);
   const int64_t bs = logits.size(0), vocab = logits.size(1);
-  TORCH_CHECK_VALUE(vocab > 0 && vocab < (int64_t{1} << 31),
+  RS_CUDA_CHECK_VALUE(vocab > 0 && vocab < (int64_t{1} << 31),
                     "sample: logits must have shape [bs, vocab] with 0 < vocab < 2^31, got ",
                     logits.sizes());
   check_vec(temperatures, "temperatures", at::kFloat, bs, logits);
@@ -121,10 +121,10 @@ std::vector<at::Tensor> sample(const at::Tensor& logits, const at::Tensor& tempe
   check_vec(min_ps, "min_ps", at::kFloat, bs, logits);
   check_vec(seeds, "seeds", at::kLong, bs, logits);
   check_vec(steps, "steps", at::kLong, bs, logits);
-  TORCH_CHECK_VALUE(top_logprobs <= vocab, "sample: top_logprobs (", top_logprobs,
+  RS_CUDA_CHECK_VALUE(top_logprobs <= vocab, "sample: top_logprobs (", top_logprobs,
                     ") exceeds the vocabulary size ", vocab);
   const bool any_pen = frequency_penalties || presence_penalties || repetition_penalties;
-  TORCH_CHECK_VALUE(!any_pen || output_token_counts, "sample: penalties need output_token_counts");
+  RS_CUDA_CHECK_VALUE(!any_pen || output_token_counts, "sample: penalties need output_token_counts");
   if (frequency_penalties)
     check_vec(*frequency_penalties, "frequency_penalties", at::kFloat, bs, logits);
   if (presence_penalties)

@@ -12,18 +12,17 @@ import torch
 VOCAB = 49152  # SmolLM2's tokenizer
 
 
-@pytest.fixture(scope="session")
-def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+def save_tiny_llama(path: Path, hidden_size: int = 64) -> str:
+    """A 2-layer random Llama (4 query heads, 2 KV heads: head_dim = hidden_size / 4) in `path`."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from radixserve.models.tokenizer import load_tokenizer
 
-    path: Path = tmp_path_factory.mktemp("tiny-llama")
     torch.manual_seed(0)
     cfg = LlamaConfig(
         vocab_size=VOCAB,
-        hidden_size=64,
-        intermediate_size=128,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
@@ -41,6 +40,11 @@ def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     # A GPU machine without the default model gets its tokenizer folder (tools/gpu_check.sh).
     load_tokenizer(os.environ.get("RADIXSERVE_TEST_TOKENIZER")).save_pretrained(path)
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
 
 
 @pytest.fixture(scope="session")

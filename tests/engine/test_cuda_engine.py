@@ -18,7 +18,7 @@ from radixserve.args import ServerArgs
 from radixserve.device import cuda_kernels_built
 from radixserve.engine.scheduler import Scheduler, build_scheduler
 
-from .conftest import VOCAB
+from .conftest import VOCAB, save_tiny_llama
 from .test_scheduler_logic import run, submit
 
 CUDA_OK = torch.cuda.is_available() and cuda_kernels_built()
@@ -31,6 +31,12 @@ pytestmark = [
         f"_C.has_cuda={cuda_kernels_built()})",
     ),
 ]
+
+
+@pytest.fixture(scope="module")
+def tiny_llama_hd32_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """head_dim 32: the smallest the CUDA attention kernels take (head_dim 16 goes to torch's)."""
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama-hd32"), hidden_size=128)
 
 
 def greedy(path: str | None, prompts: list[list[int]], new: int, **kw: Any) -> list[list[int]]:
@@ -50,12 +56,22 @@ def greedy(path: str | None, prompts: list[list[int]], new: int, **kw: Any) -> l
     "gpu", [{}, {"disable_cuda_graph": True}, {"disable_overlap_schedule": True},
             {"attention_backend": "torch"}]  # fmt: skip
 )
-def test_tiny_llama_gpu_greedy_equals_cpu_fp32(tiny_llama_dir: str, gpu: dict[str, Any]) -> None:
+def test_tiny_llama_gpu_greedy_equals_cpu_fp32(
+    tiny_llama_hd32_dir: str, gpu: dict[str, Any]
+) -> None:
     rng = random.Random(8)
     prompts = [[rng.randrange(3, VOCAB) for _ in range(rng.randrange(3, 60))] for _ in range(7)]
     prompts.append(prompts[0][:10] + prompts[1])  # a prefix-cache hit
-    cpu = greedy(tiny_llama_dir, prompts, 24, device="cpu", num_threads=1)
-    assert greedy(tiny_llama_dir, prompts, 24, device="cuda", **gpu) == cpu
+    cpu = greedy(tiny_llama_hd32_dir, prompts, 24, device="cpu", num_threads=1)
+    assert greedy(tiny_llama_hd32_dir, prompts, 24, device="cuda", **gpu) == cpu
+
+
+def test_unsupported_head_dim_falls_back_to_torch_attention(tiny_llama_dir: str) -> None:
+    """head_dim 16 has no CUDA attention kernel: the runner picks the torch backend instead."""
+    rng = random.Random(3)
+    prompts = [[rng.randrange(3, VOCAB) for _ in range(rng.randrange(3, 40))] for _ in range(4)]
+    cpu = greedy(tiny_llama_dir, prompts, 12, device="cpu", num_threads=1)
+    assert greedy(tiny_llama_dir, prompts, 12, device="cuda") == cpu
 
 
 def test_default_model_gpu_greedy_equals_cpu_fp32() -> None:
@@ -73,11 +89,11 @@ def test_default_model_gpu_greedy_equals_cpu_fp32() -> None:
     assert greedy(None, prompts, 16, device="cuda") == cpu
 
 
-def test_bf16_gpu_serves_every_batch_size(tiny_llama_dir: str) -> None:
+def test_bf16_gpu_serves_every_batch_size(tiny_llama_hd32_dir: str) -> None:
     """bf16 has no CPU reference to equal; every padded graph size must still decode."""
     rng = random.Random(2)
     prompts = [[rng.randrange(3, VOCAB) for _ in range(9)] for _ in range(13)]
-    args = ServerArgs(model_path=tiny_llama_dir, device="cuda", dtype="bfloat16",
+    args = ServerArgs(model_path=tiny_llama_hd32_dir, device="cuda", dtype="bfloat16",
                       max_total_tokens=8192, max_running_requests=16, grammar_backend="none")  # fmt: skip
     sched = build_scheduler(args)
     for i, p in enumerate(prompts):

@@ -1,9 +1,9 @@
 """The CUDA kernels (`radixserve._C.*_cuda`) against the PyTorch references of the CPU tests.
 
-This project has no GPU: these tests skip unless torch sees a CUDA device and `_C` was built with
-CUDA (`_C.has_cuda`). The kernels are compile-checked by tools/compile_cuda.sh and are untested on
-hardware. References are imported from the CPU test modules inside the tests, so that a machine
-without a GPU only skips.
+They skip unless torch sees a CUDA device and `_C` was built with CUDA (`_C.has_cuda`): CI has no
+GPU (tools/compile_cuda.sh compile-checks the kernels there); tools/gpu_check.sh runs them on a lent
+GPU machine (benchmarks/results/gpu.md). References are imported from the CPU test modules inside
+the tests, so that a machine without a GPU only skips.
 """
 
 from __future__ import annotations

@@ -93,11 +93,12 @@ class ModelRunner:
         torch.set_num_threads(server_args.num_threads or os.cpu_count() or 1)
         self.device = torch.device(resolve_device(server_args.device))
         if self.device.type == "cuda":
+            if self.device.index is None:  # "cuda": the current GPU, named (set_device needs it)
+                self.device = torch.device("cuda", torch.cuda.current_device())
             torch.cuda.set_device(self.device)
         if self.device.type != "cpu":
-            # Cascade groups would keep decode batches out of the CUDA graphs, and the CUDA
-            # cascade kernel is untested on hardware: the scheduler (same args object) forms
-            # no groups.
+            # Cascade groups would keep decode batches out of the CUDA graphs: the scheduler
+            # (same args object) forms no groups.
             server_args.disable_cascade_attention = True
         self.kernel_backend = self._pick_kernel_backend(server_args.kernel_backend, self.device)
         set_kernel_backend(self.kernel_backend)
@@ -157,12 +158,13 @@ class ModelRunner:
         )
         self.attention_backend_name = server_args.attention_backend
         if self.attention_backend_name == "native" and not native_attention_available(
-            self.device.type
+            self.device.type, cfg.head_dim
         ):
             logger.warning(
-                "native attention kernels for %s are not built into radixserve._C: "
+                "radixserve._C has no native attention kernels for %s tensors with head_dim %d: "
                 "using the torch attention backend",
                 self.device.type,
+                cfg.head_dim,
             )
             self.attention_backend_name = "torch"
         self.attn_backend = create_attention_backend(

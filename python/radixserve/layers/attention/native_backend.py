@@ -1,12 +1,14 @@
 """Attention through the native kernels: _C.store_kv, _C.decode_attention, _C.extend_attention.
 
-On a CUDA KV pool the same calls go to their `_cuda` twins (csrc/cuda/attention.cu, compile-checked
-only in this project). Cascade decode runs on the CPU only: its CUDA twin
-(cascade_decode_attention_cuda) is compile-checked but unused, as CUDA runs form no groups
+On a CUDA KV pool the same calls go to their `_cuda` twins (csrc/cuda/attention.cu), for the head
+dims those kernels are built for. Cascade decode runs on the CPU only: its CUDA twin
+(cascade_decode_attention_cuda) is tested but unused, as CUDA runs form no groups
 (model_runner.py).
 """
 
 from __future__ import annotations
+
+from typing import Optional
 
 import torch
 
@@ -17,13 +19,19 @@ from radixserve.layers.backend import device_op, native_ops
 REQUIRED_OPS = ("store_kv", "decode_attention", "extend_attention")
 
 
-def native_attention_available(device: str = "cpu") -> bool:
+def native_attention_available(device: str = "cpu", head_dim: Optional[int] = None) -> bool:
+    """Whether _C has the attention ops for `device` tensors (and, on CUDA, for `head_dim`:
+    the CUDA kernels are instantiated for a few head dims only)."""
     try:
         ops = native_ops()
     except ImportError:
         return False
     suffix = "" if device == "cpu" else f"_{device}"
-    return all(hasattr(ops, name + suffix) for name in REQUIRED_OPS)
+    if not all(hasattr(ops, name + suffix) for name in REQUIRED_OPS):
+        return False
+    if device == "cuda" and head_dim is not None:
+        return head_dim in ops.cuda_attention_head_dims()
+    return True
 
 
 class NativeBackend(AttentionBackend):
