@@ -4,8 +4,13 @@ Builds the scheduler of the default model (or --model-path), queues one greedy r
 --prompt-tokens tokens with --new-tokens to generate, and runs step() until it finishes, timing
 each decode step (wall and this thread's CPU). `--profile` prints a cProfile of the decode steps
 (tottime), which shows the Python and small-tensor work between the native calls.
+`--fixed-logits` replaces the model forward by fixed logits after the prefill: what is left is
+the scheduler's own per-step cost (batch build, sampling, result processing, update encoding)
+with warm caches (in serving, the forward streams the weights through the caches between steps,
+so the same work costs 2-4x more; benchmarks/serving/step_phases measures it there).
 
     PYTHONPATH=python python benchmarks/serving/bench_sched_step.py --rounds 3 --profile
+    PYTHONPATH=python python benchmarks/serving/bench_sched_step.py --fixed-logits --new-tokens 2000
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--fixed-logits", action="store_true")
     a = ap.parse_args()
 
     import torch
@@ -49,6 +55,9 @@ def main() -> None:
             rid=f"r{rnd}", input_ids=ids, sampling_params=params, max_new_tokens=a.new_tokens,
             seed=rnd, stream=True))  # fmt: skip
         sched.step()  # prefill
+        if a.fixed_logits:
+            logits = torch.randn(1, sched.vocab_size)
+            sched.runner.forward = lambda fb, logits=logits: logits
         while not sched.is_idle():
             w0, c0 = time.perf_counter(), time.thread_time()
             if prof is not None and rnd > 0:
