@@ -267,14 +267,14 @@ class Scheduler:
                 self.waiting, self.running, self.chunked, self.kv,
                 self.args.max_running_requests, self.budget, self.new_token_ratio, self._retract,
             )  # fmt: skip
-        # A paused step's lines hold KV (counted) but no request slot here: they would be
-        # preempted for this online work, so it may run beside them (rows allowing).
         budget = self.budget
         if not online and not self.is_encoder:  # encoders take whole prompts: no smaller cap
             budget = background_prefill_budget(budget, self.args.background_prefill_size)
             if cap is not None:  # decode rows first; at least one token so a chunk moves on
                 budget = max(1, min(budget, cap - len(self.running)))
         if self.waiting or self.chunked is not None:
+            # A paused step's lines hold KV (counted) but no request slot here: they would be
+            # preempted for this online work, so it may run beside them (rows allowing).
             paused = self.paused.batch if self.paused is not None else []
             reserved = self._decode_tokens() + sum(
                 headroom(r, self.new_token_ratio) for r in (*self.running, *paused)
