@@ -107,3 +107,25 @@ def test_stream_holds_back_and_trims_stop(tok: Any, no_trim: bool) -> None:
     full = "".join(streamed)
     assert out.text == full
     assert full == ("The answer is 42. END" if no_trim else "The answer is 42. ")
+
+
+def test_backend_decode_equals_tokenizer_decode(tok: Any) -> None:
+    """The detokenizer calls the Rust decode directly for the default tokenizer; it must give
+    tokenizer.decode's text for any ids (special tokens kept or skipped)."""
+    d = IncrementalDetokenizer(tok, [])
+    assert d.backend_decode is not None
+    rng = random.Random(7)
+    specials = list(tok.all_special_ids)
+    for _ in range(300):
+        ids = [rng.randrange(len(tok)) for _ in range(rng.randint(1, 12))]
+        ids.insert(rng.randint(0, len(ids)), rng.choice(specials))
+        for skip in (True, False):
+            assert d.backend_decode(ids, skip) == tok.decode(ids, skip_special_tokens=skip)
+
+
+def test_tokenizer_with_space_cleanup_keeps_its_decode(tok: Any) -> None:
+    class Cleaning:
+        clean_up_tokenization_spaces = True
+        _tokenizer = tok._tokenizer
+
+    assert IncrementalDetokenizer(Cleaning(), []).backend_decode is None

@@ -69,7 +69,10 @@ class ReqToTokenPool:
     def write(self, row: int, start: int, slots: torch.Tensor) -> None:
         """req_to_token[row, start : start + len(slots)] = slots (host), noted for the device."""
         n = int(slots.numel())
-        self.req_to_token[row, start : start + n] = slots.to(torch.int32)
+        if n == 1:  # a decode's one slot: a scalar store is a fraction of a slice copy's cost
+            self.req_to_token[row, start] = int(slots.reshape(()))
+        else:
+            self.req_to_token[row, start : start + n] = slots.to(torch.int32)
         if self._dirty is not None and n:
             self._dirty.append((row, start, n))
 

@@ -9,7 +9,8 @@ token completes it.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Optional
 
 _REPLACEMENT = "\ufffd"
 _PROMPT_CONTEXT = 5  # prompt tokens decoded as context before the first output token
@@ -27,6 +28,7 @@ class IncrementalDetokenizer:
         self.kwargs: dict[str, Any] = {"skip_special_tokens": skip_special_tokens}
         if not spaces_between_special_tokens:
             self.kwargs["spaces_between_special_tokens"] = False
+        self.backend_decode = _backend_decode(tokenizer)
         context = list(prompt_ids[-_PROMPT_CONTEXT:])
         self.ids: list[int] = context
         self.num_context = len(context)
@@ -38,6 +40,8 @@ class IncrementalDetokenizer:
     def _decode(self, ids: list[int]) -> str:
         if not ids:
             return ""
+        if self.backend_decode is not None:
+            return str(self.backend_decode(ids, self.kwargs["skip_special_tokens"]))
         return str(self.tokenizer.decode(ids, **self.kwargs))
 
     def add(self, new_ids: list[int]) -> str:
@@ -71,6 +75,24 @@ class IncrementalDetokenizer:
     def output_ids(self) -> list[int]:
         """The live list (append-only): copy it to keep a snapshot."""
         return self.out
+
+
+def _backend_decode(tokenizer: Any) -> Optional[Callable[[list[int], bool], str]]:
+    """The Rust `tokenizers` decode behind a transformers fast tokenizer, when calling it gives
+    exactly `tokenizer.decode`'s text: transformers' fast `_decode` is that call followed by an
+    optional clean-up of spaces, and the wrapper's argument conversion costs several times the
+    decode itself (two decodes per streamed token). None: use `tokenizer.decode`."""
+    backend = getattr(tokenizer, "_tokenizer", None)
+    if backend is None or getattr(tokenizer, "clean_up_tokenization_spaces", True) is not False:
+        return None
+    decode = getattr(backend, "decode", None)
+    if decode is None:
+        return None
+
+    def run(ids: list[int], skip_special_tokens: bool) -> str:
+        return str(decode(ids, skip_special_tokens=skip_special_tokens))
+
+    return run
 
 
 def held_back_for_stop(text: str, stops: list[str]) -> int:

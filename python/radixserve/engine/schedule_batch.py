@@ -39,18 +39,27 @@ def build_forward_batch(
         prefix_lens.append(start)
         extend_lens.append(n)
         seq_lens.append(start + n)
-    starts = [0] * len(reqs)
-    for i in range(1, len(reqs)):
+    bs = len(reqs)
+    starts = [0] * bs
+    for i in range(1, bs):
         starts[i] = starts[i - 1] + extend_lens[i - 1]
+    # One tensor for the eight int64 vectors (views into it): a step's tensor constructions are
+    # a measurable part of a 1-request decode step (benchmarks/results/decode_default_model.md).
+    t = len(input_ids)
+    packed = torch.tensor(
+        input_ids + positions + rows + seq_lens + prefix_lens + extend_lens + starts, dtype=_I64
+    )
+    sizes = [t, t, bs, bs, bs, bs, bs]
+    ids_, pos_, rows_, seq_, prefix_, ext_, starts_ = packed.split_with_sizes(sizes)
     return ForwardBatch(
-        input_ids=torch.tensor(input_ids, dtype=_I64),
-        positions=torch.tensor(positions, dtype=_I64),
+        input_ids=ids_,
+        positions=pos_,
         out_cache_loc=out_cache_loc.to(_I64),
-        req_pool_indices=torch.tensor(rows, dtype=_I64),
-        seq_lens=torch.tensor(seq_lens, dtype=_I64),
-        extend_prefix_lens=torch.tensor(prefix_lens, dtype=_I64),
-        extend_seq_lens=torch.tensor(extend_lens, dtype=_I64),
-        extend_start_loc=torch.tensor(starts, dtype=_I64),
+        req_pool_indices=rows_,
+        seq_lens=seq_,
+        extend_prefix_lens=prefix_,
+        extend_seq_lens=ext_,
+        extend_start_loc=starts_,
         is_decode=all(n == 1 for n in extend_lens) and all(r.output_ids for r in reqs),
         seq_lens_list=seq_lens,
         extend_seq_lens_list=extend_lens,
@@ -69,13 +78,15 @@ def build_sampling_info(reqs: list[Req], vocab_size: int) -> SamplingBatchInfo:
         min_ps.append(p.min_p)
         seeds.append(r.seed)
         steps.append(len(r.output_ids))
+    floats = torch.tensor([temps, top_ps, min_ps], dtype=torch.float32)  # one tensor, row views
+    longs = torch.tensor([seeds, steps], dtype=_I64)
     info = SamplingBatchInfo(
-        temperatures=torch.tensor(temps, dtype=torch.float32),
-        top_ps=torch.tensor(top_ps, dtype=torch.float32),
+        temperatures=floats[0],
+        top_ps=floats[1],
         top_ks=torch.tensor(top_ks, dtype=torch.int32),
-        min_ps=torch.tensor(min_ps, dtype=torch.float32),
-        seeds=torch.tensor(seeds, dtype=_I64),
-        steps=torch.tensor(steps, dtype=_I64),
+        min_ps=floats[2],
+        seeds=longs[0],
+        steps=longs[1],
         is_all_greedy=all(t == 0.0 for t in temps),
     )
     if any(uses_penalty(r) for r in reqs):

@@ -44,6 +44,7 @@ from radixserve.engine.schedule_policy import (
     INIT_NEW_TOKEN_RATIO,
     MIN_NEW_TOKEN_RATIO,
     NEW_TOKEN_RATIO_DECAY,
+    PrefillPlan,
     background_prefill_budget,
     background_step_cap,
     has_online_work,
@@ -266,23 +267,26 @@ class Scheduler:
                 self.waiting, self.running, self.chunked, self.kv,
                 self.args.max_running_requests, self.budget, self.new_token_ratio, self._retract,
             )  # fmt: skip
-        # A paused step's lines hold KV (counted) but no request slot here: they would be
-        # preempted for this online work, so it may run beside them (rows allowing).
-        paused = self.paused.batch if self.paused is not None else []
-        reserved = self._decode_tokens() + sum(
-            headroom(r, self.new_token_ratio) for r in (*self.running, *paused)
-        )
-        free = self.args.max_running_requests - len(self.running) - (1 if self.chunked else 0)
-        order_waiting(self.waiting, self.args.schedule_policy, self.kv)
         budget = self.budget
         if not online and not self.is_encoder:  # encoders take whole prompts: no smaller cap
             budget = background_prefill_budget(budget, self.args.background_prefill_size)
             if cap is not None:  # decode rows first; at least one token so a chunk moves on
                 budget = max(1, min(budget, cap - len(self.running)))
-        plan = plan_prefill(
-            self.waiting, self.chunked, self.kv, budget, reserved, free, self.new_token_ratio,
-            fair=self.args.chunked_prefill_policy == "fair", online_only=online,
-        )  # fmt: skip
+        if self.waiting or self.chunked is not None:
+            # A paused step's lines hold KV (counted) but no request slot here: they would be
+            # preempted for this online work, so it may run beside them (rows allowing).
+            paused = self.paused.batch if self.paused is not None else []
+            reserved = self._decode_tokens() + sum(
+                headroom(r, self.new_token_ratio) for r in (*self.running, *paused)
+            )
+            free = self.args.max_running_requests - len(self.running) - (1 if self.chunked else 0)
+            order_waiting(self.waiting, self.args.schedule_policy, self.kv)
+            plan = plan_prefill(
+                self.waiting, self.chunked, self.kv, budget, reserved, free, self.new_token_ratio,
+                fair=self.args.chunked_prefill_policy == "fair", online_only=online,
+            )  # fmt: skip
+        else:  # only decodes: nothing to admit, so no reservation, ordering or planning
+            plan = PrefillPlan(budget=budget)
         nothing_runs = not self.running and self.paused is None  # so nothing will free memory
         if plan.stalled is not None and nothing_runs:
             # Nothing else will free memory: this sequence can never fit.
