@@ -2,8 +2,10 @@
 real engine, default model, no HTTP) runs 64 batch lines' decode steps, and the time between
 consecutive pause checks (Scheduler.online_arrived, which never pauses here) is recorded, from
 the step's start to its end. The largest gap bounds that wait. The gap before the first check
-is the step's setup and first layer; the one after the last check is what no pause can
-shorten (before the pausable LM head, the whole LM head was in it).
+is the step's set-up (before the check ahead of the first layer: its set-up and first layer);
+the one after the last check is what no pause can shorten: the float copy of the logits, the
+sampling and the step's output (before the check after the last LM head slice, that slice
+too; before the pausable LM head, the whole LM head).
 Thread CPU time by default (one thread): a loaded machine's preemptions left out.
 
     PYTHONPATH=python python benchmarks/serving/bench_pause_gaps.py [--rows 64] [--steps 20]

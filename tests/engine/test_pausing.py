@@ -12,6 +12,7 @@ import itertools
 import random
 from typing import Any, Optional, Union
 
+import pytest
 import torch
 
 from radixserve.args import ServerArgs
@@ -68,14 +69,20 @@ def make_pausable(num_slots: int = 2048, **kw: Any) -> Scheduler:
 
 
 class Arrivals:
-    """Scheduler.online_arrived for tests: True for the next `n` asks."""
+    """Scheduler.online_arrived for tests: True at the ask `pause_at` names. A step asks first
+    after its set-up (BEFORE_FORWARD), then after each layer (AFTER_LAYER_0: the first)."""
+
+    BEFORE_FORWARD, AFTER_LAYER_0 = 1, 2
 
     def __init__(self) -> None:
-        self.n = 0
+        self.countdown = 0
+
+    def pause_at(self, ask: int) -> None:
+        self.countdown = ask
 
     def __call__(self) -> bool:
-        self.n, hit = max(0, self.n - 1), self.n > 0
-        return hit
+        self.countdown -= 1
+        return self.countdown == 0
 
 
 def forwards(s: Scheduler) -> list[tuple[int, bool]]:
@@ -91,7 +98,7 @@ def test_batch_step_pauses_for_an_online_request_and_resumes_exactly() -> None:
     s.online_arrived = arrivals
     rec.step()
     assert s.paused is None, "nothing arrived: the step ran whole"
-    arrivals.n = 1
+    arrivals.pause_at(Arrivals.AFTER_LAYER_0)
     assert rec.step() == [] and s.paused is not None
     assert s.stats["num_paused_steps"] == 1 and not s.running, "its 12 lines are out of the queue"
     online_prompt = prompts(1, seed=31)[0]
@@ -108,6 +115,41 @@ def test_batch_step_pauses_for_an_online_request_and_resumes_exactly() -> None:
     assert all_free(s)
 
 
+def test_batch_step_pauses_before_its_forward_and_an_abort_frees_every_slot() -> None:
+    """Online work that arrived while a batch step was being set up: the step gives way before
+    its first layer (its KV slots allocated, none written), runs from the start when resumed,
+    and an abort of one of its lines then finishes it and gives back every slot."""
+    s = make_pausable()
+    rec = Recorder(s)
+    lines = prompts(12, seed=40)
+    fill_with_background(rec, lines, 30)
+    arrivals = Arrivals()
+    s.online_arrived = arrivals
+    done = len(forwards(s))
+    arrivals.pause_at(Arrivals.BEFORE_FORWARD)
+    assert rec.step() == [] and s.paused is not None and s.paused.forward is None
+    assert len(forwards(s)) == done and not s.running, "no layer ran; the lines wait"
+    online_prompt = prompts(1, seed=41)[0]
+    submit(s, "on", online_prompt, 3, background=False)
+    rec.steps_until("on", False)
+    assert forwards(s)[done:] == [(1, False)] * 3, "the online request ran alone, first"
+    rec.step()
+    assert s.paused is None and forwards(s)[-1] == (12, False), "resumed from its first layer"
+    arrivals.pause_at(Arrivals.BEFORE_FORWARD)
+    rec.step()
+    paused = s.paused
+    assert paused is not None and paused.forward is None
+    victim = paused.decodes[0].rid
+    ups = s.abort(victim)
+    assert s.paused is None and any(u.rid == victim and u.finished for u in ups)
+    rec.drain()
+    assert rec.ids["on"] == expected(online_prompt, 3)
+    for i, p in enumerate(lines):
+        if f"bg{i}" != victim:
+            assert rec.ids[f"bg{i}"] == expected(p, 30), i
+    assert all_free(s)
+
+
 def test_abort_while_paused_gives_back_every_slot() -> None:
     s = make_pausable(background_prefill_size=8)
     arrivals = Arrivals()
@@ -116,14 +158,14 @@ def test_abort_while_paused_gives_back_every_slot() -> None:
     lines = prompts(6, seed=32)
     for i, p in enumerate(lines):
         submit(s, f"bg{i}", p, 12, background=True)
-    arrivals.n = 1
+    arrivals.pause_at(Arrivals.AFTER_LAYER_0)
     rec.step()  # the first prefill (a chunk of bg0) pauses
     assert s.paused is not None and s.paused.chunked is not None and s.chunked is None
     ups = s.abort("bg0")  # its step finishes, then it is aborted
     assert s.paused is None and ups[-1].rid == "bg0" and ups[-1].finished
     for _ in range(6):
         rec.step()
-    arrivals.n = 1
+    arrivals.pause_at(Arrivals.AFTER_LAYER_0)
     rec.step()  # decodes (and a chunk) pause
     paused = s.paused
     assert paused is not None and paused.decodes
@@ -150,7 +192,7 @@ def test_paused_prompt_goes_back_to_the_queue_when_an_online_prompt_took_the_chu
     submit(s, "bg1", short, 10, background=True)
     rec.step()
     submit(s, "bg0", long, 10, background=True)
-    arrivals.n = 1
+    arrivals.pause_at(Arrivals.AFTER_LAYER_0)
     rec.step()  # bg1's decode and bg0's first chunk pause
     assert s.paused is not None and s.paused.chunked is not None
     online_prompt = prompts(1, seed=36, shared=30)[0]
@@ -172,7 +214,7 @@ def test_online_requests_beside_a_paused_step_keep_the_request_limit_after_it() 
     fill_with_background(rec, lines, 30)
     arrivals = Arrivals()
     s.online_arrived = arrivals
-    arrivals.n = 1
+    arrivals.pause_at(Arrivals.AFTER_LAYER_0)
     rec.step()
     online = prompts(2, seed=39)
     for i, p in enumerate(online):
@@ -263,7 +305,7 @@ def test_real_engine_pauses_inside_the_lm_head_and_an_abort_frees_every_slot(
     tiny_llama_dir: str,
 ) -> None:
     """Pause checks 4 and 15 fall between the LM head's vocabulary slices (a step asks after
-    each of its 2 layers, then between its 8 slices). The paused step holds partial logits;
+    its set-up, after each of its 2 layers, then after each of its 8 slices). The paused step holds partial logits;
     resumed, its lines produce the tokens of an unpaused run; an abort of one of its lines
     finishes it, and every KV slot and request row comes back."""
     rng = random.Random(7)
@@ -298,5 +340,47 @@ def test_real_engine_pauses_inside_the_lm_head_and_an_abort_frees_every_slot(
     assert s.is_idle() and s.stats["num_paused_steps"] == 2
     for i in (0, 1, 3):
         assert out[f"bg{i}"] == unpaused[f"bg{i}"], i
+    assert s.flush_cache()
+    assert s.kv.available() == slots and s.kv.free_rows() == rows
+
+
+@pytest.mark.parametrize("ask", range(1, 12))
+def test_real_engine_pause_at_each_check_of_a_step_gives_the_same_tokens(
+    tiny_llama_dir: str, ask: int
+) -> None:
+    """A step asks 11 times: after its set-up (1), after each of its 2 layers (2, 3) and after
+    each of its 8 LM head slices (4-11; after the last, all logits are done). Paused at any
+    of them in its first decode step and resumed, its lines get the unpaused tokens, and all
+    KV comes back."""
+    rng = random.Random(11)
+    lines = [[rng.randrange(3, 40_000) for _ in range(rng.randrange(4, 15))] for _ in range(3)]
+    unpaused: dict[str, list[int]] = {}
+    ref = _tiny_scheduler(tiny_llama_dir, lines)
+    while not ref.is_idle():
+        _step(ref, unpaused)
+    s = _tiny_scheduler(tiny_llama_dir, [])
+    slots, rows = s.kv.available(), s.kv.free_rows()
+    for i, ids in enumerate(lines):
+        submit(s, f"bg{i}", ids, 6, background=True)
+    out: dict[str, list[int]] = {}
+    _step(s, out)  # the prefill, whole
+    asks = itertools.count(1)
+    s.online_arrived = lambda: next(asks) == ask
+    _step(s, out)
+    paused = s.paused
+    assert paused is not None, "the first decode step paused"
+    vocab = s.vocab_size
+    if ask == 1:
+        assert paused.forward is None
+    elif ask <= 3:
+        assert paused.forward is not None and paused.forward.next_layer == ask - 1
+        assert paused.forward.logits is None
+    else:
+        assert paused.forward is not None and paused.forward.logits is not None
+        assert (paused.forward.next_column == vocab) == (ask == 11)
+    while not s.is_idle():
+        _step(s, out)
+    assert s.stats["num_paused_steps"] == 1
+    assert out == unpaused
     assert s.flush_cache()
     assert s.kv.available() == slots and s.kv.free_rows() == rows

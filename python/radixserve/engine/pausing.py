@@ -1,14 +1,16 @@
 """Pausable background steps: a batch-only forward gives way to online work between layers.
 
-A step with only batch (background) requests runs its decoder layers one at a time, then its
-LM head in vocabulary slices (layers/logits.py), and after each asks the scheduler's `Inbox`
-whether an online request has arrived. If one has, the forward stops there and the step is
-PAUSED (`PausedStep`): its requests leave `running` / `chunked` for a while, keeping the KV
-slots allocated for this step (those the finished layers wrote stay valid; the others are
-written when it resumes). The scheduler then runs the online requests' steps as usual (the
-paused requests take no part: they are in none of its queues), and resumes the paused step
-from where it stopped as soon as no online work is left. It then
-produces exactly the tokens it would have produced unpaused: same batch, same values.
+A step with only batch (background) requests asks the scheduler's `Inbox` whether an online
+request has arrived when its set-up is done (before its first layer), then after each decoder
+layer (it runs them one at a time) and after each of its LM head's vocabulary slices
+(layers/logits.py; after the last one too, before the sampling and the step's output). If one
+has, the forward stops there and the step is PAUSED (`PausedStep`): its requests leave
+`running` / `chunked` for a while, keeping the KV slots allocated for this step (those the
+finished layers wrote stay valid; the others are written when it resumes). The scheduler
+then runs the online requests' steps as usual (the paused requests take no part: they are in
+none of its queues), and resumes the paused step from where it stopped as soon as no online
+work is left. It then produces exactly the tokens it would have produced unpaused: same
+batch, same values.
 
 Without this, an online request arriving during a batch-only step waits for the whole step
 (the native DecoderStack runs all layers in one call; tens of ms idle, ~1 s on a loaded host).

@@ -348,6 +348,12 @@ class Scheduler:
                                                online_step)  # fmt: skip
         chunked = self.chunked if any(r is self.chunked for r in batch) else None
         step = PausedStep(batch, decoding, chunked, self.inflight, fb, info, extra)
+        if self.online_arrived is not None and self.online_arrived():
+            # Online work arrived while this step was being set up: it gives way before its
+            # first layer (set-up kept; on resume it starts there and pauses only between
+            # layers, so a resumed step always moves on).
+            self._pause(step)
+            return updates
         return updates + self._run_pausable(step, pausable=True)
 
     def _can_pause(self) -> bool:

@@ -44,8 +44,9 @@ class LogitsProcessor(nn.Module):
     ) -> tuple[torch.Tensor, Optional[int]]:
         """forward(hidden) in HEAD_SLICES vocabulary slices, asking `should_pause` between them.
         Returns (logits, None) when done: bit-identical to forward(hidden). A True returns
-        (partial logits, next column) instead: columns [0, next column) are done, and passing
-        both back as (logits, begin) computes the rest. An LM head that cannot be split that
+        (partial logits, next column) instead: columns [0, next column) are done (all of them
+        when it is asked after the last slice: next column == vocab), and passing both back as
+        (logits, begin) computes the rest. An LM head that cannot be split that
         way (lm_head.can_split_columns) runs whole."""
         head = self.lm_head
         if logits is None and (should_pause is None or not head.can_split_columns(hidden)):
@@ -57,7 +58,9 @@ class LogitsProcessor(nn.Module):
             end = min(begin + width, vocab)
             logits = head.forward_columns(hidden, logits, begin, end)
             begin = end
-            if begin < vocab and should_pause is not None and should_pause():
+            # Also after the last slice: what follows (the float copy, sampling, the step's
+            # output) then waits too, and resuming at `vocab` computes no column again.
+            if should_pause is not None and should_pause():
                 return logits, begin
         assert logits is not None
         return logits.float(), None
