@@ -144,3 +144,14 @@ def test_stack_bad_arguments() -> None:
         )  # fmt: skip
     with pytest.raises(ValueError, match="int16_linear: packed"):
         stack.add_layer(*[torch.zeros(1)] * 12)
+
+
+def test_server_args() -> None:
+    from radixserve.args import ServerArgs
+
+    assert ServerArgs().encoder_serial_max_tokens == ModelConfig(
+        path="", architectures=[], model_type="", vocab_size=1, hidden_size=1,
+        intermediate_size=1, num_layers=1, num_heads=1, num_kv_heads=1, head_dim=1, context_len=1,
+    ).encoder_serial_max_tokens  # fmt: skip
+    with pytest.raises(ValueError, match="encoder-serial-max-tokens"):
+        ServerArgs(encoder_serial_max_tokens=-1)
