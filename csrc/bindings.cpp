@@ -18,6 +18,7 @@
 #include "cpu/norm.h"
 #include "cpu/quant.h"
 #include "cpu/decoder.h"
+#include "cpu/encoder_stack.h"
 #include "cpu/rope.h"
 #include "cpu/sampling.h"
 // ---- includes: cuda kernels ----
@@ -367,6 +368,27 @@ PYBIND11_MODULE(_C, m) {
            "layers [layer_begin, layer_end) (-1: the last) of a decode step, one token per "
            "request: embeddings [B, H] (from layer 0) or the previous range's (h, residual) "
            "-> (h, residual); k_caches / v_caches: the range's layers' pools");
+
+  // ---- section: a BERT-family encoder's forward in one call (models/bert.py) ----
+  py::class_<radixserve::cpu::EncoderStack>(
+      m, "EncoderStack", "A BERT-family encoder's embeddings and layers in one native call")
+      .def(py::init<torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor,
+                    int64_t, int64_t, double, double, bool>(),
+           py::arg("word_embeddings"), py::arg("position_embeddings"),
+           py::arg("token_type_embeddings"), py::arg("embed_norm_weight"),
+           py::arg("embed_norm_bias"), py::arg("num_heads"), py::arg("head_dim"), py::arg("eps"),
+           py::arg("scale"), py::arg("tanh_gelu"))
+      .def("add_layer", &radixserve::cpu::EncoderStack::add_layer, py::arg("qkv"),
+           py::arg("qkv_bias"), py::arg("out"), py::arg("out_bias"), py::arg("attn_norm_weight"),
+           py::arg("attn_norm_bias"), py::arg("inter"), py::arg("inter_bias"), py::arg("down"),
+           py::arg("down_bias"), py::arg("out_norm_weight"), py::arg("out_norm_bias"),
+           "append a layer (projections packed by pack_int16_weight, as the Linears hold them)")
+      .def_property_readonly("num_layers", &radixserve::cpu::EncoderStack::num_layers)
+      .def("forward", &radixserve::cpu::EncoderStack::forward, py::arg("input_ids"),
+           py::arg("positions"), py::arg("token_type_ids"), py::arg("cu_seqlens"),
+           py::arg("serial"), py::call_guard<py::gil_scoped_release>(),
+           "packed whole sequences (int64 ids, positions, token types or None, cu_seqlens) -> "
+           "hidden states [T, H] after the last layer; serial: no OpenMP region");
 
   // ---- section: sampling ----
   {

@@ -41,6 +41,10 @@ class ServerArgs:
     # BERT-family encoder linears: auto = int16 for float32 models on the native CPU kernels
     # (layers/linear.py), float32 as loaded, int16 (12-bit weights, 14-bit activations).
     encoder_linear_format: str = "auto"
+    # The encoder's forward in one native call (models/bert.py); off: the per-op modules.
+    disable_encoder_stack: bool = False
+    # Encoder batches of at most this many tokens run on one thread (0: never).
+    encoder_serial_max_tokens: int = 16
     context_length: Optional[int] = None
     trust_remote_code: bool = False
     revision: Optional[str] = None
@@ -139,6 +143,9 @@ class ServerArgs:
         choice("dtype", DTYPES)
         choice("kv_cache_dtype", KV_CACHE_DTYPES)
         choice("encoder_linear_format", ENCODER_LINEAR_FORMATS)
+        if self.encoder_serial_max_tokens < 0:
+            raise ValueError("--encoder-serial-max-tokens must be >= 0, got "
+                             f"{self.encoder_serial_max_tokens}")  # fmt: skip
         choice("schedule_policy", SCHEDULE_POLICIES)
         choice("chunked_prefill_policy", CHUNKED_PREFILL_POLICIES)
         choice("attention_backend", ATTENTION_BACKENDS)

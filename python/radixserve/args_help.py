@@ -22,6 +22,12 @@ FLAG_HELP: dict[str, str] = {
         "Encoder (BERT) linears: auto (int16 for float32 models on the native CPU kernels), "
         "float32, or int16 (12-bit integer weights, 14-bit activations, int32 sums)."
     ),
+    "disable_encoder_stack": (
+        "Run the encoder (BERT) forward op by op in Python instead of in one native call."
+    ),
+    "encoder_serial_max_tokens": (
+        "Encoder batches of at most this many tokens run on one thread, without OpenMP (0: never)."
+    ),
     "context_length": "Override the model's context length (tokens).",
     "trust_remote_code": "Not supported: only built-in architectures run (setting it is an error).",
     "revision": "Not supported: models are loaded from local paths (setting it is an error).",

@@ -111,6 +111,8 @@ class ModelRunner:
             is_embedding=server_args.is_embedding,
         )
         self.model_config.encoder_linear_format = server_args.encoder_linear_format
+        self.model_config.encoder_fused_stack = not server_args.disable_encoder_stack
+        self.model_config.encoder_serial_max_tokens = server_args.encoder_serial_max_tokens
         # Pooling models (#8) return one vector per request from forward(), never logits.
         self.is_pooling = not self.model_config.is_generation
         self.context_len = self.model_config.context_len

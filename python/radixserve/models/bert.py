@@ -17,11 +17,13 @@ request is token j and `batch.positions` are the absolute position ids.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any, Optional, cast
 
 import torch
 from torch import nn
 
 from radixserve.forward_batch import ForwardBatch
+from radixserve.layers.backend import native_ops, use_native
 from radixserve.layers.encoder_ops import LayerNorm, encoder_attention, gelu
 from radixserve.layers.linear import WEIGHT_FORMATS, Linear
 from radixserve.layers.pooler import normalize, pool
@@ -88,20 +90,78 @@ class BertEncoder(nn.Module):
                 module.weight_format = fmt
         for p in self.parameters():
             p.requires_grad_(False)
+        # The forward in one native call (_C.EncoderStack: the same kernels on the same values
+        # as the per-op modules below, bit for bit). False keeps the per-op path, the reference.
+        self.fused = cfg.encoder_fused_stack
+        # Batches of at most this many tokens run every kernel on one thread (no OpenMP
+        # region): below it the second thread's wake-up and joins cost more than its share
+        # saves (benchmarks/results/embeddings.md, "short sentence").
+        self.serial_max_tokens = cfg.encoder_serial_max_tokens
+        self._stack: Optional[Any] = None  # built on the first fused forward; False: cannot
+        self._stack_key: Optional[torch.Tensor] = None  # layer 0's packed qkv when built
+
+    def _layers(self) -> list[BertLayer]:
+        return [cast(BertLayer, layer) for layer in self.layers]
+
+    def _native_stack(self, input_ids: torch.Tensor) -> Optional[Any]:
+        """The native EncoderStack when this forward can take it, else None."""
+        if not (self.fused and use_native() and input_ids.device.type == "cpu"):
+            return None
+        # Built once; again if the Linears were repacked (post_load after a backend switch).
+        layers = self._layers()
+        key = layers[0].attention.qkv_proj.int16_packed if layers else None
+        if self._stack is None or key is not self._stack_key:
+            self._stack_key = key
+            self._stack = self._build_stack() or False
+        return self._stack or None
+
+    def _build_stack(self) -> Optional[Any]:
+        """The packed weights in a _C.EncoderStack, or None where a layer needs the per-op path
+        (a linear not in int16, weights not float32, an older _C)."""
+        ops = native_ops()
+        if not hasattr(ops, "EncoderStack") or self.word_embeddings.weight.dtype != torch.float32:
+            return None
+        linears = [m for m in self.layers.modules() if isinstance(m, Linear)]
+        if not linears or any(m.int16_packed is None or m.bias is None for m in linears):
+            return None
+        layers = self._layers()
+        first = layers[0].attention
+        stack = ops.EncoderStack(
+            self.word_embeddings.weight, self.position_embeddings.weight,
+            self.token_type_embeddings.weight, self.embed_norm.weight, self.embed_norm.bias,
+            first.num_heads, first.head_dim, self.embed_norm.eps, first.scale,
+            layers[0].tanh_gelu,
+        )  # fmt: skip
+        for layer in layers:
+            a = layer.attention
+            stack.add_layer(
+                a.qkv_proj.int16_packed, a.qkv_proj.bias, a.out_proj.int16_packed,
+                a.out_proj.bias, a.out_norm.weight, a.out_norm.bias,
+                layer.intermediate.int16_packed, layer.intermediate.bias,
+                layer.output.int16_packed, layer.output.bias, layer.output_norm.weight,
+                layer.output_norm.bias,
+            )  # fmt: skip
+        return stack
 
     def forward(self, batch: ForwardBatch) -> tuple[torch.Tensor, list[int], list[int]]:
         lens = batch.extend_seq_lens_list or batch.extend_seq_lens.tolist()
         if batch.extend_prefix_lens_list and any(batch.extend_prefix_lens_list):
             raise RuntimeError("encoder prompts must be run whole (no cached prefix, no chunks)")
+        starts = [0] * (len(lens) + 1)  # cu_seqlens: sequence i is rows [starts[i], starts[i+1])
+        for i, n in enumerate(lens):
+            starts[i + 1] = starts[i] + n
+        cu_seqlens = torch.tensor(starts, dtype=torch.int64)
+        stack = self._native_stack(batch.input_ids)
+        if stack is not None:
+            serial = batch.input_ids.shape[0] <= self.serial_max_tokens
+            h = stack.forward(batch.input_ids, batch.positions, batch.token_type_ids, cu_seqlens,
+                              serial)  # fmt: skip
+            return h, starts[:-1], lens
         types = batch.token_type_ids
         if types is None:
             types = torch.zeros_like(batch.input_ids)
         h = self.word_embeddings(batch.input_ids) + self.position_embeddings(batch.positions)
         h = self.embed_norm(h, self.token_type_embeddings(types))
-        starts = [0] * (len(lens) + 1)  # cu_seqlens: sequence i is rows [starts[i], starts[i+1])
-        for i, n in enumerate(lens):
-            starts[i + 1] = starts[i] + n
-        cu_seqlens = torch.tensor(starts, dtype=torch.int64)
         for layer in self.layers:
             h = layer(h, lens, cu_seqlens)
         return h, starts[:-1], lens

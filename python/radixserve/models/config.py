@@ -49,6 +49,10 @@ class ModelConfig:
     hidden_act: str = "silu"
     # Encoder linears (models/bert.py): auto | float32 | int16 (--encoder-linear-format).
     encoder_linear_format: str = "auto"
+    # The encoder forward in one native call (models/bert.py; --disable-encoder-stack: off), and
+    # up to how many tokens a batch runs it on one thread (--encoder-serial-max-tokens).
+    encoder_fused_stack: bool = True
+    encoder_serial_max_tokens: int = 16
 
     def __post_init__(self) -> None:
         if not self.layer_sliding_windows:

@@ -1,0 +1,62 @@
+// The forward of a BERT-family encoder (embeddings + every layer) in one native call: token,
+// position and token-type embeddings, LayerNorm, then per layer the fused qkv projection,
+// bidirectional attention, output projection, LayerNorm(+residual), intermediate projection,
+// GELU, down projection, LayerNorm(+residual). It calls the same torch-facing kernels
+// (int16_linear, encoder_attention, layer_norm, gelu), in the same order and on the same
+// values, as the per-op Python modules (models/bert.py), so its hidden states equal theirs bit
+// for bit; what it saves is ~15 Python-level ops per layer (dispatch, views, allocations), and,
+// with `serial`, every OpenMP region: a short sentence's 9-token products are too small for two
+// threads to beat the wake-up of the second one (benchmarks/results/embeddings.md).
+#pragma once
+
+#include <torch/extension.h>
+
+#include <optional>
+#include <vector>
+
+namespace radixserve::cpu {
+
+struct EncoderLayerWeights {
+  torch::Tensor qkv, qkv_bias;  // packed by pack_int16_weight; bias float32 [N]
+  torch::Tensor out, out_bias;
+  torch::Tensor attn_norm_weight, attn_norm_bias;  // LayerNorm after attention [H]
+  torch::Tensor inter, inter_bias;
+  torch::Tensor down, down_bias;
+  torch::Tensor out_norm_weight, out_norm_bias;  // LayerNorm after the MLP [H]
+};
+
+class EncoderStack {
+ public:
+  // Embedding tables float32 [rows, H]; `scale` is the attention's softmax scale (the caller's
+  // value, so that both paths round the same double).
+  EncoderStack(torch::Tensor word_embeddings, torch::Tensor position_embeddings,
+               torch::Tensor token_type_embeddings, torch::Tensor embed_norm_weight,
+               torch::Tensor embed_norm_bias, int64_t num_heads, int64_t head_dim, double eps,
+               double scale, bool tanh_gelu);
+
+  // Appends a layer (layers run in the order added); projections packed by pack_int16_weight.
+  void add_layer(torch::Tensor qkv, torch::Tensor qkv_bias, torch::Tensor out,
+                 torch::Tensor out_bias, torch::Tensor attn_norm_weight,
+                 torch::Tensor attn_norm_bias, torch::Tensor inter, torch::Tensor inter_bias,
+                 torch::Tensor down, torch::Tensor down_bias, torch::Tensor out_norm_weight,
+                 torch::Tensor out_norm_bias);
+
+  int64_t num_layers() const { return static_cast<int64_t>(layers_.size()); }
+
+  // Packed whole sequences: input_ids, positions (and token_type_ids, or None for type 0)
+  // int64 [T]; cu_seqlens int64 [B + 1] as encoder_attention takes it -> hidden states
+  // float32 [T, H] after the last layer. serial: every kernel on the calling thread (no
+  // OpenMP region); otherwise each kernel splits its work as on the per-op path.
+  torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& positions,
+                        const std::optional<torch::Tensor>& token_type_ids,
+                        const torch::Tensor& cu_seqlens, bool serial) const;
+
+ private:
+  torch::Tensor word_, position_, token_type_, embed_norm_weight_, embed_norm_bias_;
+  int64_t num_heads_, head_dim_, hidden_;
+  double eps_, scale_;
+  bool tanh_gelu_;
+  std::vector<EncoderLayerWeights> layers_;
+};
+
+}  // namespace radixserve::cpu
