@@ -301,23 +301,32 @@ def _step(s: Scheduler, out: dict[str, list[int]]) -> None:
         out.setdefault(up.rid, []).extend(up.new_ids)
 
 
+def _reference_and_fresh(
+    model_dir: str, lines: list[list[int]]
+) -> tuple[dict[str, list[int]], Scheduler, int, int]:
+    """The tokens of `lines` run unpaused, and a fresh engine with `lines` submitted as batch
+    lines bg0, bg1, ... (6 tokens), with its free KV slots and request rows before them."""
+    unpaused: dict[str, list[int]] = {}
+    ref = _tiny_scheduler(model_dir, lines)
+    while not ref.is_idle():
+        _step(ref, unpaused)
+    s = _tiny_scheduler(model_dir, [])
+    slots, rows = s.kv.available(), s.kv.free_rows()
+    for i, ids in enumerate(lines):
+        submit(s, f"bg{i}", ids, 6, background=True)
+    return unpaused, s, slots, rows
+
+
 def test_real_engine_pauses_inside_the_lm_head_and_an_abort_frees_every_slot(
     tiny_llama_dir: str,
 ) -> None:
     """Pause checks 4 and 15 fall between the LM head's vocabulary slices (a step asks after
-    its set-up, after each of its 2 layers, then after each of its 8 slices). The paused step holds partial logits;
-    resumed, its lines produce the tokens of an unpaused run; an abort of one of its lines
+    its set-up, after each of its 2 layers, then after each of its 8 slices). The paused step
+    holds partial logits; resumed, its lines produce the tokens of an unpaused run; an abort of one of its lines
     finishes it, and every KV slot and request row comes back."""
     rng = random.Random(7)
     lines = [[rng.randrange(3, 40_000) for _ in range(rng.randrange(4, 15))] for _ in range(4)]
-    unpaused: dict[str, list[int]] = {}
-    ref = _tiny_scheduler(tiny_llama_dir, lines)
-    while not ref.is_idle():
-        _step(ref, unpaused)
-    s = _tiny_scheduler(tiny_llama_dir, [])
-    slots, rows = s.kv.available(), s.kv.free_rows()
-    for i, ids in enumerate(lines):
-        submit(s, f"bg{i}", ids, 6, background=True)
+    unpaused, s, slots, rows = _reference_and_fresh(tiny_llama_dir, lines)
     asks = itertools.count(1)
     s.online_arrived = lambda: next(asks) in (4, 15)
     out: dict[str, list[int]] = {}
@@ -354,14 +363,7 @@ def test_real_engine_pause_at_each_check_of_a_step_gives_the_same_tokens(
     KV comes back."""
     rng = random.Random(11)
     lines = [[rng.randrange(3, 40_000) for _ in range(rng.randrange(4, 15))] for _ in range(3)]
-    unpaused: dict[str, list[int]] = {}
-    ref = _tiny_scheduler(tiny_llama_dir, lines)
-    while not ref.is_idle():
-        _step(ref, unpaused)
-    s = _tiny_scheduler(tiny_llama_dir, [])
-    slots, rows = s.kv.available(), s.kv.free_rows()
-    for i, ids in enumerate(lines):
-        submit(s, f"bg{i}", ids, 6, background=True)
+    unpaused, s, slots, rows = _reference_and_fresh(tiny_llama_dir, lines)
     out: dict[str, list[int]] = {}
     _step(s, out)  # the prefill, whole
     asks = itertools.count(1)
