@@ -224,8 +224,6 @@ void cascade_impl(const at::Tensor& out, const at::Tensor& q, const at::Tensor& 
     const std::unique_ptr<float[]> qbuf =
         floats(std::max({max_rows * D, Hq * D, prefix_scratch_floats(D)}));
     const std::unique_ptr<float[]> kvbuf = floats(2 * kAttendKeyBlock * D);
-    const std::unique_ptr<float[]> stage =
-        floats(suffix_stage_bytes(Hkv, D) / static_cast<int64_t>(sizeof(float)));
 #pragma omp for schedule(dynamic, 1)
     for (int64_t it = 0; it < n_items; ++it) {
       const Item& item = items[it];
@@ -253,7 +251,6 @@ void cascade_impl(const at::Tensor& out, const at::Tensor& q, const at::Tensor& 
         sw.items = sitems.data() + run_start[item.idx];
         sw.n_items = run_start[item.idx + 1] - run_start[item.idx];
         sw.qbuf = qbuf.get();
-        sw.stage = stage.get();
         run_suffix(kern, sw, w);
       }
     }

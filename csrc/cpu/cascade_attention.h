@@ -17,42 +17,36 @@
 
 namespace radixserve::cpu {
 
-// Copies the K and V token rows (every kv head, `stride` elements) of slots[k0, k1) to ks / vs,
-// row after row. The rows are scattered, one page each, and a software prefetch that misses the
-// TLB is dropped on this class of host (measured: prefetching ahead gained nothing over plain
-// copies), so one byte of every row is loaded first: these independent loads walk the page
-// tables of all the rows at once (as many walks in flight as the core allows); the remaining
-// lines are then prefetched together and the rows copied. A pure gather keeps more rows in
-// flight than loads spread among the products would (the suffix pass; the compute-bound prefix
-// pass hides its fetches under the products instead, which measured faster there).
+// Brings the K and V token rows (every kv head, `stride` elements) of slots[k0, k1) into the
+// caches, for the suffix kernel to compute on in place. The rows are scattered, one page each,
+// and a software prefetch is dropped on this class of host when it misses the TLB or finds the
+// miss buffers full (measured: prefetching ahead gained nothing over plain copies), so every
+// line is fetched by a demand load, which waits for a free buffer instead: first one byte of
+// every row (these independent loads walk the page tables of all the rows at once, as many
+// walks in flight as the core allows), then one byte of every other line. Before, the rows
+// were copied to a staging buffer (loads and stores of every line, and a second copy in L1);
+// touching them costs one load per line (cold bf16 suffix pass 508 -> 437 us, measured).
 template <typename TKV>
-inline void gather_token_rows(const TKV* k_cache, const TKV* v_cache, const int32_t* slots,
-                              int64_t k0, int64_t k1, int64_t stride, TKV* ks, TKV* vs) {
+inline void fetch_token_rows(const TKV* k_cache, const TKV* v_cache, const int32_t* slots,
+                             int64_t k0, int64_t k1, int64_t stride) {
   const int64_t row_bytes = stride * static_cast<int64_t>(sizeof(TKV));
   int sink = 0;
   for (int64_t k = k0; k < k1; ++k) {
     sink += *reinterpret_cast<const volatile char*>(k_cache + slots[k] * stride);
     sink += *reinterpret_cast<const volatile char*>(v_cache + slots[k] * stride);
   }
+  for (int64_t k = k0; k < k1; ++k) {
+    const volatile char* kr = reinterpret_cast<const volatile char*>(k_cache + slots[k] * stride);
+    const volatile char* vr = reinterpret_cast<const volatile char*>(v_cache + slots[k] * stride);
+    for (int64_t o = 64; o < row_bytes; o += 64) sink += kr[o] + vr[o];
+  }
   asm volatile("" ::"r"(sink));
-  for (int64_t k = k0; k < k1; ++k) {
-    const char* kr = reinterpret_cast<const char*>(k_cache + slots[k] * stride);
-    const char* vr = reinterpret_cast<const char*>(v_cache + slots[k] * stride);
-    for (int64_t o = 64; o < row_bytes; o += 64) {
-      __builtin_prefetch(kr + o);
-      __builtin_prefetch(vr + o);
-    }
-  }
-  for (int64_t k = k0; k < k1; ++k) {
-    std::memcpy(ks + (k - k0) * stride, k_cache + slots[k] * stride, row_bytes);
-    std::memcpy(vs + (k - k0) * stride, v_cache + slots[k] * stride, row_bytes);
-  }
 }
 
 // The suffix pass: each request against its own keys [P, seq_len). Items are (request, key
-// range) pairs covering every kv head; a kernel call runs a list of them in order. It gathers
-// the scattered K/V token rows of kSuffixStageKeys keys at a time into a staging buffer (a pure
-// gather keeps more rows in flight than loads spread among the products), then computes on it.
+// range) pairs covering every kv head; a kernel call runs a list of them in order. It fetches
+// the scattered K/V token rows of kSuffixStageKeys keys at a time (fetch_token_rows: a pure
+// fetch keeps more rows in flight than loads spread among the products), then computes on them.
 struct SuffixItem {
   int64_t b;          // batch index
   int64_t key_begin;  // [key_begin, key_end): keys of the request, all visible to its query
@@ -61,7 +55,7 @@ struct SuffixItem {
 };
 
 constexpr int kSuffixBlock = 32;  // keys scored together per kv head
-constexpr int64_t kSuffixStageKeys = 64;  // keys whose rows are gathered before they are used
+constexpr int64_t kSuffixStageKeys = 64;  // keys whose rows are fetched before they are used
 
 template <typename T, typename TKV = T>
 struct SuffixWork {
@@ -81,7 +75,6 @@ struct SuffixWork {
   float* l;
   float* acc;  // [rows, head_dim]
   float* qbuf;  // scratch: Hq * head_dim floats
-  void* stage;  // scratch: suffix_stage_bytes(num_kv_heads, head_dim) bytes
 };
 
 // Query rows the vectorised prefix kernel holds in one tile (its rows lie across vector lanes).
@@ -91,10 +84,6 @@ constexpr int kPrefixTileRows = 48;
 // tile, its scores for one key block, and its m, l and rescale factors.
 constexpr int64_t prefix_scratch_floats(int64_t head_dim) {
   return kPrefixTileRows * (2 * head_dim + kAttendKeyBlock + 3);
-}
-
-constexpr int64_t suffix_stage_bytes(int64_t num_kv_heads, int64_t head_dim) {
-  return 2 * kSuffixStageKeys * num_kv_heads * head_dim * static_cast<int64_t>(sizeof(float));
 }
 
 // The vectorised builds of both passes. The prefix kernel takes an AttendWork with the promise
@@ -107,7 +96,8 @@ struct CascadeKernels {
   void (*prefix_bf16)(const AttendWork<uint16_t>&);
   void (*prefix_f32_bf16kv)(const AttendWork<float, uint16_t>&);
   // Null in both builds: with fp32 caches the attend kernel, one kv head at a time, is faster on
-  // cold rows (the whole fp32 token rows are twice as long to gather; measured).
+  // cold rows (the whole fp32 token rows are twice as long to fetch; measured with the staged
+  // copy, before fetch_token_rows).
   void (*suffix_f32)(const SuffixWork<float>&);
   void (*suffix_bf16)(const SuffixWork<uint16_t>&);
   void (*suffix_f32_bf16kv)(const SuffixWork<float, uint16_t>&);

@@ -369,8 +369,6 @@ void suffix_simd(const SuffixWork<T, TKV>& w) {
   const int Hq = Hkv * G;
   const int64_t stride = static_cast<int64_t>(Hkv) * D;
   const VF sc = vset1(w.scale);
-  TKV* ks = static_cast<TKV*>(w.stage);
-  TKV* vs = ks + kSuffixStageKeys * stride;
   const TKV* kr[kSB];
   const TKV* vr[kSB];
   alignas(64) float s[3 * kSB];
@@ -391,14 +389,14 @@ void suffix_simd(const SuffixWork<T, TKV>& w) {
     const int32_t* slots = w.table + w.pool_rows[it.b] * w.max_ctx;
     for (int64_t c0 = it.key_begin; c0 < it.key_end; c0 += kSuffixStageKeys) {
       const int64_t c1 = min64(it.key_end, c0 + kSuffixStageKeys);
-      radixserve::cpu::gather_token_rows(w.k_cache, w.v_cache, slots, c0, c1, stride, ks, vs);
+      radixserve::cpu::fetch_token_rows(w.k_cache, w.v_cache, slots, c0, c1, stride);
       for (int64_t k0 = c0; k0 < c1; k0 += kSB) {
         const int nk = static_cast<int>(min64(kSB, c1 - k0));
         for (int h = 0; h < Hkv; ++h) {
           for (int j = 0; j < nk; ++j) {
-            const int64_t off = (k0 - c0 + j) * stride + h * D;
-            kr[j] = ks + off;
-            vr[j] = vs + off;
+            const int64_t off = static_cast<int64_t>(slots[k0 + j]) * stride + h * D;
+            kr[j] = w.k_cache + off;
+            vr[j] = w.v_cache + off;
           }
           for (int j = nk; j < kSB; ++j) kr[j] = kr[0];  // scored, then masked out
           const int r0 = h * G;
