@@ -118,6 +118,20 @@ def add_served(
     rec["served_best_us"] = best
     rec["served_best_pct_of_read_bw"] = 100.0 * nbytes / best / 1e3 / read
     rec["best_pct_of_read_bw"] = 100.0 * nbytes / rec["best_us"] / 1e3 / read
+    # The same bytes read by torch's own sum (one OpenMP region per call, like the per-call
+    # kernel): what a short stream of this size gets on this machine, next to the long loop.
+    words = [
+        p.view(torch.uint8)[: p.numel() * p.element_size() // 4 * 4].view(torch.float32)
+        for p in packs
+    ]
+    rot = Rotation(len(words))
+    short = time_us(lambda: words[rot.next()].sum(), min_seconds=0.2)
+    short_best = best_us(lambda: words[rot.next()].sum())
+    rec["short_read_us"] = short
+    wbytes = words[0].numel() * 4
+    rec["short_read_pct_of_read_bw"] = 100.0 * wbytes / short / 1e3 / read
+    rec["short_read_best_us"] = short_best
+    rec["short_read_best_pct_of_read_bw"] = 100.0 * wbytes / short_best / 1e3 / read
 
 
 def quant_weights(n: int, k: int, qtype: str) -> tuple[torch.Tensor, torch.Tensor]:
