@@ -349,6 +349,11 @@ PYBIND11_MODULE(_C, m) {
         "'per_call' (each kernel its own region, as the per-op path)");
   m.def("decoder_threading", &radixserve::cpu::decoder_threading,
         "DecoderStack.decode's threading now: 'step' or 'per_call'");
+  m.def("run_projection_calls", &radixserve::cpu::run_projection_calls, py::arg("x"),
+        py::arg("weights"), py::arg("quant"), py::arg("calls"),
+        py::call_guard<py::gil_scoped_release>(),
+        "a projection x @ W^T run `calls` times (weights[i % len]) the way DecoderStack.decode "
+        "runs its projections (set_decoder_threading) -> the last output (benchmarks)");
   py::class_<radixserve::cpu::DecoderStack>(
       m, "DecoderStack", "A Llama-family decoder stack's decode step in one native call")
       .def(py::init<int64_t, int64_t, int64_t, double, torch::Tensor, bool>(),

@@ -6,6 +6,12 @@ Shapes are SmolLM2-135M's projections ([N, K] = qkv, o, gate_up, down, lm_head) 
 batch sizes (memory-bound: judged in GB/s against the measured read bandwidth) and prefill
 chunk sizes (compute-bound: judged in GFLOP/s). Prints one JSON line per case.
 
+M = 1 cases also report the call "as served" (`served_*`): the same projection run
+SERVED_CALLS times through _C.run_projection_calls, i.e. the way the fused decode step
+(DecoderStack.decode, "step" threading) runs every projection of a token: inside one OpenMP
+region, prepared on thread 0, split over the threads, a barrier after each call. The per-call
+figure (`us`, `best_us`) pays an OpenMP region per call, as the per-op Python path does.
+
     PYTHONPATH=python python benchmarks/kernels/bench_linear.py [--quick]
         [--dtype bf16|fp32|q4_0|q4_1|q8_0]
         [--shape qkv|o|gate_up|down|lm_head] [--m M] [--threads T] [--cpu-time]
@@ -14,12 +20,21 @@ chunk sizes (compute-bound: judged in GFLOP/s). Prints one JSON line per case.
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from common import case, emit, machine_bandwidth, machine_info, time_us, use_thread_cpu_time
+from common import (
+    case,
+    emit,
+    machine_bandwidth,
+    machine_info,
+    time_us,
+    use_thread_cpu_time,
+)
 
 from radixserve import _C
 
@@ -67,6 +82,58 @@ class Rotation:
         return self.i
 
 
+# "As served" samples: windows of SERVED_CALLS calls (each on the next weight copy), short
+# enough that many of them fall between the other jobs of a shared machine, as the single
+# calls of the per-call figure do.
+SERVED_CALLS = 20
+SERVED_SAMPLES = 60
+
+
+def served_us(x: torch.Tensor, packs: list[torch.Tensor], quant: bool) -> tuple[float, float]:
+    """(median, best) microseconds per call of the projection run as the fused decode step
+    runs it: one OpenMP region per window of SERVED_CALLS calls, a barrier after each call.
+    The region's start and end and the list's conversion are in the time, spread over the
+    window."""
+    _C.set_decoder_threading("step")
+    _C.run_projection_calls(x, packs, quant, len(packs))  # warm up the region and the buffers
+    samples = []
+    start = 0
+    for _ in range(SERVED_SAMPLES):
+        window = [packs[(start + i) % len(packs)] for i in range(SERVED_CALLS)]
+        start = (start + SERVED_CALLS) % len(packs)
+        t0 = CLOCK()
+        _C.run_projection_calls(x, window, quant, SERVED_CALLS)
+        samples.append((CLOCK() - t0) / SERVED_CALLS * 1e6)
+    return statistics.median(samples), min(samples)
+
+
+def add_served(
+    rec: dict[str, Any], x: torch.Tensor, packs: list[torch.Tensor], quant: bool, nbytes: int
+) -> None:
+    """The as-served figures of an M = 1 case, beside the per-call ones (same read loop)."""
+    med, best = served_us(x, packs, quant)
+    read = machine_bandwidth()["read_gbps"]
+    rec["served_us"] = med
+    rec["served_pct_of_read_bw"] = 100.0 * nbytes / med / 1e3 / read
+    rec["served_best_us"] = best
+    rec["served_best_pct_of_read_bw"] = 100.0 * nbytes / best / 1e3 / read
+    rec["best_pct_of_read_bw"] = 100.0 * nbytes / rec["best_us"] / 1e3 / read
+    # The same bytes read by torch's own sum (one OpenMP region per call, like the per-call
+    # kernel): what a short stream of this size gets on this machine, next to the long loop.
+    words = [
+        p.view(torch.uint8)[: p.numel() * p.element_size() // 4 * 4].view(torch.float32)
+        for p in packs
+    ]
+    rot = Rotation(len(words))
+    short = time_us(lambda: words[rot.next()].sum(), min_seconds=0.2)
+    short_best = best_us(lambda: words[rot.next()].sum())
+    rec["short_read_us"] = short
+    wbytes = words[0].numel() * 4
+    rec["short_read_pct_of_read_bw"] = 100.0 * wbytes / short / 1e3 / read
+    rec["short_read_best_us"] = short_best
+    rec["short_read_best_pct_of_read_bw"] = 100.0 * wbytes / short_best / 1e3 / read
+
+
 def quant_weights(n: int, k: int, qtype: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(packed quantized weight, its dequantised fp32 values) of a random [n, k] weight."""
     from gguf import GGMLQuantizationType
@@ -99,6 +166,8 @@ def run_quant_case(name: str, m: int, n: int, k: int, qtype: str) -> None:
     rec["best_gflops"] = 2.0 * m * n * k / best / 1e3
     rec["torch_best_us"] = ref_best
     rec["best_speedup_vs_torch"] = ref_best / best
+    if m == 1:
+        add_served(rec, x, packs, True, nbytes)
     emit(rec)
 
 
@@ -127,6 +196,8 @@ def run_case(name: str, m: int, n: int, k: int, dtype_name: str) -> None:
     rec["best_gflops"] = 2.0 * m * n * k / best / 1e3
     rec["torch_best_us"] = ref_best
     rec["best_speedup_vs_torch"] = ref_best / best
+    if m == 1:
+        add_served(rec, x, packs, False, nbytes)
     emit(rec)
 
 

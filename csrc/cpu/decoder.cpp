@@ -112,6 +112,33 @@ void set_decoder_threading(const std::string& mode) {
 
 std::string decoder_threading() { return g_one_region.load() ? "step" : "per_call"; }
 
+torch::Tensor run_projection_calls(const torch::Tensor& x, const std::vector<torch::Tensor>& weights,
+                                   bool quant, int64_t calls) {
+  RS_CHECK(!weights.empty() && calls > 0,
+           "run_projection_calls: need at least one weight and one call");
+  std::vector<PackedLinear> linears;
+  for (const torch::Tensor& w : weights) linears.push_back({w, quant, std::nullopt});
+  const auto run = [&](StepRunner& step, torch::Tensor* out) {
+    for (int64_t i = 0; i < calls && !step.stopped(); ++i)
+      step.op(out, [&] { return linears[i % linears.size()].prepare(x); });
+  };
+  torch::Tensor out;
+  const int nth = at::get_num_threads();
+  if (!g_one_region.load(std::memory_order_relaxed) || nth <= 1) {
+    StepRunner per_call;
+    run(per_call, &out);
+    return out;
+  }
+  StepRunner shared;
+#pragma omp parallel num_threads(nth)
+  {
+    StepRunner mine(omp_get_thread_num(), omp_get_num_threads(), &shared);
+    run(mine, &out);
+  }
+  shared.rethrow();
+  return out;
+}
+
 DecoderStack::DecoderStack(int64_t num_heads, int64_t num_kv_heads, int64_t head_dim,
                            double rms_eps, torch::Tensor cos_sin_cache, bool is_neox)
     : num_heads_(num_heads),

@@ -87,4 +87,13 @@ class DecoderStack {
 void set_decoder_threading(const std::string& mode);
 std::string decoder_threading();
 
+// One projection run `calls` times as DecoderStack.decode runs its projections (for the
+// "as served" figures of benchmarks/kernels/bench_linear.py): with "step" threading and more
+// than one thread, all calls inside ONE OpenMP region, each prepared on thread 0 and split over
+// every thread with a barrier after it; otherwise each call opens its own region. Call i uses
+// weights[i % size] (copies, so that the weights come from DRAM as in a real step). Returns the
+// last call's output.
+torch::Tensor run_projection_calls(const torch::Tensor& x, const std::vector<torch::Tensor>& weights,
+                                   bool quant, int64_t calls);
+
 }  // namespace radixserve::cpu

@@ -176,6 +176,48 @@ def test_step_region_error_reaches_the_caller(threading_mode: Any) -> None:
         assert torch.isfinite(ok).all()
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("kind", ["q4_1", "q8_0", "bf16", "fp32"])
+def test_projection_calls_as_served_equal_the_per_op_call(
+    threading_mode: Any, threads: int, kind: str
+) -> None:
+    """_C.run_projection_calls (the "as served" figures of bench_linear.py) runs a projection
+    the way the fused step does; its last call's output is bit-identical to the per-op kernel's
+    on the same weight, in both threading modes; bad arguments are clear errors."""
+    from gguf import GGMLQuantizationType
+    from gguf.quants import quantize
+
+    from radixserve.layers.backend import native_ops
+
+    ops = native_ops()
+    torch.set_num_threads(threads)
+    n, k = 200, 576  # 13 decode work items: an uneven split over 2 and 3 threads
+    g = torch.Generator().manual_seed(threads)
+    quant = kind.startswith("q")
+    weights = []
+    for _ in range(3):
+        w = torch.randn(n, k, generator=g)
+        if quant:
+            raw = quantize(w.numpy(), GGMLQuantizationType[kind.upper()])
+            weights.append(ops.pack_quant_weight(torch.from_numpy(raw), kind, k))
+        else:
+            weights.append(
+                ops.pack_linear_weight(w.to(torch.bfloat16 if kind == "bf16" else w.dtype))
+            )
+    x = torch.randn(1, k, generator=g)
+    if kind == "bf16":
+        x = x.to(torch.bfloat16)
+    ref = ops.quant_linear(x, weights[1], None) if quant else ops.linear(x, weights[1], None)
+    for mode in ("step", "per_call"):
+        threading_mode(mode)
+        out = ops.run_projection_calls(x, weights, quant, 5)  # the last call uses weights[1]
+        assert out.dtype == ref.dtype and torch.equal(out, ref), mode
+    with pytest.raises((RuntimeError, ValueError), match="at least one"):
+        ops.run_projection_calls(x, [], quant, 5)
+    with pytest.raises((RuntimeError, ValueError), match="K="):
+        ops.run_projection_calls(torch.randn(1, k + 32).to(x.dtype), weights, quant, 2)
+
+
 @pytest.mark.parametrize("dtype", ["auto", "float32", "bfloat16"])
 def test_lm_head_paused_between_vocab_slices_equals_whole(dtype: str) -> None:
     """The pausable LM head (LogitsProcessor.forward_pausable) of the default model, quantized
