@@ -22,6 +22,10 @@
 namespace radixserve::gemm_i16 {
 
 constexpr int64_t kBlockN = 32;
+// At most this many rows per call take the kernels' small-M order (K chunk outer, row groups
+// inner, the next chunk prefetched): a short request's rows, whose product is bound by reading
+// the weights rather than by the multiply-adds.
+constexpr int64_t kSmallRows = 16;
 
 struct Int16Problem {
   const int16_t* xq = nullptr;    // [M, ldx] rounded activations (zero from K to Kp)
