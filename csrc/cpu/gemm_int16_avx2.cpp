@@ -56,98 +56,96 @@ inline void tile(const Int16Problem& p, const int16_t* blk, int v0, int64_t m0, 
   }
 }
 
-// One K chunk of a whole 32-channel block for MR rows: one pass with 4 vectors for 1-2 rows, else
-// two half-block passes with 2 vectors (MR*2 accumulators + 2 weights + a broadcast in 16
-// registers).
+// One K chunk of a whole 32-channel block for 1-2 rows: one pass with 4 vectors (3-6 rows take
+// the assembly tiles below).
 template <int MR>
 inline void chunk_rows(const Int16Problem& p, const int16_t* blk, int64_t m0, int64_t k0,
                        int64_t k1, const char* pf, float* acc) {
-  if (MR <= 2) {
-    tile<MR, 4>(p, blk, 0, m0, k0, k1, pf, acc);
-  } else {
-    tile<MR, 2>(p, blk, 0, m0, k0, k1, pf, acc);
-    tile<MR, 2>(p, blk, 2, m0, k0, k1, pf, acc);
-  }
+  static_assert(MR >= 1 && MR <= 2, "chunk_rows has 1 or 2 rows");
+  tile<MR, 4>(p, blk, 0, m0, k0, k1, pf, acc);
 }
 
-// The main tile, 6 rows x 16 channels, in assembly: GCC's allocation of the intrinsics version
-// spilled half of the 12 accumulators to the stack (measured: no faster than fp32). Registers:
-// ymm0-11 the int32 sums (row r, vector j in ymm(2r+j)), ymm12-13 the weights of one K pair,
-// ymm14 the broadcast activation pair, ymm15 the product. sums: int32 [6][16].
-inline void tile6x16(const int16_t* x, int64_t ldx, const int16_t* w, int64_t pairs,
-                     const char* pf, int32_t* sums) {
+// The main tiles, R = 4..6 rows x 16 channels, in assembly: GCC's allocation of the intrinsics
+// version spilled half of the 12 accumulators to the stack at 6 rows (measured: no faster than
+// fp32) and copies every accumulator once per K pair at 4-5 rows. Registers: ymm0-11 the int32
+// sums (row r, vector j in ymm(2r+j); the rows past R stay zero), ymm12-13 the weights of one K
+// pair, ymm14 the broadcast activation pair, ymm15 the product. sums: int32 [6][16] (rows past
+// R written as zeros).
+#define RS_I16_ROW16(xaddr, a0, a1)                      \
+  "vpbroadcastd " xaddr ", %%ymm14\n\t"                  \
+  "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"               \
+  "vpaddd %%ymm15, %%ymm" #a0 ", %%ymm" #a0 "\n\t"       \
+  "vpmaddwd %%ymm13, %%ymm14, %%ymm15\n\t"               \
+  "vpaddd %%ymm15, %%ymm" #a1 ", %%ymm" #a1 "\n\t"
+#define RS_I16_ROWS4                                     \
+  RS_I16_ROW16("(%[x])", 0, 1)                           \
+  RS_I16_ROW16("(%[x],%[s])", 2, 3)                      \
+  RS_I16_ROW16("(%[x],%[s],2)", 4, 5)                    \
+  RS_I16_ROW16("(%[x3])", 6, 7)
+#define RS_I16_ROWS5 RS_I16_ROWS4 RS_I16_ROW16("(%[x3],%[s])", 8, 9)
+#define RS_I16_ROWS6 RS_I16_ROWS5 RS_I16_ROW16("(%[x3],%[s],2)", 10, 11)
+#define RS_I16_TILE16(ROWS)                                                                    \
+  __asm__ volatile(                                                                            \
+      "vpxor %%xmm0, %%xmm0, %%xmm0\n\t"                                                       \
+      "vpxor %%xmm1, %%xmm1, %%xmm1\n\t"                                                       \
+      "vpxor %%xmm2, %%xmm2, %%xmm2\n\t"                                                       \
+      "vpxor %%xmm3, %%xmm3, %%xmm3\n\t"                                                       \
+      "vpxor %%xmm4, %%xmm4, %%xmm4\n\t"                                                       \
+      "vpxor %%xmm5, %%xmm5, %%xmm5\n\t"                                                       \
+      "vpxor %%xmm6, %%xmm6, %%xmm6\n\t"                                                       \
+      "vpxor %%xmm7, %%xmm7, %%xmm7\n\t"                                                       \
+      "vpxor %%xmm8, %%xmm8, %%xmm8\n\t"                                                       \
+      "vpxor %%xmm9, %%xmm9, %%xmm9\n\t"                                                       \
+      "vpxor %%xmm10, %%xmm10, %%xmm10\n\t"                                                    \
+      "vpxor %%xmm11, %%xmm11, %%xmm11\n\t"                                                    \
+      "1:\n\t"                                                                                 \
+      "prefetcht0 (%[pf])\n\t"                                                                 \
+      "prefetcht0 64(%[pf])\n\t"                                                               \
+      "vmovdqu (%[w]), %%ymm12\n\t"                                                            \
+      "vmovdqu 32(%[w]), %%ymm13\n\t"                                                          \
+      ROWS                                                                                     \
+      "add $4, %[x]\n\t"                                                                       \
+      "add $4, %[x3]\n\t"                                                                      \
+      "add $128, %[w]\n\t"                                                                     \
+      "add $128, %[pf]\n\t"                                                                    \
+      "dec %[n]\n\t"                                                                           \
+      "jnz 1b\n\t"                                                                             \
+      "vmovdqu %%ymm0, 0(%[out])\n\t"                                                          \
+      "vmovdqu %%ymm1, 32(%[out])\n\t"                                                         \
+      "vmovdqu %%ymm2, 64(%[out])\n\t"                                                         \
+      "vmovdqu %%ymm3, 96(%[out])\n\t"                                                         \
+      "vmovdqu %%ymm4, 128(%[out])\n\t"                                                        \
+      "vmovdqu %%ymm5, 160(%[out])\n\t"                                                        \
+      "vmovdqu %%ymm6, 192(%[out])\n\t"                                                        \
+      "vmovdqu %%ymm7, 224(%[out])\n\t"                                                        \
+      "vmovdqu %%ymm8, 256(%[out])\n\t"                                                        \
+      "vmovdqu %%ymm9, 288(%[out])\n\t"                                                        \
+      "vmovdqu %%ymm10, 320(%[out])\n\t"                                                       \
+      "vmovdqu %%ymm11, 352(%[out])\n\t"                                                       \
+      : [x] "+r"(x), [x3] "+r"(x3), [w] "+r"(w), [n] "+r"(pairs), [pf] "+r"(pf)                \
+      : [s] "r"(s), [out] "r"(sums)                                                            \
+      : "memory", "cc", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", \
+        "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15")
+
+template <int R>
+inline void tile16(const int16_t* x, int64_t ldx, const int16_t* w, int64_t pairs,
+                   const char* pf, int32_t* sums) {
+  static_assert(R >= 4 && R <= 6, "tile16 has 4, 5 or 6 rows");
   const int64_t s = ldx * 2;
   const int16_t* x3 = x + 3 * ldx;
-  __asm__ volatile(
-      "vpxor %%xmm0, %%xmm0, %%xmm0\n\t"
-      "vpxor %%xmm1, %%xmm1, %%xmm1\n\t"
-      "vpxor %%xmm2, %%xmm2, %%xmm2\n\t"
-      "vpxor %%xmm3, %%xmm3, %%xmm3\n\t"
-      "vpxor %%xmm4, %%xmm4, %%xmm4\n\t"
-      "vpxor %%xmm5, %%xmm5, %%xmm5\n\t"
-      "vpxor %%xmm6, %%xmm6, %%xmm6\n\t"
-      "vpxor %%xmm7, %%xmm7, %%xmm7\n\t"
-      "vpxor %%xmm8, %%xmm8, %%xmm8\n\t"
-      "vpxor %%xmm9, %%xmm9, %%xmm9\n\t"
-      "vpxor %%xmm10, %%xmm10, %%xmm10\n\t"
-      "vpxor %%xmm11, %%xmm11, %%xmm11\n\t"
-      "1:\n\t"
-      "prefetcht0 (%[pf])\n\t"
-      "prefetcht0 64(%[pf])\n\t"
-      "vmovdqu (%[w]), %%ymm12\n\t"
-      "vmovdqu 32(%[w]), %%ymm13\n\t"
-      "vpbroadcastd (%[x]), %%ymm14\n\t"
-      "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"
-      "vpaddd %%ymm15, %%ymm0, %%ymm0\n\t"
-      "vpmaddwd %%ymm13, %%ymm14, %%ymm15\n\t"
-      "vpaddd %%ymm15, %%ymm1, %%ymm1\n\t"
-      "vpbroadcastd (%[x],%[s]), %%ymm14\n\t"
-      "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"
-      "vpaddd %%ymm15, %%ymm2, %%ymm2\n\t"
-      "vpmaddwd %%ymm13, %%ymm14, %%ymm15\n\t"
-      "vpaddd %%ymm15, %%ymm3, %%ymm3\n\t"
-      "vpbroadcastd (%[x],%[s],2), %%ymm14\n\t"
-      "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"
-      "vpaddd %%ymm15, %%ymm4, %%ymm4\n\t"
-      "vpmaddwd %%ymm13, %%ymm14, %%ymm15\n\t"
-      "vpaddd %%ymm15, %%ymm5, %%ymm5\n\t"
-      "vpbroadcastd (%[x3]), %%ymm14\n\t"
-      "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"
-      "vpaddd %%ymm15, %%ymm6, %%ymm6\n\t"
-      "vpmaddwd %%ymm13, %%ymm14, %%ymm15\n\t"
-      "vpaddd %%ymm15, %%ymm7, %%ymm7\n\t"
-      "vpbroadcastd (%[x3],%[s]), %%ymm14\n\t"
-      "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"
-      "vpaddd %%ymm15, %%ymm8, %%ymm8\n\t"
-      "vpmaddwd %%ymm13, %%ymm14, %%ymm15\n\t"
-      "vpaddd %%ymm15, %%ymm9, %%ymm9\n\t"
-      "vpbroadcastd (%[x3],%[s],2), %%ymm14\n\t"
-      "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"
-      "vpaddd %%ymm15, %%ymm10, %%ymm10\n\t"
-      "vpmaddwd %%ymm13, %%ymm14, %%ymm15\n\t"
-      "vpaddd %%ymm15, %%ymm11, %%ymm11\n\t"
-      "add $4, %[x]\n\t"
-      "add $4, %[x3]\n\t"
-      "add $128, %[w]\n\t"
-      "add $128, %[pf]\n\t"
-      "dec %[n]\n\t"
-      "jnz 1b\n\t"
-      "vmovdqu %%ymm0, 0(%[out])\n\t"
-      "vmovdqu %%ymm1, 32(%[out])\n\t"
-      "vmovdqu %%ymm2, 64(%[out])\n\t"
-      "vmovdqu %%ymm3, 96(%[out])\n\t"
-      "vmovdqu %%ymm4, 128(%[out])\n\t"
-      "vmovdqu %%ymm5, 160(%[out])\n\t"
-      "vmovdqu %%ymm6, 192(%[out])\n\t"
-      "vmovdqu %%ymm7, 224(%[out])\n\t"
-      "vmovdqu %%ymm8, 256(%[out])\n\t"
-      "vmovdqu %%ymm9, 288(%[out])\n\t"
-      "vmovdqu %%ymm10, 320(%[out])\n\t"
-      "vmovdqu %%ymm11, 352(%[out])\n\t"
-      : [x] "+r"(x), [x3] "+r"(x3), [w] "+r"(w), [n] "+r"(pairs), [pf] "+r"(pf)
-      : [s] "r"(s), [out] "r"(sums)
-      : "memory", "cc", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
+  if constexpr (R == 4) {
+    RS_I16_TILE16(RS_I16_ROWS4);
+  } else if constexpr (R == 5) {
+    RS_I16_TILE16(RS_I16_ROWS5);
+  } else {
+    RS_I16_TILE16(RS_I16_ROWS6);
+  }
 }
+#undef RS_I16_TILE16
+#undef RS_I16_ROWS6
+#undef RS_I16_ROWS5
+#undef RS_I16_ROWS4
+#undef RS_I16_ROW16
 
 // Three rows x the whole 32-channel block, in assembly: GCC's code for tile<3, 2> copies every
 // accumulator once per K pair (30 instructions for 6 multiply-adds: bound by the front end at
@@ -225,15 +223,16 @@ inline void chunk3(const Int16Problem& p, const int16_t* blk, int64_t m0, int64_
   }
 }
 
-// Rows m0..m0+5 of one K chunk of a whole block through tile6x16 (two 16-channel halves).
-inline void chunk6(const Int16Problem& p, const int16_t* blk, int64_t m0, int64_t k0, int64_t k1,
-                   const char* pf, float* acc_out) {
+// Rows m0..m0+R-1 of one K chunk of a whole block through tile16<R> (two 16-channel halves).
+template <int R>
+inline void chunk16(const Int16Problem& p, const int16_t* blk, int64_t m0, int64_t k0,
+                    int64_t k1, const char* pf, float* acc_out) {
   alignas(32) int32_t sums[6 * 16];
   const int16_t* x = p.xq + m0 * p.ldx;
   for (int half = 0; half < 2; ++half) {
     // Each K pair row holds 32 channels x 2 int16: the second half starts 32 int16 in.
-    tile6x16(x + k0, p.ldx, blk + k0 * kBlockN + 32 * half, (k1 - k0) / 2, pf, sums);
-    for (int r = 0; r < 6; ++r) {
+    tile16<R>(x + k0, p.ldx, blk + k0 * kBlockN + 32 * half, (k1 - k0) / 2, pf, sums);
+    for (int r = 0; r < R; ++r) {
       for (int j = 0; j < 2; ++j) {
         float* o = acc_out + r * kBlockN + 16 * half + 8 * j;
         const __m256 v = _mm256_cvtepi32_ps(
@@ -253,9 +252,9 @@ inline void chunk_group(const Int16Problem& p, const int16_t* blk, int64_t m, in
     case 1: chunk_rows<1>(p, blk, m, k0, k1, pf, acc); break;
     case 2: chunk_rows<2>(p, blk, m, k0, k1, pf, acc); break;
     case 3: chunk3(p, blk, m, k0, k1, pf, acc); break;
-    case 4: chunk_rows<4>(p, blk, m, k0, k1, pf, acc); break;
-    case 5: chunk_rows<5>(p, blk, m, k0, k1, pf, acc); break;
-    default: chunk6(p, blk, m, k0, k1, pf, acc); break;
+    case 4: chunk16<4>(p, blk, m, k0, k1, pf, acc); break;
+    case 5: chunk16<5>(p, blk, m, k0, k1, pf, acc); break;
+    default: chunk16<6>(p, blk, m, k0, k1, pf, acc); break;
   }
 }
 

@@ -12,11 +12,11 @@ import torch
 from radixserve import _C
 
 ISAS = ["generic"] + [isa for isa in ("avx2", "avx512") if _C.cpu_features()[isa]]
-# Row counts around every tile height (AVX2: 6 rows, 1-5 in the tails, 3 in assembly; AVX-512:
+# Row counts around every tile height (AVX2: 3-6 rows in assembly, 1-2 in intrinsics; AVX-512:
 # 8), both sides of the small-M order's limit (16: K chunk outer, the next chunk prefetched) and
 # past a row chunk (96); (N, K): odd, partial channel blocks, odd K (padded pair), MiniLM's
 # shapes.
-MS = [1, 2, 3, 5, 6, 7, 9, 13, 16, 17, 97, 200]
+MS = [1, 2, 3, 4, 5, 6, 7, 9, 11, 13, 16, 17, 97, 200]
 SHAPES = [(7, 33), (45, 17), (32, 64), (100, 130), (384, 384), (1152, 384), (384, 1536)]
 # (weight bits, activation bits): the encoders' (K blocks of 128), 11 + 11 (one block up to
 # K = 2052) and 15 + 15 (blocks of 8: many int32 -> fp32 flushes).
