@@ -29,6 +29,9 @@ def main() -> None:
     p.add_argument("--model-path", default=None)
     p.add_argument("--variant", action="append", default=[],
                    help="LABEL=SERVER ARGS (repeat); default: per-op vs stack")  # fmt: skip
+    p.add_argument("--pythonpath", action="append", default=[],
+                   help="LABEL=PATH (repeat): that variant's server runs with PYTHONPATH=PATH, "
+                        "e.g. another tree's python/ for an A/B between trees")  # fmt: skip
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--per-round", type=int, default=40, help="requests per variant per round")
     p.add_argument("--num-threads", type=int, default=2)
@@ -38,13 +41,15 @@ def main() -> None:
         os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy
     variants = args.variant or ["per-op=--disable-encoder-stack", "stack="]
     model = args.model_path or minilm_path()
+    pythonpaths = dict(v.split("=", 1) for v in args.pythonpath)
     servers = {}
     load_before = os.getloadavg()
     try:
         for v in variants:
             label, extra = v.split("=", 1)
             servers[label] = start_server(["--model-path", model, "--num-threads",
-                                           str(args.num_threads), *shlex.split(extra)])  # fmt: skip
+                                           str(args.num_threads), *shlex.split(extra)],
+                                          pythonpaths.get(label))  # fmt: skip
         labels = list(servers)
         for proc, url in servers.values():
             short_latency(url, 10, proc.pid)  # warm-up
@@ -70,7 +75,8 @@ def main() -> None:
         f"- Command: `PYTHONPATH=python python benchmarks/serving/bench_embeddings_short.py "
         f"--rounds {args.rounds} --per-round {args.per_round} --num-threads {args.num_threads} "
         f"--omp-wait-policy {args.omp_wait_policy} "
-        + " ".join(f"--variant {shlex.quote(v)}" for v in variants) + "`",
+        + " ".join(f"--variant {shlex.quote(v)}" for v in variants)
+        + "".join(f" --pythonpath {shlex.quote(v)}" for v in args.pythonpath) + "`",
         f"- Date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='minutes')}; "
         f"{os.cpu_count()} CPUs, flags: {cpu_flags()}; sentence 'The cat sat on the mat.' (9 tokens)",
         f"- Load average (1/5/15 min) before: {'/'.join(f'{x:.1f}' for x in load_before)}, after: "

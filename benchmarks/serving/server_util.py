@@ -3,23 +3,29 @@ a results file names."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
 import time
+from typing import Optional
 
 import httpx
 
 
-def start_server(args: list[str]) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(
+    args: list[str], pythonpath: Optional[str] = None
+) -> tuple[subprocess.Popen[bytes], str]:
     """`python -m radixserve.serve <args>` on a free port; returns it and its URL once /health
-    answers 200 (up to 5 minutes)."""
+    answers 200 (up to 5 minutes). `pythonpath` replaces PYTHONPATH for the server (another
+    tree's package and _C, for an A/B between trees)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     cmd = [sys.executable, "-m", "radixserve.serve", "--port", str(port), "--log-level",
            "warning", *args]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = None if pythonpath is None else {**os.environ, "PYTHONPATH": pythonpath}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
         try:
@@ -39,5 +45,5 @@ def cpu_flags() -> str:
             flags = next(ln for ln in f if ln.startswith("flags")).split()
     except (OSError, StopIteration):
         return "unknown"
-    keep = ("avx2", "fma", "avx512f", "avx512bw", "avx512_bf16", "amx_tile")
+    keep = ("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_bf16", "amx_tile")
     return " ".join(f for f in keep if f in flags) or "none of avx2/avx512"

@@ -228,25 +228,31 @@ float quantize_row_generic(const float* x, int64_t k, int64_t kp, float qmax, in
   return scale;
 }
 
-// Portable kernel: int32 sums per K block, one row at a time against the 32-channel block.
+// Portable kernel: int32 sums per K block, groups of up to kSmallRows rows K chunk by K chunk
+// (each chunk of the 32-channel block serves the whole group while it is in cache, the vector
+// builds' small-M order), one row at a time within a group.
 void int16_block_generic(const Int16Problem& p, int64_t nb, int64_t m0, int64_t m1) {
-  float acc[kBlockN];
+  float acc[kSmallRows * kBlockN];
   int32_t sums[kBlockN];
   const int16_t* blk = p.w + nb * p.Kp * kBlockN;
-  for (int64_t m = m0; m < m1; ++m) {
-    const int16_t* x = p.xq + m * p.ldx;
-    std::fill(acc, acc + kBlockN, 0.f);
+  for (int64_t g0 = m0; g0 < m1; g0 += kSmallRows) {
+    const int64_t g1 = std::min(m1, g0 + kSmallRows);
+    std::fill(acc, acc + (g1 - g0) * kBlockN, 0.f);
     for (int64_t k0 = 0; k0 < p.Kp; k0 += p.kblock) {
       const int64_t k1 = std::min(p.Kp, k0 + p.kblock);
-      std::fill(sums, sums + kBlockN, 0);
-      for (int64_t k = k0; k < k1; k += 2) {
-        const int16_t* wk = blk + k * kBlockN;
-        const int32_t x0 = x[k], x1 = x[k + 1];
-        for (int64_t c = 0; c < kBlockN; ++c) sums[c] += wk[2 * c] * x0 + wk[2 * c + 1] * x1;
+      for (int64_t m = g0; m < g1; ++m) {
+        const int16_t* x = p.xq + m * p.ldx;
+        std::fill(sums, sums + kBlockN, 0);
+        for (int64_t k = k0; k < k1; k += 2) {
+          const int16_t* wk = blk + k * kBlockN;
+          const int32_t x0 = x[k], x1 = x[k + 1];
+          for (int64_t c = 0; c < kBlockN; ++c) sums[c] += wk[2 * c] * x0 + wk[2 * c + 1] * x1;
+        }
+        float* a = acc + (m - g0) * kBlockN;
+        for (int64_t c = 0; c < kBlockN; ++c) a[c] += static_cast<float>(sums[c]);
       }
-      for (int64_t c = 0; c < kBlockN; ++c) acc[c] += static_cast<float>(sums[c]);
     }
-    detail::store_tile(p, acc, 1, nb, m);
+    detail::store_tile(p, acc, g1 - g0, nb, g0);
   }
 }
 

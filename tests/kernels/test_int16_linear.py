@@ -12,9 +12,11 @@ import torch
 from radixserve import _C
 
 ISAS = ["generic"] + [isa for isa in ("avx2", "avx512") if _C.cpu_features()[isa]]
-# Row counts around every tile height (AVX2: 6 rows, 1-5 in the tails; AVX-512: 8) and past a
-# row chunk (96); (N, K): odd, partial channel blocks, odd K (padded pair), MiniLM's shapes.
-MS = [1, 2, 3, 5, 6, 7, 13, 97, 200]
+# Row counts around every tile height (AVX2: 3-6 rows in assembly, 1-2 in intrinsics; AVX-512:
+# 8), both sides of the small-M order's limit (64: K chunk outer, the next chunk prefetched) and
+# past a row chunk (96); (N, K): odd, partial channel blocks, odd K (padded pair), MiniLM's
+# shapes.
+MS = [1, 2, 3, 4, 5, 6, 7, 9, 11, 13, 16, 64, 65, 97, 200]
 SHAPES = [(7, 33), (45, 17), (32, 64), (100, 130), (384, 384), (1152, 384), (384, 1536)]
 # (weight bits, activation bits): the encoders' (K blocks of 128), 11 + 11 (one block up to
 # K = 2052) and 15 + 15 (blocks of 8: many int32 -> fp32 flushes).
@@ -79,7 +81,7 @@ def test_int16_linear_matches_exact_reference(
     isa: str, n: int, k: int, bits: tuple[int, int]
 ) -> None:
     big = n * k >= 100_000
-    ms = ([1, 7] if isa == "generic" else [1, 7, 97]) if big else MS
+    ms = ([1, 9] if isa == "generic" else [1, 7, 9, 64, 97]) if big else MS
     for i, m in enumerate(ms):
         check(m, n, k, bits, with_bias=i % 2 == 0, seed=1000 * n + 10 * k + m)
 
