@@ -15,6 +15,7 @@
 #include "cpu/norm.h"
 #include "cpu/quant.h"
 #include "cpu/rope.h"
+#include "cpu/step_barrier.h"
 
 namespace radixserve::cpu {
 
@@ -38,7 +39,9 @@ class StepRunner {
  public:
   StepRunner() = default;  // no region: the per-call path
   // Thread `tid` of `nth` inside the step's region; `shared` is the region's common state.
-  StepRunner(int tid, int nth, StepRunner* shared) : tid_(tid), nth_(nth), shared_(shared) {}
+  StepRunner(int tid, int nth, StepRunner* shared) : tid_(tid), nth_(nth), shared_(shared) {
+    shared->barrier_.set_threads(nth);
+  }
 
   // serial() runs on one thread and returns the op's prepared call; that thread then stores
   // the call's result in *result (the other threads leave it alone: it may be shared).
@@ -63,7 +66,7 @@ class StepRunner {
         s.failed_op_.store(k, std::memory_order_relaxed);
       }
     }
-#pragma omp barrier
+    s.barrier_.wait();
     // Every thread stops at the same op (the one that failed), so none waits alone.
     if (s.failed_op_.load(std::memory_order_relaxed) == k) {
       stopped_ = true;
@@ -77,9 +80,7 @@ class StepRunner {
       // last phase and the next op's serial part).
       const bool alone =
           call.phases[p].threads <= 1 && (p + 1 == phases || call.phases[p + 1].threads <= 1);
-      if (!alone) {
-#pragma omp barrier
-      }
+      if (!alone) s.barrier_.wait();
     }
     if (tid_ == 0) *result = call.finish ? call.finish() : torch::Tensor();
   }
@@ -101,6 +102,7 @@ class StepRunner {
   // The region's common state (on the shared instance only).
   std::array<Slot, 2> slots_;
   std::atomic<int64_t> failed_op_{-1};
+  StepBarrier barrier_;
   std::exception_ptr error_;
 };
 

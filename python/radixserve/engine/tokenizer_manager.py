@@ -116,10 +116,10 @@ class TokenizerManager:
         self._tasks = [loop.create_task(self._recv_loop()), loop.create_task(self._watchdog())]
 
     def _spawn(self) -> Any:
-        # OpenMP keeps its own wait policy (workers spin briefly, then sleep): on a quiet host
-        # forcing OMP_WAIT_POLICY=passive doubled 1-user TPOT (17 ms vs 8.5 ms, default model),
-        # while on a host with more busy threads than cores passive wins (45 vs 190 ms at load
-        # 12 on 2 cores). benchmarks/results/peers_default_model.md; README "Shared hosts".
+        # OpenMP keeps its own wait policy (workers spin, then sleep): fastest on a quiet host,
+        # while with more busy threads than cores OMP_WAIT_POLICY=passive holds up better (29-33
+        # vs 33-65 ms TPOT with 4 busy processes on 2 cores; the fused step's own barriers sleep
+        # after 50 us either way). benchmarks/results/decode_default_model.md; README "Shared hosts".
         proc = mp.get_context("spawn").Process(
             target=_scheduler_main,
             args=(self.server_args, *self._addrs),
