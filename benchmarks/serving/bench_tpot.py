@@ -29,6 +29,15 @@ from typing import Any
 PROMPT = "Write a long story about a robot who learns to paint."
 
 
+def generate_seconds(eng: Any, prompt: str, new_tokens: int) -> float:
+    """Wall seconds of one greedy request of new_tokens tokens on an empty prefix cache."""
+    params = {"max_new_tokens": new_tokens, "ignore_eos": True, "temperature": 0.0}
+    eng.flush_cache()
+    t0 = time.perf_counter()
+    eng.generate(prompt, sampling_params=params)
+    return time.perf_counter() - t0
+
+
 def measure(
     dtype: str, kv_dtype: str, prompt: str, new_tokens: int, repeat: int, threads: int | None
 ) -> dict[str, Any]:
@@ -40,11 +49,7 @@ def measure(
     with Engine(None, **kw) as eng:
 
         def run(n: int) -> float:
-            params = {"max_new_tokens": n, "ignore_eos": True, "temperature": 0.0}
-            eng.flush_cache()
-            t0 = time.perf_counter()
-            eng.generate(prompt, sampling_params=params)
-            return time.perf_counter() - t0
+            return generate_seconds(eng, prompt, n)
 
         run(4)  # warm-up
         short = min(run(1) for _ in range(repeat))

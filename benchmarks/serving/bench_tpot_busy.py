@@ -17,10 +17,9 @@ import json
 import multiprocessing as mp
 import os
 import statistics
-import time
 from typing import Any
 
-PROMPT = "Write a long story about a robot who learns to paint."
+from bench_tpot import PROMPT, generate_seconds
 
 
 def _spin() -> None:
@@ -38,11 +37,7 @@ def measure(busy: int, new_tokens: int, repeat: int) -> dict[str, Any]:
         with Engine(None) as eng:
 
             def run(n: int) -> float:
-                params = {"max_new_tokens": n, "ignore_eos": True, "temperature": 0.0}
-                eng.flush_cache()
-                t0 = time.perf_counter()
-                eng.generate(PROMPT, sampling_params=params)
-                return time.perf_counter() - t0
+                return generate_seconds(eng, PROMPT, n)
 
             run(4)  # warm-up
             short = min(run(1) for _ in range(3))

@@ -65,20 +65,7 @@ struct LineFeed {
 // normal float, 1.6e-38) instead, which vanishes next to the row's largest term, e^0 = 1, in
 // every sum and product it enters (a -inf running max only scales zero accumulators). Three of
 // vexp's eighteen operations, on 1,536 exponentials per prefix key block.
-inline VF vexp_nonpos(VF x) {
-  const VF xc = vmax(x, vset1(-87.0f));
-  const VF n = vround(vmul(xc, vset1(1.44269504088896341f)));
-  VF r = vfma(n, vset1(-0.693359375f), xc);  // ln2 split in two for an exact first step
-  r = vfma(n, vset1(2.12194440e-4f), r);
-  VF p = vset1(1.0f / 720.0f);
-  p = vfma(p, r, vset1(1.0f / 120.0f));
-  p = vfma(p, r, vset1(1.0f / 24.0f));
-  p = vfma(p, r, vset1(1.0f / 6.0f));
-  p = vfma(p, r, vset1(0.5f));
-  p = vfma(p, r, vset1(1.0f));
-  p = vfma(p, r, vset1(1.0f));
-  return vmul(p, vpow2i(n));
-}
+inline VF vexp_nonpos(VF x) { return vexp_clamped(vmax(x, vset1(-87.0f))); }
 
 // Register blocking of the products: kSubVecs row vectors x kCols keys (scores) or value
 // columns (values) of accumulators, plus the row vectors and one broadcast: 16 AVX2 registers.
@@ -214,33 +201,6 @@ void touch_rows(const AttendWork<T, TKV>& w, int64_t head_off, int64_t k0, int64
   asm volatile("" ::"r"(sink));
 }
 
-// x[i] = column i of the 8 x 8 floats whose rows are x[0..7].
-inline void transpose8x8(__m256* x) {
-  const __m256 t0 = _mm256_unpacklo_ps(x[0], x[1]), t1 = _mm256_unpackhi_ps(x[0], x[1]);
-  const __m256 t2 = _mm256_unpacklo_ps(x[2], x[3]), t3 = _mm256_unpackhi_ps(x[2], x[3]);
-  const __m256 t4 = _mm256_unpacklo_ps(x[4], x[5]), t5 = _mm256_unpackhi_ps(x[4], x[5]);
-  const __m256 t6 = _mm256_unpacklo_ps(x[6], x[7]), t7 = _mm256_unpackhi_ps(x[6], x[7]);
-  const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-  const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-  const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-  const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-  x[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
-  x[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
-  x[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
-  x[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
-  x[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
-  x[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
-  x[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
-  x[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
-}
-
-// 8 consecutive elements as fp32.
-inline __m256 load8_f32(const float* p) { return _mm256_loadu_ps(p); }
-inline __m256 load8_f32(const uint16_t* p) {
-  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-}
-
 // The tile's queries, scaled, rows across lanes: qT[d][r] = q row (t0 + r) [d] * scale, 0 for
 // r >= nrows up to nr (a whole number of vectors), by 8 x 8 transposes (was one scalar
 // conversion and strided store per element, ~1 us per item).
@@ -258,8 +218,8 @@ void load_queries_transposed(const AttendWork<T, TKV>& w, int64_t t0, int nrows,
     for (int d0 = 0; d0 < D; d0 += 8) {
       __m256 x[8];
       for (int i = 0; i < 8; ++i)
-        x[i] = qr[i] != nullptr ? _mm256_mul_ps(load8_f32(qr[i] + d0), sc) : _mm256_setzero_ps();
-      transpose8x8(x);
+        x[i] = qr[i] != nullptr ? _mm256_mul_ps(load8(qr[i] + d0), sc) : _mm256_setzero_ps();
+      transpose8(x);
       for (int i = 0; i < 8; ++i) _mm256_storeu_ps(qT + (d0 + i) * kTileRows + r0, x[i]);
     }
   }
@@ -271,7 +231,7 @@ inline void store_acc_rows(const float* accT, int nrows, int D, float* acc) {
     for (int d0 = 0; d0 < D; d0 += 8) {
       __m256 x[8];
       for (int i = 0; i < 8; ++i) x[i] = _mm256_loadu_ps(accT + (d0 + i) * kTileRows + r0);
-      transpose8x8(x);
+      transpose8(x);
       for (int i = 0; i < 8 && r0 + i < nrows; ++i) _mm256_storeu_ps(acc + (r0 + i) * D + d0, x[i]);
     }
   }

@@ -156,11 +156,9 @@ inline __m256 hsum8x8(const __m256* a) {
 inline VF vtranspose_sum(const VF* a) { return hsum8x8(a); }
 #endif
 
-// exp(x) to ~2 ulp: x = n*ln2 + r, |r| <= ln2/2, a degree-6 polynomial for e^r, times 2^n.
-// Inputs below -87 (including -inf) give exactly 0, which is what masked softmax entries need.
-inline VF vexp(VF x) {
-  const VF lo = vset1(-87.0f);
-  const VF xc = vmin(vmax(x, lo), vset1(88.3f));
+// e^xc for xc in [-87, 88.3]: xc = n*ln2 + r, |r| <= ln2/2, a degree-6 polynomial for e^r,
+// times 2^n (~2 ulp).
+inline VF vexp_clamped(VF xc) {
   const VF n = vround(vmul(xc, vset1(1.44269504088896341f)));
   VF r = vfma(n, vset1(-0.693359375f), xc);  // ln2 split in two for an exact first step
   r = vfma(n, vset1(2.12194440e-4f), r);
@@ -171,7 +169,41 @@ inline VF vexp(VF x) {
   p = vfma(p, r, vset1(0.5f));
   p = vfma(p, r, vset1(1.0f));
   p = vfma(p, r, vset1(1.0f));
-  return vselect_lt(x, lo, vzero(), vmul(p, vpow2i(n)));
+  return vmul(p, vpow2i(n));
+}
+
+// exp(x). Inputs below -87 (including -inf) give exactly 0, which is what masked softmax
+// entries need.
+inline VF vexp(VF x) {
+  const VF lo = vset1(-87.0f);
+  return vselect_lt(x, lo, vzero(), vexp_clamped(vmin(vmax(x, lo), vset1(88.3f))));
+}
+
+// 8 rows x 8 floats in, the 8 columns out (out[c][i] = in[i][c]). 256-bit in both builds: the
+// AVX-512 one moves its 16-row vectors as two halves.
+inline void transpose8(__m256* r) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+  r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+  r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+  r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+  r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+  r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+  r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+  r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 load8(const uint16_t* p) {
+  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 
 }  // namespace
