@@ -64,7 +64,10 @@ def main() -> None:
                 lat = short_latency(url, args.per_round, proc.pid)
                 client[label].append(lat["client_p50"])
                 cpu[label].append(lat["server_cpu"])
-                print(label, {k: round(v * 1e3, 2) for k, v in lat.items()}, file=sys.stderr)
+                # Times in ms; the share within 5 ms in percent.
+                shown = {k: round(v * (100 if k == "server_within_5ms" else 1e3), 2)
+                         for k, v in lat.items()}  # fmt: skip
+                print(label, shown, file=sys.stderr)
         end = {k: duration_histogram(url) for k, (_, url) in servers.items()}
     finally:
         for proc, _ in servers.values():
