@@ -389,6 +389,8 @@ PYBIND11_MODULE(_C, m) {
            py::arg("down_bias"), py::arg("out_norm_weight"), py::arg("out_norm_bias"),
            "append a layer (projections packed by pack_int16_weight, as the Linears hold them)")
       .def_property_readonly("num_layers", &radixserve::cpu::EncoderStack::num_layers)
+      .def_property_readonly("region_forwards", &radixserve::cpu::EncoderStack::region_forwards,
+                             "forwards run in one OpenMP region so far (not serial, more than one thread)")
       .def("forward", &radixserve::cpu::EncoderStack::forward, py::arg("input_ids"),
            py::arg("positions"), py::arg("token_type_ids"), py::arg("cu_seqlens"),
            py::arg("serial"), py::call_guard<py::gil_scoped_release>(),

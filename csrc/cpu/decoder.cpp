@@ -15,7 +15,7 @@
 #include "cpu/norm.h"
 #include "cpu/quant.h"
 #include "cpu/rope.h"
-#include "cpu/step_barrier.h"
+#include "cpu/step_runner.h"
 
 namespace radixserve::cpu {
 
@@ -30,81 +30,6 @@ SplitCall PackedLinear::prepare(const torch::Tensor& x) const {
 namespace {
 std::atomic<bool> g_one_region{true};  // set_decoder_threading
 }  // namespace
-
-// Runs the decode step's ops, each a serial part and then a SplitCall. Every thread of the
-// step's region calls op() in the same order: the serial part runs on thread 0, the call's
-// phases on all threads, with barriers between. Without a region (the per-call path) op()
-// runs the serial part and then the call's own regions.
-class StepRunner {
- public:
-  StepRunner() = default;  // no region: the per-call path
-  // Thread `tid` of `nth` inside the step's region; `shared` is the region's common state.
-  StepRunner(int tid, int nth, StepRunner* shared) : tid_(tid), nth_(nth), shared_(shared) {
-    shared->barrier_.set_threads(nth);
-  }
-
-  // serial() runs on one thread and returns the op's prepared call; that thread then stores
-  // the call's result in *result (the other threads leave it alone: it may be shared).
-  template <typename Serial>
-  void op(torch::Tensor* result, Serial&& serial) {
-    if (shared_ == nullptr) {
-      *result = run_split_call(serial());
-      return;
-    }
-    StepRunner& s = *shared_;
-    // Two slots: thread 0 may prepare op k + 1 while another thread still reads op k's
-    // phases (after a last phase that only thread 0 runs, no barrier holds them together).
-    const int64_t k = ops_++;
-    Slot& slot = s.slots_[k % 2];
-    if (tid_ == 0) {
-      try {
-        slot.call = serial();
-        RS_CHECK(slot.call.phases.size() <= slot.next.size(), "StepRunner: too many phases");
-        for (auto& n : slot.next) n.store(0, std::memory_order_relaxed);
-      } catch (...) {
-        s.error_ = std::current_exception();
-        s.failed_op_.store(k, std::memory_order_relaxed);
-      }
-    }
-    s.barrier_.wait();
-    // Every thread stops at the same op (the one that failed), so none waits alone.
-    if (s.failed_op_.load(std::memory_order_relaxed) == k) {
-      stopped_ = true;
-      return;
-    }
-    const SplitCall& call = slot.call;
-    const size_t phases = call.phases.size();
-    for (size_t p = 0; p < phases; ++p) {
-      run_split_phase(call, p, tid_, nth_, &slot.next[p]);
-      // No barrier between two steps of thread 0 alone (this phase and the next, or this
-      // last phase and the next op's serial part).
-      const bool alone =
-          call.phases[p].threads <= 1 && (p + 1 == phases || call.phases[p + 1].threads <= 1);
-      if (!alone) s.barrier_.wait();
-    }
-    if (tid_ == 0) *result = call.finish ? call.finish() : torch::Tensor();
-  }
-
-  bool stopped() const { return stopped_; }
-  void rethrow() const {
-    if (error_) std::rethrow_exception(error_);
-  }
-
- private:
-  struct Slot {
-    SplitCall call;
-    std::array<std::atomic<int64_t>, 4> next{};  // dynamic phases' item counters
-  };
-  int tid_ = 0, nth_ = 1;
-  StepRunner* shared_ = nullptr;
-  int64_t ops_ = 0;
-  bool stopped_ = false;
-  // The region's common state (on the shared instance only).
-  std::array<Slot, 2> slots_;
-  std::atomic<int64_t> failed_op_{-1};
-  StepBarrier barrier_;
-  std::exception_ptr error_;
-};
 
 void set_decoder_threading(const std::string& mode) {
   RS_CHECK(mode == "step" || mode == "per_call",
@@ -125,19 +50,8 @@ torch::Tensor run_projection_calls(const torch::Tensor& x, const std::vector<tor
       step.op(out, [&] { return linears[i % linears.size()].prepare(x); });
   };
   torch::Tensor out;
-  const int nth = at::get_num_threads();
-  if (!g_one_region.load(std::memory_order_relaxed) || nth <= 1) {
-    StepRunner per_call;
-    run(per_call, &out);
-    return out;
-  }
-  StepRunner shared;
-#pragma omp parallel num_threads(nth)
-  {
-    StepRunner mine(omp_get_thread_num(), omp_get_num_threads(), &shared);
-    run(mine, &out);
-  }
-  shared.rethrow();
+  run_steps(g_one_region.load(std::memory_order_relaxed), at::get_num_threads(),
+            [&](StepRunner& step) { run(step, &out); });
   return out;
 }
 
@@ -193,21 +107,11 @@ std::tuple<torch::Tensor, torch::Tensor> DecoderStack::decode(
     check_tensor(residual, "residual", 2);
     RS_CHECK(residual.sizes() == h.sizes(), "DecoderStack.decode: residual and h differ in shape");
   }
-  const int nth = at::get_num_threads();
-  if (!g_one_region.load(std::memory_order_relaxed) || nth <= 1) {
-    StepRunner per_call;
-    run_layers(per_call, h, residual, positions, k_caches, v_caches, out_cache_loc,
-               req_to_token, req_pool_indices, seq_lens, layer_begin, end);
-    return {h, residual};
-  }
-  StepRunner shared;
-#pragma omp parallel num_threads(nth)
-  {
-    StepRunner mine(omp_get_thread_num(), omp_get_num_threads(), &shared);
-    run_layers(mine, h, residual, positions, k_caches, v_caches, out_cache_loc, req_to_token,
-               req_pool_indices, seq_lens, layer_begin, end);
-  }
-  shared.rethrow();
+  run_steps(g_one_region.load(std::memory_order_relaxed), at::get_num_threads(),
+            [&](StepRunner& step) {
+              run_layers(step, h, residual, positions, k_caches, v_caches, out_cache_loc,
+                         req_to_token, req_pool_indices, seq_lens, layer_begin, end);
+            });
   return {h, residual};
 }
 

@@ -2,6 +2,7 @@
 #include "cpu/encoder_ops.h"
 
 #include <ATen/Parallel.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -11,6 +12,7 @@
 #include "cpu/bf16.h"
 #include "cpu/cpu_features.h"
 #include "cpu/kernel_checks.h"
+#include "cpu/split_call.h"
 
 namespace radixserve::cpu {
 namespace {
@@ -138,7 +140,7 @@ void layer_norm(const at::Tensor& out, const at::Tensor& x, const at::Tensor& re
   });
 }
 
-void gelu(const at::Tensor& out, const at::Tensor& x, bool tanh_approx) {
+SplitCall prepare_gelu(const at::Tensor& out, const at::Tensor& x, bool tanh_approx) {
   RS_CHECK(x.defined() && out.defined(), "x and out must be tensors");
   RS_CHECK(x.device().is_cpu() && out.device().is_cpu(), "x and out must be on the CPU");
   RS_CHECK(x.is_contiguous() && out.is_contiguous(), "x and out must be contiguous");
@@ -151,9 +153,12 @@ void gelu(const at::Tensor& out, const at::Tensor& x, bool tanh_approx) {
   const bool f32 = x.scalar_type() == at::kFloat;
   void* op = out.data_ptr();
   const void* xp = x.data_ptr();
-  constexpr int64_t kBlock = 4096;  // elements per task: large enough to amortise scheduling
-  const int64_t blocks = (total + kBlock - 1) / kBlock;
-  at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
+  constexpr int64_t kBlock = 4096;  // elements per item: large enough to amortise scheduling
+  SplitCall call;
+  SplitPhase phase;
+  phase.items = (total + kBlock - 1) / kBlock;
+  phase.threads = omp_get_max_threads();
+  phase.run = [=](int64_t b0, int64_t b1) {
     for (int64_t blk = b0; blk < b1; ++blk) {
       const int64_t s = blk * kBlock, len = std::min(kBlock, total - s);
       if (f32) {
@@ -164,7 +169,13 @@ void gelu(const at::Tensor& out, const at::Tensor& x, bool tanh_approx) {
                     tanh_approx);
       }
     }
-  });
+  };
+  call.phases.push_back(std::move(phase));
+  return call;
+}
+
+void gelu(const at::Tensor& out, const at::Tensor& x, bool tanh_approx) {
+  run_split_call(prepare_gelu(out, x, tanh_approx));
 }
 
 namespace {
@@ -201,8 +212,9 @@ std::vector<int64_t> check_cu_seqlens(const at::Tensor& cu, int64_t total) {
 
 }  // namespace
 
-void encoder_attention(const at::Tensor& out, const at::Tensor& q, const at::Tensor& k,
-                       const at::Tensor& v, const at::Tensor& cu_seqlens, double scale) {
+SplitCall prepare_encoder_attention(const at::Tensor& out, const at::Tensor& q,
+                                    const at::Tensor& k, const at::Tensor& v,
+                                    const at::Tensor& cu_seqlens, double scale) {
   check_qkv(q, "q", q);
   check_qkv(k, "k", q);
   check_qkv(v, "v", q);
@@ -212,40 +224,58 @@ void encoder_attention(const at::Tensor& out, const at::Tensor& q, const at::Ten
            out.sizes());
   RS_CHECK(std::isfinite(scale), "scale must be finite, got ", scale);
   const int64_t heads = q.size(1), hd = q.size(2);
-  const std::vector<int64_t> cu = check_cu_seqlens(cu_seqlens, q.size(0));
+  std::vector<int64_t> cu = check_cu_seqlens(cu_seqlens, q.size(0));
   const int64_t seqs = static_cast<int64_t>(cu.size()) - 1;
-  if (q.numel() == 0 || seqs == 0) return;
+  SplitCall call;
+  if (q.numel() == 0 || seqs == 0) return call;
   int64_t max_len = 0;
   for (int64_t s = 0; s < seqs; ++s) max_len = std::max(max_len, cu[s + 1] - cu[s]);
+  EncoderAttendWork base{};
+  base.q_stride = q.stride(0);
+  base.k_stride = k.stride(0);
+  base.v_stride = v.stride(0);
+  base.out_stride = heads * hd;
+  base.head_dim = hd;
+  base.scale = static_cast<float>(scale);
   const int64_t np = encoder_padded_len(max_len);
-  const EncoderKernels kern = kernels();
+  const int64_t qh = q.stride(1), kh = k.stride(1), vh = v.stride(1);
   const float* qp = q.data_ptr<float>();
   const float* kp = k.data_ptr<float>();
   const float* vp = v.data_ptr<float>();
   float* op = out.data_ptr<float>();
-  at::parallel_for(0, seqs * heads, 1, [&](int64_t w0, int64_t w1) {
-    std::vector<float> scratch((hd + kEncoderQueryBlock) * np);
+  const EncoderKernels kern = kernels();
+  // Items are (sequence, head) pairs of uneven cost when the lengths differ: handed out one at
+  // a time. The tensors stay alive in the caller (the encoder stack or the op below).
+  SplitPhase phase;
+  phase.items = seqs * heads;
+  phase.threads = omp_get_max_threads();
+  phase.dynamic = true;
+  phase.run = [=, cu = std::move(cu)](int64_t w0, int64_t w1) {
+    thread_local std::vector<float> scratch;
+    if (scratch.size() < static_cast<size_t>((hd + kEncoderQueryBlock) * np))
+      scratch.resize((hd + kEncoderQueryBlock) * np);
     for (int64_t item = w0; item < w1; ++item) {
       const int64_t s = item / heads, h = item % heads, t0 = cu[s];
       const int64_t n = cu[s + 1] - t0;
       if (n == 0) continue;
-      EncoderAttendWork w{};
-      w.q = qp + t0 * q.stride(0) + h * q.stride(1);
-      w.k = kp + t0 * k.stride(0) + h * k.stride(1);
-      w.v = vp + t0 * v.stride(0) + h * v.stride(1);
+      EncoderAttendWork w = base;
+      w.q = qp + t0 * base.q_stride + h * qh;
+      w.k = kp + t0 * base.k_stride + h * kh;
+      w.v = vp + t0 * base.v_stride + h * vh;
       w.out = op + (t0 * heads + h) * hd;
-      w.q_stride = q.stride(0);
-      w.k_stride = k.stride(0);
-      w.v_stride = v.stride(0);
-      w.out_stride = heads * hd;
       w.n = n;
-      w.head_dim = hd;
-      w.scale = static_cast<float>(scale);
       w.kt = scratch.data();
       w.scores = scratch.data() + hd * np;
       kern.attend_f32(w);
     }
-  });
+  };
+  call.phases.push_back(std::move(phase));
+  return call;
+}
+
+void encoder_attention(const at::Tensor& out, const at::Tensor& q, const at::Tensor& k,
+                       const at::Tensor& v, const at::Tensor& cu_seqlens, double scale) {
+  run_split_call(prepare_encoder_attention(out, q, k, v, cu_seqlens, scale));
 }
 
 }  // namespace radixserve::cpu

@@ -13,6 +13,8 @@ class Tensor;
 
 namespace radixserve::cpu {
 
+struct SplitCall;  // split_call.h (kept out: the ISA sources include this header, not torch)
+
 // Rows of queries one attention pass scores together (sizes EncoderAttendWork::scores).
 constexpr int64_t kEncoderQueryBlock = 32;
 // Key rows are padded to a multiple of this in the scratch (the widest vector, AVX-512).
@@ -57,6 +59,8 @@ void layer_norm(const at::Tensor& out, const at::Tensor& x, const at::Tensor& re
                 const at::Tensor& weight, const at::Tensor& bias, double eps);
 // out = gelu(x), elementwise over any contiguous shape.
 void gelu(const at::Tensor& out, const at::Tensor& x, bool tanh_approx);
+// gelu as a prepared call (split_call.h); out and x must outlive it.
+SplitCall prepare_gelu(const at::Tensor& out, const at::Tensor& x, bool tanh_approx);
 // Bidirectional attention over packed sequences: sequence s is rows [cu_seqlens[s],
 // cu_seqlens[s + 1]) of q, k, v [T, heads, head_dim] (float32; the last dim contiguous, other
 // strides free, so views of one fused QKV projection work); each query attends to every key of
@@ -64,5 +68,9 @@ void gelu(const at::Tensor& out, const at::Tensor& x, bool tanh_approx);
 // cu_seqlens: int32 or int64 [B + 1], 0 first, non-decreasing, T last.
 void encoder_attention(const at::Tensor& out, const at::Tensor& q, const at::Tensor& k,
                        const at::Tensor& v, const at::Tensor& cu_seqlens, double scale);
+// encoder_attention as a prepared call (split_call.h); out, q, k and v must outlive it.
+SplitCall prepare_encoder_attention(const at::Tensor& out, const at::Tensor& q,
+                                    const at::Tensor& k, const at::Tensor& v,
+                                    const at::Tensor& cu_seqlens, double scale);
 
 }  // namespace radixserve::cpu

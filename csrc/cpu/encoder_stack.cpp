@@ -6,6 +6,8 @@
 #include "cpu/encoder_ops.h"
 #include "cpu/gemm_int16.h"
 #include "cpu/kernel_checks.h"
+#include "cpu/split_call.h"
+#include "cpu/step_runner.h"
 
 namespace radixserve::cpu {
 namespace {
@@ -98,6 +100,13 @@ torch::Tensor EncoderStack::forward(const torch::Tensor& input_ids,
   check_dtype(positions, "positions", torch::kInt64);
   const int64_t t = input_ids.size(0);
   check_size(positions, "positions", 0, t);
+  // A short input whose last region forward found a thread without a core runs serial for a
+  // while: its ops last microseconds, so a partner that sleeps costs more than it brings.
+  const bool adaptive = !serial && t <= kAdaptiveMaxTokens;
+  if (adaptive && serial_left_.load(std::memory_order_relaxed) > 0) {
+    serial_left_.fetch_sub(1, std::memory_order_relaxed);
+    serial = true;
+  }
   SerialScope scope(serial);
   // Embeddings, as BertEncoder.forward: word + position, then LayerNorm(h + token type).
   const torch::Tensor h0 = at::embedding(word_, input_ids) + at::embedding(position_, positions);
@@ -110,24 +119,69 @@ torch::Tensor EncoderStack::forward(const torch::Tensor& input_ids,
   }
   torch::Tensor h = torch::empty_like(h0);
   layer_norm(h, h0, types, embed_norm_weight_, embed_norm_bias_, eps_);
-  for (const EncoderLayerWeights& w : layers_) {
-    // BertSelfAttention: q, k, v are strided views of the fused projection's rows.
-    const torch::Tensor qkv = int16_linear(h, w.qkv, w.qkv_bias).view({t, 3, num_heads_, head_dim_});
-    const torch::Tensor attn = torch::empty({t, num_heads_, head_dim_}, h.options());
-    encoder_attention(attn, qkv.select(1, 0), qkv.select(1, 1), qkv.select(1, 2), cu_seqlens,
-                      scale_);
-    const torch::Tensor projected = int16_linear(attn.view({t, hidden_}), w.out, w.out_bias);
-    torch::Tensor mid = torch::empty_like(projected);
-    layer_norm(mid, projected, h, w.attn_norm_weight, w.attn_norm_bias, eps_);
-    // BertLayer's MLP.
-    const torch::Tensor up = int16_linear(mid, w.inter, w.inter_bias);
-    const torch::Tensor act = torch::empty_like(up);
-    gelu(act, up, tanh_gelu_);
-    const torch::Tensor down = int16_linear(act, w.down, w.down_bias);
+  // The layers: one OpenMP region with a barrier between ops (a region per op would wake the
+  // other threads some 30 times a forward), or every kernel on this thread (serial).
+  torch::Tensor down, mid;  // the last layer's MLP output and its residual
+  const int64_t sleeps =
+      run_steps(!serial, at::get_num_threads(),
+                [&](StepRunner& step) { run_layers(step, h, down, mid, cu_seqlens); });
+  if (!serial && at::get_num_threads() > 1) region_forwards_.fetch_add(1, std::memory_order_relaxed);
+  if (adaptive && !serial)
+    serial_left_.store(sleeps > kMaxSleeps ? kSerialForwards : 0, std::memory_order_relaxed);
+  if (!layers_.empty()) {  // the last layer's output LayerNorm
+    const EncoderLayerWeights& w = layers_.back();
     h = torch::empty_like(down);
     layer_norm(h, down, mid, w.out_norm_weight, w.out_norm_bias, eps_);
   }
   return h;
+}
+
+void EncoderStack::run_layers(StepRunner& step, torch::Tensor& h, torch::Tensor& down,
+                              torch::Tensor& mid, const torch::Tensor& cu_seqlens) const {
+  const int64_t t = h.size(0);
+  // Written by the serial parts (thread 0), read by them only.
+  torch::Tensor qkv, attn, projected, up, act;
+  const EncoderLayerWeights* prev = nullptr;
+  for (const EncoderLayerWeights& w : layers_) {
+    step.op(&qkv, [&] {
+      if (prev != nullptr) {  // the previous layer's output LayerNorm (residual: its mid)
+        h = torch::empty_like(down);
+        layer_norm(h, down, mid, prev->out_norm_weight, prev->out_norm_bias, eps_);
+      }
+      return prepare_int16_linear(h, w.qkv, w.qkv_bias);
+    });
+    if (step.stopped()) return;
+    // BertSelfAttention: q, k, v are strided views of the fused projection's rows.
+    step.op(&attn, [&] {
+      const torch::Tensor qkv4 = qkv.view({t, 3, num_heads_, head_dim_});
+      const torch::Tensor out = torch::empty({t, num_heads_, head_dim_}, h.options());
+      SplitCall call = prepare_encoder_attention(out, qkv4.select(1, 0), qkv4.select(1, 1),
+                                                 qkv4.select(1, 2), cu_seqlens, scale_);
+      call.finish = [out, qkv4] { return out; };  // q, k and v stay alive until then
+      return call;
+    });
+    if (step.stopped()) return;
+    step.op(&projected,
+            [&] { return prepare_int16_linear(attn.view({t, hidden_}), w.out, w.out_bias); });
+    if (step.stopped()) return;
+    // BertLayer's MLP.
+    step.op(&up, [&] {
+      mid = torch::empty_like(projected);
+      layer_norm(mid, projected, h, w.attn_norm_weight, w.attn_norm_bias, eps_);
+      return prepare_int16_linear(mid, w.inter, w.inter_bias);
+    });
+    if (step.stopped()) return;
+    step.op(&act, [&] {
+      const torch::Tensor out = torch::empty_like(up);
+      SplitCall call = prepare_gelu(out, up, tanh_gelu_);
+      call.finish = [out, up] { return out; };
+      return call;
+    });
+    if (step.stopped()) return;
+    step.op(&down, [&] { return prepare_int16_linear(act, w.down, w.down_bias); });
+    if (step.stopped()) return;
+    prev = &w;
+  }
 }
 
 }  // namespace radixserve::cpu

@@ -4,17 +4,22 @@
 // GELU, down projection, LayerNorm(+residual). It calls the same torch-facing kernels
 // (int16_linear, encoder_attention, layer_norm, gelu), in the same order and on the same
 // values, as the per-op Python modules (models/bert.py), so its hidden states equal theirs bit
-// for bit; what it saves is ~15 Python-level ops per layer (dispatch, views, allocations), and,
-// with `serial`, every OpenMP region: a short sentence's 9-token products are too small for two
-// threads to beat the wake-up of the second one (benchmarks/results/embeddings.md).
+// for bit; what it saves is ~15 Python-level ops per layer (dispatch, views, allocations) and
+// all but one OpenMP region: the layers' projections and attention run as prepared calls
+// (split_call.h) in one region, with a spin-then-sleep barrier between ops (step_runner.h), so a
+// short sentence does not wake the other threads ~30 times. `serial` runs every kernel on the
+// calling thread instead (benchmarks/results/embeddings.md compares the two).
 #pragma once
 
 #include <torch/extension.h>
 
+#include <atomic>
 #include <optional>
 #include <vector>
 
 namespace radixserve::cpu {
+
+class StepRunner;  // step_runner.h
 
 struct EncoderLayerWeights {
   torch::Tensor qkv, qkv_bias;  // packed by pack_int16_weight; bias float32 [N]
@@ -42,11 +47,14 @@ class EncoderStack {
                  torch::Tensor out_norm_bias);
 
   int64_t num_layers() const { return static_cast<int64_t>(layers_.size()); }
+  // Forwards run in one OpenMP region so far (not serial, more than one thread).
+  int64_t region_forwards() const { return region_forwards_.load(); }
 
   // Packed whole sequences: input_ids, positions (and token_type_ids, or None for type 0)
   // int64 [T]; cu_seqlens int64 [B + 1] as encoder_attention takes it -> hidden states
   // float32 [T, H] after the last layer. serial: every kernel on the calling thread (no
-  // OpenMP region); otherwise each kernel splits its work as on the per-op path.
+  // OpenMP region); otherwise each kernel splits its work as on the per-op path, all of the
+  // layers' kernels inside one region.
   torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& positions,
                         const std::optional<torch::Tensor>& token_type_ids,
                         const torch::Tensor& cu_seqlens, bool serial) const;
@@ -57,6 +65,14 @@ class EncoderStack {
   double eps_, scale_;
   bool tanh_gelu_;
   std::vector<EncoderLayerWeights> layers_;
+  // Inputs up to this many tokens fall back to serial for kSerialForwards forwards when a
+  // region forward's barriers slept more than kMaxSleeps times (a quiet host: none).
+  static constexpr int64_t kAdaptiveMaxTokens = 64, kMaxSleeps = 2, kSerialForwards = 32;
+  mutable std::atomic<int64_t> serial_left_{0}, region_forwards_{0};
+
+  // Every layer's ops but the last output LayerNorm (left in down, mid) on `step`.
+  void run_layers(StepRunner& step, torch::Tensor& h, torch::Tensor& down, torch::Tensor& mid,
+                  const torch::Tensor& cu_seqlens) const;
 };
 
 }  // namespace radixserve::cpu

@@ -3,6 +3,8 @@
 // gemm_int16_avx512.cpp.
 #include "cpu/gemm_int16.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cstring>
 #include <limits>
@@ -129,8 +131,8 @@ torch::Tensor pack_int16_weight(const torch::Tensor& weight, int64_t weight_bits
   return packed;
 }
 
-torch::Tensor int16_linear(const torch::Tensor& x, const torch::Tensor& packed,
-                           const std::optional<torch::Tensor>& bias) {
+SplitCall prepare_int16_linear(const torch::Tensor& x, const torch::Tensor& packed,
+                               const std::optional<torch::Tensor>& bias) {
   const Header h = read_header(packed);
   RS_CHECK(x.device().is_cpu(), "int16_linear: x must be on the CPU");
   RS_CHECK(x.dim() == 2, "int16_linear: x must be 2-D [M, K], got ", x.dim(), "-D");
@@ -149,7 +151,9 @@ torch::Tensor int16_linear(const torch::Tensor& x, const torch::Tensor& packed,
   }
   const int64_t m = x.size(0);
   auto out = torch::empty({m, h.n}, x.options());
-  if (m == 0) return out;
+  SplitCall call;
+  call.finish = [out] { return out; };
+  if (m == 0) return call;
 
   auto xq = torch::empty({m, h.kp}, x.options().dtype(torch::kInt16));
   auto xscale = torch::empty({m}, x.options());
@@ -169,26 +173,44 @@ torch::Tensor int16_linear(const torch::Tensor& x, const torch::Tensor& packed,
   const gemm_i16::Int16BlockFn kernel = pick_kernel();
   const gemm_i16::QuantizeRowFn quantize = pick_quantize();
   const float qmax = qmax_of(h.act_bits);
-  const float* xs = x.data_ptr<float>();
-  int16_t* xqp = xq.data_ptr<int16_t>();
-  float* xsp = xscale.data_ptr<float>();
+  const int64_t k = h.k, kp = h.kp;
+  const auto round_rows = [quantize, qmax, k, kp, x, xq, xscale](int64_t r0, int64_t r1) {
+    const float* xs = x.data_ptr<float>();
+    int16_t* xqp = xq.data_ptr<int16_t>();
+    float* xsp = xscale.data_ptr<float>();
+    for (int64_t r = r0; r < r1; ++r) xsp[r] = quantize(xs + r * k, k, kp, qmax, xqp + r * kp);
+  };
+  // A short input's rows are rounded here (microseconds: a phase would cost a barrier).
+  if (m <= gemm_i16::kSmallRows) {
+    round_rows(0, m);
+  } else {
+    SplitPhase rounding;
+    rounding.items = m;
+    rounding.threads = omp_get_max_threads();
+    rounding.run = round_rows;
+    call.phases.push_back(std::move(rounding));
+  }
+  // Each item multiplies one row chunk by one weight block, the chunk staying in L2.
   const int64_t blocks = blocks_of(h.n);
   const int64_t chunk = m <= 2 * kRowChunk ? m : kRowChunk;
   const int64_t chunks = (m + chunk - 1) / chunk;
-  const int64_t items = blocks * chunks;
-  // One parallel region: every thread rounds its share of the rows, then (after the barrier)
-  // each item multiplies one row chunk by one weight block, the chunk staying in L2.
-#pragma omp parallel if (items > 1)
-  {
-#pragma omp for schedule(static)
-    for (int64_t r = 0; r < m; ++r) xsp[r] = quantize(xs + r * h.k, h.k, h.kp, qmax, xqp + r * h.kp);
-#pragma omp for schedule(static)
-    for (int64_t it = 0; it < items; ++it) {
+  SplitPhase products;
+  products.items = blocks * chunks;
+  products.threads = omp_get_max_threads();
+  products.run = [p, kernel, blocks, chunk, m, packed, bias_f, xq, xscale](int64_t begin,
+                                                                             int64_t end) {
+    for (int64_t it = begin; it < end; ++it) {
       const int64_t nb = it % blocks, m0 = (it / blocks) * chunk;
       kernel(p, nb, m0, std::min(m, m0 + chunk));
     }
-  }
-  return out;
+  };
+  call.phases.push_back(std::move(products));
+  return call;
+}
+
+torch::Tensor int16_linear(const torch::Tensor& x, const torch::Tensor& packed,
+                           const std::optional<torch::Tensor>& bias) {
+  return run_split_call(prepare_int16_linear(x, packed, bias));
 }
 
 std::tuple<torch::Tensor, torch::Tensor, int64_t, int64_t> int16_weight(

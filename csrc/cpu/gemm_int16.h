@@ -10,6 +10,8 @@
 #include <string>
 #include <tuple>
 
+#include "cpu/split_call.h"
+
 namespace radixserve::cpu {
 
 // weight [N, K] float32 -> packed 1-D uint8 tensor: a 64-byte header (magic, N, K, bits, K
@@ -23,6 +25,10 @@ torch::Tensor pack_int16_weight(const torch::Tensor& weight, int64_t weight_bits
 // x [M, K] float32, bias [N] float32 or None -> [M, N] float32.
 torch::Tensor int16_linear(const torch::Tensor& x, const torch::Tensor& packed,
                            const std::optional<torch::Tensor>& bias);
+// int16_linear as a prepared call (split_call.h): short inputs' rows rounded on this thread,
+// longer ones in a first phase; then row chunks x weight blocks.
+SplitCall prepare_int16_linear(const torch::Tensor& x, const torch::Tensor& packed,
+                               const std::optional<torch::Tensor>& bias);
 
 // The rounded weight of a packed tensor: (int16 [N, K], float32 scales [N], act_bits, K block).
 std::tuple<torch::Tensor, torch::Tensor, int64_t, int64_t> int16_weight(

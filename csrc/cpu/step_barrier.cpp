@@ -60,6 +60,7 @@ void StepBarrier::wait() {
   for (int polls = 1; generation_.load(std::memory_order_acquire) == generation; ++polls) {
     if (polls % 64 == 0 && std::chrono::steady_clock::now() > deadline) {
       sleepers_.fetch_add(1, std::memory_order_seq_cst);
+      sleeps_.fetch_add(1, std::memory_order_relaxed);
       while (generation_.load(std::memory_order_seq_cst) == generation)
         sleep_while_equal(&generation_, generation);
       sleepers_.fetch_sub(1, std::memory_order_relaxed);

@@ -17,12 +17,16 @@ class StepBarrier {
   // Every thread of the region calls this with the region's thread count before its first wait.
   void set_threads(int threads) { threads_.store(threads, std::memory_order_relaxed); }
   void wait();
+  // How many waits so far ended asleep (the partner came later than the spin): a sign that the
+  // region's threads do not all have a core.
+  int64_t sleeps() const { return sleeps_.load(std::memory_order_relaxed); }
 
  private:
   std::atomic<int> threads_{1};
   std::atomic<int> arrived_{0};
   std::atomic<uint32_t> generation_{0};
   std::atomic<int> sleepers_{0};
+  std::atomic<int64_t> sleeps_{0};
 };
 
 }  // namespace radixserve::cpu

@@ -89,6 +89,20 @@ def test_stack_equals_per_op(isa: str, hidden: int, heads: int, inter: int, laye
     assert torch.equal(got, ref)
 
 
+def test_long_batch_runs_in_one_region(isa: str) -> None:
+    """Past the short-input fallback, a multi-threaded forward runs its layers in one OpenMP
+    region (a barrier between ops), still equal to the per-op path."""
+    if torch.get_num_threads() < 2:
+        pytest.skip("one intra-op thread: every forward is serial")
+    enc = random_encoder(64, 4, 128, 2, "gelu", seed=7)
+    batch = packed([40, 33], True, seed=5)  # 73 tokens: past the short-input fallback (64)
+    both_paths(enc, batch, 0)
+    before = enc._stack.region_forwards
+    ref, got = both_paths(enc, batch, 0)
+    assert enc._stack.region_forwards == before + 1
+    assert torch.equal(got, ref)
+
+
 def test_stack_needs_int16_linears() -> None:
     """fp32 linears (and the torch backend) keep the per-op path."""
     set_kernel_backend("native")
