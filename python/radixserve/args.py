@@ -44,7 +44,7 @@ class ServerArgs:
     # The encoder's forward in one native call (models/bert.py); off: the per-op modules.
     disable_encoder_stack: bool = False
     # Encoder batches of at most this many tokens run on one thread (0: never).
-    encoder_serial_max_tokens: int = 16
+    encoder_serial_max_tokens: int = 0
     context_length: Optional[int] = None
     trust_remote_code: bool = False
     revision: Optional[str] = None

@@ -26,7 +26,8 @@ FLAG_HELP: dict[str, str] = {
         "Run the encoder (BERT) forward op by op in Python instead of in one native call."
     ),
     "encoder_serial_max_tokens": (
-        "Encoder batches of at most this many tokens run on one thread, without OpenMP (0: never)."
+        "Encoder batches of at most this many tokens always run on one thread, without OpenMP "
+        "(default 0: short ones fall back to one thread only while the host is busy)."
     ),
     "context_length": "Override the model's context length (tokens).",
     "trust_remote_code": "Not supported: only built-in architectures run (setting it is an error).",

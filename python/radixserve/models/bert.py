@@ -94,8 +94,8 @@ class BertEncoder(nn.Module):
         # as the per-op modules below, bit for bit). False keeps the per-op path, the reference.
         self.fused = cfg.encoder_fused_stack
         # Batches of at most this many tokens run every kernel on one thread (no OpenMP
-        # region): below it the second thread's wake-up and joins cost more than its share
-        # saves (benchmarks/results/embeddings.md, "short sentence").
+        # region). 0 by default: the stack itself falls back to one thread for short inputs
+        # while the host is too busy to give its threads a core each (encoder_stack.h).
         self.serial_max_tokens = cfg.encoder_serial_max_tokens
         self._stack: Optional[Any] = None  # built on the first fused forward; False: cannot
         self._stack_key: Optional[torch.Tensor] = None  # layer 0's packed qkv when built

@@ -52,7 +52,7 @@ class ModelConfig:
     # The encoder forward in one native call (models/bert.py; --disable-encoder-stack: off), and
     # up to how many tokens a batch runs it on one thread (--encoder-serial-max-tokens).
     encoder_fused_stack: bool = True
-    encoder_serial_max_tokens: int = 16
+    encoder_serial_max_tokens: int = 0
 
     def __post_init__(self) -> None:
         if not self.layer_sliding_windows:
