@@ -19,6 +19,7 @@ import pytest
 import torch
 from scipy.stats import chisquare
 
+from isa_builds import supported_isas
 from radixserve import _C
 from radixserve.engine.speculative.rejection import Verified, verify_native, verify_ref
 from radixserve.layers.sampler import sample_ref
@@ -27,11 +28,8 @@ from radixserve.layers.sampling_info import SamplingBatchInfo
 Verify = Callable[[torch.Tensor, SamplingBatchInfo, Sequence[Sequence[int]]], Verified]
 
 
-# The sampler's ISA builds this CPU can run (the portable one always).
-ISAS = [i for i in ("generic", "avx2", "avx512") if i == "generic" or _C.cpu_features()[i]]
-
-
-@pytest.fixture(params=["torch", *(f"native-{isa}" for isa in ISAS)])
+# The reference, then the native kernel on each of the sampler's ISA builds this CPU runs.
+@pytest.fixture(params=["torch", *(f"native-{isa}" for isa in supported_isas())])
 def verify(request: pytest.FixtureRequest) -> Iterator[Verify]:
     """verify_ref, or the native kernel with one ISA build's row primitives."""
     name: str = request.param

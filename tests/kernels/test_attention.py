@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
 
+from isa_builds import isa_fixture
 from radixserve import _C
 
-# Every build this CPU can run: the portable one and each vector build.
-ISAS = ["generic"] + [isa for isa in ("avx2", "avx512") if _C.cpu_features()[isa]]
 TOL = {torch.float32: dict(atol=2e-5, rtol=1e-5), torch.bfloat16: dict(atol=2e-2, rtol=2e-2)}
 # (q dtype, KV cache dtype): a bfloat16 cache under fp32 queries (--kv-cache-dtype bfloat16) is
 # read as fp32, so it meets the fp32 tolerance against the upcast cache.
@@ -22,11 +20,7 @@ DTYPE_PAIRS = [
 ]
 
 
-@pytest.fixture(params=ISAS)
-def isa(request: pytest.FixtureRequest) -> Iterator[str]:
-    _C.set_isa(request.param)
-    yield request.param
-    _C.set_isa("auto")
+isa = isa_fixture(_C.set_isa)
 
 
 class Paged:

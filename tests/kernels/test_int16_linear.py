@@ -3,15 +3,14 @@ the products summed exactly in int64, scaled in float64; every ISA build this CP
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Optional
 
 import pytest
 import torch
 
+from isa_builds import isa_fixture
 from radixserve import _C
 
-ISAS = ["generic"] + [isa for isa in ("avx2", "avx512") if _C.cpu_features()[isa]]
 # Row counts around every tile height (AVX2: 3-6 rows in assembly, 1-2 in intrinsics; AVX-512:
 # 8), both sides of the small-M order's limit (64: K chunk outer, the next chunk prefetched) and
 # past a row chunk (96); (N, K): odd, partial channel blocks, odd K (padded pair), MiniLM's
@@ -23,11 +22,7 @@ SHAPES = [(7, 33), (45, 17), (32, 64), (100, 130), (384, 384), (1152, 384), (384
 BITS = [(12, 14), (11, 11), (15, 15)]
 
 
-@pytest.fixture(params=ISAS)
-def isa(request: pytest.FixtureRequest) -> Iterator[str]:
-    _C.set_isa(request.param)
-    yield request.param
-    _C.set_isa("auto")
+isa = isa_fixture(_C.set_isa)
 
 
 def round_rows(v: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -6,29 +6,23 @@ import math
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from isa_builds import isa_fixture
 from radixserve import _C
 from radixserve.layers.backend import set_kernel_backend
 from radixserve.layers.linear import Linear
 
-# Every build this CPU can run: the portable one and each vector build.
-ISAS = ["generic"] + [isa for isa in ("avx2", "avx512") if _C.cpu_features()[isa]]
 MS = [1, 2, 3, 5, 8, 16, 17, 64, 100, 300]
 # (N, K): odd sizes, a partial last block, K odd (bf16 pads K pairs), and the model's shapes.
 SHAPES = [(7, 33), (45, 17), (32, 64), (100, 130), (576, 576), (960, 576), (576, 1536)]
 
 
-@pytest.fixture(params=ISAS)
-def isa(request: pytest.FixtureRequest) -> Iterator[str]:
-    _C.set_isa(request.param)
-    yield request.param
-    _C.set_isa("auto")
+isa = isa_fixture(_C.set_isa)
 
 
 def check(

@@ -6,7 +6,6 @@ LM head relies on it (layers/logits.py)."""
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -14,11 +13,11 @@ import torch
 from gguf import GGMLQuantizationType
 from gguf.quants import quantize
 
+from isa_builds import isa_fixture
 from radixserve import _C
 from radixserve.layers.backend import set_kernel_backend
 from radixserve.layers.linear import COLUMN_BLOCK, Linear, QuantizedWeight
 
-ISAS = ["generic"] + [isa for isa in ("avx2", "avx512") if _C.cpu_features()[isa]]
 FORMATS = ["Q4_0", "Q4_1", "Q8_0", "float32", "bfloat16"]
 # (N, K): N below one block, with a partial last block, on a block boundary, and past 4,096.
 SHAPES = [(23, 64), (1000, 96), (1024, 32), (4131, 64)]
@@ -26,11 +25,7 @@ SHAPES = [(23, 64), (1000, 96), (1024, 32), (4131, 64)]
 MS = [1, 3, 5, 6, 16, 64, 67, 200]
 
 
-@pytest.fixture(params=ISAS)
-def isa(request: pytest.FixtureRequest) -> Iterator[str]:
-    _C.set_isa(request.param)
-    yield request.param
-    _C.set_isa("auto")
+isa = isa_fixture(_C.set_isa)
 
 
 def make_linear(fmt: str, n: int, k: int, bias: bool, seed: int) -> tuple[Linear, torch.dtype]:

@@ -5,24 +5,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from isa_builds import isa_fixture
 from radixserve import _C
 
-# Every build this CPU can run: the portable one and each vector build.
-ISAS = ["generic"] + [isa for isa in ("avx2", "avx512") if _C.cpu_features()[isa]]
 DTYPES = [torch.float32, torch.bfloat16]
 
 
-@pytest.fixture(params=ISAS)
-def isa(request: pytest.FixtureRequest) -> Iterator[str]:
-    _C.set_isa(request.param)
-    yield request.param
-    _C.set_isa("auto")
+isa = isa_fixture(_C.set_isa)
 
 
 def close(actual: torch.Tensor, expected: torch.Tensor) -> None:

@@ -14,11 +14,11 @@ import torch
 from gguf import GGMLQuantizationType
 from gguf.quants import dequantize, quantize
 
+from isa_builds import isa_fixture
 from radixserve import _C
 from radixserve.layers.backend import set_kernel_backend
 from radixserve.layers.linear import Linear, QuantizedWeight
 
-ISAS = ["generic"] + [isa for isa in ("avx2", "avx512") if _C.cpu_features()[isa]]
 QTYPES = ["Q4_0", "Q4_1", "Q8_0"]
 # (N, K): a partial 16-column chunk and 32-column tile, K/32 below, at and past a multiple of 8
 # blocks (scale vectors with a tail), past the decode kernel's 32-block scale staging (33 blocks:
@@ -28,11 +28,7 @@ SHAPES = [(7, 32), (45, 96), (33, 288), (100, 544), (19, 1056), (576, 576), (153
 MS = [1, 2, 3, 4, 5, 7, 16, 17, 64, 100, 300]
 
 
-@pytest.fixture(params=ISAS)
-def isa(request: pytest.FixtureRequest) -> Iterator[str]:
-    _C.set_isa(request.param)
-    yield request.param
-    _C.set_isa("auto")
+isa = isa_fixture(_C.set_isa)
 
 
 @pytest.fixture(params=["int16", "fp32"])

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Optional
 
 import pytest
 import torch
 
+from isa_builds import isa_fixture
 from radixserve import _C
 from radixserve.layers.backend import set_kernel_backend
 from radixserve.layers.sampler import (
@@ -20,27 +20,7 @@ from radixserve.layers.sampler import (
 )
 from radixserve.layers.sampling_info import SampleOutput, SamplingBatchInfo
 
-
-def _available_isas() -> list[str]:
-    out = []
-    for isa in ("generic", "avx2", "avx512"):
-        try:
-            _C.sampling_set_isa(isa)
-            out.append(isa)
-        except ValueError:
-            pass
-    _C.sampling_set_isa("auto")
-    return out
-
-
-ISAS = _available_isas()
-
-
-@pytest.fixture(params=ISAS)
-def isa(request: pytest.FixtureRequest) -> Iterator[str]:
-    _C.sampling_set_isa(request.param)
-    yield request.param
-    _C.sampling_set_isa("auto")
+isa = isa_fixture(_C.sampling_set_isa)
 
 
 def make_info(

@@ -4,25 +4,19 @@ same inputs, on random batches of many shapes, every ISA build of this CPU."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 
-# The sampler tests' ISA builds and random batches (this folder is on sys.path under pytest).
-from test_sampling import ISAS, make_info
+# The sampler tests' random batches (this folder is on sys.path under pytest).
+from test_sampling import make_info
 
+from isa_builds import isa_fixture
 from radixserve import _C
 from radixserve.engine.speculative.rejection import verify_native, verify_ref
 from radixserve.layers.sampler import sample_ref
 from radixserve.layers.sampling_info import SamplingBatchInfo
 
-
-@pytest.fixture(params=ISAS)
-def isa(request: pytest.FixtureRequest) -> Iterator[str]:
-    _C.sampling_set_isa(request.param)
-    yield request.param
-    _C.sampling_set_isa("auto")
+isa = isa_fixture(_C.sampling_set_isa)
 
 
 def _batch(

@@ -3,11 +3,10 @@ references (encoder attention: torch SDPA per sequence), on every ISA build this
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 
+from isa_builds import isa_fixture
 from radixserve.layers.encoder_ops import (
     LayerNorm,
     encoder_attention_ref,
@@ -19,14 +18,7 @@ _C = pytest.importorskip("radixserve._C")
 if not hasattr(_C, "layer_norm"):
     pytest.skip("radixserve._C was built without the encoder ops", allow_module_level=True)
 
-ISAS = [i for i in ("generic", "avx2", "avx512") if i == "generic" or _C.cpu_features()[i]]
-
-
-@pytest.fixture(params=ISAS)
-def isa(request: pytest.FixtureRequest) -> Iterator[str]:
-    _C.set_isa(request.param)
-    yield request.param
-    _C.set_isa("auto")
+isa = isa_fixture(_C.set_isa)
 
 
 @pytest.mark.parametrize("n,h", [(1, 1), (3, 7), (5, 32), (4, 384), (2, 1000)])

@@ -5,11 +5,10 @@ the same kernels on the same values, so the hidden states must be equal bit for 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 
+from isa_builds import isa_fixture
 from radixserve.forward_batch import ForwardBatch
 from radixserve.layers.backend import set_kernel_backend
 from radixserve.layers.linear import Linear
@@ -20,15 +19,7 @@ _C = pytest.importorskip("radixserve._C")
 if not hasattr(_C, "EncoderStack"):
     pytest.skip("radixserve._C was built without the EncoderStack", allow_module_level=True)
 
-ISAS = [i for i in ("generic", "avx2", "avx512") if i == "generic" or _C.cpu_features()[i]]
-
-
-@pytest.fixture(params=ISAS)
-def isa(request: pytest.FixtureRequest) -> Iterator[str]:
-    set_kernel_backend("native")
-    _C.set_isa(request.param)
-    yield request.param
-    _C.set_isa("auto")
+isa = isa_fixture(_C.set_isa)
 
 
 def random_encoder(hidden: int, heads: int, inter: int, layers: int, act: str,
@@ -83,6 +74,7 @@ def both_paths(enc: BertEncoder, batch: ForwardBatch, serial_max: int) -> tuple[
 @pytest.mark.parametrize("serial_max", [0, 1 << 20])  # split kernels, every kernel on one thread
 def test_stack_equals_per_op(isa: str, hidden: int, heads: int, inter: int, layers: int, act: str,
                              lens: list[int], with_types: bool, serial_max: int) -> None:  # fmt: skip
+    set_kernel_backend("native")
     enc = random_encoder(hidden, heads, inter, layers, act, seed=len(lens) + hidden)
     ref, got = both_paths(enc, packed(lens, with_types, seed=sum(lens)), serial_max)
     assert got.shape == (sum(lens), hidden)
