@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from radixserve.constrained.base import GrammarMatcher
+from radixserve.models.tokenizer import encode_text
 
 MIN_GAIN = 2  # decode steps a jump must save
 
@@ -31,7 +32,7 @@ def plan_jump(matcher: GrammarMatcher, last_token: int, tokenizer: Any) -> list[
     head = tokenizer.decode([last_token])
     if not head or "\ufffd" in head:  # a partial UTF-8 sequence: no text to join with
         return []
-    tokens = list(tokenizer.encode(head + forced, add_special_tokens=False))[:-1]
+    tokens = encode_text(tokenizer, head + forced, add_special_tokens=False)[:-1]
     if len(tokens) - 1 < MIN_GAIN:
         return []  # too little beyond (a re-spelling of) the last token
     return tokens

@@ -26,6 +26,7 @@ from radixserve.engine.io_struct import (
 )
 from radixserve.engine.pooling_request import prepare_pooling_request
 from radixserve.engine.sampling_params import SamplingParams
+from radixserve.models.tokenizer import encode_text
 
 
 class ModelConfigView:
@@ -70,7 +71,7 @@ def prepare_request(
             )
     else:
         assert req.text is not None
-        ids = list(tokenizer.encode(req.text))
+        ids = encode_text(tokenizer, req.text)
     if not ids:
         raise EngineError("The prompt is empty.", 400, "prompt")
     if req.pooling or not getattr(cfg, "is_generation", True):

@@ -31,6 +31,7 @@ from radixserve.engine.limits import Deadline, check_queue
 from radixserve.engine.offload import INLINE_CHARS, offload
 from radixserve.engine.request_state import ModelConfigView, ReqState, prepare_request
 from radixserve.engine.session_protocol import SessionCtlReq, rejected
+from radixserve.models.tokenizer import encode_text
 
 logger = logging.getLogger("radixserve.tokenizer_manager")
 
@@ -261,7 +262,7 @@ class TokenizerManager:
             )
         except Exception as e:  # jinja errors, bad roles, no template
             raise EngineError(f"Could not apply the chat template: {e}", 400, "messages") from e
-        return list(self.tokenizer.encode(text, add_special_tokens=False))
+        return encode_text(self.tokenizer, text, add_special_tokens=False)
 
     @functools.cache  # noqa: B019 - one per manager, read once: the file is not re-read per request
     def _template(self) -> Optional[str]:

@@ -9,6 +9,7 @@ import msgspec
 
 from radixserve.engine.io_struct import EngineError
 from radixserve.entrypoints.serving_common import encode
+from radixserve.models.tokenizer import encode_text
 
 
 class TokenizeRequest(msgspec.Struct, kw_only=True):
@@ -41,7 +42,7 @@ class ServingTokenize:
 
     def tokenize(self, req: TokenizeRequest) -> bytes:
         def one(text: str) -> list[int]:
-            return list(self.tokenizer.encode(text, add_special_tokens=req.add_special_tokens))
+            return encode_text(self.tokenizer, text, add_special_tokens=req.add_special_tokens)
 
         if isinstance(req.prompt, str):
             tokens: Any = one(req.prompt)

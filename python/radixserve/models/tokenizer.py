@@ -19,6 +19,19 @@ from radixserve.models.default_model import default_model_path
 logger = logging.getLogger(__name__)
 
 
+def encode_text(tokenizer: Any, text: str, add_special_tokens: bool = True) -> list[int]:
+    """Token ids of `text`, as tokenizer.encode gives them. A transformers fast tokenizer is
+    asked through its Rust tokenizer directly (the same ids; ~15 instead of ~45 us for a short
+    sentence: the Python wrapper builds a BatchEncoding around them); others through encode.
+    The Rust tokenizer keeps padding and truncation settings (a tokenizer.json may carry them,
+    a truncating call leaves them): encode turns them off, so while any is on, encode it is."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or backend.padding is not None or backend.truncation is not None:
+        return list(tokenizer.encode(text, add_special_tokens=add_special_tokens))
+    ids: list[int] = backend.encode(text, add_special_tokens=add_special_tokens).ids
+    return ids
+
+
 def cache_dir() -> str:
     root = os.environ.get("RADIXSERVE_CACHE_DIR") or os.path.join(
         os.path.expanduser("~"), ".cache", "radixserve"

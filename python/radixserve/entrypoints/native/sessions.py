@@ -19,6 +19,7 @@ from radixserve.engine.session_protocol import SessionParams
 from radixserve.entrypoints.openapi import with_body
 from radixserve.entrypoints.serving_common import encode
 from radixserve.entrypoints.state import decode, get_state, json_response, unless_disconnected
+from radixserve.models.tokenizer import encode_text
 
 
 class OpenSessionReqInput(msgspec.Struct, kw_only=True):
@@ -39,7 +40,7 @@ class ExtendReqInput(msgspec.Struct, kw_only=True):
 
 def new_tokens(tokenizer: Any, text: str) -> list[int]:
     """The tokens a continuation adds: no BOS in the middle of a conversation."""
-    ids = list(tokenizer.encode(text))
+    ids = encode_text(tokenizer, text)
     bos = getattr(tokenizer, "bos_token_id", None)
     return ids[1:] if len(ids) > 1 and bos is not None and ids[0] == bos else ids
 

@@ -22,6 +22,7 @@ from radixserve.entrypoints.serving_common import (
     sse,
     sse_done,
 )
+from radixserve.models.tokenizer import encode_text
 
 Prompt = tuple[Optional[str], Optional[list[int]]]
 
@@ -75,7 +76,7 @@ class ServingCompletions(ServingBase):
                 echo = text if text is not None else str(self.tm.tokenizer.decode(ids))
                 echoes.append(echo)
                 if want_lp:
-                    first = ids if ids is not None else list(self.tm.tokenizer.encode(echo))
+                    first = ids if ids is not None else encode_text(self.tm.tokenizer, echo)
                     firsts.append(int(first[0]) if first else 0)
         return reqs, echoes, firsts
 

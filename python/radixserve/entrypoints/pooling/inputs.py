@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from radixserve.engine.io_struct import EngineError
+from radixserve.models.tokenizer import encode_text
 
 
 def _is_int(x: Any) -> bool:
@@ -73,7 +74,7 @@ def tokenize(tokenizer: Any, text: str, param: str, truncate: Optional[int] = No
         enc = tokenizer(text, add_special_tokens=add_special_tokens, truncation=True,
                         max_length=truncate)  # fmt: skip
         return list(enc["input_ids"])
-    return list(tokenizer.encode(text, add_special_tokens=add_special_tokens))
+    return encode_text(tokenizer, text, add_special_tokens=add_special_tokens)
 
 
 def prompt_ids(tokenizer: Any, cfg: Any, prompt: str | list[int], param: str,
