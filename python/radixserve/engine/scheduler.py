@@ -83,6 +83,8 @@ class Scheduler:
         self.budget = min(args.chunked_prefill_size, args.max_prefill_tokens)
         # Constrained decoding (issue #10): None with --grammar-backend none.
         pooling = bool(getattr(runner, "is_pooling", False))  # pooling models sample nothing
+        # Their steps all share one empty sampling batch (nothing reads it).
+        self.no_sampling = build_sampling_info([], self.vocab_size) if pooling else None
         backend = None if pooling else make_backend(
             args.grammar_backend, self.tokenizer, self.vocab_size, self.eos_token_ids)
         self.grammar = GrammarManager(
@@ -339,7 +341,8 @@ class Scheduler:
                 batch, self.kv.req_to_token, self.args.cascade_min_prefix
             )
             self.stats["num_cascade_steps"] += fb.cascade is not None
-        info = build_sampling_info(batch, self.vocab_size)
+        info = (self.no_sampling if self.no_sampling is not None
+                else build_sampling_info(batch, self.vocab_size))  # fmt: skip
         if self.grammar is not None:
             self.grammar.apply(batch, info, self.vocab_size)
         extra = input_logits_rows(batch, fb)
