@@ -33,6 +33,38 @@ void check_param(const torch::Tensor& t, const char* name, int64_t size) {
   check_size(t, name, 0, size);
 }
 
+// The rows of one pass of a layer: whole sequences, their cu_seqlens counted from first_row.
+struct RowPass {
+  int64_t first_row, rows;
+  torch::Tensor cu_seqlens;  // int64 [sequences + 1], 0 first
+};
+
+// Consecutive whole sequences, at most kEncoderPassRows rows a pass unless one sequence is
+// longer (it then runs alone); one pass when there is no sequence.
+std::vector<RowPass> row_passes(const torch::Tensor& cu_seqlens, int64_t total) {
+  check_tensor(cu_seqlens, "cu_seqlens", 1);
+  RS_CHECK(cu_seqlens.scalar_type() == torch::kInt64 || cu_seqlens.scalar_type() == torch::kInt32,
+           "cu_seqlens must be int32 or int64, got ", cu_seqlens.scalar_type());
+  const torch::Tensor cu = cu_seqlens.to(torch::kInt64).contiguous();
+  const int64_t* c = cu.data_ptr<int64_t>();
+  const int64_t seqs = cu.size(0) - 1;
+  if (seqs <= 0) return {{0, total, cu}};  // encoder_attention checks and rejects what is wrong
+  for (int64_t s = 0; s < seqs; ++s) {
+    RS_CHECK(c[s] <= c[s + 1], "cu_seqlens must be non-decreasing, got ", c[s], " then ",
+             c[s + 1], " at ", s + 1);
+  }
+  RS_CHECK(c[0] == 0 && c[seqs] == total, "cu_seqlens must run from 0 to the number of tokens ",
+           total, ", got ", c[0], " to ", c[seqs]);
+  std::vector<RowPass> passes;
+  for (int64_t s0 = 0; s0 < seqs;) {
+    int64_t s1 = s0 + 1;
+    while (s1 < seqs && c[s1 + 1] - c[s0] <= kEncoderPassRows) ++s1;
+    passes.push_back({c[s0], c[s1] - c[s0], cu.slice(0, s0, s1 + 1) - c[s0]});
+    s0 = s1;
+  }
+  return passes;
+}
+
 }  // namespace
 
 EncoderStack::EncoderStack(torch::Tensor word_embeddings, torch::Tensor position_embeddings,
@@ -110,22 +142,27 @@ torch::Tensor EncoderStack::forward(const torch::Tensor& input_ids,
   }
   torch::Tensor h = torch::empty_like(h0);
   layer_norm(h, h0, types, embed_norm_weight_, embed_norm_bias_, eps_);
+  const std::vector<RowPass> passes = row_passes(cu_seqlens, t);
   for (const EncoderLayerWeights& w : layers_) {
-    // BertSelfAttention: q, k, v are strided views of the fused projection's rows.
-    const torch::Tensor qkv = int16_linear(h, w.qkv, w.qkv_bias).view({t, 3, num_heads_, head_dim_});
-    const torch::Tensor attn = torch::empty({t, num_heads_, head_dim_}, h.options());
-    encoder_attention(attn, qkv.select(1, 0), qkv.select(1, 1), qkv.select(1, 2), cu_seqlens,
-                      scale_);
-    const torch::Tensor projected = int16_linear(attn.view({t, hidden_}), w.out, w.out_bias);
-    torch::Tensor mid = torch::empty_like(projected);
-    layer_norm(mid, projected, h, w.attn_norm_weight, w.attn_norm_bias, eps_);
-    // BertLayer's MLP.
-    const torch::Tensor up = int16_linear(mid, w.inter, w.inter_bias);
-    const torch::Tensor act = torch::empty_like(up);
-    gelu(act, up, tanh_gelu_);
-    const torch::Tensor down = int16_linear(act, w.down, w.down_bias);
-    h = torch::empty_like(down);
-    layer_norm(h, down, mid, w.out_norm_weight, w.out_norm_bias, eps_);
+    for (const RowPass& pass : passes) {
+      const int64_t n = pass.rows;
+      // This pass's rows of the hidden states: read, then overwritten with the layer's output.
+      torch::Tensor hp = h.narrow(0, pass.first_row, n);
+      // BertSelfAttention: q, k, v are strided views of the fused projection's rows.
+      const torch::Tensor qkv =
+          int16_linear(hp, w.qkv, w.qkv_bias).view({n, 3, num_heads_, head_dim_});
+      const torch::Tensor attn = torch::empty({n, num_heads_, head_dim_}, h.options());
+      encoder_attention(attn, qkv.select(1, 0), qkv.select(1, 1), qkv.select(1, 2),
+                        pass.cu_seqlens, scale_);
+      const torch::Tensor projected = int16_linear(attn.view({n, hidden_}), w.out, w.out_bias);
+      torch::Tensor mid = torch::empty_like(projected);
+      layer_norm(mid, projected, hp, w.attn_norm_weight, w.attn_norm_bias, eps_);
+      // BertLayer's MLP (GELU in place: elementwise, each value read before it is written).
+      const torch::Tensor up = int16_linear(mid, w.inter, w.inter_bias);
+      gelu(up, up, tanh_gelu_);
+      const torch::Tensor down = int16_linear(up, w.down, w.down_bias);
+      layer_norm(hp, down, mid, w.out_norm_weight, w.out_norm_bias, eps_);
+    }
   }
   return h;
 }
