@@ -6,13 +6,13 @@ every variant alike.
     PYTHONPATH=python python benchmarks/serving/bench_embeddings_c32.py --rounds 6 \
         --variant base= --variant new= --pythonpath base=<base tree>/python
 
-Each round, per variant: one burst of --num-sentences sentences of --tokens tokens sent at
-concurrency 32 (POST /v1/embeddings, one sentence each, as bench_embeddings.py does), after
---idle-before seconds of idle (bench_embeddings.py's c32 row follows seconds of other work, so by
-default the server is idle long enough to have trimmed its heap). Per variant: the median
-sentences/s, the server's CPU ms per sentence (all its processes) and the ratio of each to
-sentence-transformers' in the same rounds. Prints a markdown table with the command, date, CPU
-flags and load.
+Each round, per variant: --bursts bursts (default one), each of --num-sentences sentences of
+--tokens tokens sent at concurrency 32 (POST /v1/embeddings, one sentence each, as
+bench_embeddings.py does) after --idle-before seconds of idle (bench_embeddings.py's c32 row
+follows seconds of other work, so by default the server has trimmed its heap before each
+burst). Per variant: the median over bursts of the sentences/s, the server's CPU ms per sentence
+(all its processes) and the ratio of each to sentence-transformers' in the same rounds. Prints
+a markdown table with the command, date, CPU flags and load.
 """
 
 from __future__ import annotations
@@ -45,6 +45,9 @@ def main() -> None:
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--idle-before", type=float, default=1.0,
                    help="seconds of idle before each burst")  # fmt: skip
+    p.add_argument("--bursts", type=int, default=1,
+                   help="bursts per variant per round, one after another (each after "
+                   "--idle-before): > 1 shows back-to-back bursts")  # fmt: skip
     p.add_argument("--num-threads", type=int, default=2)
     p.add_argument("--omp-wait-policy", default="PASSIVE", choices=["PASSIVE", "ACTIVE", "inherit"])
     args = p.parse_args()
@@ -81,7 +84,8 @@ def main() -> None:
         cpu_ms = {k: [] for k in labels}
         for r in range(args.rounds):
             loads.append(os.getloadavg()[0])
-            for label in labels[r % len(labels):] + labels[: r % len(labels)]:
+            turns = labels[r % len(labels):] + labels[: r % len(labels)]
+            for label in (label for label in turns for _ in range(args.bursts)):
                 time.sleep(args.idle_before)
                 if label == ST:
                     c0, w0 = time.process_time(), time.perf_counter()
@@ -105,7 +109,7 @@ def main() -> None:
     lines = [
         f"- Command: `PYTHONPATH=python python benchmarks/serving/bench_embeddings_c32.py "
         f"--rounds {args.rounds} --num-sentences {args.num_sentences} --tokens {args.tokens} "
-        f"--concurrency {args.concurrency} --idle-before {args.idle_before} "
+        f"--concurrency {args.concurrency} --idle-before {args.idle_before} --bursts {args.bursts} "
         f"--num-threads {args.num_threads} --omp-wait-policy {args.omp_wait_policy} "
         + " ".join(f"--variant {shlex.quote(v)}" for v in variants)
         + "".join(f" --pythonpath {shlex.quote(v)}" for v in args.pythonpath) + "`",
@@ -116,7 +120,7 @@ def main() -> None:
         f"{'/'.join(f'{x:.1f}' for x in load_after)}; 1-min load per round: "
         f"{', '.join(f'{x:.1f}' for x in loads)}",
         "",
-        "| variant | sentences/s (median) | each round | vs ST | CPU ms per sentence (median) "
+        "| variant | sentences/s (median) | each burst | vs ST | CPU ms per sentence (median) "
         "| ST CPU / this CPU |",
         "|---|---|---|---|---|---|",
     ]

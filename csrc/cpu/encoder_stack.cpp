@@ -40,8 +40,10 @@ struct RowPass {
 };
 
 // Consecutive whole sequences, at most kEncoderPassRows rows a pass unless one sequence is
-// longer (it then runs alone); one pass when there is no sequence.
+// longer (it then runs alone); one pass when the batch fits in one or has no sequence.
 std::vector<RowPass> row_passes(const torch::Tensor& cu_seqlens, int64_t total) {
+  // One pass (no copy) when the batch fits in one: encoder_attention checks cu_seqlens.
+  if (total <= kEncoderPassRows) return {{0, total, cu_seqlens}};
   check_tensor(cu_seqlens, "cu_seqlens", 1);
   RS_CHECK(cu_seqlens.scalar_type() == torch::kInt64 || cu_seqlens.scalar_type() == torch::kInt32,
            "cu_seqlens must be int32 or int64, got ", cu_seqlens.scalar_type());
