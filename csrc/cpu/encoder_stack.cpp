@@ -35,6 +35,34 @@ void check_param(const torch::Tensor& t, const char* name, int64_t size) {
   check_size(t, name, 0, size);
 }
 
+// Consecutive whole sequences, at most kEncoderPassRows rows a pass unless one sequence is
+// longer (it then runs alone); one pass when the batch fits in one or has no sequence.
+std::vector<RowPass> row_passes(const torch::Tensor& cu_seqlens, int64_t total) {
+  // One pass (no copy) when the batch fits in one: encoder_attention checks cu_seqlens.
+  if (total <= kEncoderPassRows) return {{0, total, cu_seqlens}};
+  check_tensor(cu_seqlens, "cu_seqlens", 1);
+  RS_CHECK(cu_seqlens.scalar_type() == torch::kInt64 || cu_seqlens.scalar_type() == torch::kInt32,
+           "cu_seqlens must be int32 or int64, got ", cu_seqlens.scalar_type());
+  const torch::Tensor cu = cu_seqlens.to(torch::kInt64).contiguous();
+  const int64_t* c = cu.data_ptr<int64_t>();
+  const int64_t seqs = cu.size(0) - 1;
+  if (seqs <= 0) return {{0, total, cu}};  // encoder_attention checks and rejects what is wrong
+  for (int64_t s = 0; s < seqs; ++s) {
+    RS_CHECK(c[s] <= c[s + 1], "cu_seqlens must be non-decreasing, got ", c[s], " then ",
+             c[s + 1], " at ", s + 1);
+  }
+  RS_CHECK(c[0] == 0 && c[seqs] == total, "cu_seqlens must run from 0 to the number of tokens ",
+           total, ", got ", c[0], " to ", c[seqs]);
+  std::vector<RowPass> passes;
+  for (int64_t s0 = 0; s0 < seqs;) {
+    int64_t s1 = s0 + 1;
+    while (s1 < seqs && c[s1 + 1] - c[s0] <= kEncoderPassRows) ++s1;
+    passes.push_back({c[s0], c[s1] - c[s0], cu.slice(0, s0, s1 + 1) - c[s0]});
+    s0 = s1;
+  }
+  return passes;
+}
+
 }  // namespace
 
 EncoderStack::EncoderStack(torch::Tensor word_embeddings, torch::Tensor position_embeddings,
@@ -121,67 +149,69 @@ torch::Tensor EncoderStack::forward(const torch::Tensor& input_ids,
   layer_norm(h, h0, types, embed_norm_weight_, embed_norm_bias_, eps_);
   // The layers: one OpenMP region with a barrier between ops (a region per op would wake the
   // other threads some 30 times a forward), or every kernel on this thread (serial).
-  torch::Tensor down, mid;  // the last layer's MLP output and its residual
-  const int64_t sleeps =
-      run_steps(!serial, at::get_num_threads(),
-                [&](StepRunner& step) { run_layers(step, h, down, mid, cu_seqlens); });
+  const std::vector<RowPass> passes = row_passes(cu_seqlens, t);
+  const int64_t sleeps = run_steps(!serial, at::get_num_threads(),
+                                   [&](StepRunner& step) { run_layers(step, h, passes); });
   if (!serial && at::get_num_threads() > 1) region_forwards_.fetch_add(1, std::memory_order_relaxed);
   if (adaptive && !serial)
     serial_left_.store(sleeps > kMaxSleeps ? kSerialForwards : 0, std::memory_order_relaxed);
-  if (!layers_.empty()) {  // the last layer's output LayerNorm
-    const EncoderLayerWeights& w = layers_.back();
-    h = torch::empty_like(down);
-    layer_norm(h, down, mid, w.out_norm_weight, w.out_norm_bias, eps_);
-  }
   return h;
 }
 
-void EncoderStack::run_layers(StepRunner& step, torch::Tensor& h, torch::Tensor& down,
-                              torch::Tensor& mid, const torch::Tensor& cu_seqlens) const {
-  const int64_t t = h.size(0);
-  // Written by the serial parts (thread 0), read by them only.
-  torch::Tensor qkv, attn, projected, up, act;
-  const EncoderLayerWeights* prev = nullptr;
+void EncoderStack::run_layers(StepRunner& step, const torch::Tensor& h,
+                              const std::vector<RowPass>& passes) const {
+  // Written by the serial parts (thread 0), read by them only. hp: the pass's rows of h, read,
+  // then overwritten with the layer's output.
+  torch::Tensor hp, qkv, attn, projected, mid, up, down;
+  // The layer whose output LayerNorm (down + mid -> hp) is still to run: in the next op's
+  // serial part, so that it costs no barrier of its own.
+  const EncoderLayerWeights* pending = nullptr;
+  const auto finish_pending = [&] {
+    if (pending != nullptr)
+      layer_norm(hp, down, mid, pending->out_norm_weight, pending->out_norm_bias, eps_);
+    pending = nullptr;
+  };
   for (const EncoderLayerWeights& w : layers_) {
-    step.op(&qkv, [&] {
-      if (prev != nullptr) {  // the previous layer's output LayerNorm (residual: its mid)
-        h = torch::empty_like(down);
-        layer_norm(h, down, mid, prev->out_norm_weight, prev->out_norm_bias, eps_);
-      }
-      return prepare_int16_linear(h, w.qkv, w.qkv_bias);
-    });
-    if (step.stopped()) return;
-    // BertSelfAttention: q, k, v are strided views of the fused projection's rows.
-    step.op(&attn, [&] {
-      const torch::Tensor qkv4 = qkv.view({t, 3, num_heads_, head_dim_});
-      const torch::Tensor out = torch::empty({t, num_heads_, head_dim_}, h.options());
-      SplitCall call = prepare_encoder_attention(out, qkv4.select(1, 0), qkv4.select(1, 1),
-                                                 qkv4.select(1, 2), cu_seqlens, scale_);
-      call.finish = [out, qkv4] { return out; };  // q, k and v stay alive until then
-      return call;
-    });
-    if (step.stopped()) return;
-    step.op(&projected,
-            [&] { return prepare_int16_linear(attn.view({t, hidden_}), w.out, w.out_bias); });
-    if (step.stopped()) return;
-    // BertLayer's MLP.
-    step.op(&up, [&] {
-      mid = torch::empty_like(projected);
-      layer_norm(mid, projected, h, w.attn_norm_weight, w.attn_norm_bias, eps_);
-      return prepare_int16_linear(mid, w.inter, w.inter_bias);
-    });
-    if (step.stopped()) return;
-    step.op(&act, [&] {
-      const torch::Tensor out = torch::empty_like(up);
-      SplitCall call = prepare_gelu(out, up, tanh_gelu_);
-      call.finish = [out, up] { return out; };
-      return call;
-    });
-    if (step.stopped()) return;
-    step.op(&down, [&] { return prepare_int16_linear(act, w.down, w.down_bias); });
-    if (step.stopped()) return;
-    prev = &w;
+    for (const RowPass& pass : passes) {
+      const int64_t n = pass.rows;
+      step.op(&qkv, [&] {
+        finish_pending();
+        hp = h.narrow(0, pass.first_row, n);
+        return prepare_int16_linear(hp, w.qkv, w.qkv_bias);
+      });
+      if (step.stopped()) return;
+      // BertSelfAttention: q, k, v are strided views of the fused projection's rows.
+      step.op(&attn, [&] {
+        const torch::Tensor qkv4 = qkv.view({n, 3, num_heads_, head_dim_});
+        const torch::Tensor out = torch::empty({n, num_heads_, head_dim_}, h.options());
+        SplitCall call = prepare_encoder_attention(out, qkv4.select(1, 0), qkv4.select(1, 1),
+                                                   qkv4.select(1, 2), pass.cu_seqlens, scale_);
+        call.finish = [out, qkv4] { return out; };  // q, k and v stay alive until then
+        return call;
+      });
+      if (step.stopped()) return;
+      step.op(&projected,
+              [&] { return prepare_int16_linear(attn.view({n, hidden_}), w.out, w.out_bias); });
+      if (step.stopped()) return;
+      // BertLayer's MLP (GELU in place: elementwise, each value read before it is written).
+      step.op(&up, [&] {
+        mid = torch::empty_like(projected);
+        layer_norm(mid, projected, hp, w.attn_norm_weight, w.attn_norm_bias, eps_);
+        return prepare_int16_linear(mid, w.inter, w.inter_bias);
+      });
+      if (step.stopped()) return;
+      step.op(&up, [&] {
+        SplitCall call = prepare_gelu(up, up, tanh_gelu_);
+        call.finish = [act = up] { return act; };
+        return call;
+      });
+      if (step.stopped()) return;
+      step.op(&down, [&] { return prepare_int16_linear(up, w.down, w.down_bias); });
+      if (step.stopped()) return;
+      pending = &w;
+    }
   }
+  if (step.leader()) finish_pending();  // the others' tensors were never set
 }
 
 }  // namespace radixserve::cpu

@@ -21,6 +21,19 @@ namespace radixserve::cpu {
 
 class StepRunner;  // step_runner.h
 
+// Rows (whole sequences) a layer runs at a time. Every op of a layer is per row or per sequence,
+// so the passes give the same values as one pass over the batch; what they save is memory: a
+// 32 x 128-token batch's 25 MB intermediate activations became 3 MB, reused pass after pass
+// while the layer's weights stay in cache, instead of ~100 MB of fresh pages per layer (which
+// the scheduler's heap trim after each burst hands back, to be faulted in again).
+constexpr int64_t kEncoderPassRows = 512;
+
+// The rows of one pass of a layer: whole sequences, their cu_seqlens counted from first_row.
+struct RowPass {
+  int64_t first_row, rows;
+  torch::Tensor cu_seqlens;  // int64 [sequences + 1], 0 first
+};
+
 struct EncoderLayerWeights {
   torch::Tensor qkv, qkv_bias;  // packed by pack_int16_weight; bias float32 [N]
   torch::Tensor out, out_bias;
@@ -70,9 +83,10 @@ class EncoderStack {
   static constexpr int64_t kAdaptiveMaxTokens = 64, kMaxSleeps = 2, kSerialForwards = 32;
   mutable std::atomic<int64_t> serial_left_{0}, region_forwards_{0};
 
-  // Every layer's ops but the last output LayerNorm (left in down, mid) on `step`.
-  void run_layers(StepRunner& step, torch::Tensor& h, torch::Tensor& down, torch::Tensor& mid,
-                  const torch::Tensor& cu_seqlens) const;
+  // Every layer's ops on `step`, pass by pass, each pass's output written back into its rows
+  // of h.
+  void run_layers(StepRunner& step, const torch::Tensor& h,
+                  const std::vector<RowPass>& passes) const;
 };
 
 }  // namespace radixserve::cpu

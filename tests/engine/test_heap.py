@@ -43,3 +43,25 @@ def test_trim_returns_freed_heap_pages() -> None:
     before, freed, after = map(float, r.stdout.split())
     assert before - freed < 20, r.stdout  # glibc kept the freed blocks resident
     assert freed - after > 60, r.stdout  # and trim_heap handed them back
+
+
+def test_idle_trim_waits_for_the_delay(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scheduler's trim comes only after `delay_s` of idle; work in between cancels it."""
+    from radixserve.engine import heap
+
+    trims: list[float] = []
+    now = [100.0]
+    monkeypatch.setattr(heap, "trim_heap", lambda: trims.append(now[0]))
+    idle = heap.IdleTrim(0.5, clock=lambda: now[0])
+    assert idle.poll_timeout_ms(1000) == 1000 and not idle.maybe_trim()  # nothing ran yet
+    idle.after_step(idle=True)  # a burst ended
+    assert idle.poll_timeout_ms(1000) == 500  # the idle poll wakes up when the trim is due
+    now[0] += 0.2
+    assert idle.poll_timeout_ms(1000) == 300 and not idle.maybe_trim() and trims == []
+    idle.after_step(idle=False)  # work arrived within the delay: its pages are reused, no trim
+    now[0] += 1.0
+    assert not idle.maybe_trim() and trims == []
+    idle.after_step(idle=True)
+    now[0] += 0.5
+    assert idle.poll_timeout_ms(1000) == 0 and idle.maybe_trim() and trims == [now[0]]
+    assert not idle.maybe_trim() and idle.poll_timeout_ms(1000) == 1000  # once per burst

@@ -23,11 +23,12 @@ isa = isa_fixture(_C.set_isa)
 
 
 def random_encoder(hidden: int, heads: int, inter: int, layers: int, act: str,
-                   linear_format: str = "int16", seed: int = 0) -> BertEncoder:  # fmt: skip
+                   linear_format: str = "int16", seed: int = 0,
+                   context_len: int = 64) -> BertEncoder:  # fmt: skip
     cfg = ModelConfig(path="", architectures=["BertModel"], model_type="bert", vocab_size=97,
                       hidden_size=hidden, intermediate_size=inter, num_layers=layers,
                       num_heads=heads, num_kv_heads=heads, head_dim=hidden // heads,
-                      context_len=64, is_generation=False, is_encoder=True, type_vocab_size=2,
+                      context_len=context_len, is_generation=False, is_encoder=True, type_vocab_size=2,
                       hidden_act=act, layer_norm_eps=1e-12, encoder_linear_format=linear_format)  # fmt: skip
     enc = BertEncoder(cfg)
     gen = torch.Generator().manual_seed(seed)
@@ -92,6 +93,21 @@ def test_long_batch_runs_in_one_region(isa: str) -> None:
     before = enc._stack.region_forwards
     ref, got = both_paths(enc, batch, 0)
     assert enc._stack.region_forwards == before + 1
+    assert torch.equal(got, ref)
+
+
+@pytest.mark.parametrize("lens", [
+    [60] * 9,  # 8 sequences fill a pass (480 rows), the ninth runs in a second one
+    [128] * 6,  # exactly a pass's rows, then the rest
+    [600, 5, 300, 300, 1],  # longer than a pass: alone; then passes of whole sequences
+    [511, 2, 1],
+])  # fmt: skip
+def test_stack_passes_over_rows_equal_per_op(isa: str, lens: list[int]) -> None:
+    """Batches over kEncoderPassRows (512) rows run each layer in passes of whole sequences: the
+    same values as the per-op path's one pass over the batch."""
+    enc = random_encoder(64, 4, 128, 2, "gelu", seed=len(lens), context_len=640)
+    ref, got = both_paths(enc, packed(lens, True, seed=sum(lens)), 0)
+    assert got.shape == (sum(lens), 64)
     assert torch.equal(got, ref)
 
 

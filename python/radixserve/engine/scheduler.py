@@ -27,7 +27,7 @@ from radixserve.constrained.grammar_manager import GrammarManager, make_backend
 from radixserve.engine import ipc
 from radixserve.engine.cascade import shared_prefix_groups
 from radixserve.engine.finish_reason import FinishReason
-from radixserve.engine.heap import trim_heap
+from radixserve.engine.heap import IdleTrim, trim_heap
 from radixserve.engine.input_logprobs import Span, collect_input_logprobs, input_logits_rows
 from radixserve.engine.kv_manager import KVManager, make_allocator
 from radixserve.engine.overlap import PendingStep, can_defer, defer, overlap_enabled, overlap_step
@@ -64,6 +64,8 @@ if TYPE_CHECKING:  # the runner (torch, model code) is imported inside the sched
     from radixserve.engine.model_runner import ModelRunner
 
 logger = logging.getLogger("radixserve.scheduler")
+# Idle seconds after a burst of work before the heap is trimmed (heap.IdleTrim).
+IDLE_TRIM_DELAY_S = 0.5
 
 
 class Scheduler:
@@ -661,10 +663,11 @@ def event_loop(sched: Scheduler, recv: zmq.Socket[Any], send: zmq.Socket[Any]) -
     parent = os.getppid()
     inbox = Inbox(recv)
     sched.online_arrived = inbox.online_arrived
+    idle_trim = IdleTrim(IDLE_TRIM_DELAY_S)
     while True:
         updates: list[ipc.ReqUpdate] = []
         # Block only when idle; with work, just drain what has arrived.
-        timeout = 1000 if sched.is_idle() else 0
+        timeout = idle_trim.poll_timeout_ms(1000) if sched.is_idle() else 0
         while inbox.poll(timeout):
             timeout = 0
             msg = inbox.recv()
@@ -695,5 +698,7 @@ def event_loop(sched: Scheduler, recv: zmq.Socket[Any], send: zmq.Socket[Any]) -
                 updates.extend(sched.fail_step(e))
         if updates:
             send.send(ipc.encode(ipc.BatchOut(updates)))
-        if stepped and sched.is_idle():
-            trim_heap()  # the work is done: its freed temporaries leave RSS (1-5 ms, per burst)
+        if stepped:  # the work done leaves its freed temporaries; RSS drops after a delay
+            idle_trim.after_step(sched.is_idle())
+        elif sched.is_idle():
+            idle_trim.maybe_trim()
