@@ -1,7 +1,6 @@
 // torch-facing LayerNorm, GELU and encoder attention: checks, parallel loops, portable kernels.
 #include "cpu/encoder_ops.h"
 
-#include <ATen/Parallel.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -97,8 +96,9 @@ at::Tensor check_param(const at::Tensor& t, const char* name, int64_t h) {
 
 }  // namespace
 
-void layer_norm(const at::Tensor& out, const at::Tensor& x, const at::Tensor& residual,
-                const at::Tensor& weight, const at::Tensor& bias, double eps) {
+SplitCall prepare_layer_norm(const at::Tensor& out, const at::Tensor& x,
+                             const at::Tensor& residual, const at::Tensor& weight,
+                             const at::Tensor& bias, double eps) {
   check_tensor(x, "x", 2);
   check_tensor(out, "out", 2);
   check_float_dtype(x, "x");
@@ -117,15 +117,20 @@ void layer_norm(const at::Tensor& out, const at::Tensor& x, const at::Tensor& re
   RS_CHECK(std::isfinite(eps) && eps >= 0.0, "eps must be finite and >= 0, got ", eps);
   const at::Tensor w = check_param(weight, "weight", h);
   const at::Tensor b = check_param(bias, "bias", h);
-  const float* wp = w.data_ptr<float>();
-  const float* bp = b.data_ptr<float>();
   const EncoderKernels k = kernels();
   const float e = static_cast<float>(eps);
   const bool f32 = x.scalar_type() == at::kFloat;
   void* op = out.data_ptr();
   const void* xp = x.data_ptr();
   const void* rp = has_res ? residual.data_ptr() : nullptr;
-  at::parallel_for(0, n, 16, [&](int64_t r0, int64_t r1) {
+  SplitCall call;
+  SplitPhase phase;
+  phase.items = n;
+  phase.threads = n > 16 ? omp_get_max_threads() : 1;  // a row takes well under a microsecond
+  // The weight and bias copies (w, b) are kept by the lambda; the caller keeps the others.
+  phase.run = [=](int64_t r0, int64_t r1) {
+    const float* wp = w.data_ptr<float>();
+    const float* bp = b.data_ptr<float>();
     for (int64_t r = r0; r < r1; ++r) {
       if (f32) {
         const float* rr = rp ? static_cast<const float*>(rp) + r * h : nullptr;
@@ -137,7 +142,14 @@ void layer_norm(const at::Tensor& out, const at::Tensor& x, const at::Tensor& re
                   rr, wp, bp, h, e);
       }
     }
-  });
+  };
+  call.phases.push_back(std::move(phase));
+  return call;
+}
+
+void layer_norm(const at::Tensor& out, const at::Tensor& x, const at::Tensor& residual,
+                const at::Tensor& weight, const at::Tensor& bias, double eps) {
+  run_split_call(prepare_layer_norm(out, x, residual, weight, bias, eps));
 }
 
 SplitCall prepare_gelu(const at::Tensor& out, const at::Tensor& x, bool tanh_approx) {

@@ -57,6 +57,10 @@ EncoderKernels encoder_kernels_avx512();
 // out = layer_norm(x + residual) * weight + bias per row of [N, H]; residual may be None.
 void layer_norm(const at::Tensor& out, const at::Tensor& x, const at::Tensor& residual,
                 const at::Tensor& weight, const at::Tensor& bias, double eps);
+// layer_norm as a prepared call (split_call.h); out, x and residual must outlive it.
+SplitCall prepare_layer_norm(const at::Tensor& out, const at::Tensor& x,
+                             const at::Tensor& residual, const at::Tensor& weight,
+                             const at::Tensor& bias, double eps);
 // out = gelu(x), elementwise over any contiguous shape.
 void gelu(const at::Tensor& out, const at::Tensor& x, bool tanh_approx);
 // gelu as a prepared call (split_call.h); out and x must outlive it.

@@ -63,6 +63,29 @@ std::vector<RowPass> row_passes(const torch::Tensor& cu_seqlens, int64_t total) 
   return passes;
 }
 
+// `first`'s phases, then `then`'s, as one call with `then`'s result.
+SplitCall chain(SplitCall first, SplitCall then) {
+  for (SplitPhase& p : then.phases) first.phases.push_back(std::move(p));
+  first.finish = std::move(then.finish);
+  return first;
+}
+
+// LayerNorm(x + residual) into out, then the projection of proj_x (out itself, or rows that
+// do not overlap it). When the projection reads its input while being prepared (a short one),
+// the norm runs first, here, on one thread; otherwise it is the call's first phase, split over
+// the threads.
+SplitCall norm_then_project(const torch::Tensor& out, const torch::Tensor& x,
+                            const torch::Tensor& residual, const torch::Tensor& weight,
+                            const torch::Tensor& bias, double eps, const torch::Tensor& proj_x,
+                            const torch::Tensor& packed, const torch::Tensor& packed_bias) {
+  if (proj_x.size(0) <= kInt16RoundedInPrepare) {
+    layer_norm(out, x, residual, weight, bias, eps);
+    return prepare_int16_linear(proj_x, packed, packed_bias);
+  }
+  return chain(prepare_layer_norm(out, x, residual, weight, bias, eps),
+               prepare_int16_linear(proj_x, packed, packed_bias));
+}
+
 }  // namespace
 
 EncoderStack::EncoderStack(torch::Tensor word_embeddings, torch::Tensor position_embeddings,
@@ -163,21 +186,18 @@ void EncoderStack::run_layers(StepRunner& step, const torch::Tensor& h,
   // Written by the serial parts (thread 0), read by them only. hp: the pass's rows of h, read,
   // then overwritten with the layer's output.
   torch::Tensor hp, qkv, attn, projected, mid, up, down;
-  // The layer whose output LayerNorm (down + mid -> hp) is still to run: in the next op's
-  // serial part, so that it costs no barrier of its own.
+  // The layer whose output LayerNorm (down + mid -> its pass's hp) is still to run: it goes
+  // with the next projection, so that it costs no op (and barrier) of its own.
   const EncoderLayerWeights* pending = nullptr;
-  const auto finish_pending = [&] {
-    if (pending != nullptr)
-      layer_norm(hp, down, mid, pending->out_norm_weight, pending->out_norm_bias, eps_);
-    pending = nullptr;
-  };
   for (const EncoderLayerWeights& w : layers_) {
     for (const RowPass& pass : passes) {
       const int64_t n = pass.rows;
       step.op(&qkv, [&] {
-        finish_pending();
+        const torch::Tensor prev = hp;
         hp = h.narrow(0, pass.first_row, n);
-        return prepare_int16_linear(hp, w.qkv, w.qkv_bias);
+        if (pending == nullptr) return prepare_int16_linear(hp, w.qkv, w.qkv_bias);
+        return norm_then_project(prev, down, mid, pending->out_norm_weight,
+                                 pending->out_norm_bias, eps_, hp, w.qkv, w.qkv_bias);
       });
       if (step.stopped()) return;
       // BertSelfAttention: q, k, v are strided views of the fused projection's rows.
@@ -196,8 +216,8 @@ void EncoderStack::run_layers(StepRunner& step, const torch::Tensor& h,
       // BertLayer's MLP (GELU in place: elementwise, each value read before it is written).
       step.op(&up, [&] {
         mid = torch::empty_like(projected);
-        layer_norm(mid, projected, hp, w.attn_norm_weight, w.attn_norm_bias, eps_);
-        return prepare_int16_linear(mid, w.inter, w.inter_bias);
+        return norm_then_project(mid, projected, hp, w.attn_norm_weight, w.attn_norm_bias, eps_,
+                                 mid, w.inter, w.inter_bias);
       });
       if (step.stopped()) return;
       step.op(&up, [&] {
@@ -211,7 +231,15 @@ void EncoderStack::run_layers(StepRunner& step, const torch::Tensor& h,
       pending = &w;
     }
   }
-  if (step.leader()) finish_pending();  // the others' tensors were never set
+  if (pending == nullptr) return;
+  // The last pass's output LayerNorm, an op of its own.
+  torch::Tensor done;
+  step.op(&done, [&] {
+    SplitCall call = prepare_layer_norm(hp, down, mid, pending->out_norm_weight,
+                                        pending->out_norm_bias, eps_);
+    call.finish = [out = hp, down = down, mid = mid] { return out; };  // inputs stay alive
+    return call;
+  });
 }
 
 }  // namespace radixserve::cpu

@@ -181,7 +181,7 @@ SplitCall prepare_int16_linear(const torch::Tensor& x, const torch::Tensor& pack
     for (int64_t r = r0; r < r1; ++r) xsp[r] = quantize(xs + r * k, k, kp, qmax, xqp + r * kp);
   };
   // A short input's rows are rounded here (microseconds: a phase would cost a barrier).
-  if (m <= gemm_i16::kSmallRows) {
+  if (m <= kInt16RoundedInPrepare) {
     round_rows(0, m);
   } else {
     SplitPhase rounding;

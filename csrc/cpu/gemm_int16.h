@@ -25,8 +25,11 @@ torch::Tensor pack_int16_weight(const torch::Tensor& weight, int64_t weight_bits
 // x [M, K] float32, bias [N] float32 or None -> [M, N] float32.
 torch::Tensor int16_linear(const torch::Tensor& x, const torch::Tensor& packed,
                            const std::optional<torch::Tensor>& bias);
-// int16_linear as a prepared call (split_call.h): short inputs' rows rounded on this thread,
-// longer ones in a first phase; then row chunks x weight blocks.
+// int16_linear as a prepared call (split_call.h): the rows of inputs of at most
+// kInt16RoundedInPrepare rows are rounded on this thread, so x must be ready; longer inputs'
+// rows are rounded in a first phase, so earlier phases chained before it may still write x.
+// Then row chunks x weight blocks.
+constexpr int64_t kInt16RoundedInPrepare = 64;
 SplitCall prepare_int16_linear(const torch::Tensor& x, const torch::Tensor& packed,
                                const std::optional<torch::Tensor>& bias);
 

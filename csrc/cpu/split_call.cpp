@@ -28,7 +28,8 @@ torch::Tensor run_split_call(const SplitCall& call) {
   for (size_t p = 0; p < call.phases.size(); ++p) {
     const SplitPhase& phase = call.phases[p];
     const int threads = std::min<int64_t>(phase.threads, phase.items);
-    if (threads > 1 && omp_get_max_threads() > 1) {
+    // Inside a region already (a StepRunner's serial part): nested regions get one thread.
+    if (threads > 1 && omp_get_max_threads() > 1 && !omp_in_parallel()) {
       std::atomic<int64_t> next{0};
 #pragma omp parallel num_threads(threads)
       run_split_phase(call, p, omp_get_thread_num(), omp_get_num_threads(), &next);
