@@ -25,9 +25,10 @@ import shlex
 import statistics
 import sys
 import time
+from typing import Any
 
 from bench_embeddings import http_run, make_sentences, minilm_path, tree_cpu_seconds
-from server_util import cpu_flags, start_server
+from server_util import add_variant_args, cpu_flags, start_variants
 
 ST = "sentence-transformers batch 32"
 
@@ -35,10 +36,7 @@ ST = "sentence-transformers batch 32"
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--model-path", default=None)
-    p.add_argument("--variant", action="append", default=[],
-                   help="LABEL=SERVER ARGS (repeat); default: one server, no extra args")  # fmt: skip
-    p.add_argument("--pythonpath", action="append", default=[],
-                   help="LABEL=PATH (repeat): that variant's server runs with PYTHONPATH=PATH")
+    add_variant_args(p, "one server, no extra args")
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--num-sentences", type=int, default=32)
     p.add_argument("--tokens", type=int, default=128)
@@ -65,18 +63,14 @@ def main() -> None:
     n = len(sentences)
     st = SentenceTransformer(model, device="cpu")
     st.encode(sentences[:8], batch_size=8)  # warm-up
-    pythonpaths = dict(v.split("=", 1) for v in args.pythonpath)
-    servers = {}
+    servers: dict[str, Any] = {}
     load_before = os.getloadavg()
     rates: dict[str, list[float]] = {}
     cpu_ms: dict[str, list[float]] = {}
     loads = []
     try:
-        for v in variants:
-            label, extra = v.split("=", 1)
-            servers[label] = start_server(["--model-path", model, "--num-threads",
-                                           str(args.num_threads), *shlex.split(extra)],
-                                          pythonpaths.get(label))  # fmt: skip
+        start_variants(servers, variants, args.pythonpath,
+                       ["--model-path", model, "--num-threads", str(args.num_threads)])
         for _, url in servers.values():
             asyncio.run(http_run(url, sentences[:8], 4))  # warm-up
         labels = [*servers, ST]

@@ -19,19 +19,16 @@ import os
 import shlex
 import statistics
 import sys
+from typing import Any
 
 from bench_embeddings import duration_histogram, histogram_p50, minilm_path, short_latency
-from server_util import cpu_flags, start_server
+from server_util import add_variant_args, cpu_flags, start_variants
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--model-path", default=None)
-    p.add_argument("--variant", action="append", default=[],
-                   help="LABEL=SERVER ARGS (repeat); default: per-op vs stack")  # fmt: skip
-    p.add_argument("--pythonpath", action="append", default=[],
-                   help="LABEL=PATH (repeat): that variant's server runs with PYTHONPATH=PATH, "
-                        "e.g. another tree's python/ for an A/B between trees")  # fmt: skip
+    add_variant_args(p, "per-op vs stack")
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--per-round", type=int, default=40, help="requests per variant per round")
     p.add_argument("--num-threads", type=int, default=2)
@@ -41,15 +38,11 @@ def main() -> None:
         os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy
     variants = args.variant or ["per-op=--disable-encoder-stack", "stack="]
     model = args.model_path or minilm_path()
-    pythonpaths = dict(v.split("=", 1) for v in args.pythonpath)
-    servers = {}
+    servers: dict[str, Any] = {}
     load_before = os.getloadavg()
     try:
-        for v in variants:
-            label, extra = v.split("=", 1)
-            servers[label] = start_server(["--model-path", model, "--num-threads",
-                                           str(args.num_threads), *shlex.split(extra)],
-                                          pythonpaths.get(label))  # fmt: skip
+        start_variants(servers, variants, args.pythonpath,
+                       ["--model-path", model, "--num-threads", str(args.num_threads)])
         labels = list(servers)
         for proc, url in servers.values():
             short_latency(url, 10, proc.pid)  # warm-up

@@ -3,7 +3,9 @@ a results file names."""
 
 from __future__ import annotations
 
+import argparse
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -36,6 +38,26 @@ def start_server(
         time.sleep(0.5)
     proc.kill()
     raise SystemExit("server did not start")
+
+
+def add_variant_args(p: argparse.ArgumentParser, default: str) -> None:
+    """--variant LABEL=SERVER ARGS and --pythonpath LABEL=PATH (both repeatable): the servers of
+    an A/B, e.g. two trees' packages (the second's python/ through --pythonpath)."""
+    p.add_argument("--variant", action="append", default=[],
+                   help=f"LABEL=SERVER ARGS (repeat); default: {default}")  # fmt: skip
+    p.add_argument("--pythonpath", action="append", default=[],
+                   help="LABEL=PATH (repeat): that variant's server runs with PYTHONPATH=PATH, "
+                        "e.g. another tree's python/ for an A/B between trees")  # fmt: skip
+
+
+def start_variants(servers: dict[str, tuple[subprocess.Popen[bytes], str]], variants: list[str],
+                   pythonpaths: list[str], common: list[str]) -> None:  # fmt: skip
+    """Starts one server per LABEL=ARGS variant (`common` args, then its own) into `servers`,
+    so that the caller's `finally` stops the ones that started if a later one fails."""
+    paths = dict(v.split("=", 1) for v in pythonpaths)
+    for v in variants:
+        label, extra = v.split("=", 1)
+        servers[label] = start_server([*common, *shlex.split(extra)], paths.get(label))
 
 
 def cpu_flags() -> str:
