@@ -12,23 +12,6 @@
 namespace radixserve::cpu {
 namespace {
 
-// One OpenMP thread for the calling thread's kernels while alive (the ICV is per thread, so
-// other threads are untouched): at::parallel_for and int16_linear then run inline.
-class SerialScope {
- public:
-  explicit SerialScope(bool on) : saved_(on ? omp_get_max_threads() : 0) {
-    if (on) omp_set_num_threads(1);
-  }
-  ~SerialScope() {
-    if (saved_ > 0) omp_set_num_threads(saved_);
-  }
-  SerialScope(const SerialScope&) = delete;
-  SerialScope& operator=(const SerialScope&) = delete;
-
- private:
-  int saved_;
-};
-
 void check_param(const torch::Tensor& t, const char* name, int64_t size) {
   check_tensor(t, name, 1);
   check_dtype(t, name, torch::kFloat32);
@@ -151,13 +134,9 @@ torch::Tensor EncoderStack::forward(const torch::Tensor& input_ids,
   check_dtype(positions, "positions", torch::kInt64);
   const int64_t t = input_ids.size(0);
   check_size(positions, "positions", 0, t);
-  // A short input whose last region forward found a thread without a core runs serial for a
-  // while: its ops last microseconds, so a partner that sleeps costs more than it brings.
+  // A short input's ops last microseconds: while the host is busy, one thread does better.
   const bool adaptive = !serial && t <= kAdaptiveMaxTokens;
-  if (adaptive && serial_left_.load(std::memory_order_relaxed) > 0) {
-    serial_left_.fetch_sub(1, std::memory_order_relaxed);
-    serial = true;
-  }
+  if (adaptive) serial = busy_.take_serial();
   SerialScope scope(serial);
   // Embeddings, as BertEncoder.forward: word + position, then LayerNorm(h + token type).
   const torch::Tensor h0 = at::embedding(word_, input_ids) + at::embedding(position_, positions);
@@ -176,8 +155,7 @@ torch::Tensor EncoderStack::forward(const torch::Tensor& input_ids,
   const int64_t sleeps = run_steps(!serial, at::get_num_threads(),
                                    [&](StepRunner& step) { run_layers(step, h, passes); });
   if (!serial && at::get_num_threads() > 1) region_forwards_.fetch_add(1, std::memory_order_relaxed);
-  if (adaptive && !serial)
-    serial_left_.store(sleeps > kMaxSleeps ? kSerialForwards : 0, std::memory_order_relaxed);
+  if (adaptive && !serial) busy_.after_region(sleeps);
   return h;
 }
 

@@ -17,9 +17,10 @@
 #include <optional>
 #include <vector>
 
+#include "cpu/step_runner.h"
+
 namespace radixserve::cpu {
 
-class StepRunner;  // step_runner.h
 
 // Rows (whole sequences) a layer runs at a time. Every op of a layer is per row or per sequence,
 // so the passes give the same values as one pass over the batch; what they save is memory: a
@@ -78,10 +79,10 @@ class EncoderStack {
   double eps_, scale_;
   bool tanh_gelu_;
   std::vector<EncoderLayerWeights> layers_;
-  // Inputs up to this many tokens fall back to serial for kSerialForwards forwards when a
-  // region forward's barriers slept more than kMaxSleeps times (a quiet host: none).
-  static constexpr int64_t kAdaptiveMaxTokens = 64, kMaxSleeps = 2, kSerialForwards = 32;
-  mutable std::atomic<int64_t> serial_left_{0}, region_forwards_{0};
+  // Inputs up to this many tokens run serial while the host is busy (BusyFallback).
+  static constexpr int64_t kAdaptiveMaxTokens = 64;
+  mutable BusyFallback busy_;
+  mutable std::atomic<int64_t> region_forwards_{0};
 
   // Every layer's ops on `step`, pass by pass, each pass's output written back into its rows
   // of h.

@@ -94,6 +94,45 @@ class StepRunner {
   std::exception_ptr error_;
 };
 
+// One OpenMP thread for the calling thread's kernels while alive (the ICV is per thread, so
+// other threads are untouched): run_split_call and at::parallel_for then run inline.
+class SerialScope {
+ public:
+  explicit SerialScope(bool on) : saved_(on ? omp_get_max_threads() : 0) {
+    if (on) omp_set_num_threads(1);
+  }
+  ~SerialScope() {
+    if (saved_ > 0) omp_set_num_threads(saved_);
+  }
+  SerialScope(const SerialScope&) = delete;
+  SerialScope& operator=(const SerialScope&) = delete;
+
+ private:
+  int saved_;
+};
+
+// When small runs (whose ops last microseconds) should take one thread: after a region run
+// whose barriers slept more than kMaxSleeps times (a quiet host: none; a busy one leaves a
+// region thread without a core, and each op then waits for it), the next kSerialRuns runs are
+// serial, then a region is tried again.
+class BusyFallback {
+ public:
+  static constexpr int64_t kMaxSleeps = 2, kSerialRuns = 32;
+  // True if this run should be serial (counts it).
+  bool take_serial() {
+    if (left_.load(std::memory_order_relaxed) <= 0) return false;
+    left_.fetch_sub(1, std::memory_order_relaxed);
+    return true;
+  }
+  // After a region run: how many of its barrier waits slept (run_steps' result).
+  void after_region(int64_t sleeps) {
+    left_.store(sleeps > kMaxSleeps ? kSerialRuns : 0, std::memory_order_relaxed);
+  }
+
+ private:
+  std::atomic<int64_t> left_{0};
+};
+
 // body(StepRunner&) on every thread of one region of `nth` threads (or, for one thread or
 // with one_region false, once with the per-call runner); rethrows what an op threw. Returns how
 // many barrier waits ended asleep (StepBarrier::sleeps; 0 without a region).
