@@ -60,12 +60,43 @@ struct LineFeed {
   void reset() { n = row = off = 0; }
 };
 
-// e^x for the softmax terms (x = score - running max <= 0, or -inf): vexp without its upper
-// clamp and without the select that makes inputs below -87 exactly 0; they give e^-87 (a
-// normal float, 1.6e-38) instead, which vanishes next to the row's largest term, e^0 = 1, in
-// every sum and product it enters (a -inf running max only scales zero accumulators). Three of
-// vexp's eighteen operations, on 1,536 exponentials per prefix key block.
-inline VF vexp_nonpos(VF x) { return vexp_clamped(vmax(x, vset1(-87.0f))); }
+// 2^n from t = n + 1.5 * 2^23 (n an integer in [-126, 127]): n sits in the low mantissa bits of
+// t, so shifting them into the exponent field and adding the bias gives 2^n's bits.
+inline VF vpow2_bits(VF t) {
+#if defined(RS_SIMD_AVX512)
+  const __m512i e = _mm512_slli_epi32(_mm512_castps_si512(t), 23);
+  return _mm512_castsi512_ps(_mm512_add_epi32(e, _mm512_set1_epi32(127 << 23)));
+#else
+  const __m256i e = _mm256_slli_epi32(_mm256_castps_si256(t), 23);
+  return _mm256_castsi256_ps(_mm256_add_epi32(e, _mm256_set1_epi32(127 << 23)));
+#endif
+}
+
+// e^x for the softmax terms (x = score - running max <= 0, or -inf), ~2 ulp like vexp; 14
+// vector operations (was 15, among them a round and a float-to-int conversion) in a dependency
+// chain of ~30 cycles (was ~42); the exponentials are ~14% of the prefix pass:
+// - no upper clamp, and no select that makes inputs below -87 exactly 0: they give e^-87 (a
+//   normal float, 1.6e-38) instead, which vanishes next to the row's largest term, e^0 = 1, in
+//   every sum and product it enters (a -inf running max only scales zero accumulators);
+// - n = round(x log2 e) by adding 1.5 * 2^23 (the sum's low mantissa bits are n, two's
+//   complement, so shifting them into the exponent field gives 2^n with one integer add): no
+//   round and no float-to-int conversion;
+// - e^r on |r| <= ln2/2 by a degree-5 polynomial fitted for relative error (1.9e-7 in fp32,
+//   vexp's degree-6 Taylor polynomial 2.2e-7), in Estrin's scheme: a shorter dependency chain.
+inline VF vexp_nonpos(VF x) {
+  const VF xc = vmax(x, vset1(-87.0f));
+  const VF shifter = vset1(12582912.0f);  // 1.5 * 2^23
+  const VF t = vfma(xc, vset1(1.44269504088896341f), shifter);
+  const VF n = vsub(t, shifter);  // exact: an integer in [-126, 0]
+  VF r = vfma(n, vset1(-0.693359375f), xc);  // ln2 split in two, as vexp_clamped
+  r = vfma(n, vset1(2.12194440e-4f), r);
+  const VF r2 = vmul(r, r);
+  const VF p01 = vfma(r, vset1(0.9999997019767761f), vset1(1.0f));
+  const VF p23 = vfma(r, vset1(0.1666763573884964f), vset1(0.4999915063381195f));
+  const VF p45 = vfma(r, vset1(0.008290315046906471f), vset1(0.04189793020486832f));
+  const VF p = vfma(r2, vfma(r2, p45, p23), p01);
+  return vmul(p, vpow2_bits(t));
+}
 
 // Register blocking of the products: kSubVecs row vectors x kCols keys (scores) or value
 // columns (values) of accumulators, plus the row vectors and one broadcast: 16 AVX2 registers.
@@ -94,16 +125,17 @@ __attribute__((always_inline)) inline void tile_scores(const float* qT, const fl
 }
 
 // accT[d0 + c][rows] = accT * alpha[rows] + sum_{j < nk} v[j][d0 + c] * pT[j][rows] for kCols
-// columns c.
+// columns c; on the item's first key block (`first`) accT is not read (nothing to rescale, and
+// it is not initialised: a memset of the whole tile per item cost ~1 us).
 template <int NRV>
 __attribute__((always_inline)) inline void tile_values(float* accT, int d0, const float* alpha, const float* pT,
-                        const float* const* v, int nk) {
+                        const float* const* v, int nk, bool first) {
   constexpr int TR = kTileRows;
   VF a[kCols][NRV];
   for (int r = 0; r < NRV; ++r) {
     const VF al = vload(alpha + r * kLanes);
     for (int c = 0; c < kCols; ++c)
-      a[c][r] = vmul(vload(accT + (d0 + c) * TR + r * kLanes), al);
+      a[c][r] = first ? vzero() : vmul(vload(accT + (d0 + c) * TR + r * kLanes), al);
   }
   for (int j = 0; j < nk; ++j) {
     VF p[NRV];
@@ -121,32 +153,40 @@ __attribute__((always_inline)) inline void tile_values(float* accT, int d0, cons
 // softmax (per lane), values.
 template <int NRV>
 void sub_block(const float* qT, const float* const* kr, const float* const* vr, int nk, int D,
-               float* sT, float* m, float* l, float* alpha, float* accT, LineFeed& feed) {
+               float* sT, float* m, float* l, float* alpha, float* accT, bool first,
+               LineFeed& feed) {
   constexpr int TR = kTileRows;
   for (int j = 0; j < nk; j += kCols) {
     feed.step();
     tile_scores<NRV>(qT, kr + j, D, sT + j * TR);
   }
+  VF m_new[NRV], psum[NRV];
   for (int v = 0; v < NRV; ++v) {
     const int o = v * kLanes;
     VF mx = vload(sT + o);
     for (int j = 1; j < nk; ++j) mx = vmax(mx, vload(sT + j * TR + o));
     const VF m_old = vload(m + o);
-    const VF m_new = vmax(m_old, mx);
+    m_new[v] = vmax(m_old, mx);
     // A lane's first block (m_old = -inf) scales its zero accumulator and sum.
-    vstore(alpha + o, vexp_nonpos(vsub(m_old, m_new)));
-    VF psum = vzero();
-    for (int j = 0; j < nk; ++j) {
-      const VF p = vexp_nonpos(vsub(vload(sT + j * TR + o), m_new));
-      vstore(sT + j * TR + o, p);
-      psum = vadd(psum, p);
+    vstore(alpha + o, vexp_nonpos(vsub(m_old, m_new[v])));
+    psum[v] = vzero();
+  }
+  // The row vectors' exponentials side by side: NRV independent chains per key.
+  for (int j = 0; j < nk; ++j) {
+    for (int v = 0; v < NRV; ++v) {
+      const VF p = vexp_nonpos(vsub(vload(sT + j * TR + v * kLanes), m_new[v]));
+      vstore(sT + j * TR + v * kLanes, p);
+      psum[v] = vadd(psum[v], p);
     }
-    vstore(l + o, vfma(vload(l + o), vload(alpha + o), psum));
-    vstore(m + o, m_new);
+  }
+  for (int v = 0; v < NRV; ++v) {
+    const int o = v * kLanes;
+    vstore(l + o, vfma(vload(l + o), vload(alpha + o), psum[v]));
+    vstore(m + o, m_new[v]);
   }
   for (int d = 0; d < D; d += kCols) {
     feed.step();
-    tile_values<NRV>(accT, d, alpha, sT, vr, nk);
+    tile_values<NRV>(accT, d, alpha, sT, vr, nk, first);
   }
 }
 
@@ -154,20 +194,20 @@ void sub_block(const float* qT, const float* const* kr, const float* const* vr, 
 // widened once, is shared by all).
 inline void tile_block(int nrv, const float* qT, const float* const* kr, const float* const* vr,
                        int nk, int D, float* sT, float* m, float* l, float* alpha, float* accT,
-                       LineFeed& feed) {
+                       bool first, LineFeed& feed) {
   const int nsub = (nrv + kSubVecs - 1) / kSubVecs;
   feed.spread(nsub * ((nk + kCols - 1) / kCols + D / kCols));
   for (int v0 = 0; v0 < nrv; v0 += kSubVecs) {
     const int o = v0 * kLanes;
     switch (nrv - v0) {
       case 1:
-        sub_block<1>(qT + o, kr, vr, nk, D, sT + o, m + o, l + o, alpha + o, accT + o, feed);
+        sub_block<1>(qT + o, kr, vr, nk, D, sT + o, m + o, l + o, alpha + o, accT + o, first, feed);
         break;
       case 2:
-        sub_block<2>(qT + o, kr, vr, nk, D, sT + o, m + o, l + o, alpha + o, accT + o, feed);
+        sub_block<2>(qT + o, kr, vr, nk, D, sT + o, m + o, l + o, alpha + o, accT + o, first, feed);
         break;
       default:
-        sub_block<kSubVecs>(qT + o, kr, vr, nk, D, sT + o, m + o, l + o, alpha + o, accT + o, feed);
+        sub_block<kSubVecs>(qT + o, kr, vr, nk, D, sT + o, m + o, l + o, alpha + o, accT + o, first, feed);
         break;
     }
   }
@@ -268,8 +308,9 @@ void prefix_simd(const AttendWork<T, TKV>& w) {
       m[r] = -INFINITY;
       l[r] = 0.0f;
     }
-    for (int d = 0; d < D; ++d)
-      for (int r = 0; r < nrv * kLanes; ++r) accT[d * TR + r] = 0.0f;
+    if (ke <= kb)  // no key block initialises accT
+      for (int d = 0; d < D; ++d)
+        for (int r = 0; r < nrv * kLanes; ++r) accT[d * TR + r] = 0.0f;
     load_queries_transposed(w, t0, nrows, nrv * kLanes, qT);
     // Slots are scattered: the hardware prefetcher cannot guess the rows, so fetch the first
     // block now and each next block while the current one is computed.
@@ -294,7 +335,7 @@ void prefix_simd(const AttendWork<T, TKV>& w) {
         vr[j] = fp32_row(w.v_cache + off, w.kvbuf + (kBlk + j) * D, D);
       }
       for (int j = nk; j < kBlk; ++j) kr[j] = kr[0];  // scored, never used
-      tile_block(nrv, qT, kr, vr, nk, D, sT, m, l, alpha, accT, feed);
+      tile_block(nrv, qT, kr, vr, nk, D, sT, m, l, alpha, accT, k0 == kb, feed);
     }
     for (int r = 0; r < nrows; ++r) {
       w.m[t0 + r] = m[r];
@@ -396,12 +437,16 @@ inline void suffix_rows(const float* q, const TKV* const* kr, const TKV* const* 
   }
   // AVX2: 3 rows x 4 vectors of accumulators, the 3 broadcast weights and a V vector take all
   // 16 registers, and GCC spilled the weights and the widened V to the stack in the inner loop;
-  // 3 x 2 vectors (11 registers) reloads the weights twice as often and measured faster
-  // (contiguous bf16 suffix pass 164-169 -> 145-150 us in a stand-alone harness). AVX-512 has
-  // 32 registers.
-  constexpr int C = R >= 3 && kLanes == 8 ? 2 : 4;
+  // 3 x 2 vectors (11 registers) measured faster than that (contiguous bf16 suffix pass 164-169
+  // -> 145-150 us in a stand-alone harness), but its 6 accumulators wait on the FMA latency
+  // (4 cycles per key for 6 FMAs that issue in 3). 3 x 3 (13 registers) keeps both FMA units
+  // busy, with a 3 x 2 tile for the remaining columns (head_dim 64: 3 + 3 + 2 vectors).
+  // AVX-512 has 32 registers.
+  constexpr int C = R >= 3 && kLanes == 8 ? 3 : 4;
   int c = 0;
   for (; c + C * kLanes <= D; c += C * kLanes) pv_rows<R, C>(acc, D, c, alpha, s, vr, nk);
+  if constexpr (C == 3)
+    for (; c + 2 * kLanes <= D; c += 2 * kLanes) pv_rows<R, 2>(acc, D, c, alpha, s, vr, nk);
   for (; c < D; c += kLanes) pv_rows<R, 1>(acc, D, c, alpha, s, vr, nk);
 }
 
