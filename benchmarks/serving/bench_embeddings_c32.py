@@ -21,14 +21,13 @@ import argparse
 import asyncio
 import datetime
 import os
-import shlex
 import statistics
 import sys
 import time
 from typing import Any
 
 from bench_embeddings import http_run, make_sentences, minilm_path, tree_cpu_seconds
-from server_util import add_variant_args, cpu_flags, start_variants
+from server_util import add_variant_args, cpu_flags, start_variants, variant_flags
 
 ST = "sentence-transformers batch 32"
 
@@ -105,8 +104,7 @@ def main() -> None:
         f"--rounds {args.rounds} --num-sentences {args.num_sentences} --tokens {args.tokens} "
         f"--concurrency {args.concurrency} --idle-before {args.idle_before} --bursts {args.bursts} "
         f"--num-threads {args.num_threads} --omp-wait-policy {args.omp_wait_policy} "
-        + " ".join(f"--variant {shlex.quote(v)}" for v in variants)
-        + "".join(f" --pythonpath {shlex.quote(v)}" for v in args.pythonpath) + "`",
+        + variant_flags(variants, args.pythonpath) + "`",
         f"- Date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='minutes')}; "
         f"{os.cpu_count()} CPUs, flags: {cpu_flags()}; all-MiniLM-L6-v2 float32, "
         f"{n} sentences of {args.tokens} tokens",

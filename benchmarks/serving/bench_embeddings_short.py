@@ -16,13 +16,12 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import shlex
 import statistics
 import sys
 from typing import Any
 
 from bench_embeddings import duration_histogram, histogram_p50, minilm_path, short_latency
-from server_util import add_variant_args, cpu_flags, start_variants
+from server_util import add_variant_args, cpu_flags, start_variants, variant_flags
 
 
 def main() -> None:
@@ -71,8 +70,7 @@ def main() -> None:
         f"- Command: `PYTHONPATH=python python benchmarks/serving/bench_embeddings_short.py "
         f"--rounds {args.rounds} --per-round {args.per_round} --num-threads {args.num_threads} "
         f"--omp-wait-policy {args.omp_wait_policy} "
-        + " ".join(f"--variant {shlex.quote(v)}" for v in variants)
-        + "".join(f" --pythonpath {shlex.quote(v)}" for v in args.pythonpath) + "`",
+        + variant_flags(variants, args.pythonpath) + "`",
         f"- Date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='minutes')}; "
         f"{os.cpu_count()} CPUs, flags: {cpu_flags()}; sentence 'The cat sat on the mat.' (9 tokens)",
         f"- Load average (1/5/15 min) before: {'/'.join(f'{x:.1f}' for x in load_before)}, after: "

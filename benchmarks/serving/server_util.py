@@ -60,6 +60,13 @@ def start_variants(servers: dict[str, tuple[subprocess.Popen[bytes], str]], vari
         servers[label] = start_server([*common, *shlex.split(extra)], paths.get(label))
 
 
+def variant_flags(variants: list[str], pythonpaths: list[str]) -> str:
+    """The --variant / --pythonpath part of a results file's command line."""
+    return " ".join(f"--variant {shlex.quote(v)}" for v in variants) + "".join(
+        f" --pythonpath {shlex.quote(v)}" for v in pythonpaths
+    )
+
+
 def cpu_flags() -> str:
     """The SIMD flags that pick a kernel build (avx2 / avx512...) from /proc/cpuinfo."""
     try:
