@@ -5,6 +5,8 @@ the same kernels on the same values, so the hidden states must be equal bit for 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
 
@@ -20,6 +22,16 @@ if not hasattr(_C, "EncoderStack"):
     pytest.skip("radixserve._C was built without the EncoderStack", allow_module_level=True)
 
 isa = isa_fixture(_C.set_isa)
+
+
+@pytest.fixture(autouse=True)
+def two_threads() -> Iterator[None]:
+    """Two intra-op threads, whatever an earlier test left (an in-process ModelRunner sets its
+    own count): the stack's one-region path needs more than one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(threads)
 
 
 def random_encoder(hidden: int, heads: int, inter: int, layers: int, act: str,
@@ -85,8 +97,6 @@ def test_stack_equals_per_op(isa: str, hidden: int, heads: int, inter: int, laye
 def test_long_batch_runs_in_one_region(isa: str) -> None:
     """Past the short-input fallback, a multi-threaded forward runs its layers in one OpenMP
     region (a barrier between ops), still equal to the per-op path."""
-    if torch.get_num_threads() < 2:
-        pytest.skip("one intra-op thread: every forward is serial")
     enc = random_encoder(64, 4, 128, 2, "gelu", seed=7)
     batch = packed([40, 33], True, seed=5)  # 73 tokens: past the short-input fallback (64)
     both_paths(enc, batch, 0)
