@@ -1,12 +1,8 @@
 // DecoderStack: the per-op decode layer loop of models/llama.py, transcribed op for op.
 #include "cpu/decoder.h"
 
-#include <omp.h>
-
-#include <array>
 #include <atomic>
 #include <cmath>
-#include <exception>
 
 #include "cpu/activation.h"
 #include "cpu/attention.h"

@@ -1,8 +1,6 @@
 // EncoderStack: the per-op forward of models/bert.py's BertEncoder, transcribed op for op.
 #include "cpu/encoder_stack.h"
 
-#include <omp.h>
-
 #include "cpu/encoder_ops.h"
 #include "cpu/gemm_int16.h"
 #include "cpu/kernel_checks.h"

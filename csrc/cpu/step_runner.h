@@ -71,8 +71,6 @@ class StepRunner {
   }
 
   bool stopped() const { return stopped_; }
-  // The thread that runs the serial parts (the only one on the per-call path).
-  bool leader() const { return tid_ == 0; }
   int64_t barrier_sleeps() const { return barrier_.sleeps(); }
   void rethrow() const {
     if (error_) std::rethrow_exception(error_);
