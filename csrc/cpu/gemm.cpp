@@ -185,20 +185,11 @@ SplitCall prepare_linear(const torch::Tensor& x, const torch::Tensor& packed,
   }
 
   const int64_t first = n0 / kBlockN, blocks = (n1 + kBlockN - 1) / kBlockN - first;
-  const int64_t chunk = m <= 2 * kRowChunk ? m : kRowChunk;
-  const int64_t chunks = (m + chunk - 1) / chunk;
-  // With one row chunk (decode) each thread streams a contiguous run of weight blocks once.
-  // With several (prefill), a chunk's rows stay in L2 while all weight blocks pass by.
-  SplitPhase phase;
-  phase.items = blocks * chunks;
-  phase.threads = omp_get_max_threads();
-  phase.run = [p, kernel, first, blocks, chunk, m, xs, bias_f, out](int64_t begin,
-                                                                   int64_t end) {
-    for (int64_t it = begin; it < end; ++it) {
-      const int64_t nb = first + it % blocks, m0 = (it / blocks) * chunk;
-      kernel(p, nb, m0, std::min(m, m0 + chunk));
-    }
-  };
+  SplitPhase phase = row_chunk_block_phase(
+      m, kRowChunk, first, blocks, omp_get_max_threads(),
+      [p, kernel, xs, bias_f, out](int64_t nb, int64_t m0, int64_t m1) {
+        kernel(p, nb, m0, m1);
+      });
   call.phases.push_back(std::move(phase));
   return call;
 }

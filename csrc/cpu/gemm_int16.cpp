@@ -190,20 +190,11 @@ SplitCall prepare_int16_linear(const torch::Tensor& x, const torch::Tensor& pack
     rounding.run = round_rows;
     call.phases.push_back(std::move(rounding));
   }
-  // Each item multiplies one row chunk by one weight block, the chunk staying in L2.
-  const int64_t blocks = blocks_of(h.n);
-  const int64_t chunk = m <= 2 * kRowChunk ? m : kRowChunk;
-  const int64_t chunks = (m + chunk - 1) / chunk;
-  SplitPhase products;
-  products.items = blocks * chunks;
-  products.threads = omp_get_max_threads();
-  products.run = [p, kernel, blocks, chunk, m, packed, bias_f, xq, xscale](int64_t begin,
-                                                                             int64_t end) {
-    for (int64_t it = begin; it < end; ++it) {
-      const int64_t nb = it % blocks, m0 = (it / blocks) * chunk;
-      kernel(p, nb, m0, std::min(m, m0 + chunk));
-    }
-  };
+  SplitPhase products = row_chunk_block_phase(
+      m, kRowChunk, 0, blocks_of(h.n), omp_get_max_threads(),
+      [p, kernel, packed, bias_f, xq, xscale](int64_t nb, int64_t m0, int64_t m1) {
+        kernel(p, nb, m0, m1);
+      });
   call.phases.push_back(std::move(products));
   return call;
 }

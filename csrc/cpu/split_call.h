@@ -37,6 +37,27 @@ inline void static_share(int64_t n, int tid, int nth, int64_t* begin, int64_t* e
   *end = *begin + q + (tid < r ? 1 : 0);
 }
 
+// The phase of a blocked matrix product: items are (row chunk, weight block) pairs over rows
+// [0, m) in chunks of `row_chunk` (one chunk for m <= 2 * row_chunk) and blocks [first,
+// first + blocks); kernel(nb, m0, m1) computes block nb for rows [m0, m1). With one chunk
+// (decode) each thread streams a contiguous run of blocks once; with several (prefill), a
+// chunk's rows stay in L2 while all the blocks pass by. `kernel` keeps what it reads alive.
+template <typename Kernel>
+SplitPhase row_chunk_block_phase(int64_t m, int64_t row_chunk, int64_t first, int64_t blocks,
+                                 int threads, Kernel kernel) {
+  const int64_t chunk = m <= 2 * row_chunk ? m : row_chunk;
+  SplitPhase phase;
+  phase.items = blocks * ((m + chunk - 1) / chunk);
+  phase.threads = threads;
+  phase.run = [=](int64_t begin, int64_t end) {
+    for (int64_t it = begin; it < end; ++it) {
+      const int64_t m0 = (it / blocks) * chunk;
+      kernel(first + it % blocks, m0, m0 + chunk < m ? m0 + chunk : m);
+    }
+  };
+  return phase;
+}
+
 // The per-op path: every phase in its own OpenMP region (none for one item or one thread:
 // libgomp ends even a one-thread region with a futex wake-up), then finish().
 torch::Tensor run_split_call(const SplitCall& call);
