@@ -228,6 +228,7 @@ PYBIND11_MODULE(_C, m) {
         d["avx2"] = f.avx2;
         d["avx512"] = f.avx512;
         d["avx512_bf16"] = f.avx512_bf16;
+        d["avx512_emulated"] = f.avx512_emulated;
         d["best_isa"] = rc::isa_name(rc::best_isa());
         d["isa"] = rc::isa_name(rc::active_isa());
         return d;

@@ -18,6 +18,11 @@ CpuFeatures detect() {
   f.avx512_bf16 = f.avx512 && __builtin_cpu_supports("avx512bf16");
   f.avx512_vnni = f.avx512 && __builtin_cpu_supports("avx512vnni");
 #endif
+#ifdef RADIXSERVE_AVX512_EMULATION
+  // A test build: the AVX-512 kernels run on SIMDe's emulation, built for AVX2.
+  f.avx512 = f.avx512_bf16 = f.avx512_vnni = f.avx2;
+  f.avx512_emulated = f.avx2;
+#endif
   return f;
 }
 

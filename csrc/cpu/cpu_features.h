@@ -17,6 +17,7 @@ struct CpuFeatures {
   bool avx512 = false;  // F + BW + VL + DQ
   bool avx512_bf16 = false;
   bool avx512_vnni = false;  // vpdpwssd (int16 linear)
+  bool avx512_emulated = false;  // a test build: AVX-512 kernels on SIMDe (avx512_emulation.h)
 };
 
 // What the CPU (and OS) supports.

@@ -30,6 +30,7 @@
 #include <limits>
 #include <string>
 
+#include "cpu/cpu_features.h"
 #include "cpu/kernel_checks.h"
 #include "cpu/sampling_simd.h"
 
@@ -119,19 +120,14 @@ constexpr Ops kAvx2{sampling_avx2::row_max,       sampling_avx2::row_argmax,
                     sampling_avx2::row_gather_ge, sampling_avx2::block_sums,
                     sampling_avx2::row_apply_bitmask};
 
-bool cpu_has(const char* isa) {
-  __builtin_cpu_init();  // needed when called before the runtime's own initialisation
-  if (std::string(isa) == "avx512")
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw");
-  if (std::string(isa) == "avx2")
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return std::string(isa) == "generic";
+bool cpu_has(const std::string& isa) {
+  const CpuFeatures& f = detected_features();  // the kernels' detection (cpu_features.h)
+  if (isa == "avx512") return f.avx512;
+  if (isa == "avx2") return f.avx2;
+  return isa == "generic";
 }
 
-std::string best_isa() { return cpu_has("avx512") ? "avx512" : cpu_has("avx2") ? "avx2" : "generic"; }
-
-std::string g_isa = best_isa();
+std::string g_isa = isa_name(best_isa());
 
 const Ops& active_ops() {
   if (g_isa == "avx512") return kAvx512;
@@ -598,10 +594,10 @@ void apply_token_bitmask_(const at::Tensor& logits, const at::Tensor& token_bitm
 }
 
 std::string sampling_set_isa(const std::string& name) {
-  const std::string want = name == "auto" ? best_isa() : name;
+  const std::string want = name == "auto" ? isa_name(best_isa()) : name;
   RS_CHECK(want == "avx512" || want == "avx2" || want == "generic",
                     "sampling_set_isa: expected auto, avx512, avx2 or generic, got ", name);
-  RS_CHECK(cpu_has(want.c_str()), "sampling_set_isa: this CPU lacks ", want);
+  RS_CHECK(cpu_has(want), "sampling_set_isa: this CPU lacks ", want);
   g_isa = want;
   return g_isa;
 }
