@@ -186,7 +186,7 @@ class ServingChat(ServingBase):
                     logprobs=logprobs, finish_reason=reason, matched_stop=matched,
                 )  # fmt: skip
                 yield sse(ChatCompletionChunk(id=rid, created=created, model=model,
-                                              choices=[choice]))  # fmt: skip
+                                              choices=[choice], usage=self.chunk_usage(req, out)))  # fmt: skip
             if req.stream_options is not None and req.stream_options.include_usage:
                 done = [f for f in finals if f is not None]
                 yield sse(ChatCompletionChunk(id=rid, created=created, model=model, choices=[],
