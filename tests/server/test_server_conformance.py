@@ -3,6 +3,7 @@ test here once failed against radixserve (an ignored field, a missing route, a r
 
 from __future__ import annotations
 
+import httpx
 import openai
 import pytest
 
@@ -34,3 +35,10 @@ def test_continuous_usage_stats_on_every_chunk(client: openai.OpenAI) -> None:
     assert pieces and all(c.usage is not None and c.usage.completion_tokens >= 1 for c in pieces)
     assert pieces[-1].usage is not None and pieces[-1].usage.total_tokens == (
         pieces[-1].usage.prompt_tokens + 3)
+
+
+def test_get_weight_version(server: Server) -> None:
+    r = httpx.get(server.url + "/get_weight_version")
+    assert r.status_code == 200
+    assert r.json() == {"weight_version": httpx.get(server.url + "/get_model_info").json()[
+        "weight_version"]}

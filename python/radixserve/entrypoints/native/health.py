@@ -1,5 +1,5 @@
 """Health, info, load and metrics routes: /health, /health_generate, /get_model_info,
-/get_server_info, /get_load, /metrics."""
+/get_server_info, /get_load, /get_weight_version, /metrics."""
 
 from __future__ import annotations
 
@@ -84,6 +84,13 @@ async def get_model_info(request: Request[Any, Any, Any]) -> Response[bytes]:
     return json_response(encode({k: info.get(k) for k in MODEL_INFO_KEYS}))
 
 
+@get("/get_weight_version")
+async def get_weight_version(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """SGLang's route: the version tag of the loaded weights (as in /get_model_info)."""
+    info = get_state(request).tm.model_info()
+    return json_response(encode({"weight_version": info.get("weight_version")}))
+
+
 @get("/get_server_info")
 async def get_server_info(request: Request[Any, Any, Any]) -> Response[bytes]:
     state = get_state(request)
@@ -106,4 +113,5 @@ async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
     return Response(content=state.metrics.render(), media_type=CONTENT_TYPE)
 
 
-HANDLERS = [health, health_generate, get_model_info, get_server_info, get_load, metrics]
+HANDLERS = [health, health_generate, get_model_info, get_weight_version, get_server_info, get_load,
+            metrics]  # fmt: skip
