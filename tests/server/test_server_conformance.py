@@ -3,6 +3,8 @@ test here once failed against radixserve (an ignored field, a missing route, a r
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import openai
 import pytest
@@ -42,3 +44,51 @@ def test_get_weight_version(server: Server) -> None:
     assert r.status_code == 200
     assert r.json() == {"weight_version": httpx.get(server.url + "/get_model_info").json()[
         "weight_version"]}
+
+
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}}}}}]  # fmt: skip
+
+
+@pytest.mark.parametrize(("parser", "text", "normal"), [
+    ("hermes", 'Sure.<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n'
+               "</tool_call>", "Sure."),
+    ("pythonic", "[get_weather(city='Paris')]", ""),
+])  # fmt: skip
+def test_parse_function_call(server: Server, parser: str, text: str, normal: str) -> None:
+    body = {"text": text, "tool_call_parser": parser, "tools": TOOLS}
+    r = httpx.post(server.url + "/parse_function_call", json=body)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["normal_text"] == normal and len(out["calls"]) == 1
+    call = out["calls"][0]
+    assert call["tool_index"] == 0 and call["name"] == "get_weather"
+    assert json.loads(call["parameters"]) == {"city": "Paris"}
+    unknown = text.replace("get_weather", "other")  # a function not in tools is dropped
+    r = httpx.post(server.url + "/parse_function_call", json={**body, "text": unknown})
+    assert r.status_code == 200 and r.json()["calls"] == []
+
+
+@pytest.mark.parametrize(("parser", "text"), [
+    ("qwen3", "<think>I should greet.</think>Hello!"),
+    ("deepseek-r1", "I should greet.</think>\n\nHello!"),  # its template opened <think>
+])  # fmt: skip
+def test_separate_reasoning(server: Server, parser: str, text: str) -> None:
+    r = httpx.post(server.url + "/separate_reasoning",
+                   json={"text": text, "reasoning_parser": parser})  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert r.json() == {"text": "Hello!", "reasoning_text": "I should greet."}
+
+
+@pytest.mark.parametrize(("path", "body", "param"), [
+    ("/parse_function_call", {"text": "x", "tool_call_parser": "nope", "tools": TOOLS},
+     "tool_call_parser"),
+    ("/parse_function_call", {"text": "x", "tool_call_parser": "hermes",
+                              "tools": [{"type": "function"}]}, "tools"),
+    ("/separate_reasoning", {"text": "x"}, "reasoning_parser"),  # none given, no server flag
+    ("/separate_reasoning", {"text": "x", "reasoning_parser": "nope"}, "reasoning_parser"),
+])  # fmt: skip
+def test_parsing_helpers_bad_input(server: Server, path: str, body: dict[str, object],
+                                   param: str) -> None:  # fmt: skip
+    r = httpx.post(server.url + path, json=body)
+    assert r.status_code == 400 and r.json()["error"]["param"] == param
