@@ -92,3 +92,23 @@ def test_parsing_helpers_bad_input(server: Server, path: str, body: dict[str, ob
                                    param: str) -> None:  # fmt: skip
     r = httpx.post(server.url + path, json=body)
     assert r.status_code == 400 and r.json()["error"]["param"] == param
+
+
+NULLABLE = {"n": None, "frequency_penalty": None, "presence_penalty": None, "logprobs": None,
+            "stream": None, "ignore_eos": None, "min_tokens": None}  # fmt: skip
+
+
+def test_null_means_default(server: Server) -> None:
+    """OpenAI marks these fields nullable; vLLM and non-Python clients send explicit nulls."""
+    chat = {"messages": MSG, "max_tokens": 2, **NULLABLE}
+    r = httpx.post(server.url + "/v1/chat/completions", json=chat, timeout=60)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert len(out["choices"]) == 1 and out["choices"][0]["logprobs"] is None
+    assert out["usage"]["completion_tokens"] <= 2
+    text = {"prompt": "The sky is", "max_tokens": 2, "echo": None, **NULLABLE}
+    r = httpx.post(server.url + "/v1/completions", json=text, timeout=60)
+    assert r.status_code == 200, r.text
+    assert len(r.json()["choices"]) == 1 and not r.json()["choices"][0]["text"].startswith("The")
+    r = httpx.post(server.url + "/v1/chat/completions", json={"messages": None, "max_tokens": 2})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "messages"
