@@ -112,3 +112,10 @@ def test_null_means_default(server: Server) -> None:
     assert len(r.json()["choices"]) == 1 and not r.json()["choices"][0]["text"].startswith("The")
     r = httpx.post(server.url + "/v1/chat/completions", json={"messages": None, "max_tokens": 2})
     assert r.status_code == 400 and r.json()["error"]["param"] == "messages"
+
+
+@pytest.mark.parametrize("path", ["/classify", "/v1/classify"])
+def test_classify_on_generative_server_names_classifiers(server: Server, path: str) -> None:
+    r = httpx.post(server.url + path, json={"text": "hello"})
+    assert r.status_code == 400
+    assert "sequence-classification" in r.json()["error"]["message"]  # not "embedding model"
