@@ -119,3 +119,21 @@ def test_classify_on_generative_server_names_classifiers(server: Server, path: s
     r = httpx.post(server.url + path, json={"text": "hello"})
     assert r.status_code == 400
     assert "sequence-classification" in r.json()["error"]["message"]  # not "embedding model"
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/generate", {"text": "Hi", "sampling_params": {"max_new_tokens": 2}}),
+    ("/v1/chat/completions", {"messages": MSG, "max_tokens": 2}),
+    ("/v1/completions", {"prompt": "Hi", "max_tokens": 2}),
+])  # fmt: skip
+@pytest.mark.parametrize(("field", "value"), [
+    ("lora_path", "my-adapter"), ("return_hidden_states", True),
+    ("image_data", "https://example.com/cat.png"),
+])  # fmt: skip
+def test_unserved_features_are_refused(server: Server, path: str, body: dict[str, object],
+                                       field: str, value: object) -> None:  # fmt: skip
+    """SGLang refuses these unless a flag enables them; a silent answer would lack them."""
+    r = httpx.post(server.url + path, json={**body, field: value}, timeout=60)
+    assert r.status_code == 400 and r.json()["error"]["param"] == field
+    r = httpx.post(server.url + path, json={**body, field: None}, timeout=60)
+    assert r.status_code == 200, r.text

@@ -86,6 +86,7 @@ class ServingChat(ServingBase):
                                     req.chat_template_kwargs)  # fmt: skip
 
     def build(self, req: ChatCompletionRequest, plan: Optional[ToolPlan] = None) -> list[Any]:
+        req.refuse_unserved()
         plan = plan if plan is not None else self.tool_plan(req)
         if req.top_logprobs is not None:
             if not req.logprobs:

@@ -53,6 +53,7 @@ class ServingCompletions(ServingBase):
 
     def build(self, req: CompletionRequest) -> tuple[list[Any], list[str], list[int]]:
         """Requests, echoed prompt texts and the first prompt token of each choice (echo)."""
+        req.refuse_unserved()
         if req.suffix:
             raise EngineError("suffix is not supported: this model has no fill-in-the-middle "
                               "mode.", 400, "suffix")  # fmt: skip
