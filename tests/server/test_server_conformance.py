@@ -137,3 +137,22 @@ def test_unserved_features_are_refused(server: Server, path: str, body: dict[str
     assert r.status_code == 400 and r.json()["error"]["param"] == field
     r = httpx.post(server.url + path, json={**body, field: None}, timeout=60)
     assert r.status_code == 200, r.text
+
+
+HUGE = 2**70  # valid JSON, more than msgpack's 64-bit integers
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/generate", {"text": "Hi", "sampling_params": {"max_new_tokens": 2, "top_k": HUGE}}),
+    ("/generate", {"text": "Hi", "sampling_params": {"max_new_tokens": 2,
+                                                     "stream_interval": HUGE}}),
+    ("/generate", {"text": "Hi", "return_logprob": True, "logprob_start_len": HUGE,
+                   "sampling_params": {"max_new_tokens": 2}}),
+    ("/v1/chat/completions", {"messages": MSG, "max_tokens": 2, "seed": HUGE}),
+    ("/open_session", {"capacity_of_str_len": HUGE}),
+])  # fmt: skip
+def test_integers_beyond_64_bits_are_400(server: Server, path: str,
+                                         body: dict[str, object]) -> None:  # fmt: skip
+    r = httpx.post(server.url + path, json=body, timeout=60)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["type"] == "invalid_request_error"
