@@ -156,3 +156,17 @@ def test_integers_beyond_64_bits_are_400(server: Server, path: str,
     r = httpx.post(server.url + path, json=body, timeout=60)
     assert r.status_code == 400, r.text
     assert r.json()["error"]["type"] == "invalid_request_error"
+
+
+def _step_errors(server: Server) -> int:
+    return int(httpx.get(server.url + "/get_load").json()["num_step_errors"])
+
+
+def test_top_logprobs_num_beyond_vocabulary_is_400(server: Server) -> None:
+    """It reached the sampler and failed the whole batch (a 500 for every co-batched request)."""
+    errors = _step_errors(server)
+    body = {"text": "Hi", "return_logprob": True, "top_logprobs_num": 10**6,
+            "sampling_params": {"max_new_tokens": 1}}  # fmt: skip
+    r = httpx.post(server.url + "/generate", json=body, timeout=60)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "top_logprobs_num"
+    assert _step_errors(server) == errors

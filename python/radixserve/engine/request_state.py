@@ -117,8 +117,9 @@ def prepare_request(
             400,
             "logprob_start_len",
         )
-    if req.top_logprobs_num < 0:
-        raise EngineError("top_logprobs_num must be at least 0.", 400, "top_logprobs_num")
+    if not 0 <= req.top_logprobs_num <= cfg.vocab_size:
+        raise EngineError(f"top_logprobs_num must be in [0, {cfg.vocab_size}] (the vocabulary "
+                          f"size), got {req.top_logprobs_num}.", 400, "top_logprobs_num")  # fmt: skip
     if req.session_params is not None and params.n != 1:
         raise EngineError("n must be 1 for a request that continues a session.", 400, "n")
     interval = params.stream_interval or args.stream_interval
