@@ -139,6 +139,20 @@ def test_unserved_features_are_refused(server: Server, path: str, body: dict[str
     assert r.status_code == 200, r.text
 
 
+def _step_errors(server: Server) -> int:
+    return int(httpx.get(server.url + "/get_load").json()["num_step_errors"])
+
+
+def test_top_logprobs_num_beyond_vocabulary_is_400(server: Server) -> None:
+    """It reached the sampler and failed the whole batch (a 500 for every co-batched request)."""
+    errors = _step_errors(server)
+    body = {"text": "Hi", "return_logprob": True, "top_logprobs_num": 10**6,
+            "sampling_params": {"max_new_tokens": 1}}  # fmt: skip
+    r = httpx.post(server.url + "/generate", json=body, timeout=60)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "top_logprobs_num"
+    assert _step_errors(server) == errors
+
+
 HUGE = 2**70  # valid JSON, more than msgpack's 64-bit integers
 
 
@@ -158,15 +172,14 @@ def test_integers_beyond_64_bits_are_400(server: Server, path: str,
     assert r.json()["error"]["type"] == "invalid_request_error"
 
 
-def _step_errors(server: Server) -> int:
-    return int(httpx.get(server.url + "/get_load").json()["num_step_errors"])
-
-
-def test_top_logprobs_num_beyond_vocabulary_is_400(server: Server) -> None:
-    """It reached the sampler and failed the whole batch (a 500 for every co-batched request)."""
+@pytest.mark.parametrize("seed", [2**63 - 1, 2**64 - 1, -(2**63)])
+def test_edge_seeds_with_n_samples(server: Server, seed: int) -> None:
+    """seed + i for sample i overflowed the scheduler's int64 and failed the batch."""
     errors = _step_errors(server)
-    body = {"text": "Hi", "return_logprob": True, "top_logprobs_num": 10**6,
-            "sampling_params": {"max_new_tokens": 1}}  # fmt: skip
+    body = {"text": "Hi", "sampling_params": {"max_new_tokens": 2, "n": 2,
+                                              "sampling_seed": seed}}  # fmt: skip
     r = httpx.post(server.url + "/generate", json=body, timeout=60)
-    assert r.status_code == 400 and r.json()["error"]["param"] == "top_logprobs_num"
+    assert r.status_code == 200, r.text
+    again = httpx.post(server.url + "/generate", json=body, timeout=60).json()
+    assert [o["output_ids"] for o in again] == [o["output_ids"] for o in r.json()]  # seeded
     assert _step_errors(server) == errors

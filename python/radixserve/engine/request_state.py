@@ -55,6 +55,11 @@ def field_error(e: ValueError) -> EngineError:
     return EngineError(message, 400, param)
 
 
+def _low64_signed(value: int) -> int:
+    """The int64 with the same low 64 bits (two's complement)."""
+    return ((value + 2**63) % 2**64) - 2**63
+
+
 def prepare_request(
     req: GenerateRequest, tokenizer: Any, cfg: ModelConfigView, args: ServerArgs
 ) -> list[ipc.TokenizedGenerateReq]:
@@ -127,7 +132,8 @@ def prepare_request(
     msgs = []
     for i in range(params.n):
         rid = req.rid if params.n == 1 else f"{req.rid}-{i}"
-        seed = base_seed + i if base_seed is not None else random.getrandbits(62)
+        # The sampler draws from the seed's low 64 bits; the scheduler keeps it in an int64.
+        seed = _low64_signed(base_seed + i) if base_seed is not None else random.getrandbits(62)
         msgs.append(
             ipc.TokenizedGenerateReq(
                 rid=rid,
