@@ -183,3 +183,10 @@ def test_edge_seeds_with_n_samples(server: Server, seed: int) -> None:
     again = httpx.post(server.url + "/generate", json=body, timeout=60).json()
     assert [o["output_ids"] for o in again] == [o["output_ids"] for o in r.json()]  # seeded
     assert _step_errors(server) == errors
+
+
+@pytest.mark.parametrize("path", ["/health", "/health_generate"])
+def test_health_answers_head(server: Server, path: str) -> None:
+    """Monitors and load balancers probe with HEAD; SGLang's GET routes answer it."""
+    r = httpx.head(server.url + path, timeout=60)
+    assert r.status_code == 200 and r.content == b""

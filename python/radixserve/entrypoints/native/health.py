@@ -7,7 +7,7 @@ import asyncio
 import uuid
 from typing import Any
 
-from litestar import Request, Response, get
+from litestar import Request, Response, get, route
 
 import radixserve
 from radixserve.engine.io_struct import EngineError, GenerateRequest
@@ -32,7 +32,9 @@ async def _load(request: Request[Any, Any, Any]) -> dict[str, Any]:
         raise EngineError(f"The engine is not responding: {reason}", 503) from None
 
 
-@get("/health")
+# HEAD too, as SGLang's (Starlette) GET routes answer it: uptime monitors and load balancers
+# probe with HEAD.
+@route("/health", http_method=["GET", "HEAD"])
 async def health(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Liveness plus the scheduler's load and prefix-cache figures (SGLang's /health is only
     liveness; the figures save a monitor a second call to /get_load)."""
@@ -53,7 +55,7 @@ async def health(request: Request[Any, Any, Any]) -> Response[bytes]:
     return json_response(encode(body))
 
 
-@get("/health_generate")
+@route("/health_generate", http_method=["GET", "HEAD"])
 async def health_generate(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Runs one token through the engine (scheduler, model, sampler) within a timeout."""
     state = get_state(request)
