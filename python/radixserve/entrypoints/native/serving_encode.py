@@ -7,11 +7,12 @@ from radixserve.engine.io_struct import EngineError
 from radixserve.entrypoints.pooling.inputs import as_prompt_list
 from radixserve.entrypoints.pooling.protocol import EncodeReqInput
 from radixserve.entrypoints.pooling.runner import Timer
-from radixserve.entrypoints.pooling.serving_pooling import NOT_EMBEDDING, ServingPooling
+from radixserve.entrypoints.pooling.serving_pooling import (
+    NOT_CLASSIFIER,
+    NOT_EMBEDDING,
+    ServingPooling,
+)
 from radixserve.entrypoints.serving_common import encode
-
-NOT_CLASSIFIER = ("/classify needs a sequence-classification model (e.g. "
-                  "BertForSequenceClassification or LlamaForSequenceClassification).")  # fmt: skip
 
 
 class ServingEncode(ServingPooling):
