@@ -91,7 +91,19 @@ def test_llama_sequence_classification(tmp_path: Path) -> None:
         assert r.status_code == 200, r.text
         rr = httpx.post(url + "/v1/rerank", json={"query": "a", "documents": ["b", "c"]})
         assert rr.status_code == 200 and len(rr.json()) == 2
+        # SGLang's /v1/classify (vLLM's format): `input`, softmax probs and id2label names.
+        v1 = httpx.post(url + "/v1/classify", json={"model": "m", "input": seqs})
+        assert v1.status_code == 200, v1.text
+        bad = httpx.post(url + "/v1/classify", json={"model": "m"})
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "input"
+    body = v1.json()
+    assert body["object"] == "list" and body["id"].startswith("classify-")
+    assert body["usage"]["prompt_tokens"] == sum(map(len, seqs)) == body["usage"]["total_tokens"]
     with torch.inference_mode():
-        for s, out in zip(seqs, r.json(), strict=True):
+        for i, (s, out, item) in enumerate(zip(seqs, r.json(), body["data"], strict=True)):
             ref = hf(input_ids=torch.tensor([s])).logits[0]
             torch.testing.assert_close(torch.tensor(out["embedding"]), ref, atol=1e-4, rtol=1e-4)
+            probs = torch.softmax(ref, dim=-1)
+            assert item["index"] == i and item["num_classes"] == 3
+            torch.testing.assert_close(torch.tensor(item["probs"]), probs, atol=1e-4, rtol=1e-4)
+            assert item["label"] == hf.config.id2label[int(probs.argmax())]

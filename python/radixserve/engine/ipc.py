@@ -14,6 +14,7 @@ import msgspec
 import zmq
 
 from radixserve.engine.finish_reason import FinishReason
+from radixserve.engine.io_struct import EngineError
 from radixserve.engine.sampling_params import SamplingParams
 from radixserve.engine.session_protocol import SessionCtlReq as SessionCtlReq
 from radixserve.engine.session_protocol import SessionParams
@@ -114,7 +115,13 @@ from_scheduler_decoder = msgspec.msgpack.Decoder(FromScheduler)
 
 
 def encode(msg: msgspec.Struct) -> bytes:
-    return _encoder.encode(msg)
+    """msgpack carries 64-bit integers: a larger one in a request (a seed, a top_k, a session
+    capacity that JSON decoding accepted as a Python int) is the client's error, a 400."""
+    try:
+        return _encoder.encode(msg)
+    except OverflowError:
+        raise EngineError("A number in the request is out of range: integers must fit in 64 "
+                          "bits.", 400) from None
 
 
 def new_ipc_addresses() -> tuple[str, str, str]:

@@ -55,6 +55,11 @@ def field_error(e: ValueError) -> EngineError:
     return EngineError(message, 400, param)
 
 
+def _low64_signed(value: int) -> int:
+    """The int64 with the same low 64 bits (two's complement)."""
+    return ((value + 2**63) % 2**64) - 2**63
+
+
 def prepare_request(
     req: GenerateRequest, tokenizer: Any, cfg: ModelConfigView, args: ServerArgs
 ) -> list[ipc.TokenizedGenerateReq]:
@@ -117,8 +122,9 @@ def prepare_request(
             400,
             "logprob_start_len",
         )
-    if req.top_logprobs_num < 0:
-        raise EngineError("top_logprobs_num must be at least 0.", 400, "top_logprobs_num")
+    if not 0 <= req.top_logprobs_num <= cfg.vocab_size:
+        raise EngineError(f"top_logprobs_num must be in [0, {cfg.vocab_size}] (the vocabulary "
+                          f"size), got {req.top_logprobs_num}.", 400, "top_logprobs_num")  # fmt: skip
     if req.session_params is not None and params.n != 1:
         raise EngineError("n must be 1 for a request that continues a session.", 400, "n")
     interval = params.stream_interval or args.stream_interval
@@ -126,7 +132,8 @@ def prepare_request(
     msgs = []
     for i in range(params.n):
         rid = req.rid if params.n == 1 else f"{req.rid}-{i}"
-        seed = base_seed + i if base_seed is not None else random.getrandbits(62)
+        # The sampler draws from the seed's low 64 bits; the scheduler keeps it in an int64.
+        seed = _low64_signed(base_seed + i) if base_seed is not None else random.getrandbits(62)
         msgs.append(
             ipc.TokenizedGenerateReq(
                 rid=rid,

@@ -21,7 +21,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from radixserve.engine.io_struct import EngineError
 from radixserve.entrypoints import pooling_routes
 from radixserve.entrypoints.access import access_guards
-from radixserve.entrypoints.native import batch, control, health, routes, sessions
+from radixserve.entrypoints.native import batch, control, health, parsing, routes, sessions
 from radixserve.entrypoints.native.generate import ServingGenerate
 from radixserve.entrypoints.openai import durable
 from radixserve.entrypoints.openai import routes as openai_routes
@@ -158,6 +158,7 @@ def create_app(tm: Any, server_args: Any, start_engine: bool = True) -> Litestar
             *routes.HANDLERS,
             *health.HANDLERS,
             *control.HANDLERS,
+            *parsing.HANDLERS,  # /parse_function_call, /separate_reasoning
             *sessions.HANDLERS, *batch.HANDLERS,  # sessions, /extend, /batch
             *pooling_routes.HANDLERS,  # #8: embeddings, encode, classify, score, rerank
         ],  # fmt: skip

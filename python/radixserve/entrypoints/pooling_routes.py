@@ -1,5 +1,5 @@
 """Pooling route handlers (#8): the OpenAI-style routes are served by
-entrypoints/openai/serving_{embedding,score,rerank}.py, /encode and /classify by
+entrypoints/openai/serving_{embedding,score,rerank,classify}.py, /encode and /classify by
 entrypoints/native/serving_encode.py. Their serving objects are built on first use from the
 server state (engine, model name, metrics), so app.py only lists HANDLERS."""
 
@@ -11,11 +11,13 @@ from typing import Any, Optional
 from litestar import Request, Response, post
 
 from radixserve.entrypoints.native.serving_encode import ServingEncode
+from radixserve.entrypoints.openai.serving_classify import ServingClassify
 from radixserve.entrypoints.openai.serving_embedding import ServingEmbedding
 from radixserve.entrypoints.openai.serving_rerank import ServingRerank
 from radixserve.entrypoints.openai.serving_score import ServingScore
 from radixserve.entrypoints.openapi import with_body
 from radixserve.entrypoints.pooling.protocol import (
+    ClassifyRequest,
     EmbeddingRequest,
     EncodeReqInput,
     RerankRequest,
@@ -31,6 +33,7 @@ class PoolingServing:
     encode: ServingEncode
     score: ServingScore
     rerank: ServingRerank
+    classify: ServingClassify
 
 
 def serving(request: Request[Any, Any, Any]) -> PoolingServing:
@@ -41,8 +44,9 @@ def serving(request: Request[Any, Any, Any]) -> PoolingServing:
         metrics = PoolingMetrics(s.metrics) if s.metrics is not None else None
         args = (s.tm, s.model_name, metrics)
         found = PoolingServing(
-            ServingEmbedding(*args), ServingEncode(*args), ServingScore(*args), ServingRerank(*args)
-        )
+            ServingEmbedding(*args), ServingEncode(*args), ServingScore(*args), ServingRerank(*args),
+            ServingClassify(*args),
+        )  # fmt: skip
         app_state.pooling_serving = found
     return found
 
@@ -60,11 +64,17 @@ async def encode_route(request: Request[Any, Any, Any]) -> Response[bytes]:
     return json_response(await unless_disconnected(request, work))
 
 
-@post(["/classify", "/v1/classify"], status_code=200, operation_class=with_body(EncodeReqInput))
+@post("/classify", status_code=200, operation_class=with_body(EncodeReqInput))
 async def classify(request: Request[Any, Any, Any]) -> Response[bytes]:
     req = decode(await request.body(), EncodeReqInput)
     work = serving(request).encode.encode(req, "/classify")
     return json_response(await unless_disconnected(request, work))
+
+
+@post("/v1/classify", status_code=200, operation_class=with_body(ClassifyRequest))
+async def classify_v1(request: Request[Any, Any, Any]) -> Response[bytes]:
+    req = decode(await request.body(), ClassifyRequest)
+    return json_response(await unless_disconnected(request, serving(request).classify.classify(req)))
 
 
 @post("/v1/score", status_code=200, operation_class=with_body(ScoreRequest))
@@ -79,4 +89,4 @@ async def rerank(request: Request[Any, Any, Any]) -> Response[bytes]:
     return json_response(await unless_disconnected(request, serving(request).rerank.rerank(req)))
 
 
-HANDLERS = [embeddings, encode_route, classify, score, rerank]
+HANDLERS = [embeddings, encode_route, classify, classify_v1, score, rerank]

@@ -37,6 +37,27 @@ class ErrorResponse(msgspec.Struct, kw_only=True):
     error: ErrorInfo
 
 
+class UnservedFields(msgspec.Struct, kw_only=True):
+    """SGLang request fields of features this server does not have. SGLang refuses them
+    unless a flag enables the feature; ignoring them would answer without what was asked (a
+    base-model reply for a LoRA adapter, no hidden states, a reply that never saw the image)."""
+
+    lora_path: Optional[Any] = None
+    return_hidden_states: bool = False
+    image_data: Optional[Any] = None
+    audio_data: Optional[Any] = None
+    video_data: Optional[Any] = None
+
+    def refuse_unserved(self) -> None:
+        for name, feature in (("lora_path", "LoRA adapters"),
+                              ("return_hidden_states", "returning hidden states"),
+                              ("image_data", "image inputs"), ("audio_data", "audio inputs"),
+                              ("video_data", "video inputs")):  # fmt: skip
+            if getattr(self, name):
+                raise EngineError(f"{name}: {feature} are not supported by this server.", 400,
+                                  name)  # fmt: skip
+
+
 _SSE_DONE = b"data: [DONE]\n\n"
 _ENGINE_PROMPT_PARAMS = ("prompt", "input_ids")
 _encoder = msgspec.json.Encoder()

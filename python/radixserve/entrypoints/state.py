@@ -46,6 +46,12 @@ def get_state(request: Request[Any, Any, Any]) -> ServerState:
     return request.app.state.server  # type: ignore[no-any-return]
 
 
+def _invalid(e: msgspec.ValidationError) -> EngineError:
+    message = str(e)
+    m = _AT.search(message)
+    return EngineError(f"Invalid request: {message}", 400, m.group(1) if m else None)
+
+
 def decode(body: bytes, kind: type[T]) -> T:
     """JSON body -> Struct; malformed JSON or a wrong type is a 400 naming the field."""
     if not body.strip():
@@ -53,11 +59,25 @@ def decode(body: bytes, kind: type[T]) -> T:
     try:
         return msgspec.json.decode(body, type=kind)
     except msgspec.ValidationError as e:
-        message = str(e)
-        m = _AT.search(message)
-        raise EngineError(f"Invalid request: {message}", 400, m.group(1) if m else None) from None
+        if "got `null`" not in str(e):
+            raise _invalid(e) from None
+        return convert_request(msgspec.json.decode(body), kind)  # the rare path: see there
     except msgspec.DecodeError as e:
         raise EngineError(f"Invalid JSON body: {e}", 400) from None
+
+
+def convert_request(raw: Any, kind: type[T]) -> T:
+    """Parsed JSON -> Struct. An explicit null for a field that has a default means "not
+    given", as the OpenAI spec marks those fields nullable and vLLM and the OpenAI clients of
+    other languages send `"n": null`, `"stream": null`; a null for a required field stays a
+    400 naming it."""
+    if isinstance(raw, dict) and isinstance(kind, type) and issubclass(kind, msgspec.Struct):
+        defaulted = {f.encode_name for f in msgspec.structs.fields(kind) if not f.required}
+        raw = {k: v for k, v in raw.items() if v is not None or k not in defaulted}
+    try:
+        return msgspec.convert(raw, kind)
+    except msgspec.ValidationError as e:
+        raise _invalid(e) from None
 
 
 def json_response(body: bytes, status: int = 200) -> Response[bytes]:

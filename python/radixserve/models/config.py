@@ -42,6 +42,7 @@ class ModelConfig:
     is_encoder: bool = False  # bidirectional (BERT): no prefix cache, never chunked
     is_classifier: bool = False  # outputs num_labels logits instead of an embedding
     num_labels: int = 0
+    labels: list[str] = field(default_factory=list)  # id2label in index order (classifiers)
     pooling_method: str = "last"  # mean | cls | last (layers/pooler.py)
     normalize_embeddings: bool = True
     layer_norm_eps: float = 1e-12

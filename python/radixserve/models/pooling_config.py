@@ -62,7 +62,10 @@ def apply_pooling_config(config: ModelConfig, hf: Any, is_embedding: bool) -> No
     config.is_encoder = any(a in ENCODER_ARCHITECTURES for a in archs)
     config.is_classifier = any(a in CLASSIFIER_ARCHITECTURES for a in archs)
     if config.is_classifier:
-        config.num_labels = int(getattr(hf, "num_labels", 0) or len(getattr(hf, "id2label", {})))
+        id2label = getattr(hf, "id2label", None) or {}
+        config.num_labels = int(getattr(hf, "num_labels", 0) or len(id2label))
+        config.labels = [str(id2label.get(i, id2label.get(str(i), f"LABEL_{i}")))
+                         for i in range(config.num_labels)]  # fmt: skip
     if config.is_encoder:
         config.layer_norm_eps = float(getattr(hf, "layer_norm_eps", 1e-12))
         config.type_vocab_size = int(getattr(hf, "type_vocab_size", 0) or 0)

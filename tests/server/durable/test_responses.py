@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import httpx
@@ -92,3 +93,25 @@ def test_bad_input(client: openai.OpenAI, holder: Holder) -> None:
     for path in ("/v1/responses/resp_missing", "/v1/responses/resp_missing/input_items"):
         assert httpx.get(holder.server.url + path).status_code == 404
     assert httpx.post(holder.server.url + "/v1/responses/resp_missing/cancel").status_code == 404
+
+
+def test_text_format_constrains_the_output(client: openai.OpenAI) -> None:
+    """text.format is the Responses API's response_format (it was accepted and ignored)."""
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"],
+              "additionalProperties": False}  # fmt: skip
+    r = client.responses.create(
+        input="Give a number.", max_output_tokens=40, temperature=0,
+        text={"format": {"type": "json_schema", "name": "num", "schema": schema,
+                         "strict": True}},
+    )  # fmt: skip
+    assert r.status == "completed", r.output_text
+    value = json.loads(r.output_text)
+    assert set(value) == {"a"} and isinstance(value["a"], int)
+    assert r.text is not None and r.text.format.type == "json_schema"
+    r = client.responses.create(input="Give JSON.", max_output_tokens=40, temperature=0,
+                                text={"format": {"type": "json_object"}})  # fmt: skip
+    assert r.output_text.startswith("{")  # a JSON object (it may not close in 40 tokens)
+    with pytest.raises(openai.BadRequestError) as e:
+        client.responses.create(input="x", max_output_tokens=4,
+                                text={"format": {"type": "json_schema", "name": "x"}})  # fmt: skip
+    assert e.value.status_code == 400 and "text.format" in str(e.value)

@@ -9,13 +9,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any, Optional, Union
 
-import msgspec
-
 from radixserve.engine.io_struct import EngineError, GenerateOutput, GenerateRequest
 from radixserve.engine.sampling_params import SamplingParams, parse_sampling_params
 from radixserve.engine.session_protocol import SessionParams
 from radixserve.entrypoints.serving_common import (
     ServingEngine,
+    UnservedFields,
     encode,
     error_body,
     sse,
@@ -23,7 +22,7 @@ from radixserve.entrypoints.serving_common import (
 )
 
 
-class GenerateReqInput(msgspec.Struct, kw_only=True):
+class GenerateReqInput(UnservedFields, kw_only=True):
     text: Optional[Union[str, list[str]]] = None
     input_ids: Optional[list[Any]] = None  # list[int] or list[list[int]]
     sampling_params: Optional[Union[dict[str, Any], list[dict[str, Any]]]] = None
@@ -63,6 +62,7 @@ def _output(out: GenerateOutput, index: Optional[int] = None) -> dict[str, Any]:
 class ServingGenerate(ServingEngine):
     def build(self, req: GenerateReqInput) -> tuple[list[GenerateRequest], bool]:
         """Internal requests (prompt-major, n per prompt) and whether the answer is a list."""
+        req.refuse_unserved()
         if (req.text is None) == (req.input_ids is None):
             raise EngineError("Exactly one of text and input_ids must be given.", 400, "text")
         prompts: list[tuple[Optional[str], Optional[list[int]]]]

@@ -1,5 +1,5 @@
 """Health, info, load and metrics routes: /health, /health_generate, /get_model_info,
-/get_server_info, /get_load, /metrics."""
+/get_server_info, /get_load, /get_weight_version, /metrics."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 import uuid
 from typing import Any
 
-from litestar import Request, Response, get
+from litestar import Request, Response, get, route
 
 import radixserve
 from radixserve.engine.io_struct import EngineError, GenerateRequest
@@ -32,7 +32,9 @@ async def _load(request: Request[Any, Any, Any]) -> dict[str, Any]:
         raise EngineError(f"The engine is not responding: {reason}", 503) from None
 
 
-@get("/health")
+# HEAD too, as SGLang's (Starlette) GET routes answer it: uptime monitors and load balancers
+# probe with HEAD.
+@route("/health", http_method=["GET", "HEAD"])
 async def health(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Liveness plus the scheduler's load and prefix-cache figures (SGLang's /health is only
     liveness; the figures save a monitor a second call to /get_load)."""
@@ -53,7 +55,7 @@ async def health(request: Request[Any, Any, Any]) -> Response[bytes]:
     return json_response(encode(body))
 
 
-@get("/health_generate")
+@route("/health_generate", http_method=["GET", "HEAD"])
 async def health_generate(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Runs one token through the engine (scheduler, model, sampler) within a timeout."""
     state = get_state(request)
@@ -84,6 +86,13 @@ async def get_model_info(request: Request[Any, Any, Any]) -> Response[bytes]:
     return json_response(encode({k: info.get(k) for k in MODEL_INFO_KEYS}))
 
 
+@get("/get_weight_version")
+async def get_weight_version(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """SGLang's route: the version tag of the loaded weights (as in /get_model_info)."""
+    info = get_state(request).tm.model_info()
+    return json_response(encode({"weight_version": info.get("weight_version")}))
+
+
 @get("/get_server_info")
 async def get_server_info(request: Request[Any, Any, Any]) -> Response[bytes]:
     state = get_state(request)
@@ -106,4 +115,5 @@ async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
     return Response(content=state.metrics.render(), media_type=CONTENT_TYPE)
 
 
-HANDLERS = [health, health_generate, get_model_info, get_server_info, get_load, metrics]
+HANDLERS = [health, health_generate, get_model_info, get_weight_version, get_server_info, get_load,
+            metrics]  # fmt: skip

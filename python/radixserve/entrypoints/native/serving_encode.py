@@ -7,21 +7,22 @@ from radixserve.engine.io_struct import EngineError
 from radixserve.entrypoints.pooling.inputs import as_prompt_list
 from radixserve.entrypoints.pooling.protocol import EncodeReqInput
 from radixserve.entrypoints.pooling.runner import Timer
-from radixserve.entrypoints.pooling.serving_pooling import NOT_EMBEDDING, ServingPooling
+from radixserve.entrypoints.pooling.serving_pooling import (
+    NOT_CLASSIFIER,
+    NOT_EMBEDDING,
+    ServingPooling,
+)
 from radixserve.entrypoints.serving_common import encode
-
-NOT_CLASSIFIER = ("/classify needs a sequence-classification model (e.g. "
-                  "BertForSequenceClassification or LlamaForSequenceClassification).")  # fmt: skip
 
 
 class ServingEncode(ServingPooling):
     async def encode(self, req: EncodeReqInput, route: str) -> bytes:
         """/encode (any pooling model) and /classify (classifiers): {embedding, meta_info}."""
         timer = Timer()
+        if route == "/classify" and not self._flag("is_classifier", False):
+            raise EngineError(NOT_CLASSIFIER, 400, "model")  # also on a generative server
         if self._flag("is_generation", True):
             raise EngineError(NOT_EMBEDDING.replace("/v1/embeddings", route), 400, "model")
-        if route == "/classify" and not self._flag("is_classifier", False):
-            raise EngineError(NOT_CLASSIFIER, 400, "model")
         if (req.text is None) == (req.input_ids is None):
             raise EngineError("Exactly one of text and input_ids must be given.", 400, "text")
         if req.text is not None:

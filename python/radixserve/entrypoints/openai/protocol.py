@@ -12,6 +12,8 @@ from typing import Any, Literal, Optional, Union
 
 import msgspec
 
+from radixserve.entrypoints.serving_common import UnservedFields
+
 # ---------------------------------------------------------------------------------------------
 # Shared pieces
 
@@ -37,7 +39,7 @@ class UsageInfo(msgspec.Struct, kw_only=True):
     prompt_tokens_details: Optional[PromptTokensDetails] = None
 
 
-class SamplingFields(msgspec.Struct, kw_only=True):
+class SamplingFields(UnservedFields, kw_only=True):
     """Sampling fields shared by chat and completions (OpenAI + SGLang extensions).
 
     None means "not given": serving_base resolves it from the model's generation_config, then

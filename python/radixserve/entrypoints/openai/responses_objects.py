@@ -12,6 +12,7 @@ from typing import Any, Optional, Union
 import msgspec
 
 from radixserve.engine.io_struct import EngineError, GenerateOutput
+from radixserve.entrypoints.openai.protocol import ResponseFormat
 from radixserve.entrypoints.serving_common import new_id
 
 _ROLES = ("user", "system", "developer", "assistant")
@@ -34,6 +35,29 @@ class CreateResponseRequest(msgspec.Struct, kw_only=True):
     user: Optional[str] = None
     parallel_tool_calls: Optional[bool] = None
     truncation: Optional[str] = None
+    text: Optional[dict[str, Any]] = None  # {"format": text | json_object | json_schema}
+
+
+def text_format(req: CreateResponseRequest) -> dict[str, Any]:
+    """The request's text.format, checked ({"type": "text"} when not given)."""
+    fmt = (req.text or {}).get("format") or {"type": "text"}
+    if not isinstance(fmt, dict) or fmt.get("type") not in ("text", "json_object", "json_schema"):
+        raise EngineError("text.format.type must be text, json_object or json_schema.", 400,
+                          "text")  # fmt: skip
+    if fmt["type"] == "json_schema" and not isinstance(fmt.get("schema"), dict):
+        raise EngineError("text.format.schema must be a JSON schema object.", 400, "text")
+    return fmt
+
+
+def response_format(fmt: dict[str, Any]) -> Optional[ResponseFormat]:
+    """text.format as chat's response_format: the Responses API puts json_schema's name,
+    schema and strict in the format itself, chat nests them under json_schema."""
+    if fmt["type"] == "text":
+        return None
+    if fmt["type"] == "json_object":
+        return ResponseFormat(type="json_object")
+    schema: dict[str, Any] = {k: fmt[k] for k in ("name", "schema", "strict") if k in fmt}
+    return ResponseFormat(type="json_schema", json_schema=schema)
 
 
 def _text_of(content: Any, k: int) -> str:
@@ -114,7 +138,7 @@ def response_object(resp_id: str, req: CreateResponseRequest, model: str, status
         "previous_response_id": req.previous_response_id,
         "reasoning": {"effort": None, "summary": None}, "store": req.store,
         "temperature": 1.0 if req.temperature is None else req.temperature,
-        "text": {"format": {"type": "text"}}, "tool_choice": "auto", "tools": [],
+        "text": {"format": text_format(req)}, "tool_choice": "auto", "tools": [],
         "top_p": 1.0 if req.top_p is None else req.top_p, "truncation": "disabled",
         "usage": None, "user": req.user, "metadata": req.metadata or {},
     }  # fmt: skip

@@ -25,7 +25,13 @@ from radixserve.entrypoints.openai.store_services import (
 )
 from radixserve.entrypoints.openapi import with_body
 from radixserve.entrypoints.serving_common import encode, error_body, new_id
-from radixserve.entrypoints.state import ServerState, decode, get_state, json_response
+from radixserve.entrypoints.state import (
+    ServerState,
+    convert_request,
+    decode,
+    get_state,
+    json_response,
+)
 from radixserve.store import StoreFullError
 
 _WINDOW = re.compile(r"^(\d+)([smhd])$")
@@ -65,13 +71,11 @@ def line_executor(state: ServerState) -> Any:
         try:
             if body.get("stream"):
                 raise EngineError("stream is not supported in a batch.", 400, "stream")
-            req = msgspec.convert(body, kind)
+            req = convert_request(body, kind)
             result = await serving.create(req)
             if not isinstance(result, bytes):
                 raise EngineError("stream is not supported in a batch.", 400, "stream")
             return 200, result
-        except msgspec.ValidationError as e:
-            return 400, encode(error_body(f"Invalid request: {e}", 400))
         except EngineError as e:
             return e.status, encode(error_body(e.message, e.status, e.param))
         except ValueError as e:  # the same mapping as the online routes' handler

@@ -86,6 +86,7 @@ class ServingChat(ServingBase):
                                     req.chat_template_kwargs)  # fmt: skip
 
     def build(self, req: ChatCompletionRequest, plan: Optional[ToolPlan] = None) -> list[Any]:
+        req.refuse_unserved()
         plan = plan if plan is not None else self.tool_plan(req)
         if req.top_logprobs is not None:
             if not req.logprobs:
@@ -186,7 +187,7 @@ class ServingChat(ServingBase):
                     logprobs=logprobs, finish_reason=reason, matched_stop=matched,
                 )  # fmt: skip
                 yield sse(ChatCompletionChunk(id=rid, created=created, model=model,
-                                              choices=[choice]))  # fmt: skip
+                                              choices=[choice], usage=self.chunk_usage(req, out)))  # fmt: skip
             if req.stream_options is not None and req.stream_options.include_usage:
                 done = [f for f in finals if f is not None]
                 yield sse(ChatCompletionChunk(id=rid, created=created, model=model, choices=[],

@@ -12,6 +12,7 @@ from radixserve.entrypoints.openai.protocol import (
     CompletionLogprobs,
     CompletionRequest,
     CompletionResponse,
+    UsageInfo,
 )
 from radixserve.entrypoints.openai.serving_base import MAX_TOP_LOGPROBS, ServingBase
 from radixserve.entrypoints.serving_common import (
@@ -52,6 +53,7 @@ class ServingCompletions(ServingBase):
 
     def build(self, req: CompletionRequest) -> tuple[list[Any], list[str], list[int]]:
         """Requests, echoed prompt texts and the first prompt token of each choice (echo)."""
+        req.refuse_unserved()
         if req.suffix:
             raise EngineError("suffix is not supported: this model has no fill-in-the-middle "
                               "mode.", 400, "suffix")  # fmt: skip
@@ -111,8 +113,9 @@ class ServingCompletions(ServingBase):
         sent_lp = [0] * num_choices
         echoed = [not echoes] * num_choices
 
-        def chunk(choice: CompletionChoice) -> bytes:
-            return sse(CompletionResponse(id=rid, created=created, model=model, choices=[choice]))
+        def chunk(choice: CompletionChoice, usage: Optional[UsageInfo]) -> bytes:
+            return sse(CompletionResponse(id=rid, created=created, model=model, choices=[choice],
+                                          usage=usage))  # fmt: skip
 
         try:
             async for i, out in updates:
@@ -132,7 +135,8 @@ class ServingCompletions(ServingBase):
                     if echo_now and echoes:
                         logprobs = self._with_prompt(out, firsts[i // req.n], logprobs)
                 yield chunk(CompletionChoice(index=i, text=text, logprobs=logprobs,
-                                             finish_reason=reason, matched_stop=matched))  # fmt: skip
+                                             finish_reason=reason, matched_stop=matched),
+                            self.chunk_usage(req, out))  # fmt: skip
             if req.stream_options is not None and req.stream_options.include_usage:
                 done = [f for f in finals if f is not None]
                 yield sse(CompletionResponse(id=rid, created=created, model=model, choices=[],

@@ -9,6 +9,7 @@ from typing import Any
 
 from radixserve.engine.io_struct import EngineError, GenerateRequest
 from radixserve.engine.offload import INLINE_CHARS, offload, text_size
+from radixserve.entrypoints.openai.serving_classify import softmax
 from radixserve.entrypoints.pooling.inputs import check_ids
 from radixserve.entrypoints.pooling.protocol import RerankRequest
 from radixserve.entrypoints.pooling.runner import Timer, pooling_request, run_all
@@ -22,9 +23,7 @@ NOT_RERANKER = ("/v1/rerank needs a cross-encoder (a sequence-classification mod
 def relevance(logits: list[float]) -> float:
     if len(logits) == 1:
         return 1.0 / (1.0 + math.exp(-logits[0]))
-    top = max(logits)
-    exps = [math.exp(v - top) for v in logits]
-    return exps[-1] / sum(exps)
+    return softmax(logits)[-1]
 
 
 class ServingRerank(ServingPooling):

@@ -24,7 +24,9 @@ from radixserve.entrypoints.openai.responses_objects import (
     item_messages,
     output_message,
     public,
+    response_format,
     response_object,
+    text_format,
 )
 from radixserve.entrypoints.openai.serving_chat import ServingChat
 from radixserve.entrypoints.openai.store_services import not_found
@@ -66,7 +68,7 @@ class ServingResponses:
 
     # -- create -------------------------------------------------------------------------------
 
-    def _prepare(self, req: CreateResponseRequest) -> tuple[list[Any], dict[str, Any]]:
+    async def _prepare(self, req: CreateResponseRequest) -> tuple[list[Any], dict[str, Any]]:
         if req.tools:
             raise EngineError("tools are not supported by /v1/responses yet.", 400, "tools")
         if req.background and not req.store:
@@ -89,8 +91,9 @@ class ServingResponses:
             messages=[ChatMessage(role=m["role"], content=m["content"])
                       for m in system + conversation],
             max_completion_tokens=req.max_output_tokens, temperature=req.temperature,
-            top_p=req.top_p, stream=req.stream,
+            top_p=req.top_p, stream=req.stream, response_format=response_format(text_format(req)),
         )  # fmt: skip
+        await self.chat.grammar_ready(chat_req)
         reqs = self.chat.build(chat_req)
         status = "queued" if req.background else "in_progress"
         record = response_object(new_id("resp_"), req, self.chat.model_name, status)
@@ -99,7 +102,7 @@ class ServingResponses:
         return reqs, record
 
     async def create(self, req: CreateResponseRequest) -> bytes | AsyncIterator[bytes]:
-        reqs, record = self._prepare(req)
+        reqs, record = await self._prepare(req)
         if req.stream:
             updates = await self.chat.primed(self.chat.stream_all(reqs))
             return self._stream(record, updates)

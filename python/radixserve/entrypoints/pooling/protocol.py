@@ -28,6 +28,17 @@ class EncodeReqInput(msgspec.Struct, kw_only=True):
     truncate_prompt_tokens: Optional[int] = None
 
 
+class ClassifyRequest(msgspec.Struct, kw_only=True):
+    """SGLang's /v1/classify (vLLM's format): input is a string, strings, token ids or lists of
+    token ids."""
+
+    input: Any = None
+    model: Optional[str] = None
+    user: Optional[str] = None
+    rid: Optional[str] = None
+    truncate_prompt_tokens: Optional[int] = None
+
+
 class ScoreRequest(msgspec.Struct, kw_only=True):
     """SGLang /v1/score: probabilities of label tokens after query + item (or item + query)."""
 

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
 NOT_EMBEDDING = ("This server serves a generative model: /v1/embeddings needs an embedding "
                  "model (start the server with --is-embedding, or serve a BERT model).")  # fmt: skip
+NOT_CLASSIFIER = ("/classify needs a sequence-classification model (e.g. "
+                  "BertForSequenceClassification or LlamaForSequenceClassification).")  # fmt: skip
 
 
 class ServingPooling:
