@@ -130,8 +130,13 @@ def test_bad_input_is_400(url: str, path: str, body: dict[str, object]) -> None:
 
 
 def test_embedding_server_messages(url: str) -> None:
-    r = httpx.post(url + "/generate", json={"text": "hello"})
-    assert "embedding" in r.json()["error"]["message"]
+    for path, body in (
+        ("/generate", {"text": "hello"}),
+        ("/v1/completions", {"model": "m", "prompt": "hello"}),
+        ("/v1/chat/completions", {"model": "m", "messages": [{"role": "user", "content": "hi"}]}),
+    ):
+        message = httpx.post(url + path, json=body).json()["error"]["message"]
+        assert "serves an embedding/classification model" in message, (path, message)
     info = httpx.get(url + "/get_model_info").json()
     assert info["is_generation"] is False
 

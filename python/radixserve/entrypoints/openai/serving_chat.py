@@ -11,6 +11,7 @@ import msgspec
 from radixserve.constrained.base import constraint_key
 from radixserve.engine.io_struct import EngineError, GenerateOutput
 from radixserve.engine.offload import INLINE_CHARS, offload, text_size
+from radixserve.engine.pooling_request import EMBEDDING_SERVER
 from radixserve.entrypoints.openai.chat_output import (
     ChoiceStream,
     build_message,
@@ -87,6 +88,9 @@ class ServingChat(ServingBase):
 
     def build(self, req: ChatCompletionRequest, plan: Optional[ToolPlan] = None) -> list[Any]:
         req.refuse_unserved()
+        # Before the chat template, which an embedding model may lack (its error would mislead).
+        if not getattr(self.tm.model_config, "is_generation", True):
+            raise EngineError(EMBEDDING_SERVER, 400, "model")
         plan = plan if plan is not None else self.tool_plan(req)
         if req.top_logprobs is not None:
             if not req.logprobs:
