@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from radixserve.models.default_model import default_model_path
-from radixserve.models.tokenizer import encode_text, load_tokenizer
+from radixserve.models.tokenizer import added_bos, encode_text, load_tokenizer
 
 TEXTS = [
     "The cat sat on the mat.",
@@ -49,3 +49,19 @@ def test_tokenizer_without_a_rust_backend_uses_encode() -> None:
             return (len(text), int(add_special_tokens))
 
     assert encode_text(Plain(), "abc", add_special_tokens=False) == [3, 0]
+
+
+def test_added_bos_only_when_encoding_adds_it() -> None:
+    """A session continuation drops the BOS the tokenizer added, never a BOS id that is content:
+    the default model's BOS id is <|im_start|>, which opens every chat turn, and encoding adds
+    none."""
+    smol = load_tokenizer(default_model_path())
+    assert smol.bos_token_id is not None and added_bos(smol) is None
+
+    class Prepends:  # a Llama-style tokenizer: <s> (id 1) before every text
+        bos_token_id = 1
+
+        def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+            return ([1] if add_special_tokens else []) + [ord(c) for c in text]
+
+    assert added_bos(Prepends()) == 1

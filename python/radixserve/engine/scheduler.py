@@ -59,6 +59,7 @@ from radixserve.engine.speculative.decode import NgramSpeculator
 from radixserve.engine.step_guard import InflightStep, free_step_kv, maybe_inject_fault
 from radixserve.forward_batch import ForwardBatch, PausedForward
 from radixserve.layers.sampling_info import SampleOutput, SamplingBatchInfo
+from radixserve.models.tokenizer import added_bos
 
 if TYPE_CHECKING:  # the runner (torch, model code) is imported inside the scheduler process
     from radixserve.engine.model_runner import ModelRunner
@@ -115,7 +116,7 @@ class Scheduler:
             "num_paused_steps": 0,  # batch-only steps paused between layers for online work
         }
         self.sessions = SessionManager(  # sessions and /extend conversations
-            kv, self.context_len, getattr(self.tokenizer, "bos_token_id", None),
+            kv, self.context_len, added_bos(self.tokenizer),
             args.session_idle_timeout,
         )  # fmt: skip
         self.inflight: Optional[InflightStep] = None  # what the current step touched

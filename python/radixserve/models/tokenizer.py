@@ -32,6 +32,17 @@ def encode_text(tokenizer: Any, text: str, add_special_tokens: bool = True) -> l
     return ids
 
 
+def added_bos(tokenizer: Any) -> Optional[int]:
+    """The BOS id the tokenizer puts before every text, or None when it adds none. A
+    continuation drops that added BOS; where encoding adds none (SmolLM2: its BOS id is
+    <|im_start|>, which opens each chat turn), a leading BOS id is content and stays."""
+    bos = getattr(tokenizer, "bos_token_id", None)
+    if bos is None:
+        return None
+    ids = encode_text(tokenizer, "a")
+    return int(bos) if ids and ids[0] == bos else None
+
+
 def cache_dir() -> str:
     root = os.environ.get("RADIXSERVE_CACHE_DIR") or os.path.join(
         os.path.expanduser("~"), ".cache", "radixserve"

@@ -19,7 +19,7 @@ from radixserve.engine.session_protocol import SessionParams
 from radixserve.entrypoints.openapi import with_body
 from radixserve.entrypoints.serving_common import encode
 from radixserve.entrypoints.state import decode, get_state, json_response, unless_disconnected
-from radixserve.models.tokenizer import encode_text
+from radixserve.models.tokenizer import added_bos, encode_text
 
 
 class OpenSessionReqInput(msgspec.Struct, kw_only=True):
@@ -39,9 +39,9 @@ class ExtendReqInput(msgspec.Struct, kw_only=True):
 
 
 def new_tokens(tokenizer: Any, text: str) -> list[int]:
-    """The tokens a continuation adds: no BOS in the middle of a conversation."""
+    """The tokens a continuation adds: no added BOS in the middle of a conversation."""
     ids = encode_text(tokenizer, text)
-    bos = getattr(tokenizer, "bos_token_id", None)
+    bos = added_bos(tokenizer)
     return ids[1:] if len(ids) > 1 and bos is not None and ids[0] == bos else ids
 
 
