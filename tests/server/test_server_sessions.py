@@ -181,3 +181,32 @@ def test_batch_mixed_good_and_bad(http: httpx.Client) -> None:
     assert too_many.status_code == 413 and too_many.json()["error"]["code"] == 413
     assert http.post("/batch", json={"requests": []}).status_code == 400
     assert http.post("/batch", json={"requests": "x"}).status_code == 400
+
+
+def test_chat_continues_a_session(http: httpx.Client) -> None:
+    """Chat's session_params (SGLang's extension) appends the templated messages to the
+    session's conversation, as /generate does."""
+    sid = http.post("/open_session", json={"capacity_of_str_len": 4000}).json()
+
+    def chat(content: str, session: Optional[dict[str, Any]] = None, **extra: Any
+             ) -> httpx.Response:  # fmt: skip
+        body: dict[str, Any] = {"model": "m", "max_tokens": 5, "temperature": 0,
+                                "messages": [{"role": "user", "content": content}], **extra}  # fmt: skip
+        if session is not None:
+            body["session_params"] = session
+        return http.post("/v1/chat/completions", json=body)
+
+    first = chat("Name a colour.", {"id": sid}, rid="chat-s1")
+    assert first.status_code == 200, first.text
+    u1 = first.json()["usage"]
+    alone = chat("And another one?").json()["usage"]["prompt_tokens"]
+    second = chat("And another one?", {"id": sid, "rid": "chat-s1"}, rid="chat-s2")
+    assert second.status_code == 200, second.text
+    u2 = second.json()["usage"]
+    assert u2["prompt_tokens"] == u1["prompt_tokens"] + u1["completion_tokens"] + alone
+    assert u2["prompt_tokens_details"]["cached_tokens"] >= u1["prompt_tokens"]
+    bad = chat("hi", {"id": sid, "rid": "chat-s1"}, n=2)
+    assert bad.status_code == 400 and "n = 1" in bad.json()["error"]["message"]
+    assert chat("hi", {"rid": "chat-s1"}).status_code == 400  # no session id
+    missing = chat("hi", {"id": sid, "rid": "no-such-request"})
+    assert missing.status_code == 404, missing.text

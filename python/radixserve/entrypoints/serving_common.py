@@ -18,6 +18,7 @@ import msgspec
 
 from radixserve.engine.io_struct import EngineError, GenerateOutput, GenerateRequest
 from radixserve.engine.sampling_params import SamplingParams
+from radixserve.engine.session_protocol import SessionParams
 from radixserve.metrics import RequestTracker, ServerMetrics
 
 if TYPE_CHECKING:
@@ -56,6 +57,19 @@ class UnservedFields(msgspec.Struct, kw_only=True):
             if getattr(self, name):
                 raise EngineError(f"{name}: {feature} are not supported by this server.", 400,
                                   name)  # fmt: skip
+
+
+def checked_session(sp: Optional[SessionParams], prompts: int, n: int) -> Optional[SessionParams]:
+    """A request's session_params (/generate, chat), checked: an open session's id, one prompt,
+    one sample (a session continues one line of conversation)."""
+    if sp is None:
+        return None
+    if not sp.id:
+        raise EngineError("session_params.id must name an open session.", 400, "session_params")
+    if prompts != 1 or n != 1:
+        raise EngineError("session_params needs a single prompt and n = 1.", 400,
+                          "session_params")  # fmt: skip
+    return sp
 
 
 _SSE_DONE = b"data: [DONE]\n\n"

@@ -15,6 +15,7 @@ from radixserve.engine.session_protocol import SessionParams
 from radixserve.entrypoints.serving_common import (
     ServingEngine,
     UnservedFields,
+    checked_session,
     encode,
     error_body,
     sse,
@@ -37,15 +38,8 @@ class GenerateReqInput(UnservedFields, kw_only=True):
 
 def session_params(req: GenerateReqInput, num_prompts: int, n: int) -> Optional[SessionParams]:
     """The checked session_params of a /generate request (one prompt, an open session)."""
-    sp = req.session_params
-    if sp is None:
-        return None
-    if not sp.id:
-        raise EngineError("session_params.id must name an open session.", 400, "session_params")
-    if num_prompts != 1 or n != 1:
-        raise EngineError("session_params needs a single prompt and n = 1.", 400,
-                          "session_params")  # fmt: skip
-    if req.return_logprob and req.logprob_start_len >= 0:
+    sp = checked_session(req.session_params, num_prompts, n)
+    if sp is not None and req.return_logprob and req.logprob_start_len >= 0:
         raise EngineError("Input logprobs are not supported with session_params.", 400,
                           "logprob_start_len")  # fmt: skip
     return sp

@@ -12,6 +12,7 @@ from typing import Any, Literal, Optional, Union
 
 import msgspec
 
+from radixserve.engine.session_protocol import SessionParams
 from radixserve.entrypoints.serving_common import UnservedFields
 
 # ---------------------------------------------------------------------------------------------
@@ -108,6 +109,7 @@ class ChatCompletionRequest(SamplingFields, kw_only=True):
     continue_final_message: bool = False
     separate_reasoning: bool = True
     stream_reasoning: bool = True
+    session_params: Optional[SessionParams] = None  # continue an open session (/open_session)
 
 
 class TopLogprob(msgspec.Struct, kw_only=True):

@@ -36,6 +36,7 @@ from radixserve.entrypoints.openai.tool_support import (
     template_reads_tools,
 )
 from radixserve.entrypoints.serving_common import (
+    checked_session,
     encode,
     error_body,
     finish_reason,
@@ -127,6 +128,10 @@ class ServingChat(ServingBase):
             [(None, ids)], params, req.n, req.rid, req.stream,
             logprobs=req.logprobs, top_logprobs=req.top_logprobs or 0,
         )  # fmt: skip
+        # The templated messages are appended to the session's conversation, as on /generate.
+        session = checked_session(req.session_params, 1, req.n)
+        for r in reqs:
+            r.session_params = session
         reasoning = self._reasoning(req)
         if reasoning is not None and reasoning.force and constraint_key(params) is not None:
             for r in reqs:  # the output opens inside <think>: constrain only what follows
