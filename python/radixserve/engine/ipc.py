@@ -58,6 +58,14 @@ class UpdateWeightsReq(msgspec.Struct, tag=True):
     model_path: str
 
 
+class PauseGenerationReq(msgspec.Struct, tag=True):
+    """/pause_generation (paused true) and /continue_generation (false): while paused the
+    scheduler runs no step; requests keep their KV, and new ones wait in the queue."""
+
+    query_id: int
+    paused: bool
+
+
 class ReqUpdate(msgspec.Struct, array_like=True):
     """What one request added since its last update (token ids, logprobs) and its state."""
 
@@ -105,7 +113,8 @@ class SchedulerFailed(msgspec.Struct, tag=True):
 
 
 ToScheduler = Union[
-    TokenizedGenerateReq, AbortReq, FlushCacheReq, GetLoadReq, UpdateWeightsReq, SessionCtlReq
+    TokenizedGenerateReq, AbortReq, FlushCacheReq, GetLoadReq, UpdateWeightsReq, SessionCtlReq,
+    PauseGenerationReq,
 ]
 FromScheduler = Union[BatchOut, QueryResult, Ready, SchedulerFailed]
 

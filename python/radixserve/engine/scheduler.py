@@ -131,6 +131,9 @@ class Scheduler:
         # (None: steps run whole); at most one step is paused at a time.
         self.online_arrived: Optional[Callable[[], bool]] = None
         self.paused: Optional[PausedStep] = None
+        # /pause_generation: the event loop runs no step (a step or lookahead in flight waits
+        # where it is, with its KV) until /continue_generation.
+        self.generation_paused = False
         self.speculator = (
             NgramSpeculator(args.speculative_num_draft_tokens)
             if args.speculative_algorithm == "NGRAM"
@@ -668,7 +671,8 @@ def event_loop(sched: Scheduler, recv: zmq.Socket[Any], send: zmq.Socket[Any]) -
     while True:
         updates: list[ipc.ReqUpdate] = []
         # Block only when idle; with work, just drain what has arrived.
-        timeout = idle_trim.poll_timeout_ms(1000) if sched.is_idle() else 0
+        waits = sched.is_idle() or sched.generation_paused
+        timeout = idle_trim.poll_timeout_ms(1000) if waits else 0
         while inbox.poll(timeout):
             timeout = 0
             msg = inbox.recv()
@@ -686,11 +690,14 @@ def event_loop(sched: Scheduler, recv: zmq.Socket[Any], send: zmq.Socket[Any]) -
             elif isinstance(msg, ipc.SessionCtlReq):
                 result = sched.sessions.control(msg)
                 send.send(ipc.encode(ipc.QueryResult(msg.query_id, result)))
+            elif isinstance(msg, ipc.PauseGenerationReq):
+                sched.generation_paused = msg.paused
+                send.send(ipc.encode(ipc.QueryResult(msg.query_id, True)))
         sched.sessions.expire()
         if os.getppid() != parent:
             logger.info("parent process exited; stopping")
             return
-        stepped = not sched.is_idle()
+        stepped = not sched.is_idle() and not sched.generation_paused
         if stepped:
             try:
                 updates.extend(sched.step())

@@ -223,6 +223,10 @@ class TokenizerManager:
         if self._send is not None and self.is_alive():
             self._send.send(ipc.encode(ipc.AbortReq(rid)))
 
+    async def pause_generation(self, paused: bool) -> None:
+        """Stop (or restart) the scheduler's steps; answered once the scheduler has it."""
+        await self._query(ipc.PauseGenerationReq(0, paused))
+
     async def flush_cache(self) -> bool:
         return bool(await self._query(ipc.FlushCacheReq(0)))
 

@@ -1,9 +1,10 @@
-"""Cache and request control: /flush_cache, /abort_request, /update_weights_from_disk."""
+"""Cache and request control: /flush_cache, /abort_request, /update_weights_from_disk,
+/pause_generation, /continue_generation."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 import msgspec
 from litestar import Request, Response, post
@@ -17,6 +18,12 @@ from radixserve.entrypoints.state import decode, get_state, json_response
 class AbortReq(msgspec.Struct, kw_only=True):
     rid: str = ""
     abort_all: bool = False
+
+
+class PauseGenerationReq(msgspec.Struct, kw_only=True):
+    # SGLang's modes: abort (its default) ends every request first; in_place keeps them, with
+    # their KV, to go on after /continue_generation. retract (requeue without KV) is not served.
+    mode: Literal["abort", "in_place", "retract"] = "abort"
 
 
 class UpdateWeightsReq(msgspec.Struct, kw_only=True):
@@ -74,4 +81,34 @@ async def update_weights_from_disk(request: Request[Any, Any, Any]) -> Response[
     return json_response(encode(body), 200 if success else 400)
 
 
-HANDLERS = [flush_cache, abort_request, update_weights_from_disk]
+def _pauser(request: Request[Any, Any, Any]) -> Any:
+    tm = get_state(request).tm
+    if not hasattr(tm, "pause_generation"):
+        raise EngineError("Pausing generation is not supported by this engine.", 400)
+    return tm
+
+
+@post("/pause_generation", status_code=200, operation_class=with_body(PauseGenerationReq))
+async def pause_generation(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """No scheduler step runs until /continue_generation (e.g. around a weight update); new
+    requests are accepted and wait."""
+    body = await request.body()
+    req = decode(body, PauseGenerationReq) if body.strip() else PauseGenerationReq()
+    if req.mode == "retract":
+        raise EngineError("mode 'retract' is not supported: use 'in_place' (requests keep their "
+                          "KV) or 'abort'.", 400, "mode")  # fmt: skip
+    tm = _pauser(request)
+    if req.mode == "abort":
+        tm.abort_all()  # sent before the pause: the scheduler ends them first
+    await tm.pause_generation(True)
+    return json_response(encode({"success": True, "message": f"Generation paused ({req.mode})."}))
+
+
+@post("/continue_generation", status_code=200)
+async def continue_generation(request: Request[Any, Any, Any]) -> Response[bytes]:
+    await _pauser(request).pause_generation(False)
+    return json_response(encode({"success": True, "message": "Generation continued."}))
+
+
+HANDLERS = [flush_cache, abort_request, update_weights_from_disk, pause_generation,
+            continue_generation]  # fmt: skip
