@@ -34,19 +34,23 @@ def parse_args(argv: Optional[list[str]] = None) -> ServerArgs:
 def uvicorn_config(app: Any, server_args: ServerArgs) -> Any:
     import uvicorn
 
-    return uvicorn.Config(
+    from radixserve.entrypoints.native.control import set_request_logging
+
+    config = uvicorn.Config(
         app,
         host=server_args.host,
         port=server_args.port,
         loop="uvloop",
         http="httptools",
         log_level=server_args.log_level,
-        access_log=server_args.log_requests,
+        access_log=True,  # always: /configure_logging switches the access logger itself
         timeout_graceful_shutdown=5,
         timeout_keep_alive=30,
         # Requests are tiny next to generation time; keep the default backlog generous.
         backlog=2048,
     )
+    set_request_logging(server_args.log_requests)  # after Config, which sets up uvicorn's loggers
+    return config
 
 
 def main(argv: Optional[list[str]] = None) -> None:

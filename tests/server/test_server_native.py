@@ -188,3 +188,25 @@ def test_metrics(http: httpx.Client) -> None:
     assert gen >= 2
     routes = {s.labels["route"] for s in fams["radixserve:num_http_requests"].samples}
     assert "/generate" in routes and "/v1/chat/completions" in routes
+
+
+def test_configure_logging_switches_request_logging(server: Server) -> None:
+    """/configure_logging's log_requests turns uvicorn's access log on and off while serving
+    (this server started without --log-requests, at --log-level warning)."""
+    import uuid
+
+    on, off = f"/health?probe={uuid.uuid4().hex}", f"/health?probe={uuid.uuid4().hex}"
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        try:
+            r = http.post("/configure_logging", json={"log_requests": True})
+            assert r.status_code == 200 and r.json()["log_requests"] is True
+            assert http.get(on).status_code == 200
+            assert http.get("/get_server_info").json()["log_requests"] is True
+        finally:
+            assert http.post("/configure_logging", json={"log_requests": False}).status_code == 200
+        assert http.get(off).status_code == 200
+        bad = http.post("/configure_logging", json={"dump_requests_folder": "/tmp/x"})
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "dump_requests_folder"
+    time.sleep(0.2)  # the log file is written by the server process
+    log = server.log.read_text(errors="replace")
+    assert on.split("?")[1] in log and off.split("?")[1] not in log

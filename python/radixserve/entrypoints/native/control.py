@@ -1,9 +1,10 @@
 """Cache and request control: /flush_cache, /abort_request, /update_weights_from_disk,
-/pause_generation, /continue_generation."""
+/pause_generation, /continue_generation, /configure_logging."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any, Literal, Optional
 
 import msgspec
@@ -24,6 +25,27 @@ class PauseGenerationReq(msgspec.Struct, kw_only=True):
     # SGLang's modes: abort (its default) ends every request first; in_place keeps them, with
     # their KV, to go on after /continue_generation. retract (requeue without KV) is not served.
     mode: Literal["abort", "in_place", "retract"] = "abort"
+
+
+class ConfigureLoggingReq(msgspec.Struct, kw_only=True):
+    log_requests: Optional[bool] = None
+    # SGLang's other fields, for features this server does not have: refused when given.
+    log_requests_level: Optional[int] = None
+    dump_requests_folder: Optional[str] = None
+    dump_requests_threshold: Optional[int] = None
+    crash_dump_folder: Optional[str] = None
+
+
+ACCESS_LOGGER = "uvicorn.access"
+
+
+def set_request_logging(on: bool) -> None:
+    """--log-requests, switchable while serving: uvicorn always has its access log on
+    (serve.uvicorn_config) and this logger decides; at INFO, whatever --log-level says."""
+    access = logging.getLogger(ACCESS_LOGGER)
+    access.disabled = not on
+    if on:
+        access.setLevel(logging.INFO)
 
 
 class UpdateWeightsReq(msgspec.Struct, kw_only=True):
@@ -110,5 +132,20 @@ async def continue_generation(request: Request[Any, Any, Any]) -> Response[bytes
     return json_response(encode({"success": True, "message": "Generation continued."}))
 
 
+@post("/configure_logging", status_code=200, operation_class=with_body(ConfigureLoggingReq))
+async def configure_logging(request: Request[Any, Any, Any]) -> Response[bytes]:
+    req = decode(await request.body(), ConfigureLoggingReq)
+    for name in ("log_requests_level", "dump_requests_folder", "dump_requests_threshold",
+                 "crash_dump_folder"):  # fmt: skip
+        if getattr(req, name) is not None:
+            raise EngineError(f"{name} is not supported by this server (log_requests is).", 400,
+                              name)  # fmt: skip
+    args = get_state(request).server_args
+    if req.log_requests is not None:
+        set_request_logging(req.log_requests)
+        args.log_requests = req.log_requests
+    return json_response(encode({"success": True, "log_requests": args.log_requests}))
+
+
 HANDLERS = [flush_cache, abort_request, update_weights_from_disk, pause_generation,
-            continue_generation]  # fmt: skip
+            continue_generation, configure_logging]  # fmt: skip
