@@ -210,3 +210,40 @@ def test_configure_logging_switches_request_logging(server: Server) -> None:
     time.sleep(0.2)  # the log file is written by the server process
     log = server.log.read_text(errors="replace")
     assert on.split("?")[1] in log and off.split("?")[1] not in log
+
+
+def test_profile_writes_a_chrome_trace(server: Server, tmp_path: Any) -> None:
+    """/start_profile .. /stop_profile, and num_steps ending a profile by itself: each writes a
+    Chrome trace of the scheduler's steps to output_dir."""
+    gen = {"text": "Hello", "sampling_params": {"max_new_tokens": 4, "temperature": 0}}
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        manual = tmp_path / "manual"
+        r = http.post("/start_profile", json={"output_dir": str(manual)})
+        assert r.status_code == 200, r.text
+        again = http.post("/start_profile", json={"output_dir": str(manual)})
+        assert again.status_code == 400 and "already running" in again.json()["error"]["message"]
+        assert http.post("/generate", json=gen).status_code == 200
+        stop = http.post("/stop_profile")
+        assert stop.status_code == 200, stop.text
+        (trace,) = manual.glob("*.trace.json")
+        assert trace.name in stop.json()["message"]
+        events = json.loads(trace.read_text())["traceEvents"]
+        assert any("linear" in str(e.get("name", "")).lower() or "aten::" in str(e.get("name", ""))
+                   for e in events)  # fmt: skip
+        assert http.post("/stop_profile").status_code == 400  # none running
+
+        by_steps = tmp_path / "steps"
+        r = http.post("/start_profile", json={"output_dir": str(by_steps), "num_steps": 2})
+        assert r.status_code == 200, r.text
+        assert http.post("/generate", json=gen).status_code == 200  # > 2 steps
+        deadline = time.monotonic() + 30
+        while not list(by_steps.glob("*.trace.json")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(list(by_steps.glob("*.trace.json"))) == 1
+        assert http.post("/stop_profile").status_code == 400  # it ended by itself
+
+        for body in ({"activities": ["TPU"]}, {"activities": ["GPU"]}, {"num_steps": 0},
+                     {"output_dir": "/proc/radixserve-no"}):  # fmt: skip
+            bad = http.post("/start_profile", json=body)
+            assert bad.status_code == 400, (body, bad.text)
+        assert http.post("/stop_profile").status_code == 400  # no bad start left one running

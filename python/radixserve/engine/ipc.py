@@ -66,6 +66,18 @@ class PauseGenerationReq(msgspec.Struct, tag=True):
     paused: bool
 
 
+class ProfileReq(msgspec.Struct, tag=True, kw_only=True):
+    """/start_profile (start true) and /stop_profile (engine/profiler.py)."""
+
+    query_id: int
+    start: bool
+    output_dir: str = ""
+    num_steps: Optional[int] = None
+    activities: Optional[list[str]] = None  # CPU, GPU; None: CPU, and GPU when CUDA is there
+    with_stack: bool = False
+    record_shapes: bool = False
+
+
 class ReqUpdate(msgspec.Struct, array_like=True):
     """What one request added since its last update (token ids, logprobs) and its state."""
 
@@ -114,7 +126,7 @@ class SchedulerFailed(msgspec.Struct, tag=True):
 
 ToScheduler = Union[
     TokenizedGenerateReq, AbortReq, FlushCacheReq, GetLoadReq, UpdateWeightsReq, SessionCtlReq,
-    PauseGenerationReq,
+    PauseGenerationReq, ProfileReq,
 ]
 FromScheduler = Union[BatchOut, QueryResult, Ready, SchedulerFailed]
 

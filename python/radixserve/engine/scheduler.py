@@ -38,6 +38,7 @@ from radixserve.engine.pooling_step import (
     keep_whole_prompts,
     token_types,
 )
+from radixserve.engine.profiler import StepProfiler
 from radixserve.engine.request import Req
 from radixserve.engine.schedule_batch import build_forward_batch, build_sampling_info
 from radixserve.engine.schedule_policy import (
@@ -668,6 +669,7 @@ def event_loop(sched: Scheduler, recv: zmq.Socket[Any], send: zmq.Socket[Any]) -
     inbox = Inbox(recv)
     sched.online_arrived = inbox.online_arrived
     idle_trim = IdleTrim(IDLE_TRIM_DELAY_S)
+    profiler = StepProfiler()
     while True:
         updates: list[ipc.ReqUpdate] = []
         # Block only when idle; with work, just drain what has arrived.
@@ -690,6 +692,8 @@ def event_loop(sched: Scheduler, recv: zmq.Socket[Any], send: zmq.Socket[Any]) -
             elif isinstance(msg, ipc.SessionCtlReq):
                 result = sched.sessions.control(msg)
                 send.send(ipc.encode(ipc.QueryResult(msg.query_id, result)))
+            elif isinstance(msg, ipc.ProfileReq):
+                send.send(ipc.encode(ipc.QueryResult(msg.query_id, profiler.control(msg))))
             elif isinstance(msg, ipc.PauseGenerationReq):
                 sched.generation_paused = msg.paused
                 send.send(ipc.encode(ipc.QueryResult(msg.query_id, True)))
@@ -704,6 +708,7 @@ def event_loop(sched: Scheduler, recv: zmq.Socket[Any], send: zmq.Socket[Any]) -
             except Exception as e:  # noqa: BLE001 - one bad batch must not end the engine
                 logger.exception("a scheduler step failed; failing its requests")
                 updates.extend(sched.fail_step(e))
+            profiler.after_step()
         if updates:
             send.send(ipc.encode(ipc.BatchOut(updates)))
         if stepped:  # the work done leaves its freed temporaries; RSS drops after a delay

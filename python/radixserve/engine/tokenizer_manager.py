@@ -227,6 +227,11 @@ class TokenizerManager:
         """Stop (or restart) the scheduler's steps; answered once the scheduler has it."""
         await self._query(ipc.PauseGenerationReq(0, paused))
 
+    async def profile(self, req: ipc.ProfileReq) -> tuple[bool, str]:
+        """Start or stop the scheduler's profiler: (ok, message)."""
+        ok, message = await self._query(req)
+        return bool(ok), str(message)
+
     async def flush_cache(self) -> bool:
         return bool(await self._query(ipc.FlushCacheReq(0)))
 

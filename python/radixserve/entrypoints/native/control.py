@@ -1,15 +1,17 @@
 """Cache and request control: /flush_cache, /abort_request, /update_weights_from_disk,
-/pause_generation, /continue_generation, /configure_logging."""
+/pause_generation, /continue_generation, /configure_logging, /start_profile, /stop_profile."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Any, Literal, Optional
 
 import msgspec
 from litestar import Request, Response, post
 
+from radixserve.engine import ipc
 from radixserve.engine.io_struct import EngineError
 from radixserve.entrypoints.openapi import with_body
 from radixserve.entrypoints.serving_common import encode
@@ -46,6 +48,14 @@ def set_request_logging(on: bool) -> None:
     access.disabled = not on
     if on:
         access.setLevel(logging.INFO)
+
+
+class StartProfileReq(msgspec.Struct, kw_only=True):
+    output_dir: Optional[str] = None  # default: $SGLANG_TORCH_PROFILER_DIR, else /tmp
+    num_steps: Optional[int] = None  # stop by itself after this many scheduler steps
+    activities: Optional[list[str]] = None  # CPU, GPU; default: CPU (+ GPU on a CUDA server)
+    with_stack: Optional[bool] = None
+    record_shapes: Optional[bool] = None
 
 
 class UpdateWeightsReq(msgspec.Struct, kw_only=True):
@@ -147,5 +157,35 @@ async def configure_logging(request: Request[Any, Any, Any]) -> Response[bytes]:
     return json_response(encode({"success": True, "log_requests": args.log_requests}))
 
 
+async def _profile(request: Request[Any, Any, Any], req: ipc.ProfileReq) -> Response[bytes]:
+    tm = get_state(request).tm
+    if not hasattr(tm, "profile"):
+        raise EngineError("Profiling is not supported by this engine.", 400)
+    ok, message = await tm.profile(req)
+    if not ok:
+        raise EngineError(message, 400)
+    return json_response(encode({"success": True, "message": message}))
+
+
+@post("/start_profile", status_code=200, operation_class=with_body(StartProfileReq))
+async def start_profile(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """A torch profiler over the scheduler's steps until /stop_profile or num_steps."""
+    body = await request.body()
+    req = decode(body, StartProfileReq) if body.strip() else StartProfileReq()
+    return await _profile(request, ipc.ProfileReq(
+        query_id=0, start=True,
+        output_dir=req.output_dir or os.environ.get("SGLANG_TORCH_PROFILER_DIR", "/tmp"),
+        num_steps=req.num_steps,
+        activities=req.activities,
+        with_stack=bool(req.with_stack), record_shapes=bool(req.record_shapes),
+    ))  # fmt: skip
+
+
+@post("/stop_profile", status_code=200)
+async def stop_profile(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Ends the profile and writes its Chrome trace (the message names the file)."""
+    return await _profile(request, ipc.ProfileReq(query_id=0, start=False))
+
+
 HANDLERS = [flush_cache, abort_request, update_weights_from_disk, pause_generation,
-            continue_generation, configure_logging]  # fmt: skip
+            continue_generation, configure_logging, start_profile, stop_profile]  # fmt: skip
