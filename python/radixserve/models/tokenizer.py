@@ -6,6 +6,7 @@ $RADIXSERVE_CACHE_DIR (default ~/.cache/radixserve) keyed by the file's path, si
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -32,6 +33,7 @@ def encode_text(tokenizer: Any, text: str, add_special_tokens: bool = True) -> l
     return ids
 
 
+@functools.lru_cache(maxsize=8)  # per tokenizer: /extend asks on every request
 def added_bos(tokenizer: Any) -> Optional[int]:
     """The BOS id the tokenizer puts before every text, or None when it adds none. A
     continuation drops that added BOS; where encoding adds none (SmolLM2: its BOS id is

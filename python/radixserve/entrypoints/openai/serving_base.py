@@ -120,11 +120,7 @@ class ServingBase(ServingEngine):
         running usage (SGLang's behaviour); None leaves the chunk's usage null."""
         if req.stream_options is None or not req.stream_options.continuous_usage_stats:
             return None
-        return UsageInfo(
-            prompt_tokens=out.prompt_tokens, completion_tokens=out.completion_tokens,
-            total_tokens=out.prompt_tokens + out.completion_tokens,
-            prompt_tokens_details=PromptTokensDetails(cached_tokens=out.cached_tokens),
-        )  # fmt: skip
+        return ServingBase.usage([out], 1)
 
     def token_text(self, lp: TokenLogprob) -> str:
         if lp.text is not None:
